@@ -1,0 +1,164 @@
+package env
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+)
+
+// Net is how a node listens and dials. Real mode uses the net package
+// (RealNet); the simulator uses SimNet. Addresses are "host:port".
+type Net interface {
+	Listen(network, address string) (net.Listener, error)
+	ListenPacket(network, address string) (net.PacketConn, error)
+	DialContext(ctx context.Context, network, address string) (net.Conn, error)
+}
+
+// Member is one node of the array as membership sees it.
+type Member struct {
+	// Name is unique in the cluster and stable across restarts.
+	Name string
+	// Addr is the member's IP address (the gossip address's host), used by
+	// DNS answers for the node.
+	Addr net.IP
+	// Tags carry the node's advertised endpoints and roles: see the Tag*
+	// constants.
+	Tags map[string]string
+	// Status is the member's liveness.
+	Status Status
+}
+
+// Tag keys carried by every member.
+const (
+	TagPeer  = "peer"  // node-to-node API address, host:port
+	TagSMTP  = "smtp"  // SMTP listener address
+	TagPOP3  = "pop3"  // POP3 listener address
+	TagIMAP  = "imap"  // IMAP listener address
+	TagDNS   = "dns"   // DNS listener address
+	TagRoles = "roles" // comma separated: smtp,pop3,imap,store,dns
+)
+
+// Status is a member's liveness as membership last judged it.
+type Status int
+
+const (
+	StatusAlive  Status = iota
+	StatusLeft          // left gracefully
+	StatusFailed        // declared dead by failure detection
+)
+
+func (s Status) String() string {
+	switch s {
+	case StatusAlive:
+		return "alive"
+	case StatusLeft:
+		return "left"
+	case StatusFailed:
+		return "failed"
+	}
+	return "unknown"
+}
+
+// EventKind says what changed about a member.
+type EventKind int
+
+const (
+	EventJoin EventKind = iota
+	EventLeave
+	EventFail
+	EventUpdate // tags changed
+)
+
+func (k EventKind) String() string {
+	return [...]string{"join", "leave", "fail", "update"}[k]
+}
+
+// Event is one membership change.
+type Event struct {
+	Kind   EventKind
+	Member Member
+}
+
+// Membership is the node's view of the array. Implementations: member.Serf
+// (real), member.Static (one node, tests), and the simulator's model.
+//
+// Members and Local are safe for concurrent use. Events delivers every change
+// after Subscribe in order; a subscriber that does not keep up loses nothing
+// but may see events late (the channel is buffered by the implementation).
+type Membership interface {
+	// Local is this node.
+	Local() Member
+	// Members returns every known member, alive or not, sorted by Name.
+	Members() []Member
+	// Subscribe returns a channel of membership events and a function that
+	// ends the subscription and closes the channel.
+	Subscribe() (<-chan Event, func())
+	// SetTags replaces this node's advertised tags.
+	SetTags(tags map[string]string) error
+	// Leave announces a graceful departure; Close stops all activity.
+	Leave() error
+	Close() error
+}
+
+// FaultHook lets the simulator and the chaos suites inject faults at named
+// points of node code. Fault returns a non-nil error when the named point
+// should fail. A nil FaultHook injects nothing.
+type FaultHook interface {
+	Fault(point string) error
+}
+
+// Env is everything a node may touch outside its own memory.
+type Env struct {
+	Net        Net
+	Rand       *Rand
+	Membership Membership
+	DataDir    string
+	Log        *slog.Logger
+	Fault      FaultHook
+}
+
+// Inject asks the fault hook about point; nil hook means no fault.
+func (e *Env) Inject(point string) error {
+	if e == nil || e.Fault == nil {
+		return nil
+	}
+	return e.Fault.Fault(point)
+}
+
+// Rand is a random stream safe for concurrent use. The simulator seeds one
+// per node so a run is a function of its seed; real mode seeds from the OS.
+// It embeds *rand.Rand, whose methods only draw from the locked source.
+type Rand struct {
+	*rand.Rand
+}
+
+// NewRand returns a stream seeded with seed.
+func NewRand(seed uint64) *Rand {
+	src := &lockedSource{src: rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)}
+	return &Rand{Rand: rand.New(src)}
+}
+
+type lockedSource struct {
+	mu  sync.Mutex
+	src *rand.PCG
+}
+
+func (s *lockedSource) Uint64() uint64 {
+	s.mu.Lock()
+	v := s.src.Uint64()
+	s.mu.Unlock()
+	return v
+}
+
+// Jitter returns d plus up to frac of d at random. Timers of different
+// nodes that would coincide to the nanosecond race in the simulator; jitter
+// drawn from the node's stream keeps them apart and deterministic.
+func (r *Rand) Jitter(d time.Duration, frac float64) time.Duration {
+	if d <= 0 || frac <= 0 {
+		return d
+	}
+	return d + time.Duration(r.Float64()*frac*float64(d))
+}

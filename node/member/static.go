@@ -1,0 +1,143 @@
+package member
+
+import (
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+
+	"mailarray/node/env"
+)
+
+// Static is a membership whose members change only when told to (Set,
+// SetStatus). A lone node uses it with itself as the only member; tests use
+// it to drive membership changes by hand.
+type Static struct {
+	mu      sync.Mutex
+	local   string
+	members map[string]env.Member
+	subs    map[int]chan env.Event
+	nextSub int
+	closed  bool
+}
+
+var _ env.Membership = (*Static)(nil)
+
+// subscriberBuffer bounds each subscriber's queue; a subscriber that falls
+// further behind than this blocks the sender (membership changes are rare).
+const subscriberBuffer = 256
+
+// NewStatic returns a membership holding only local.
+func NewStatic(local env.Member) *Static {
+	local.Status = env.StatusAlive
+	local.Tags = maps.Clone(local.Tags)
+	return &Static{local: local.Name, members: map[string]env.Member{local.Name: local}, subs: map[int]chan env.Event{}}
+}
+
+func (s *Static) Local() env.Member {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return cloneMember(s.members[s.local])
+}
+
+func (s *Static) Members() []env.Member {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]env.Member, 0, len(s.members))
+	for _, m := range s.members {
+		out = append(out, cloneMember(m))
+	}
+	slices.SortFunc(out, func(a, b env.Member) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+func (s *Static) Subscribe() (<-chan env.Event, func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := make(chan env.Event, subscriberBuffer)
+	id := s.nextSub
+	s.nextSub++
+	s.subs[id] = ch
+	var once sync.Once
+	return ch, func() {
+		once.Do(func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if c, ok := s.subs[id]; ok {
+				delete(s.subs, id)
+				close(c)
+			}
+		})
+	}
+}
+
+func (s *Static) SetTags(tags map[string]string) error {
+	s.mu.Lock()
+	m := s.members[s.local]
+	m.Tags = maps.Clone(tags)
+	s.members[s.local] = m
+	s.mu.Unlock()
+	s.emit(env.Event{Kind: env.EventUpdate, Member: cloneMember(m)})
+	return nil
+}
+
+// Set adds or replaces a member and emits join (new or revived) or update.
+func (s *Static) Set(m env.Member) {
+	s.mu.Lock()
+	old, had := s.members[m.Name]
+	m = cloneMember(m)
+	s.members[m.Name] = m
+	s.mu.Unlock()
+	kind := env.EventUpdate
+	switch {
+	case m.Status == env.StatusFailed:
+		kind = env.EventFail
+	case m.Status == env.StatusLeft:
+		kind = env.EventLeave
+	case !had || old.Status != env.StatusAlive:
+		kind = env.EventJoin
+	}
+	s.emit(env.Event{Kind: kind, Member: cloneMember(m)})
+}
+
+// SetStatus changes a known member's status and emits the matching event.
+func (s *Static) SetStatus(name string, st env.Status) {
+	s.mu.Lock()
+	m, ok := s.members[name]
+	s.mu.Unlock()
+	if !ok {
+		return
+	}
+	m.Status = st
+	s.Set(m)
+}
+
+func (s *Static) Leave() error { return nil }
+
+func (s *Static) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	for id, c := range s.subs {
+		delete(s.subs, id)
+		close(c)
+	}
+	return nil
+}
+
+func (s *Static) emit(ev env.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.subs {
+		c <- ev
+	}
+}
+
+func cloneMember(m env.Member) env.Member {
+	m.Tags = maps.Clone(m.Tags)
+	m.Addr = slices.Clone(m.Addr)
+	return m
+}
