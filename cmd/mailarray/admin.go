@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/term"
+
+	"mailarray/node"
+	"mailarray/node/directory"
+)
+
+// user hash [PASSWORD]: without an argument the password is read from the
+// terminal without echo, or from the first line of standard input.
+func user(args []string) error {
+	if len(args) == 0 || args[0] != "hash" {
+		return errors.New("usage: mailarray user hash [PASSWORD]")
+	}
+	fs := flag.NewFlagSet("user hash", flag.ContinueOnError)
+	cost := fs.Int("cost", 10, "bcrypt cost")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	var pw string
+	switch {
+	case fs.NArg() > 0:
+		pw = fs.Arg(0)
+	case term.IsTerminal(int(os.Stdin.Fd())):
+		fmt.Fprint(os.Stderr, "password: ")
+		b, err := term.ReadPassword(int(os.Stdin.Fd()))
+		fmt.Fprintln(os.Stderr)
+		if err != nil {
+			return err
+		}
+		pw = string(b)
+	default:
+		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		pw = strings.TrimRight(line, "\r\n")
+	}
+	if pw == "" {
+		return errors.New("user hash: empty password")
+	}
+	h, err := directory.HashPassword(pw, *cost)
+	if err != nil {
+		return err
+	}
+	fmt.Println(h)
+	return nil
+}
+
+// fetchStatus gets a node's status from its --http or --peer address.
+func fetchStatus(ctx context.Context, addr, key string) (node.Status, error) {
+	var st node.Status
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/status", nil)
+	if err != nil {
+		return st, err
+	}
+	if key != "" {
+		req.Header.Set("X-Mailarray-Key", key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return st, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+func status(args []string) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	addr := fs.String("addr", "127.0.0.1:8080", "a node's --http (or --peer) address")
+	key := fs.String("peer-key", "", "peer key, when asking a --peer address")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := fetchStatus(ctx, *addr, *key)
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	printStatus(os.Stdout, st)
+	return nil
+}
+
+func printStatus(w io.Writer, st node.Status) {
+	fmt.Fprintf(w, "node %s  roles %s  R=%d W=%d  catalog %s\n\n", st.Node, strings.Join(st.Roles, ","), st.Replicas, st.WriteQuorum, st.CatalogDigest)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEMBER\tSTATUS\tADDR\tROLES\tPEER\tMIRRORS")
+	for _, m := range st.Members {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Status, m.Addr, m.Roles, m.Peer, strings.Join(st.MirrorPairs[m.Name], ","))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nmirroring table version %016x, ring %s\n", st.Mirror.Version, strings.Join(st.Mirror.Ring, " -> "))
+	states := make([]string, 0, len(st.Entries))
+	for s, c := range st.Entries {
+		states = append(states, fmt.Sprintf("%s %d", s, c))
+	}
+	sort.Strings(states)
+	fmt.Fprintf(w, "catalog entries: %s\n", strings.Join(states, ", "))
+	fmt.Fprintf(w, "copies held: %d (%d bytes)\n", st.Copies, st.CopyBytes)
+	fmt.Fprintf(w, "under-replicated messages: %d\n", st.UnderReplicated)
+	fmt.Fprintf(w, "rebuild: %d copies rebuilt (%d bytes), %d moved by rebalance\n", st.Rebuild.RebuiltCopies, st.Rebuild.RebuiltBytes, st.Rebuild.MovedCopies)
+	fmt.Fprintf(w, "anti-entropy: %d rounds, %d entries repaired; pushes dropped %d\n", st.Rebuild.AntiEntropyRounds, st.Rebuild.AntiEntropyFixed, st.Rebuild.PushDropped)
+	fmt.Fprintf(w, "load: %d SMTP sessions, %d accepted\n", st.Load.SMTPSessions, st.Load.AcceptedTotal)
+}
+
+// rebalance asks every live node (through one node's peer API) to move
+// copies to their balanced placement.
+func rebalance(args []string) error {
+	fs := flag.NewFlagSet("rebalance", flag.ContinueOnError)
+	addr := fs.String("addr", "127.0.0.1:8080", "a node's --http address (its status lists the members' peer addresses)")
+	key := fs.String("peer-key", "", "peer key of the array")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := fetchStatus(ctx, *addr, *key)
+	if err != nil {
+		return fmt.Errorf("rebalance: %w", err)
+	}
+	var errs []error
+	for _, m := range st.Members {
+		if m.Status != "alive" || m.Peer == "" {
+			continue
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+m.Peer+"/v1/rebalance", nil)
+		if *key != "" {
+			req.Header.Set("X-Mailarray-Key", *key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", m.Name, err))
+			continue
+		}
+		resp.Body.Close()
+		fmt.Printf("%s: rebalance %s\n", m.Name, resp.Status)
+	}
+	return errors.Join(errs...)
+}

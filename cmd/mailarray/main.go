@@ -1,0 +1,57 @@
+// Command mailarray runs and operates mailarray nodes.
+//
+//	mailarray serve [flags]        run a node
+//	mailarray user hash [PASSWORD] print a {BCRYPT} hash for a users file
+//	mailarray status [--json]      show the array as a node sees it
+//	mailarray rebalance            move a share of copies to new nodes
+//	mailarray version
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+var version = "dev"
+
+func usage() {
+	fmt.Fprint(os.Stderr, `usage: mailarray <command> [flags]
+
+commands:
+  serve        run a node (mailarray serve -h for its flags)
+  user hash    print a {BCRYPT} password hash for the users file
+  status       show members, mirroring table, replication and rebuild progress
+  rebalance    ask every node to move copies to their balanced placement
+  version      print the version
+`)
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+		os.Exit(2)
+	}
+	var err error
+	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
+	case "serve":
+		err = serve(args)
+	case "user":
+		err = user(args)
+	case "status":
+		err = status(args)
+	case "rebalance":
+		err = rebalance(args)
+	case "version":
+		fmt.Println("mailarray", version)
+	case "-h", "--help", "help":
+		usage()
+	default:
+		fmt.Fprintf(os.Stderr, "mailarray: unknown command %q\n", cmd)
+		usage()
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mailarray:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,239 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"go.yaml.in/yaml/v3"
+
+	"mailarray/node"
+	"mailarray/node/env"
+	"mailarray/node/member"
+)
+
+// listFlag is a repeatable string flag (--domain a --domain b, or a,b).
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+// loadConfig reads --config (YAML, keys as the flags) and then applies
+// the flags that were set, which win.
+func loadConfig(args []string, stderr io.Writer) (node.Config, *slog.Logger, error) {
+	cfg := node.DefaultConfig()
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", "", "YAML config file; flags given on the command line override its keys")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	var c node.Config // flag targets; merged below
+	var domains, join, roles listFlag
+	fs.StringVar(&c.Name, "name", "", "node name, unique in the array (a DNS label)")
+	fs.StringVar(&c.DataDir, "data", cfg.DataDir, "data directory (holds node.db)")
+	fs.Var(&domains, "domain", "hosted mail domain (repeatable)")
+	fs.StringVar(&c.UsersFile, "users", "", "mailbox directory file: address:{SCHEME}password[:options] per line")
+	fs.StringVar(&c.SMTPAddr, "smtp", cfg.SMTPAddr, "SMTP listen address (empty disables)")
+	fs.StringVar(&c.POP3Addr, "pop3", cfg.POP3Addr, "POP3 listen address (empty disables)")
+	fs.StringVar(&c.POP3SAddr, "pop3s", "", "POP3 over implicit TLS listen address (needs --tls-cert)")
+	fs.StringVar(&c.DNSAddr, "dns", cfg.DNSAddr, "DNS listen address, UDP and TCP (empty disables)")
+	fs.StringVar(&c.PeerAddr, "peer", "", "node-to-node API listen address")
+	fs.StringVar(&c.HTTPAddr, "http", cfg.HTTPAddr, "HTTP listen address: health, status (empty disables)")
+	fs.StringVar(&c.GossipAddr, "gossip", "", "serf gossip address (empty: a lone node)")
+	fs.Var(&join, "join", "gossip address of a running member to join (repeatable)")
+	fs.StringVar(&c.Advertise, "advertise", "", "IP address DNS answers give for this node")
+	fs.Var(&roles, "roles", "roles: smtp,pop3,dns,store (default: by listeners, plus store)")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for STARTTLS/STLS/POP3S (reloaded on change)")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key for --tls-cert")
+	fs.IntVar(&c.Replicas, "replicas", cfg.Replicas, "copies of each message (R)")
+	fs.IntVar(&c.WriteQuorum, "write-quorum", cfg.WriteQuorum, "copies durable before 250 (W)")
+	fs.StringVar(&c.PeerKey, "peer-key", "", "shared key required on the peer API")
+	fs.StringVar(&c.GossipKey, "gossip-key", "", "base64 gossip encryption key (16, 24 or 32 bytes)")
+	fs.StringVar(&c.GossipProfile, "gossip-profile", "lan", "failure detection profile: lan or local")
+	fs.Int64Var(&c.MaxMessageBytes, "max-message-bytes", cfg.MaxMessageBytes, "largest message accepted")
+	fs.IntVar(&c.MaxRecipients, "max-recipients", cfg.MaxRecipients, "recipients per SMTP transaction")
+	fs.DurationVar(&c.DNSTTL, "dns-ttl", cfg.DNSTTL, "TTL of DNS answers")
+	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "how long SIGTERM waits for transactions in flight")
+	if err := fs.Parse(args); err != nil {
+		return cfg, nil, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, nil, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	if *configFile != "" {
+		b, err := os.ReadFile(*configFile)
+		if err != nil {
+			return cfg, nil, fmt.Errorf("config: %w", err)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+			return cfg, nil, fmt.Errorf("config %s: %w", *configFile, err)
+		}
+	}
+	c.Domains, c.Join, c.Roles = domains, join, roles
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	apply := func(name string, fn func()) {
+		if set[name] || *configFile == "" {
+			fn()
+		}
+	}
+	apply("name", func() { cfg.Name = c.Name })
+	apply("data", func() { cfg.DataDir = c.DataDir })
+	apply("domain", func() { cfg.Domains = c.Domains })
+	apply("users", func() { cfg.UsersFile = c.UsersFile })
+	apply("smtp", func() { cfg.SMTPAddr = c.SMTPAddr })
+	apply("pop3", func() { cfg.POP3Addr = c.POP3Addr })
+	apply("pop3s", func() { cfg.POP3SAddr = c.POP3SAddr })
+	apply("dns", func() { cfg.DNSAddr = c.DNSAddr })
+	apply("peer", func() { cfg.PeerAddr = c.PeerAddr })
+	apply("http", func() { cfg.HTTPAddr = c.HTTPAddr })
+	apply("gossip", func() { cfg.GossipAddr = c.GossipAddr })
+	apply("join", func() { cfg.Join = c.Join })
+	apply("advertise", func() { cfg.Advertise = c.Advertise })
+	apply("roles", func() { cfg.Roles = c.Roles })
+	apply("tls-cert", func() { cfg.TLSCert = c.TLSCert })
+	apply("tls-key", func() { cfg.TLSKey = c.TLSKey })
+	apply("replicas", func() { cfg.Replicas = c.Replicas })
+	apply("write-quorum", func() { cfg.WriteQuorum = c.WriteQuorum })
+	apply("peer-key", func() { cfg.PeerKey = c.PeerKey })
+	apply("gossip-key", func() { cfg.GossipKey = c.GossipKey })
+	apply("gossip-profile", func() { cfg.GossipProfile = c.GossipProfile })
+	apply("max-message-bytes", func() { cfg.MaxMessageBytes = c.MaxMessageBytes })
+	apply("max-recipients", func() { cfg.MaxRecipients = c.MaxRecipients })
+	apply("dns-ttl", func() { cfg.DNSTTL = c.DNSTTL })
+	apply("shutdown-grace", func() { cfg.ShutdownGrace = c.ShutdownGrace })
+	if cfg.Name == "" {
+		if h, err := os.Hostname(); err == nil {
+			cfg.Name = strings.ToLower(strings.Split(h, ".")[0])
+		}
+	}
+	log, err := newLogger(*logLevel, *logFormat, stderr)
+	if err != nil {
+		return cfg, nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, nil, err
+	}
+	return cfg, log, nil
+}
+
+func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log-format: %q is not text or json", format)
+}
+
+// advertiseIP picks the IP DNS answers give for the node.
+func advertiseIP(cfg node.Config) net.IP {
+	if cfg.Advertise != "" {
+		return net.ParseIP(cfg.Advertise)
+	}
+	for _, a := range []string{cfg.GossipAddr, cfg.SMTPAddr, cfg.PeerAddr, cfg.POP3Addr, cfg.DNSAddr} {
+		if h, _, err := net.SplitHostPort(a); err == nil {
+			if ip := net.ParseIP(h); ip != nil && !ip.IsUnspecified() {
+				return ip
+			}
+		}
+	}
+	return net.IPv4(127, 0, 0, 1)
+}
+
+func serve(args []string) error {
+	cfg, log, err := loadConfig(args, os.Stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data: %w", err)
+	}
+	self := env.Member{Name: cfg.Name, Addr: advertiseIP(cfg), Tags: map[string]string{env.TagRoles: strings.Join(cfg.Roles, ",")}}
+	var membership env.Membership
+	if cfg.GossipAddr == "" {
+		membership = member.NewStatic(self)
+	} else {
+		sc := member.DefaultSerfConfig()
+		sc.Name = cfg.Name
+		sc.BindAddr = cfg.GossipAddr
+		sc.Tags = self.Tags
+		sc.Join = cfg.Join
+		sc.SnapshotPath = filepath.Join(cfg.DataDir, "serf.snapshot")
+		if cfg.GossipProfile != "" {
+			sc.Profile = cfg.GossipProfile
+		}
+		if cfg.Advertise != "" {
+			_, port, _ := net.SplitHostPort(cfg.GossipAddr)
+			sc.AdvertiseAddr = net.JoinHostPort(cfg.Advertise, port)
+		}
+		if cfg.GossipKey != "" {
+			k, err := base64.StdEncoding.DecodeString(cfg.GossipKey)
+			if err != nil {
+				return fmt.Errorf("config: gossip-key: %w", err)
+			}
+			sc.SecretKey = k
+		}
+		s, err := member.NewSerf(sc, log)
+		if err != nil {
+			return err
+		}
+		membership = s
+	}
+	e := env.Real(cfg.DataDir, log, membership)
+	n, err := node.New(cfg, e)
+	if err != nil {
+		membership.Close()
+		return err
+	}
+	if err := n.Start(); err != nil {
+		membership.Close()
+		return err
+	}
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	sig := <-sigs
+	log.Info("mailarray: signal received, shutting down", "signal", sig.String(), "grace", cfg.ShutdownGrace.String())
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	defer cancel()
+	go func() {
+		// A second signal stops at once; acknowledged mail is durable anyway.
+		<-sigs
+		cancel()
+	}()
+	err = n.Shutdown(ctx)
+	membership.Close()
+	log.Info("mailarray: stopped")
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return nil
+	}
+	return err
+}

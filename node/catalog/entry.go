@@ -1,0 +1,226 @@
+package catalog
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// State of an entry.
+type State uint8
+
+const (
+	// Pending: copies are being written; not shown to readers.
+	Pending State = iota
+	// Committed: W copies were durable and the message was acknowledged.
+	Committed
+	// Deleted: a tombstone. Final: no later version revives the entry.
+	Deleted
+)
+
+func (s State) String() string {
+	switch s {
+	case Pending:
+		return "pending"
+	case Committed:
+		return "committed"
+	case Deleted:
+		return "deleted"
+	}
+	return fmt.Sprintf("state(%d)", uint8(s))
+}
+
+// Entry describes one message of one mailbox and where its copies are.
+type Entry struct {
+	ID       string
+	Mailbox  string
+	Size     int64
+	Received int64    // unix nanoseconds when the listener accepted it
+	Sum      [32]byte // SHA-256 of the message bytes, the same on every copy
+	// Locations are the names of the nodes holding a copy, primary first.
+	Locations []string
+	Flags     []string
+	State     State
+	// Version orders the entry's updates (hybrid logical clock, ns).
+	Version uint64
+	// UID is the mailbox-wide IMAP UID; 0 until assigned.
+	UID uint32
+	// Trace records the inbound pipeline's decisions, one line each.
+	Trace []string
+}
+
+// Live reports whether readers see the entry.
+func (e *Entry) Live() bool { return e.State == Committed }
+
+// HasLocation reports whether node holds a copy according to the entry.
+func (e *Entry) HasLocation(node string) bool { return slices.Contains(e.Locations, node) }
+
+// rank orders two versions of one entry; the greater wins the merge.
+func rank(a, b *Entry) int {
+	ad, bd := a.State == Deleted, b.State == Deleted
+	if ad != bd {
+		if ad {
+			return 1
+		}
+		return -1
+	}
+	if c := cmp.Compare(a.Version, b.Version); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.State, b.State); c != 0 {
+		return c
+	}
+	// Equal version and state from two writers is rare (clocks include the
+	// node's counter), but the merge must still be a total order.
+	return bytes.Compare(a.Encode(nil), b.Encode(nil))
+}
+
+// Wins reports whether a should replace b.
+func Wins(a, b *Entry) bool { return rank(a, b) > 0 }
+
+const encodingVersion = 1
+
+// Encode appends the entry's binary form to buf.
+func (e *Entry) Encode(buf []byte) []byte {
+	buf = append(buf, encodingVersion, byte(e.State))
+	buf = binary.AppendUvarint(buf, e.Version)
+	buf = appendString(buf, e.ID)
+	buf = appendString(buf, e.Mailbox)
+	buf = binary.AppendVarint(buf, e.Size)
+	buf = binary.AppendVarint(buf, e.Received)
+	buf = append(buf, e.Sum[:]...)
+	buf = binary.AppendUvarint(buf, uint64(e.UID))
+	buf = appendStrings(buf, e.Locations)
+	buf = appendStrings(buf, e.Flags)
+	buf = appendStrings(buf, e.Trace)
+	return buf
+}
+
+func appendString(buf []byte, s string) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(s)))
+	return append(buf, s...)
+}
+
+func appendStrings(buf []byte, ss []string) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(ss)))
+	for _, s := range ss {
+		buf = appendString(buf, s)
+	}
+	return buf
+}
+
+// ErrBadEncoding is returned by Decode for bytes that are not an entry.
+var ErrBadEncoding = errors.New("catalog: bad entry encoding")
+
+// Limits that protect Decode from hostile input.
+const (
+	maxStringBytes = 1 << 16
+	maxListLen     = 1 << 10
+)
+
+// Decode parses an entry encoded by Encode.
+func Decode(b []byte) (Entry, error) {
+	d := decoder{b: b}
+	var e Entry
+	if v := d.byte(); v != encodingVersion {
+		return e, fmt.Errorf("%w: version %d", ErrBadEncoding, v)
+	}
+	e.State = State(d.byte())
+	e.Version = d.uvarint()
+	e.ID = d.string()
+	e.Mailbox = d.string()
+	e.Size = d.varint()
+	e.Received = d.varint()
+	copy(e.Sum[:], d.bytes(32))
+	e.UID = uint32(d.uvarint())
+	e.Locations = d.strings()
+	e.Flags = d.strings()
+	e.Trace = d.strings()
+	if d.err != nil {
+		return Entry{}, d.err
+	}
+	if len(d.b) != 0 || e.State > Deleted || e.ID == "" {
+		return Entry{}, fmt.Errorf("%w: trailing bytes or bad fields", ErrBadEncoding)
+	}
+	return e, nil
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail() {
+	if d.err == nil {
+		d.err = ErrBadEncoding
+	}
+	d.b = nil
+}
+
+func (d *decoder) byte() byte {
+	if len(d.b) < 1 {
+		d.fail()
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *decoder) bytes(n int) []byte {
+	if n < 0 || len(d.b) < n {
+		d.fail()
+		return nil
+	}
+	v := d.b[:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) string() string {
+	n := d.uvarint()
+	if n > maxStringBytes {
+		d.fail()
+		return ""
+	}
+	return string(d.bytes(int(n)))
+}
+
+func (d *decoder) strings() []string {
+	n := d.uvarint()
+	if n > maxListLen {
+		d.fail()
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]string, 0, n)
+	for range n {
+		out = append(out, d.string())
+	}
+	return out
+}

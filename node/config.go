@@ -1,0 +1,198 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Config is one node's configuration. Every field has a YAML key (the
+// --config file) and a flag of `mailarray serve` with the same name. An
+// empty listener address disables that listener.
+type Config struct {
+	// Name identifies the node in the array; unique and stable across
+	// restarts (it names the node's copies in the catalog).
+	Name string `yaml:"name"`
+	// DataDir holds the node's bbolt file.
+	DataDir string `yaml:"data"`
+	// Domains are the mail domains the array hosts.
+	Domains []string `yaml:"domain"`
+	// UsersFile is the mailbox directory (one `address:{SCHEME}password[:options]` a line).
+	UsersFile string `yaml:"users"`
+	// Mailboxes are directory lines given inline (the simulator has no files).
+	Mailboxes []string `yaml:"mailboxes"`
+	// Advertise is the IP address DNS answers give for this node; default:
+	// the host of the first listener bound to a specific address.
+	Advertise string `yaml:"advertise"`
+	// Roles this node takes: smtp, pop3, dns, store. Default: all it has
+	// listeners for, plus store.
+	Roles []string `yaml:"roles"`
+
+	SMTPAddr   string   `yaml:"smtp"`
+	POP3Addr   string   `yaml:"pop3"`
+	POP3SAddr  string   `yaml:"pop3s"`
+	DNSAddr    string   `yaml:"dns"`
+	PeerAddr   string   `yaml:"peer"`
+	HTTPAddr   string   `yaml:"http"`
+	GossipAddr string   `yaml:"gossip"`
+	Join       []string `yaml:"join"`
+	// PeerKey, when set, must accompany every peer API request; nodes of
+	// one array share it. Without it the peer port must be firewalled.
+	PeerKey string `yaml:"peer-key"`
+	// GossipKey (base64 of 16, 24 or 32 bytes) encrypts gossip.
+	GossipKey string `yaml:"gossip-key"`
+	// GossipProfile tunes failure detection: "lan" (default) or "local"
+	// (loopback and tests: faster detection).
+	GossipProfile string `yaml:"gossip-profile"`
+
+	// TLSCert and TLSKey (PEM files) enable STARTTLS, STLS and POP3S.
+	// They are re-read when the files change.
+	TLSCert string `yaml:"tls-cert"`
+	TLSKey  string `yaml:"tls-key"`
+
+	// Replicas (R) is how many copies of each message the array keeps;
+	// WriteQuorum (W) how many must be durable before the listener says
+	// 250. 1 <= W <= R.
+	Replicas    int `yaml:"replicas"`
+	WriteQuorum int `yaml:"write-quorum"`
+
+	// MaxMessageBytes bounds one message (advertised with SIZE).
+	MaxMessageBytes int64 `yaml:"max-message-bytes"`
+	// MaxRecipients bounds recipients per SMTP transaction.
+	MaxRecipients int `yaml:"max-recipients"`
+	// DNSTTL is the TTL of DNS answers.
+	DNSTTL time.Duration `yaml:"dns-ttl"`
+	// UsersReload is how often the users file is checked for changes.
+	UsersReload time.Duration `yaml:"users-reload"`
+	// ShutdownGrace bounds how long SIGTERM waits for transactions in flight.
+	ShutdownGrace time.Duration `yaml:"shutdown-grace"`
+	// SyncWrites is false only in the simulator, whose disk cost is modeled.
+	// A real node always fsyncs before acknowledging.
+	NoSync bool `yaml:"-"`
+}
+
+// DefaultConfig returns the defaults `mailarray serve` starts from.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:         "data",
+		SMTPAddr:        "127.0.0.1:2525",
+		POP3Addr:        "127.0.0.1:1110",
+		DNSAddr:         "127.0.0.1:5353",
+		HTTPAddr:        "127.0.0.1:8080",
+		Replicas:        1,
+		WriteQuorum:     1,
+		MaxMessageBytes: 25 << 20,
+		MaxRecipients:   100,
+		DNSTTL:          5 * time.Second,
+		UsersReload:     2 * time.Second,
+		ShutdownGrace:   10 * time.Second,
+	}
+}
+
+var (
+	nameRE   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	domainRE = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`)
+)
+
+// KnownRoles lists the roles a node can take.
+var KnownRoles = []string{"smtp", "pop3", "dns", "store"}
+
+// Validate fills derived defaults and returns an error naming the key at
+// fault.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, f string, a ...any) {
+		errs = append(errs, fmt.Errorf("config: %s: "+f, append([]any{key}, a...)...))
+	}
+	c.Name = strings.ToLower(strings.TrimSpace(c.Name))
+	if !nameRE.MatchString(c.Name) {
+		bad("name", "%q must be a DNS label (a-z, 0-9, '-', at most 63 characters)", c.Name)
+	}
+	if c.DataDir == "" {
+		bad("data", "is empty")
+	}
+	if len(c.Domains) == 0 {
+		bad("domain", "at least one hosted domain is required")
+	}
+	for i, d := range c.Domains {
+		d = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")
+		c.Domains[i] = d
+		if !domainRE.MatchString(d) {
+			bad("domain", "%q is not a domain name", d)
+		}
+	}
+	slices.Sort(c.Domains)
+	c.Domains = slices.Compact(c.Domains)
+	if c.UsersFile == "" && len(c.Mailboxes) == 0 {
+		bad("users", "a users file (or inline mailboxes) is required")
+	}
+	for key, a := range map[string]string{"smtp": c.SMTPAddr, "pop3": c.POP3Addr, "pop3s": c.POP3SAddr, "dns": c.DNSAddr, "peer": c.PeerAddr, "http": c.HTTPAddr, "gossip": c.GossipAddr} {
+		if a == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad(key, "%q is not host:port: %v", a, err)
+		}
+	}
+	for _, j := range c.Join {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			bad("join", "%q is not host:port", j)
+		}
+	}
+	if c.Advertise != "" && net.ParseIP(c.Advertise) == nil {
+		bad("advertise", "%q is not an IP address", c.Advertise)
+	}
+	if len(c.Roles) == 0 {
+		c.Roles = []string{"store"}
+		if c.SMTPAddr != "" {
+			c.Roles = append(c.Roles, "smtp")
+		}
+		if c.POP3Addr != "" || c.POP3SAddr != "" {
+			c.Roles = append(c.Roles, "pop3")
+		}
+		if c.DNSAddr != "" {
+			c.Roles = append(c.Roles, "dns")
+		}
+	}
+	for _, r := range c.Roles {
+		if !slices.Contains(KnownRoles, r) {
+			bad("roles", "unknown role %q (known: %s)", r, strings.Join(KnownRoles, ", "))
+		}
+	}
+	slices.Sort(c.Roles)
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("tls-cert", "tls-cert and tls-key go together")
+	}
+	if c.POP3SAddr != "" && c.TLSCert == "" {
+		bad("pop3s", "needs tls-cert and tls-key")
+	}
+	if c.Replicas < 1 || c.Replicas > 16 {
+		bad("replicas", "%d must be 1..16", c.Replicas)
+	}
+	if c.WriteQuorum < 1 || c.WriteQuorum > c.Replicas {
+		bad("write-quorum", "%d must be 1..replicas (%d)", c.WriteQuorum, c.Replicas)
+	}
+	if c.MaxMessageBytes < 1024 || c.MaxMessageBytes > 1<<30 {
+		bad("max-message-bytes", "%d must be 1 KiB..1 GiB", c.MaxMessageBytes)
+	}
+	if c.MaxRecipients < 1 || c.MaxRecipients > 10000 {
+		bad("max-recipients", "%d must be 1..10000", c.MaxRecipients)
+	}
+	if c.DNSTTL < time.Second || c.DNSTTL > 24*time.Hour {
+		bad("dns-ttl", "%v must be 1s..24h", c.DNSTTL)
+	}
+	if c.UsersReload <= 0 {
+		bad("users-reload", "%v must be positive", c.UsersReload)
+	}
+	if c.ShutdownGrace <= 0 {
+		bad("shutdown-grace", "%v must be positive", c.ShutdownGrace)
+	}
+	return errors.Join(errs...)
+}
+
+// HasRole reports whether the node takes role.
+func (c *Config) HasRole(role string) bool { return slices.Contains(c.Roles, role) }

@@ -1,0 +1,193 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"mailarray/node/catalog"
+	"mailarray/node/smtp"
+	"mailarray/node/store"
+)
+
+// smtpBackend is the node seen by its SMTP listener.
+type smtpBackend Node
+
+var _ smtp.Backend = (*smtpBackend)(nil)
+
+func (b *smtpBackend) NewID() string {
+	n := (*Node)(b)
+	return newTxID(n.env.Rand, time.Now())
+}
+
+func (b *smtpBackend) CheckRecipient(ctx context.Context, addr string) error {
+	n := (*Node)(b)
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 {
+		return smtp.ErrUnknownMailbox
+	}
+	if !slices.Contains(n.cfg.Domains, strings.ToLower(addr[at+1:])) {
+		return smtp.ErrNotHosted
+	}
+	if _, ok := n.dir.Lookup(addr); !ok {
+		return smtp.ErrUnknownMailbox
+	}
+	if live := len(n.members.Table().Ring); live < n.cfg.WriteQuorum {
+		return fmt.Errorf("%w: %d live storage nodes, write quorum %d", smtp.ErrUnavailable, live, n.cfg.WriteQuorum)
+	}
+	return nil
+}
+
+func (b *smtpBackend) Deliver(ctx context.Context, m *smtp.Message) error {
+	n := (*Node)(b)
+	if err := n.env.Inject("smtp.deliver"); err != nil {
+		return err
+	}
+	now := time.Now().UnixNano()
+	sum := store.Checksum(m.Data)
+	entries := make([]catalog.Entry, len(m.To))
+	for i, rcpt := range m.To {
+		mb, ok := n.dir.Lookup(rcpt)
+		if !ok {
+			return smtp.ErrUnknownMailbox // removed from the directory since RCPT
+		}
+		entries[i] = catalog.Entry{
+			ID:       copyID(m.ID, i),
+			Mailbox:  mb.Address,
+			Size:     int64(len(m.Data)),
+			Received: now,
+			Sum:      sum,
+		}
+	}
+	return n.storeMessage(ctx, m.Data, entries)
+}
+
+// storeMessage writes data for every entry on R nodes and returns nil only
+// once each entry is durable on W of them with its catalog entry. The
+// copies are written Pending; once W are durable the entry is committed
+// (and becomes visible), otherwise it is deleted and the caller gets an
+// error wrapping smtp.ErrUnavailable.
+func (n *Node) storeMessage(ctx context.Context, data []byte, entries []catalog.Entry) error {
+	table := n.members.Table()
+	type result struct {
+		entry int
+		node  string
+		err   error
+	}
+	var wg sync.WaitGroup
+	results := make(chan result, len(entries)*n.cfg.Replicas)
+	for i := range entries {
+		locs := n.place(table, &entries[i])
+		if len(locs) < n.cfg.WriteQuorum {
+			return fmt.Errorf("%w: %d storage nodes for write quorum %d", smtp.ErrUnavailable, len(locs), n.cfg.WriteQuorum)
+		}
+		entries[i].Locations = locs
+		entries[i].State = catalog.Pending
+		entries[i].Version = n.cat.Now()
+		for _, loc := range locs {
+			wg.Add(1)
+			go func(i int, loc string, e catalog.Entry) {
+				defer wg.Done()
+				results <- result{i, loc, n.writeCopy(ctx, loc, data, &e)}
+			}(i, loc, entries[i])
+		}
+	}
+	wg.Wait()
+	close(results)
+	ok := make([][]string, len(entries))
+	var errs []error
+	for r := range results {
+		if r.err != nil {
+			errs = append(errs, r.err)
+			n.log.Warn("node: copy not stored", "id", entries[r.entry].ID, "on", r.node, "err", r.err)
+			continue
+		}
+		ok[r.entry] = append(ok[r.entry], r.node)
+	}
+	failed := false
+	for i := range entries {
+		if len(ok[i]) < n.cfg.WriteQuorum {
+			failed = true
+		}
+	}
+	final := make([]catalog.Entry, len(entries))
+	for i, e := range entries {
+		e.Version = n.cat.Now()
+		if failed {
+			// All or nothing: one recipient short of quorum fails the
+			// transaction, so none of its copies may become visible.
+			e.State = catalog.Deleted
+		} else {
+			e.State = catalog.Committed
+			// Keep the placement order (primary first) for the copies that
+			// landed.
+			e.Locations = slices.DeleteFunc(slices.Clone(e.Locations), func(l string) bool { return !slices.Contains(ok[i], l) })
+		}
+		final[i] = e
+	}
+	if _, err := n.cat.Apply(final...); err != nil {
+		// The local catalog write failed: do not acknowledge. Pending copies
+		// elsewhere are resolved by their holders.
+		return fmt.Errorf("node: commit: %w", err)
+	}
+	n.repl.broadcast(final)
+	if failed {
+		return fmt.Errorf("%w: %v", smtp.ErrUnavailable, errors.Join(errs...))
+	}
+	return nil
+}
+
+// place chooses where the copies of e go: R distinct live storage nodes,
+// primary first. Default placement (until a strategy is configured): this
+// node if it stores, and its mirrors from the mirroring table.
+func (n *Node) place(t interface{ Replicas(string) []string }, e *catalog.Entry) []string {
+	return t.Replicas(n.cfg.Name)
+}
+
+// writeCopy stores one copy with its pending entry on node.
+func (n *Node) writeCopy(ctx context.Context, node string, data []byte, e *catalog.Entry) error {
+	if node == n.cfg.Name {
+		return n.writeLocal(data, *e)
+	}
+	if err := n.env.Inject("mirror.send"); err != nil {
+		return err
+	}
+	return n.peer.putCopy(ctx, node, data, e)
+}
+
+// writeLocal stores a copy and its entry in one durable batch.
+func (n *Node) writeLocal(data []byte, e catalog.Entry) error {
+	if err := n.env.Inject("store.write"); err != nil {
+		return err
+	}
+	err := n.store.Write(&store.Batch{
+		PutCopies:  []store.Copy{{ID: e.ID, Data: data}},
+		PutRecords: n.cat.Records(e),
+	})
+	if err != nil {
+		return err
+	}
+	n.cat.Installed(e)
+	return nil
+}
+
+// onCatalogChange runs after entries changed durably: copies of deleted
+// messages are removed from this node's store.
+func (n *Node) onCatalogChange(changed []catalog.Entry) {
+	var gone []string
+	for i := range changed {
+		if changed[i].State == catalog.Deleted && n.store.Has(changed[i].ID) {
+			gone = append(gone, changed[i].ID)
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	if err := n.store.Write(&store.Batch{DeleteCopies: gone}); err != nil {
+		n.log.Error("node: deleting copies of deleted messages", "count", len(gone), "err", err)
+	}
+}

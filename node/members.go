@@ -1,0 +1,135 @@
+package node
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"mailarray/node/env"
+	"mailarray/node/mirror"
+)
+
+// memberView caches membership and the mirroring table derived from it.
+// Events refresh it at once; a periodic poll makes it truthful even if an
+// event was dropped (membership events are hints, Members is the truth).
+type memberView struct {
+	m env.Membership
+	r int
+
+	mu      sync.RWMutex
+	members []env.Member
+	byName  map[string]env.Member
+	table   mirror.Table
+	changes uint32 // counts table changes: the DNS SOA serial
+}
+
+// memberPoll is how often the view re-reads membership without an event.
+const memberPoll = time.Second
+
+func newMemberView(m env.Membership, r int) *memberView {
+	v := &memberView{m: m, r: r}
+	v.refresh()
+	return v
+}
+
+// start follows membership until ctx ends; onChange runs after each change
+// of the live set, from the view's goroutine.
+func (v *memberView) start(ctx context.Context, wg *sync.WaitGroup, onChange func(ev *env.Event)) {
+	ch, unsub := v.m.Subscribe()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer unsub()
+		t := time.NewTicker(memberPoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ev, ok := <-ch:
+				if !ok {
+					return
+				}
+				if v.refresh() || ev.Kind != env.EventUpdate {
+					onChange(&ev)
+				}
+			case <-t.C:
+				if v.refresh() {
+					onChange(nil)
+				}
+			}
+		}
+	}()
+}
+
+// refresh re-reads membership and reports whether the mirroring table
+// changed.
+func (v *memberView) refresh() bool {
+	ms := v.m.Members()
+	by := make(map[string]env.Member, len(ms))
+	for _, m := range ms {
+		by[m.Name] = m
+	}
+	t := mirror.Build(ms, v.r)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	changed := t.Version != v.table.Version
+	v.members, v.byName, v.table = ms, by, t
+	if changed {
+		v.changes++
+	}
+	return changed
+}
+
+func (v *memberView) Table() mirror.Table {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.table
+}
+
+func (v *memberView) Serial() uint32 {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.changes
+}
+
+func (v *memberView) Members() []env.Member {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.members
+}
+
+func (v *memberView) Get(name string) (env.Member, bool) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	m, ok := v.byName[name]
+	return m, ok
+}
+
+// Alive reports whether name is a live member.
+func (v *memberView) Alive(name string) bool {
+	m, ok := v.Get(name)
+	return ok && m.Status == env.StatusAlive
+}
+
+// PeerAddr is the peer API address of a live member, or "".
+func (v *memberView) PeerAddr(name string) string {
+	m, ok := v.Get(name)
+	if !ok || m.Status != env.StatusAlive {
+		return ""
+	}
+	return m.Tags[env.TagPeer]
+}
+
+// Live returns the live members, sorted by name.
+func (v *memberView) Live() []env.Member {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	out := make([]env.Member, 0, len(v.members))
+	for _, m := range v.members {
+		if m.Status == env.StatusAlive {
+			out = append(out, m)
+		}
+	}
+	return out
+}

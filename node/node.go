@@ -1,0 +1,413 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"mailarray/node/catalog"
+	"mailarray/node/ddns"
+	"mailarray/node/directory"
+	"mailarray/node/env"
+	"mailarray/node/pop3"
+	"mailarray/node/smtp"
+	"mailarray/node/store"
+)
+
+// Env is the node's world; see package env.
+type Env = env.Env
+
+// Node is one member of the array.
+type Node struct {
+	cfg Config
+	env *Env
+	log *slog.Logger
+
+	store *store.Store
+	cat   *catalog.Catalog
+	dir   *directory.Directory
+	tls   *certReloader
+
+	smtp *smtp.Server
+	pop3 *pop3.Server
+	dns  *ddns.Server
+	peer *peerService
+	web  *http.Server
+
+	members *memberView
+	locks   *lockTable
+	repl    *replicator
+
+	mu        sync.Mutex
+	addrs     map[string]string // bound listener addresses by config key
+	listeners []io.Closer
+	wg        sync.WaitGroup
+	cancel    context.CancelFunc
+	ctx       context.Context
+	started   bool
+	closed    bool
+}
+
+// New opens the node's store, catalog and directory. Start binds its
+// listeners.
+func New(cfg Config, e *Env) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if e == nil || e.Net == nil || e.Rand == nil || e.Membership == nil || e.Log == nil {
+		panic("node: Env needs Net, Rand, Membership and Log")
+	}
+	log := e.Log.With("node", cfg.Name)
+	n := &Node{cfg: cfg, env: e, log: log, addrs: map[string]string{}}
+	var err error
+	dataDir := cfg.DataDir
+	if e.DataDir != "" && !filepath.IsAbs(dataDir) && dataDir == DefaultConfig().DataDir {
+		dataDir = e.DataDir
+	}
+	sopts := store.DefaultOptions(filepath.Join(dataDir, "node.db"))
+	sopts.NoSync = cfg.NoSync
+	if n.store, err = store.Open(sopts); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	if n.cat, err = catalog.Open(n.store, log); err != nil {
+		n.store.Close()
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	if n.dir, err = openDirectory(cfg, log); err != nil {
+		n.store.Close()
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	if cfg.TLSCert != "" {
+		if n.tls, err = newCertReloader(cfg.TLSCert, cfg.TLSKey, log); err != nil {
+			n.store.Close()
+			return nil, fmt.Errorf("node: %w", err)
+		}
+	}
+	n.members = newMemberView(e.Membership, cfg.Replicas)
+	n.locks = newLockTable()
+	n.repl = newReplicator(n)
+	n.cat.OnChange(n.onCatalogChange)
+	return n, nil
+}
+
+func openDirectory(cfg Config, log *slog.Logger) (*directory.Directory, error) {
+	if cfg.UsersFile != "" {
+		return directory.Open(cfg.UsersFile, log)
+	}
+	entries, problems := directory.Parse(strings.NewReader(strings.Join(cfg.Mailboxes, "\n")), "mailboxes")
+	for _, p := range problems {
+		log.Warn("directory: bad inline mailbox skipped", "problem", p.String())
+	}
+	return directory.NewFromEntries(directory.DefaultConfig(), log, entries...)
+}
+
+// Name is the node's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// Config returns the node's validated configuration.
+func (n *Node) Config() Config { return n.cfg }
+
+// Catalog is the node's catalog replica (for status, tests and the checker).
+func (n *Node) Catalog() *catalog.Catalog { return n.cat }
+
+// Store is the node's store (for status, tests and the checker).
+func (n *Node) Store() *store.Store { return n.store }
+
+// Directory is the node's mailbox directory.
+func (n *Node) Directory() *directory.Directory { return n.dir }
+
+// Addr returns the bound address of a listener by its config key (smtp,
+// pop3, pop3s, dns, peer, http), or "" if it is not running.
+func (n *Node) Addr(key string) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.addrs[key]
+}
+
+// Start binds every configured listener through Env.Net, advertises the
+// node's endpoints in membership and starts its background work.
+func (n *Node) Start() (err error) {
+	n.mu.Lock()
+	if n.started {
+		n.mu.Unlock()
+		return errors.New("node: already started")
+	}
+	n.started = true
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.mu.Unlock()
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	if err := n.startSMTP(); err != nil {
+		return err
+	}
+	if err := n.startPOP3(); err != nil {
+		return err
+	}
+	if err := n.startDNS(); err != nil {
+		return err
+	}
+	if err := n.startPeer(); err != nil {
+		return err
+	}
+	if err := n.startHTTP(); err != nil {
+		return err
+	}
+	if err := n.advertise(); err != nil {
+		return err
+	}
+	n.members.start(n.ctx, &n.wg, n.onMembership)
+	n.repl.start(n.ctx, &n.wg)
+	if n.cfg.UsersFile != "" {
+		n.goLoop(func(ctx context.Context) { n.dir.Watch(ctx, n.cfg.UsersReload) })
+	}
+	if n.tls != nil {
+		n.goLoop(func(ctx context.Context) { n.tls.Watch(ctx, n.cfg.UsersReload) })
+	}
+	n.log.Info("node: started", "addrs", n.addrsSnapshot(), "roles", n.cfg.Roles, "replicas", n.cfg.Replicas, "write_quorum", n.cfg.WriteQuorum)
+	return nil
+}
+
+func (n *Node) goLoop(fn func(ctx context.Context)) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		fn(n.ctx)
+	}()
+}
+
+func (n *Node) addrsSnapshot() map[string]string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make(map[string]string, len(n.addrs))
+	for k, v := range n.addrs {
+		out[k] = v
+	}
+	return out
+}
+
+func (n *Node) listen(key, addr string) (net.Listener, error) {
+	l, err := n.env.Net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("node: %s listener on %s: %w", key, addr, err)
+	}
+	n.mu.Lock()
+	n.addrs[key] = l.Addr().String()
+	n.listeners = append(n.listeners, l)
+	n.mu.Unlock()
+	return l, nil
+}
+
+func (n *Node) serve(key string, fn func() error) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := fn(); err != nil && !errors.Is(err, net.ErrClosed) {
+			n.log.Error("node: listener stopped", "listener", key, "err", err)
+		}
+	}()
+}
+
+func (n *Node) tlsConfig() func() *tls.Config {
+	if n.tls == nil {
+		return nil
+	}
+	return n.tls.Config
+}
+
+func (n *Node) startSMTP() error {
+	if n.cfg.SMTPAddr == "" {
+		return nil
+	}
+	scfg := smtp.DefaultConfig()
+	scfg.Hostname = n.hostname()
+	scfg.MaxMessageBytes = n.cfg.MaxMessageBytes
+	scfg.MaxRecipients = n.cfg.MaxRecipients
+	scfg.TLS = n.tlsConfig()
+	s, err := smtp.New(scfg, (*smtpBackend)(n), n.log)
+	if err != nil {
+		return err
+	}
+	l, err := n.listen("smtp", n.cfg.SMTPAddr)
+	if err != nil {
+		return err
+	}
+	n.smtp = s
+	n.serve("smtp", func() error { return s.Serve(l) })
+	return nil
+}
+
+func (n *Node) startPOP3() error {
+	if n.cfg.POP3Addr == "" && n.cfg.POP3SAddr == "" {
+		return nil
+	}
+	pcfg := pop3.DefaultConfig()
+	pcfg.Hostname = n.hostname()
+	pcfg.TLS = n.tlsConfig()
+	s := pop3.New(pcfg, (*pop3Backend)(n), n.log)
+	n.pop3 = s
+	if n.cfg.POP3Addr != "" {
+		l, err := n.listen("pop3", n.cfg.POP3Addr)
+		if err != nil {
+			return err
+		}
+		n.serve("pop3", func() error { return s.Serve(l) })
+	}
+	if n.cfg.POP3SAddr != "" {
+		l, err := n.listen("pop3s", n.cfg.POP3SAddr)
+		if err != nil {
+			return err
+		}
+		tl := tls.NewListener(l, &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return n.tls.Config(), nil }})
+		n.serve("pop3s", func() error { return s.Serve(tl) })
+	}
+	return nil
+}
+
+func (n *Node) startDNS() error {
+	if n.cfg.DNSAddr == "" {
+		return nil
+	}
+	dcfg := ddns.DefaultConfig()
+	dcfg.TTL = n.cfg.DNSTTL
+	s := ddns.New(dcfg, (*dnsSource)(n), &ddns.RoundRobin{}, n.env)
+	pc, err := n.env.Net.ListenPacket("udp", n.cfg.DNSAddr)
+	if err != nil {
+		return fmt.Errorf("node: dns udp listener on %s: %w", n.cfg.DNSAddr, err)
+	}
+	n.mu.Lock()
+	n.addrs["dns"] = pc.LocalAddr().String()
+	n.listeners = append(n.listeners, pc)
+	n.mu.Unlock()
+	// TCP on the same port as UDP (RFC 7766: TCP is mandatory for DNS).
+	l, err := n.listen("dns-tcp", pc.LocalAddr().String())
+	if err != nil {
+		return err
+	}
+	n.dns = s
+	n.serve("dns-udp", func() error { return s.ServeUDP(pc) })
+	n.serve("dns-tcp", func() error { return s.ServeTCP(l) })
+	return nil
+}
+
+func (n *Node) startHTTP() error {
+	if n.cfg.HTTPAddr == "" {
+		return nil
+	}
+	l, err := n.listen("http", n.cfg.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	n.web = &http.Server{Handler: n.httpHandler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelDebug)}
+	n.serve("http", func() error {
+		if err := n.web.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	return nil
+}
+
+// hostname is the name the node gives itself in greetings and headers.
+func (n *Node) hostname() string {
+	return n.cfg.Name + "." + n.cfg.Domains[0]
+}
+
+// advertise publishes the node's endpoints and roles in membership.
+func (n *Node) advertise() error {
+	tags := map[string]string{env.TagRoles: strings.Join(n.cfg.Roles, ",")}
+	for key, tag := range map[string]string{"smtp": env.TagSMTP, "pop3": env.TagPOP3, "dns": env.TagDNS, "peer": env.TagPeer} {
+		if a := n.Addr(key); a != "" {
+			tags[tag] = n.advertisedAddr(a)
+		}
+	}
+	return n.env.Membership.SetTags(tags)
+}
+
+// advertisedAddr replaces an unspecified listen host by the advertise IP.
+func (n *Node) advertisedAddr(a string) string {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return a
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		if n.cfg.Advertise != "" {
+			return net.JoinHostPort(n.cfg.Advertise, port)
+		}
+	}
+	return a
+}
+
+// Shutdown stops taking new work and lets work in flight finish until ctx
+// is done, then closes everything. Nothing acknowledged is lost: every 250
+// was durable before it was sent.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.log.Info("node: shutting down")
+	var errs []error
+	if n.smtp != nil {
+		if err := n.smtp.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("smtp: %w", err))
+		}
+	}
+	if n.web != nil {
+		if err := n.web.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http: %w", err))
+		}
+	}
+	n.repl.flush(ctx)
+	if err := n.env.Membership.Leave(); err != nil {
+		errs = append(errs, fmt.Errorf("membership leave: %w", err))
+	}
+	if err := n.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Close stops everything at once and closes the store. Acknowledged mail is
+// already durable; transactions in flight fail and are not acknowledged.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	cancel := n.cancel
+	ls := n.listeners
+	n.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	if n.smtp != nil {
+		n.smtp.Close()
+	}
+	if n.pop3 != nil {
+		n.pop3.Close()
+	}
+	if n.dns != nil {
+		n.dns.Close()
+	}
+	if n.web != nil {
+		n.web.Close()
+	}
+	if n.peer != nil {
+		n.peer.close()
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	n.wg.Wait()
+	return n.store.Close()
+}

@@ -1,0 +1,567 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"hash/fnv"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"mailarray/node/catalog"
+	"mailarray/node/env"
+	"mailarray/node/mirror"
+	"mailarray/node/store"
+)
+
+// Timings and limits of the replicator's background work.
+const (
+	// pushQueueMax bounds entries waiting to be pushed to one peer; beyond
+	// it pushes are dropped and anti-entropy delivers them instead.
+	pushQueueMax = 65536
+	// pushBatchMax bounds entries in one push request.
+	pushBatchMax = 1024
+	// antiEntropyEvery is the mean interval between two anti-entropy rounds
+	// (each with one random peer).
+	antiEntropyEvery = time.Second
+	// maintainEvery is the interval of rebuild, pending resolution and
+	// orphan cleanup scans.
+	maintainEvery = 2 * time.Second
+	// pendingTimeout is how long a pending entry may wait for its commit
+	// before its holders resolve it themselves.
+	pendingTimeout = 30 * time.Second
+	// orphanGrace: a copy no entry lists is deleted only after this long.
+	orphanGrace = time.Minute
+	// rebuildPerScan bounds copies rebuilt or moved per scan (throttle).
+	rebuildPerScan = 512
+	// tombstoneTTL is how long deletions are remembered; a node away longer
+	// than this must be wiped before it rejoins.
+	tombstoneTTL = 7 * 24 * time.Hour
+)
+
+// replicator pushes catalog changes, runs anti-entropy, rebuilds lost
+// copies, resolves pending entries and rebalances.
+type replicator struct {
+	n *Node
+
+	mu     sync.Mutex
+	queues map[string]*pushQueue
+	wg     *sync.WaitGroup
+	ctx    context.Context
+	kick   chan struct{}
+
+	rebalance atomic.Bool
+
+	// progress, for status and metrics
+	underReplicated atomic.Int64
+	rebuiltCopies   atomic.Int64
+	rebuiltBytes    atomic.Int64
+	movedCopies     atomic.Int64
+	aeRounds        atomic.Int64
+	aeRepaired      atomic.Int64
+	pushDropped     atomic.Int64
+	lastRebuildLog  time.Time
+}
+
+type pushQueue struct {
+	mu      sync.Mutex
+	entries []catalog.Entry
+	wake    chan struct{}
+}
+
+func newReplicator(n *Node) *replicator {
+	return &replicator{n: n, queues: map[string]*pushQueue{}, kick: make(chan struct{}, 1)}
+}
+
+func (r *replicator) start(ctx context.Context, wg *sync.WaitGroup) {
+	r.mu.Lock()
+	r.ctx, r.wg = ctx, wg
+	r.mu.Unlock()
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		r.antiEntropyLoop(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		r.maintainLoop(ctx)
+	}()
+}
+
+// triggerMaintenance asks for a rebuild scan now (membership changed).
+func (r *replicator) triggerMaintenance() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (r *replicator) triggerRebalance() {
+	r.rebalance.Store(true)
+	r.triggerMaintenance()
+}
+
+// broadcast queues entries for every other live member.
+func (r *replicator) broadcast(entries []catalog.Entry) {
+	r.mu.Lock()
+	ctx := r.ctx
+	r.mu.Unlock()
+	if ctx == nil || ctx.Err() != nil {
+		return
+	}
+	for _, m := range r.n.members.Live() {
+		if m.Name == r.n.cfg.Name || m.Tags[env.TagPeer] == "" {
+			continue
+		}
+		q := r.queue(m.Name)
+		q.mu.Lock()
+		if len(q.entries)+len(entries) > pushQueueMax {
+			r.pushDropped.Add(int64(len(entries)))
+		} else {
+			q.entries = append(q.entries, entries...)
+		}
+		q.mu.Unlock()
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// broadcastSync pushes entries to every other live member and waits.
+// Failures are returned but the entries still reach those members later by
+// anti-entropy.
+func (r *replicator) broadcastSync(ctx context.Context, entries []catalog.Entry) error {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	for _, m := range r.n.members.Live() {
+		if m.Name == r.n.cfg.Name || m.Tags[env.TagPeer] == "" {
+			continue
+		}
+		wg.Add(1)
+		go func(name string) {
+			defer wg.Done()
+			if err := r.n.peer.pushEntries(ctx, name, entries); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}(m.Name)
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (r *replicator) queue(peer string) *pushQueue {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	q := r.queues[peer]
+	if q == nil {
+		q = &pushQueue{wake: make(chan struct{}, 1)}
+		r.queues[peer] = q
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.pushLoop(r.ctx, peer, q)
+		}()
+	}
+	return q
+}
+
+func (r *replicator) pushLoop(ctx context.Context, peer string, q *pushQueue) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-q.wake:
+		}
+		for {
+			q.mu.Lock()
+			k := min(len(q.entries), pushBatchMax)
+			batch := slices.Clone(q.entries[:k])
+			q.entries = q.entries[k:]
+			if len(q.entries) == 0 {
+				q.entries = nil
+			}
+			q.mu.Unlock()
+			if k == 0 {
+				break
+			}
+			if !r.n.members.Alive(peer) {
+				r.pushDropped.Add(int64(k))
+				continue
+			}
+			if err := r.n.peer.pushEntries(ctx, peer, batch); err != nil {
+				r.pushDropped.Add(int64(k))
+				r.n.log.Debug("node: push failed; anti-entropy will repair", "peer", peer, "entries", k, "err", err)
+			}
+		}
+	}
+}
+
+// flush waits (until ctx) for push queues to drain: a node shutting down
+// hands its last changes to its peers.
+func (r *replicator) flush(ctx context.Context) {
+	for {
+		pending := 0
+		r.mu.Lock()
+		for _, q := range r.queues {
+			q.mu.Lock()
+			pending += len(q.entries)
+			q.mu.Unlock()
+		}
+		r.mu.Unlock()
+		if pending == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// --- anti-entropy ---
+
+func (r *replicator) antiEntropyLoop(ctx context.Context) {
+	for {
+		d := r.n.env.Rand.Jitter(antiEntropyEvery/2, 1.0)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d):
+		}
+		peers := r.otherLive()
+		if len(peers) == 0 {
+			continue
+		}
+		peer := peers[r.n.env.Rand.IntN(len(peers))]
+		if err := r.syncWith(ctx, peer); err != nil && ctx.Err() == nil {
+			r.n.log.Debug("node: anti-entropy round failed", "peer", peer, "err", err)
+		}
+	}
+}
+
+func (r *replicator) otherLive() []string {
+	var out []string
+	for _, m := range r.n.members.Live() {
+		if m.Name != r.n.cfg.Name && m.Tags[env.TagPeer] != "" {
+			out = append(out, m.Name)
+		}
+	}
+	return out
+}
+
+// syncWith makes this node and peer agree: buckets whose digests differ
+// are pulled and pushed whole (merging is idempotent).
+func (r *replicator) syncWith(ctx context.Context, peer string) error {
+	if err := r.n.env.Inject("catalog.antientropy"); err != nil {
+		return err
+	}
+	r.aeRounds.Add(1)
+	theirs, err := r.n.peer.buckets(ctx, peer)
+	if err != nil {
+		return err
+	}
+	ours := r.n.cat.BucketDigests()
+	for b := range ours {
+		if ours[b] == theirs[b] {
+			continue
+		}
+		remote, err := r.n.peer.bucket(ctx, peer, b)
+		if err != nil {
+			return err
+		}
+		changed, err := r.n.cat.Apply(remote...)
+		if err != nil {
+			return err
+		}
+		r.aeRepaired.Add(int64(len(changed)))
+		if local := r.n.cat.Bucket(b); len(local) > 0 && r.n.cat.BucketDigests()[b] != theirs[b] {
+			if err := r.n.peer.pushEntries(ctx, peer, local); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// --- maintenance: rebuild, pending resolution, rebalance, cleanup ---
+
+func (r *replicator) maintainLoop(ctx context.Context) {
+	lastGC := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.kick:
+		case <-time.After(r.n.env.Rand.Jitter(maintainEvery, 0.25)):
+		}
+		r.rebuild(ctx)
+		r.resolvePending(ctx)
+		r.cleanOrphans()
+		if time.Since(lastGC) > time.Hour {
+			lastGC = time.Now()
+			if k, err := r.n.cat.Collect(uint64(time.Now().Add(-tombstoneTTL).UnixNano()), 100000); err == nil && k > 0 {
+				r.n.log.Info("node: collected tombstones", "count", k)
+			}
+		}
+	}
+}
+
+// liveHolders returns e's locations that are live storage members.
+func liveHolders(t mirror.Table, e *catalog.Entry) []string {
+	var out []string
+	for _, l := range e.Locations {
+		if _, ok := slices.BinarySearch(t.Ring, l); ok {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// rebuild restores R copies of committed entries that lost some, and moves
+// copies to their balanced placement when a rebalance was asked for. Each
+// entry is repaired by its first live holder, so two nodes never repair
+// the same entry at once.
+func (r *replicator) rebuild(ctx context.Context) {
+	t := r.n.members.Table()
+	want := min(r.n.cfg.Replicas, len(t.Ring))
+	rebalance := r.rebalance.Swap(false)
+	type job struct {
+		e       catalog.Entry
+		holders []string
+	}
+	var jobs []job
+	under := 0
+	r.n.cat.ForEach(func(e *catalog.Entry) bool {
+		if e.State != catalog.Committed {
+			return true
+		}
+		h := liveHolders(t, e)
+		short := len(h) < want
+		if short {
+			under++
+		}
+		if len(h) == 0 || h[0] != r.n.cfg.Name {
+			return true
+		}
+		if short || (rebalance && !sameSet(h, balanced(t, e.ID, want))) || len(h) != len(e.Locations) {
+			if len(jobs) < rebuildPerScan {
+				jobs = append(jobs, job{*e, h})
+			}
+		}
+		return true
+	})
+	r.underReplicated.Store(int64(under))
+	if len(jobs) == 0 {
+		return
+	}
+	slices.SortFunc(jobs, func(a, b job) int { return compareStrings(a.e.ID, b.e.ID) })
+	done := 0
+	for _, j := range jobs {
+		if ctx.Err() != nil {
+			return
+		}
+		if err := r.repair(ctx, t, j.e, j.holders, want, rebalance); err != nil {
+			r.n.log.Warn("node: rebuild of a copy failed", "id", j.e.ID, "err", err)
+			continue
+		}
+		done++
+	}
+	if done > 0 {
+		r.n.log.Info("node: rebuild progress", "repaired", done, "under_replicated", under, "rebuilt_total", r.rebuiltCopies.Load(), "moved_total", r.movedCopies.Load())
+	}
+	if len(jobs) == rebuildPerScan {
+		r.triggerMaintenance()
+	}
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
+}
+
+// balanced is the placement a rebalance moves copies to: the top nodes of
+// a rendezvous hash of the id over the ring, which spreads old mail evenly
+// over every storage node, new ones included.
+func balanced(t mirror.Table, id string, k int) []string {
+	type scored struct {
+		node  string
+		score uint64
+	}
+	s := make([]scored, len(t.Ring))
+	for i, n := range t.Ring {
+		h := fnv.New64a()
+		h.Write([]byte(n))
+		h.Write([]byte{0})
+		h.Write([]byte(id))
+		s[i] = scored{n, h.Sum64()}
+	}
+	slices.SortFunc(s, func(a, b scored) int {
+		switch {
+		case a.score > b.score:
+			return -1
+		case a.score < b.score:
+			return 1
+		}
+		return compareStrings(a.node, b.node)
+	})
+	out := make([]string, 0, k)
+	for i := 0; i < k && i < len(s); i++ {
+		out = append(out, s[i].node)
+	}
+	return out
+}
+
+// repair copies e from this node to new holders and commits the new
+// locations.
+func (r *replicator) repair(ctx context.Context, t mirror.Table, e catalog.Entry, holders []string, want int, rebalance bool) error {
+	if err := r.n.env.Inject("rebuild.copy"); err != nil {
+		return err
+	}
+	data, err := r.n.store.Get(e.ID)
+	if err != nil {
+		return err
+	}
+	target := slices.Clone(holders)
+	if rebalance {
+		target = balanced(t, e.ID, want)
+	}
+	// Fill up to want, in mirror order after the primary, skipping holders.
+	for _, cand := range append(t.Replicas(holders[0]), t.Ring...) {
+		if len(target) >= want {
+			break
+		}
+		if !slices.Contains(target, cand) {
+			target = append(target, cand)
+		}
+	}
+	e.Version = r.n.cat.Now()
+	e.Locations = target
+	var added []string
+	for _, node := range target {
+		if slices.Contains(holders, node) {
+			continue
+		}
+		if err := r.n.writeCopy(ctx, node, data, &e); err != nil {
+			return err
+		}
+		added = append(added, node)
+		r.rebuiltBytes.Add(int64(len(data)))
+	}
+	if _, err := r.n.cat.Apply(e); err != nil {
+		return err
+	}
+	r.broadcast([]catalog.Entry{e})
+	if rebalance {
+		r.movedCopies.Add(int64(len(added)))
+	} else {
+		r.rebuiltCopies.Add(int64(len(added)))
+	}
+	return nil
+}
+
+// resolvePending settles pending entries whose commit never came (the
+// listener died mid-transaction): committed if W copies are durable
+// (possibly acknowledged: never lose it), deleted if every holder answered
+// and fewer than W have it.
+func (r *replicator) resolvePending(ctx context.Context) {
+	cutoff := uint64(time.Now().Add(-pendingTimeout).UnixNano())
+	var stale []catalog.Entry
+	r.n.cat.ForEach(func(e *catalog.Entry) bool {
+		if e.State == catalog.Pending && e.Version < cutoff && e.HasLocation(r.n.cfg.Name) {
+			stale = append(stale, *e)
+		}
+		return len(stale) < rebuildPerScan
+	})
+	for _, e := range stale {
+		holders, answered := 0, 0
+		var settled *catalog.Entry
+		for _, loc := range e.Locations {
+			if loc == r.n.cfg.Name {
+				answered++
+				if r.n.store.Has(e.ID) {
+					holders++
+				}
+				continue
+			}
+			pe, ok, err := r.n.peer.getEntry(ctx, loc, e.ID)
+			if err != nil {
+				continue
+			}
+			answered++
+			if ok && pe.State != catalog.Pending {
+				settled = &pe
+				break
+			}
+			if has, err := r.n.peer.hasCopy(ctx, loc, e.ID); err == nil && has {
+				holders++
+			}
+		}
+		switch {
+		case settled != nil:
+			r.n.cat.Apply(*settled)
+		case holders >= r.n.cfg.WriteQuorum:
+			e.State, e.Version = catalog.Committed, r.n.cat.Now()
+			r.n.log.Warn("node: committing an orphaned pending message", "id", e.ID, "holders", holders)
+			if _, err := r.n.cat.Apply(e); err == nil {
+				r.broadcast([]catalog.Entry{e})
+			}
+		case answered == len(e.Locations):
+			e.State, e.Version = catalog.Deleted, r.n.cat.Now()
+			r.n.log.Warn("node: dropping a pending message that never reached quorum", "id", e.ID, "holders", holders)
+			if _, err := r.n.cat.Apply(e); err == nil {
+				r.broadcast([]catalog.Entry{e})
+			}
+		}
+	}
+}
+
+// cleanOrphans deletes copies this node holds that no entry lists, once
+// the entry is fully replicated elsewhere (rebalance moved them) or
+// deleted.
+func (r *replicator) cleanOrphans() {
+	t := r.n.members.Table()
+	want := min(r.n.cfg.Replicas, len(t.Ring))
+	cutoff := uint64(time.Now().Add(-orphanGrace).UnixNano())
+	var gone []string
+	r.n.store.CopyIDs(func(id string, _ int) bool {
+		e, ok := r.n.cat.Get(id)
+		switch {
+		case !ok:
+			// A copy without entry: its entry arrives by anti-entropy or
+			// never existed; keep it (pending resolution owns it).
+		case e.State == catalog.Deleted:
+			gone = append(gone, id)
+		case e.State == catalog.Committed && !e.HasLocation(r.n.cfg.Name) && e.Version < cutoff && len(liveHolders(t, &e)) >= want:
+			gone = append(gone, id)
+		}
+		return len(gone) < rebuildPerScan
+	})
+	if len(gone) > 0 {
+		if err := r.n.store.Write(&store.Batch{DeleteCopies: gone}); err != nil {
+			r.n.log.Error("node: orphan cleanup", "err", err)
+		}
+	}
+}

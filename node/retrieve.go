@@ -1,0 +1,197 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"mailarray/node/catalog"
+	"mailarray/node/directory"
+	"mailarray/node/pop3"
+	"mailarray/node/store"
+)
+
+// Mailbox lock leases: short, renewed while the session lives, so a lock
+// held by a node that died frees itself quickly.
+const (
+	lockTTL   = time.Minute
+	lockRenew = 20 * time.Second
+)
+
+// errNoCopy: no live node could serve a valid copy.
+var errNoCopy = errors.New("node: no readable copy")
+
+// pop3Backend is the node seen by its POP3 server.
+type pop3Backend Node
+
+var _ pop3.Backend = (*pop3Backend)(nil)
+
+func (b *pop3Backend) Login(ctx context.Context, user, pass string, remote net.Addr) (pop3.Maildrop, error) {
+	n := (*Node)(b)
+	mb, err := n.dir.Authenticate(user, pass)
+	if err != nil {
+		if errors.Is(err, directory.ErrAuth) {
+			return nil, pop3.ErrAuth
+		}
+		return nil, err
+	}
+	owner := n.cfg.Name + "/" + strconv.FormatUint(n.env.Rand.Uint64(), 36)
+	mgr, err := n.lockMailbox(ctx, mb.Address, owner, lockTTL)
+	if errors.Is(err, errLocked) {
+		return nil, pop3.ErrInUse
+	}
+	if err != nil {
+		return nil, err
+	}
+	md := &maildrop{n: n, mailbox: mb.Address, owner: owner, manager: mgr, stop: make(chan struct{})}
+	md.entries = n.cat.List(mb.Address)
+	md.byID = make(map[string]int, len(md.entries))
+	for i := range md.entries {
+		md.byID[md.entries[i].ID] = i
+	}
+	md.wg.Add(1)
+	go md.renew()
+	return md, nil
+}
+
+type maildrop struct {
+	n                       *Node
+	mailbox, owner, manager string
+	entries                 []catalog.Entry
+	byID                    map[string]int
+	stop                    chan struct{}
+	wg                      sync.WaitGroup
+	once                    sync.Once
+}
+
+func (m *maildrop) renew() {
+	defer m.wg.Done()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-time.After(lockRenew):
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), peerTimeout)
+		if _, err := m.n.lockMailbox(ctx, m.mailbox, m.owner, lockTTL); err != nil {
+			m.n.log.Warn("node: mailbox lock renewal failed", "mailbox", m.mailbox, "err", err)
+		}
+		cancel()
+	}
+}
+
+func (m *maildrop) List(ctx context.Context) ([]pop3.MessageInfo, error) {
+	out := make([]pop3.MessageInfo, len(m.entries))
+	for i, e := range m.entries {
+		out[i] = pop3.MessageInfo{ID: e.ID, Size: e.Size}
+	}
+	return out, nil
+}
+
+func (m *maildrop) Open(ctx context.Context, id string) (io.ReadCloser, error) {
+	i, ok := m.byID[id]
+	if !ok {
+		return nil, fmt.Errorf("node: no message %s", id)
+	}
+	data, err := m.n.readMessage(ctx, &m.entries[i])
+	if err != nil {
+		return nil, err
+	}
+	return io.NopCloser(bytes.NewReader(data)), nil
+}
+
+func (m *maildrop) Commit(ctx context.Context, deleted []string) error {
+	if err := m.n.env.Inject("pop3.delete"); err != nil {
+		return err
+	}
+	return m.n.deleteMessages(ctx, deleted)
+}
+
+func (m *maildrop) Close() error {
+	m.once.Do(func() {
+		close(m.stop)
+		m.wg.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), peerTimeout)
+		defer cancel()
+		m.n.unlockMailbox(ctx, m.manager, m.mailbox, m.owner)
+	})
+	return nil
+}
+
+// deleteMessages tombstones ids durably here and pushes the tombstones to
+// every live node before returning, so no node shows them afterwards.
+func (n *Node) deleteMessages(ctx context.Context, ids []string) error {
+	var tomb []catalog.Entry
+	for _, id := range ids {
+		e, ok := n.cat.Get(id)
+		if !ok || e.State == catalog.Deleted {
+			continue
+		}
+		e.State = catalog.Deleted
+		e.Version = n.cat.Now()
+		tomb = append(tomb, e)
+	}
+	if len(tomb) == 0 {
+		return nil
+	}
+	if _, err := n.cat.Apply(tomb...); err != nil {
+		return fmt.Errorf("node: delete: %w", err)
+	}
+	if err := n.repl.broadcastSync(ctx, tomb); err != nil {
+		n.log.Warn("node: deletion not yet on every node; anti-entropy will finish it", "err", err)
+	}
+	return nil
+}
+
+// readMessage returns a message's bytes from any live copy: this node's
+// first, then the others in placement order. A copy that fails its
+// checksum is skipped and repaired from the good one.
+func (n *Node) readMessage(ctx context.Context, e *catalog.Entry) ([]byte, error) {
+	var bad []string
+	var errs []error
+	order := make([]string, 0, len(e.Locations))
+	if e.HasLocation(n.cfg.Name) {
+		order = append(order, n.cfg.Name)
+	}
+	for _, l := range e.Locations {
+		if l != n.cfg.Name && n.members.Alive(l) {
+			order = append(order, l)
+		}
+	}
+	for _, loc := range order {
+		var data []byte
+		var err error
+		if loc == n.cfg.Name {
+			data, err = n.store.Get(e.ID)
+			if err == nil && store.Checksum(data) != e.Sum {
+				err = fmt.Errorf("%w: %s differs from its entry", store.ErrCorrupt, e.ID)
+			}
+		} else {
+			data, err = n.peer.fetchCopy(ctx, loc, e.ID, e.Sum)
+		}
+		if err != nil {
+			if errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrNotFound) {
+				bad = append(bad, loc)
+			}
+			errs = append(errs, err)
+			continue
+		}
+		if len(bad) > 0 {
+			n.log.Warn("node: repairing bad copies", "id", e.ID, "on", bad)
+			for _, b := range bad {
+				entry := *e
+				if err := n.writeCopy(ctx, b, data, &entry); err != nil {
+					n.log.Warn("node: read repair failed", "id", e.ID, "on", b, "err", err)
+				}
+			}
+		}
+		return data, nil
+	}
+	return nil, fmt.Errorf("%w: %s: %v", errNoCopy, e.ID, errors.Join(errs...))
+}

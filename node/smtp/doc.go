@@ -1,0 +1,12 @@
+// Package smtp is the array's SMTP listener (the patent's listeners 15-17):
+// a go-smtp server that accepts mail only for known mailboxes of hosted
+// domains and hands each message, with its Received header, to the node's
+// delivery path, answering 250 only once delivery says the message is
+// durable on W nodes.
+//
+// Replies follow RFC 5321 with RFC 3463 enhanced codes: unknown mailbox
+// 550 5.1.1, domain not hosted 550 5.7.1 (never an open relay), too large
+// 552 5.3.4, cluster unable to make the message durable 451 4.3.0. On
+// shutdown, idle sessions get 421 4.4.2 at once; a transaction in flight
+// finishes first, then its session gets 421.
+package smtp

@@ -1,0 +1,502 @@
+package smtp
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+)
+
+// Errors a Backend returns to choose the reply. Any other error is a
+// temporary local failure (451 4.3.0).
+var (
+	// ErrUnknownMailbox: the domain is hosted but the mailbox does not
+	// exist. RFC 5321 4.2.2, RFC 3463 X.1.1.
+	ErrUnknownMailbox = errors.New("smtp: unknown mailbox")
+	// ErrNotHosted: the domain is not ours; accepting would relay.
+	// RFC 3463 X.7.1 (delivery not authorized).
+	ErrNotHosted = errors.New("smtp: domain not hosted")
+	// ErrUnavailable: too few live nodes to make the message durable.
+	// RFC 3463 X.3.0 (mail system status).
+	ErrUnavailable = errors.New("smtp: storage unavailable")
+	// ErrQuota: the mailbox is over its quota. RFC 3463 X.2.2.
+	ErrQuota = errors.New("smtp: mailbox over quota")
+)
+
+// Message is one accepted SMTP transaction handed to the backend.
+type Message struct {
+	ID     string   // transaction id, shown in the Received header and the 250 reply
+	From   string   // reverse path, "" for the null sender
+	To     []string // accepted recipients, lowercase
+	Data   []byte   // the message with CRLF line ends and our Received header first
+	Helo   string
+	Remote net.Addr
+	TLS    bool
+}
+
+// Backend is what the listener needs from the node.
+type Backend interface {
+	// NewID returns a fresh transaction id.
+	NewID() string
+	// CheckRecipient says whether mail for addr is accepted, returning nil
+	// or one of the package's errors (or an *SMTPError from go-smtp).
+	CheckRecipient(ctx context.Context, addr string) error
+	// Deliver makes m durable for every recipient, or fails wholly.
+	Deliver(ctx context.Context, m *Message) error
+}
+
+// Config of the listener. Zero values take defaults from DefaultConfig.
+type Config struct {
+	Hostname         string        // announced in the greeting and Received headers
+	MaxMessageBytes  int64         // advertised with SIZE; larger gets 552 5.3.4
+	MaxRecipients    int           // per transaction; more get 452 4.5.3
+	ReadTimeout      time.Duration // per command line; RFC 5321 4.5.3.2 suggests 5 min
+	WriteTimeout     time.Duration
+	DeliverTimeout   time.Duration // bound on making one message durable
+	MaxSessions      int           // concurrent sessions; more get 421 4.4.5
+	MaxSessionsPerIP int           // concurrent sessions from one client address
+	// TLS, when set, enables STARTTLS; it is called per handshake so
+	// certificates can be replaced without a restart.
+	TLS func() *tls.Config
+}
+
+// DefaultConfig returns production defaults.
+func DefaultConfig() Config {
+	return Config{
+		Hostname:         "localhost",
+		MaxMessageBytes:  25 << 20,
+		MaxRecipients:    100,
+		ReadTimeout:      5 * time.Minute,
+		WriteTimeout:     time.Minute,
+		DeliverTimeout:   30 * time.Second,
+		MaxSessions:      1000,
+		MaxSessionsPerIP: 50,
+	}
+}
+
+// Validate fills defaults and rejects nonsense.
+func (c *Config) Validate() error {
+	d := DefaultConfig()
+	if c.Hostname == "" {
+		c.Hostname = d.Hostname
+	}
+	if c.MaxMessageBytes == 0 {
+		c.MaxMessageBytes = d.MaxMessageBytes
+	}
+	if c.MaxRecipients == 0 {
+		c.MaxRecipients = d.MaxRecipients
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = d.ReadTimeout
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = d.WriteTimeout
+	}
+	if c.DeliverTimeout == 0 {
+		c.DeliverTimeout = d.DeliverTimeout
+	}
+	if c.MaxSessions == 0 {
+		c.MaxSessions = d.MaxSessions
+	}
+	if c.MaxSessionsPerIP == 0 {
+		c.MaxSessionsPerIP = d.MaxSessionsPerIP
+	}
+	switch {
+	case c.MaxMessageBytes < 1024:
+		return fmt.Errorf("smtp: max message size %d is below 1024 bytes", c.MaxMessageBytes)
+	case c.MaxRecipients < 1:
+		return fmt.Errorf("smtp: max recipients %d < 1", c.MaxRecipients)
+	case c.ReadTimeout < 0 || c.WriteTimeout < 0 || c.DeliverTimeout < 0:
+		return errors.New("smtp: negative timeout")
+	case c.MaxSessions < 1 || c.MaxSessionsPerIP < 1:
+		return errors.New("smtp: session limits must be >= 1")
+	}
+	return nil
+}
+
+// Stats counts the listener's outcomes.
+type Stats struct {
+	Sessions, Accepted, Rejected, Failed atomic.Uint64
+	AcceptedBytes                        atomic.Uint64
+}
+
+// Server is one SMTP listener. Create with New, run with Serve, stop with
+// Shutdown or Close.
+type Server struct {
+	cfg     Config
+	backend Backend
+	log     *slog.Logger
+	srv     *gosmtp.Server
+	Stats   Stats
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	perIP    map[string]int
+	draining bool
+}
+
+// New returns a listener; Serve starts it.
+func New(cfg Config, b Backend, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, backend: b, log: log, sessions: map[*session]struct{}{}, perIP: map[string]int{}}
+	gs := gosmtp.NewServer(s)
+	gs.Domain = cfg.Hostname
+	gs.MaxMessageBytes = cfg.MaxMessageBytes
+	gs.MaxRecipients = cfg.MaxRecipients
+	gs.ReadTimeout = cfg.ReadTimeout
+	gs.WriteTimeout = cfg.WriteTimeout
+	gs.ErrorLog = slogPrinter{log}
+	if cfg.TLS != nil {
+		// GetConfigForClient is consulted at each handshake, so replaced
+		// certificates take effect without a restart.
+		gs.TLSConfig = &tls.Config{
+			MinVersion:         tls.VersionTLS12,
+			GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return cfg.TLS(), nil },
+		}
+	}
+	s.srv = gs
+	return s, nil
+}
+
+// Serve accepts sessions on l until Shutdown or Close.
+func (s *Server) Serve(l net.Listener) error {
+	err := s.srv.Serve(drainListener{l})
+	if errors.Is(err, gosmtp.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting, sends 421 to idle sessions, lets transactions in
+// flight finish (their sessions then get 421) and waits for all sessions to
+// end until ctx is done, after which it closes what remains.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining = true
+	for ss := range s.sessions {
+		ss.drain()
+	}
+	s.mu.Unlock()
+	err := s.srv.Shutdown(ctx)
+	if errors.Is(err, gosmtp.ErrServerClosed) {
+		err = nil
+	}
+	if err != nil {
+		s.srv.Close()
+	}
+	return err
+}
+
+// Close closes the listener and every session at once.
+func (s *Server) Close() error {
+	err := s.srv.Close()
+	if errors.Is(err, gosmtp.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// NewSession implements gosmtp.Backend.
+func (s *Server) NewSession(c *gosmtp.Conn) (gosmtp.Session, error) {
+	dc, _ := c.Conn().(*drainConn)
+	remote := c.Conn().RemoteAddr()
+	ip := hostOf(remote)
+	ss := &session{srv: s, conn: c, dc: dc, remote: remote, ip: ip}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		return nil, errShuttingDown
+	}
+	if len(s.sessions) >= s.cfg.MaxSessions || s.perIP[ip] >= s.cfg.MaxSessionsPerIP {
+		s.log.Warn("smtp: session limit", "remote", remote.String(), "sessions", len(s.sessions), "from_ip", s.perIP[ip])
+		return nil, errTooBusy
+	}
+	s.sessions[ss] = struct{}{}
+	s.perIP[ip]++
+	s.Stats.Sessions.Add(1)
+	return ss, nil
+}
+
+func (s *Server) endSession(ss *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.sessions[ss]; !ok {
+		return
+	}
+	delete(s.sessions, ss)
+	if s.perIP[ss.ip]--; s.perIP[ss.ip] <= 0 {
+		delete(s.perIP, ss.ip)
+	}
+}
+
+func (s *Server) isDraining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
+}
+
+var (
+	// RFC 5321 4.2.2 / RFC 3463 X.3.2: system not accepting messages.
+	errShuttingDown = &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down, try again later"}
+	// RFC 3463 X.4.5: system congestion.
+	errTooBusy = &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 4, 5}, Message: "Too many sessions, try again later"}
+)
+
+// reply maps backend errors to SMTP replies.
+func reply(err error) *gosmtp.SMTPError {
+	var se *gosmtp.SMTPError
+	switch {
+	case errors.As(err, &se):
+		return se
+	case errors.Is(err, ErrUnknownMailbox):
+		return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 1, 1}, Message: "No such mailbox here"}
+	case errors.Is(err, ErrNotHosted):
+		return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 7, 1}, Message: "Relaying denied: domain not hosted here"}
+	case errors.Is(err, ErrQuota):
+		return &gosmtp.SMTPError{Code: 552, EnhancedCode: gosmtp.EnhancedCode{5, 2, 2}, Message: "Mailbox over quota"}
+	case errors.Is(err, ErrUnavailable):
+		return &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "Storage unavailable, try again later"}
+	default:
+		return &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "Local error, try again later"}
+	}
+}
+
+type session struct {
+	srv    *Server
+	conn   *gosmtp.Conn
+	dc     *drainConn
+	remote net.Addr
+	ip     string
+
+	mu     sync.Mutex
+	busy   bool // between MAIL and the end of DATA or RSET
+	from   string
+	rcpts  []string
+	mailAt time.Time
+}
+
+func (ss *session) drain() {
+	ss.mu.Lock()
+	busy := ss.busy
+	ss.mu.Unlock()
+	if !busy && ss.dc != nil {
+		ss.dc.drain()
+	}
+}
+
+func (ss *session) setBusy(b bool) {
+	ss.mu.Lock()
+	ss.busy = b
+	ss.mu.Unlock()
+	if !b && ss.dc != nil && ss.srv.isDraining() {
+		ss.dc.drain()
+	}
+}
+
+func (ss *session) Mail(from string, _ *gosmtp.MailOptions) error {
+	if ss.srv.isDraining() {
+		return errShuttingDown
+	}
+	ss.setBusy(true)
+	ss.from = from
+	ss.rcpts = ss.rcpts[:0]
+	ss.mailAt = time.Now()
+	return nil
+}
+
+func (ss *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
+	addr := strings.ToLower(strings.TrimSpace(to))
+	ctx, cancel := context.WithTimeout(context.Background(), ss.srv.cfg.DeliverTimeout)
+	defer cancel()
+	if err := ss.srv.backend.CheckRecipient(ctx, addr); err != nil {
+		r := reply(err)
+		ss.srv.log.Info("smtp: recipient refused", "remote", ss.remote.String(), "from", ss.from, "rcpt", addr, "code", r.Code, "reason", err.Error())
+		ss.srv.Stats.Rejected.Add(1)
+		return r
+	}
+	for _, r := range ss.rcpts {
+		if r == addr {
+			return nil // RFC 5321 allows duplicates; deliver once
+		}
+	}
+	ss.rcpts = append(ss.rcpts, addr)
+	return nil
+}
+
+func (ss *session) Data(r io.Reader) error {
+	defer ss.setBusy(false)
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		ss.srv.Stats.Rejected.Add(1)
+		ss.srv.log.Info("smtp: data refused", "remote", ss.remote.String(), "from", ss.from, "err", err.Error())
+		return err // ErrDataTooLarge: 552 5.3.4
+	}
+	_, isTLS := ss.conn.TLSConnectionState()
+	m := &Message{
+		ID:     ss.srv.backend.NewID(),
+		From:   ss.from,
+		To:     append([]string(nil), ss.rcpts...),
+		Helo:   ss.conn.Hostname(),
+		Remote: ss.remote,
+		TLS:    isTLS,
+	}
+	m.Data = withReceived(raw, m, ss.srv.cfg.Hostname, time.Now())
+	ctx, cancel := context.WithTimeout(context.Background(), ss.srv.cfg.DeliverTimeout)
+	defer cancel()
+	if err := ss.srv.backend.Deliver(ctx, m); err != nil {
+		r := reply(err)
+		ss.srv.Stats.Failed.Add(1)
+		ss.srv.log.Warn("smtp: delivery failed", "id", m.ID, "remote", ss.remote.String(), "from", m.From, "rcpts", m.To, "code", r.Code, "err", err.Error())
+		return r
+	}
+	ss.srv.Stats.Accepted.Add(1)
+	ss.srv.Stats.AcceptedBytes.Add(uint64(len(m.Data)))
+	ss.srv.log.Info("smtp: accepted", "id", m.ID, "remote", ss.remote.String(), "from", m.From, "rcpts", m.To,
+		"size", len(m.Data), "ms", time.Since(ss.mailAt).Milliseconds())
+	// RFC 5321 4.2: text after the code is free; RFC 3463 X.0.0 success.
+	return &gosmtp.SMTPError{Code: 250, EnhancedCode: gosmtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + m.ID}
+}
+
+func (ss *session) Reset() {
+	ss.from = ""
+	ss.rcpts = ss.rcpts[:0]
+	ss.setBusy(false)
+}
+
+func (ss *session) Logout() error {
+	ss.srv.endSession(ss)
+	return nil
+}
+
+// withReceived normalises line ends to CRLF and prepends our trace header
+// (RFC 5321 4.4).
+func withReceived(raw []byte, m *Message, host string, now time.Time) []byte {
+	var b bytes.Buffer
+	b.Grow(len(raw) + 256)
+	helo := m.Helo
+	if helo == "" {
+		helo = "unknown"
+	}
+	with := "ESMTP"
+	if m.TLS {
+		with = "ESMTPS"
+	}
+	fmt.Fprintf(&b, "Received: from %s (%s)\r\n\tby %s (mailarray) with %s id %s", sanitize(helo), addrLiteral(m.Remote), host, with, m.ID)
+	if len(m.To) == 1 {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", m.To[0])
+	}
+	fmt.Fprintf(&b, "; %s\r\n", now.UTC().Format(time.RFC1123Z))
+	appendCRLF(&b, raw)
+	return b.Bytes()
+}
+
+// appendCRLF copies raw turning bare LF into CRLF and ending it with CRLF.
+func appendCRLF(b *bytes.Buffer, raw []byte) {
+	for len(raw) > 0 {
+		i := bytes.IndexByte(raw, '\n')
+		if i < 0 {
+			b.Write(raw)
+			b.WriteString("\r\n")
+			return
+		}
+		line := raw[:i]
+		if len(line) > 0 && line[len(line)-1] == '\r' {
+			line = line[:len(line)-1]
+		}
+		b.Write(line)
+		b.WriteString("\r\n")
+		raw = raw[i+1:]
+	}
+}
+
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x21 || r > 0x7e || r == '(' || r == ')' {
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+func addrLiteral(a net.Addr) string {
+	if a == nil {
+		return "unknown"
+	}
+	return "[" + hostOf(a) + "]"
+}
+
+func hostOf(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	h, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return h
+}
+
+// drainListener wraps accepted conns so Shutdown can wake idle readers.
+type drainListener struct{ net.Listener }
+
+func (l drainListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &drainConn{Conn: c}, nil
+}
+
+// drainConn forces reads to time out once draining, which makes go-smtp
+// answer 421 4.4.2 and end the session. go-smtp resets the read deadline
+// before every command, so the override must be sticky.
+type drainConn struct {
+	net.Conn
+	draining atomic.Bool
+}
+
+func (c *drainConn) drain() {
+	c.draining.Store(true)
+	c.Conn.SetReadDeadline(time.Now())
+}
+
+func (c *drainConn) SetReadDeadline(t time.Time) error {
+	if c.draining.Load() {
+		t = time.Now()
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *drainConn) SetDeadline(t time.Time) error {
+	if err := c.Conn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	return c.SetReadDeadline(t)
+}
+
+// slogPrinter adapts go-smtp's ErrorLog to slog.
+type slogPrinter struct{ log *slog.Logger }
+
+func (p slogPrinter) Printf(format string, v ...any) {
+	p.log.Debug("smtp: " + fmt.Sprintf(format, v...))
+}
+func (p slogPrinter) Println(v ...any) { p.log.Debug("smtp: " + fmt.Sprint(v...)) }
+
+// Sessions is the number of sessions open now.
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}

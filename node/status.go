@@ -1,0 +1,192 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sort"
+	"time"
+
+	"mailarray/node/catalog"
+	"mailarray/node/ddns"
+	"mailarray/node/env"
+	"mailarray/node/mirror"
+)
+
+// dnsSource is the node seen by its DNS server.
+type dnsSource Node
+
+var _ ddns.Source = (*dnsSource)(nil)
+
+func (s *dnsSource) Domains() []string { return s.cfg.Domains }
+
+func (s *dnsSource) Nodes(role string) []env.Member {
+	var out []env.Member
+	for _, m := range (*Node)(s).members.Live() {
+		if role == ddns.RoleAny || mirror.HasRole(m, role) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (s *dnsSource) Serial() uint32 { return (*Node)(s).members.Serial() + 1 }
+
+// onMembership reacts to membership changes: reads already avoid dead
+// nodes (the view is current); rebuild starts at once; a joining node gets
+// an immediate anti-entropy round.
+func (n *Node) onMembership(ev *env.Event) {
+	if ev != nil {
+		n.log.Info("node: membership", "event", ev.Kind.String(), "member", ev.Member.Name, "status", ev.Member.Status.String())
+	}
+	t := n.members.Table()
+	n.log.Info("node: mirroring table", "version", fmt.Sprintf("%016x", t.Version), "ring", t.Ring)
+	n.repl.triggerMaintenance()
+}
+
+// Load is what a node reports of its load over the peer API.
+type Load struct {
+	Node            string  `json:"node"`
+	SMTPSessions    int     `json:"smtp_sessions"`
+	Copies          int64   `json:"copies"`
+	CatalogEntries  int     `json:"catalog_entries"`
+	PushQueue       int     `json:"push_queue"`
+	UnderReplicated int64   `json:"under_replicated"`
+	AcceptedTotal   uint64  `json:"accepted_total"`
+	At              int64   `json:"at_unix_ms"`
+	FreeDiskBytes   int64   `json:"free_disk_bytes"`
+	LatencyMs       float64 `json:"latency_ms"`
+}
+
+// Load reports the node's current load.
+func (n *Node) Load() Load {
+	l := Load{Node: n.cfg.Name, CatalogEntries: n.cat.Len(), UnderReplicated: n.repl.underReplicated.Load(), At: time.Now().UnixMilli()}
+	if n.smtp != nil {
+		l.SMTPSessions = n.smtp.Sessions()
+		l.AcceptedTotal = n.smtp.Stats.Accepted.Load()
+	}
+	n.repl.mu.Lock()
+	for _, q := range n.repl.queues {
+		q.mu.Lock()
+		l.PushQueue += len(q.entries)
+		q.mu.Unlock()
+	}
+	n.repl.mu.Unlock()
+	return l
+}
+
+// Status is a node's report for operators (`mailarray status`).
+type Status struct {
+	Node            string              `json:"node"`
+	Roles           []string            `json:"roles"`
+	Addrs           map[string]string   `json:"addrs"`
+	Members         []MemberStatus      `json:"members"`
+	Mirror          mirror.Table        `json:"mirror"`
+	MirrorPairs     map[string][]string `json:"mirror_pairs"`
+	Replicas        int                 `json:"replicas"`
+	WriteQuorum     int                 `json:"write_quorum"`
+	CatalogDigest   string              `json:"catalog_digest"`
+	Entries         map[string]int      `json:"entries"`
+	Copies          int                 `json:"copies"`
+	CopyBytes       int64               `json:"copy_bytes"`
+	UnderReplicated int64               `json:"under_replicated"`
+	Rebuild         RebuildStatus       `json:"rebuild"`
+	Mailboxes       int                 `json:"mailboxes"`
+	Load            Load                `json:"load"`
+}
+
+// MemberStatus is one member as this node sees it.
+type MemberStatus struct {
+	Name   string `json:"name"`
+	Addr   string `json:"addr"`
+	Status string `json:"status"`
+	Roles  string `json:"roles"`
+	Peer   string `json:"peer"`
+}
+
+// RebuildStatus is the replicator's progress.
+type RebuildStatus struct {
+	RebuiltCopies     int64 `json:"rebuilt_copies"`
+	RebuiltBytes      int64 `json:"rebuilt_bytes"`
+	MovedCopies       int64 `json:"moved_copies"`
+	AntiEntropyRounds int64 `json:"anti_entropy_rounds"`
+	AntiEntropyFixed  int64 `json:"anti_entropy_repaired"`
+	PushDropped       int64 `json:"push_dropped"`
+}
+
+// Status gathers the node's report.
+func (n *Node) Status() Status {
+	st := Status{
+		Node: n.cfg.Name, Roles: n.cfg.Roles, Addrs: n.addrsSnapshot(),
+		Mirror: n.members.Table(), Replicas: n.cfg.Replicas, WriteQuorum: n.cfg.WriteQuorum,
+		CatalogDigest: n.cat.Digest(), Entries: map[string]int{},
+		UnderReplicated: n.repl.underReplicated.Load(), Mailboxes: n.dir.Len(), Load: n.Load(),
+		Rebuild: RebuildStatus{
+			RebuiltCopies: n.repl.rebuiltCopies.Load(), RebuiltBytes: n.repl.rebuiltBytes.Load(),
+			MovedCopies: n.repl.movedCopies.Load(), AntiEntropyRounds: n.repl.aeRounds.Load(),
+			AntiEntropyFixed: n.repl.aeRepaired.Load(), PushDropped: n.repl.pushDropped.Load(),
+		},
+	}
+	st.MirrorPairs = st.Mirror.Pairs()
+	for s, c := range n.cat.Counts() {
+		st.Entries[s.String()] = c
+	}
+	if ss, err := n.store.Stats(); err == nil {
+		st.Copies, st.CopyBytes = ss.Copies, ss.CopyBytes
+	}
+	for _, m := range n.members.Members() {
+		addr := ""
+		if m.Addr != nil {
+			addr = m.Addr.String()
+		}
+		st.Members = append(st.Members, MemberStatus{Name: m.Name, Addr: addr, Status: m.Status.String(), Roles: m.Tags[env.TagRoles], Peer: m.Tags[env.TagPeer]})
+	}
+	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].Name < st.Members[j].Name })
+	return st
+}
+
+// httpHandler serves /healthz, /readyz and the status on --http.
+func (n *Node) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if live := len(n.members.Table().Ring); live < n.cfg.WriteQuorum {
+			http.Error(w, fmt.Sprintf("not ready: %d live storage nodes, write quorum %d\n", live, n.cfg.WriteQuorum), http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.Status()) })
+	return mux
+}
+
+// CatalogDigests asks every live member for its catalog digest.
+func (n *Node) CatalogDigests(ctx context.Context) map[string]string {
+	out := map[string]string{n.cfg.Name: n.cat.Digest()}
+	for _, m := range n.members.Live() {
+		if m.Name == n.cfg.Name {
+			continue
+		}
+		var st Status
+		if err := n.peer.getJSON(ctx, m.Name, "/v1/status", &st); err == nil {
+			out[m.Name] = st.CatalogDigest
+		}
+	}
+	return out
+}
+
+// Under reports entries short of R live copies (for tests and status).
+func (n *Node) Under() int {
+	t := n.members.Table()
+	want := min(n.cfg.Replicas, len(t.Ring))
+	under := 0
+	n.cat.ForEach(func(e *catalog.Entry) bool {
+		if e.State == catalog.Committed && len(liveHolders(t, e)) < want {
+			under++
+		}
+		return true
+	})
+	return under
+}
