@@ -70,9 +70,44 @@ type Config struct {
 	UsersReload time.Duration `yaml:"users-reload"`
 	// ShutdownGrace bounds how long SIGTERM waits for transactions in flight.
 	ShutdownGrace time.Duration `yaml:"shutdown-grace"`
+	// Tuning holds the replicator's intervals and limits.
+	Tuning Tuning `yaml:"tuning"`
 	// SyncWrites is false only in the simulator, whose disk cost is modeled.
 	// A real node always fsyncs before acknowledging.
 	NoSync bool `yaml:"-"`
+}
+
+// Tuning sets the pace of the array's background work.
+type Tuning struct {
+	// AntiEntropyEvery is the mean interval between anti-entropy rounds
+	// (each with one random peer).
+	AntiEntropyEvery time.Duration `yaml:"anti-entropy-every"`
+	// MaintainEvery is the interval of rebuild, pending resolution and
+	// orphan cleanup scans.
+	MaintainEvery time.Duration `yaml:"maintain-every"`
+	// PendingTimeout is how long a pending entry waits for its commit
+	// before its holders resolve it themselves.
+	PendingTimeout time.Duration `yaml:"pending-timeout"`
+	// OrphanGrace: a copy its entry no longer lists is deleted only after
+	// the entry is this old.
+	OrphanGrace time.Duration `yaml:"orphan-grace"`
+	// RebuildPerScan bounds copies rebuilt or moved per scan (throttle).
+	RebuildPerScan int `yaml:"rebuild-per-scan"`
+	// TombstoneTTL is how long deletions are remembered; a node away
+	// longer than this must be wiped before it rejoins.
+	TombstoneTTL time.Duration `yaml:"tombstone-ttl"`
+}
+
+// DefaultTuning returns the production pace.
+func DefaultTuning() Tuning {
+	return Tuning{
+		AntiEntropyEvery: time.Second,
+		MaintainEvery:    2 * time.Second,
+		PendingTimeout:   30 * time.Second,
+		OrphanGrace:      time.Minute,
+		RebuildPerScan:   512,
+		TombstoneTTL:     7 * 24 * time.Hour,
+	}
 }
 
 // DefaultConfig returns the defaults `mailarray serve` starts from.
@@ -90,6 +125,7 @@ func DefaultConfig() Config {
 		DNSTTL:          5 * time.Second,
 		UsersReload:     2 * time.Second,
 		ShutdownGrace:   10 * time.Second,
+		Tuning:          DefaultTuning(),
 	}
 }
 
@@ -190,6 +226,31 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownGrace <= 0 {
 		bad("shutdown-grace", "%v must be positive", c.ShutdownGrace)
+	}
+	t, d := &c.Tuning, DefaultTuning()
+	for _, f := range []struct {
+		key string
+		v   *time.Duration
+		def time.Duration
+	}{
+		{"tuning.anti-entropy-every", &t.AntiEntropyEvery, d.AntiEntropyEvery},
+		{"tuning.maintain-every", &t.MaintainEvery, d.MaintainEvery},
+		{"tuning.pending-timeout", &t.PendingTimeout, d.PendingTimeout},
+		{"tuning.orphan-grace", &t.OrphanGrace, d.OrphanGrace},
+		{"tuning.tombstone-ttl", &t.TombstoneTTL, d.TombstoneTTL},
+	} {
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+		if *f.v < 0 {
+			bad(f.key, "%v must be positive", *f.v)
+		}
+	}
+	if t.RebuildPerScan == 0 {
+		t.RebuildPerScan = d.RebuildPerScan
+	}
+	if t.RebuildPerScan < 1 {
+		bad("tuning.rebuild-per-scan", "%d must be >= 1", t.RebuildPerScan)
 	}
 	return errors.Join(errs...)
 }

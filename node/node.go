@@ -167,6 +167,7 @@ func (n *Node) Start() (err error) {
 	if err := n.advertise(); err != nil {
 		return err
 	}
+	n.members.refresh() // see our own roles before the first RCPT
 	n.members.start(n.ctx, &n.wg, n.onMembership)
 	n.repl.start(n.ctx, &n.wg)
 	if n.cfg.UsersFile != "" {
@@ -213,7 +214,7 @@ func (n *Node) serve(key string, fn func() error) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := fn(); err != nil && !errors.Is(err, net.ErrClosed) {
+		if err := fn(); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, pop3.ErrServerClosed) && !errors.Is(err, ddns.ErrServerClosed) {
 			n.log.Error("node: listener stopped", "listener", key, "err", err)
 		}
 	}()

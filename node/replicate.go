@@ -22,22 +22,6 @@ const (
 	pushQueueMax = 65536
 	// pushBatchMax bounds entries in one push request.
 	pushBatchMax = 1024
-	// antiEntropyEvery is the mean interval between two anti-entropy rounds
-	// (each with one random peer).
-	antiEntropyEvery = time.Second
-	// maintainEvery is the interval of rebuild, pending resolution and
-	// orphan cleanup scans.
-	maintainEvery = 2 * time.Second
-	// pendingTimeout is how long a pending entry may wait for its commit
-	// before its holders resolve it themselves.
-	pendingTimeout = 30 * time.Second
-	// orphanGrace: a copy no entry lists is deleted only after this long.
-	orphanGrace = time.Minute
-	// rebuildPerScan bounds copies rebuilt or moved per scan (throttle).
-	rebuildPerScan = 512
-	// tombstoneTTL is how long deletions are remembered; a node away longer
-	// than this must be wiped before it rejoins.
-	tombstoneTTL = 7 * 24 * time.Hour
 )
 
 // replicator pushes catalog changes, runs anti-entropy, rebuilds lost
@@ -228,7 +212,7 @@ func (r *replicator) flush(ctx context.Context) {
 
 func (r *replicator) antiEntropyLoop(ctx context.Context) {
 	for {
-		d := r.n.env.Rand.Jitter(antiEntropyEvery/2, 1.0)
+		d := r.n.env.Rand.Jitter(r.n.cfg.Tuning.AntiEntropyEvery/2, 1.0)
 		select {
 		case <-ctx.Done():
 			return
@@ -298,14 +282,14 @@ func (r *replicator) maintainLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-r.kick:
-		case <-time.After(r.n.env.Rand.Jitter(maintainEvery, 0.25)):
+		case <-time.After(r.n.env.Rand.Jitter(r.n.cfg.Tuning.MaintainEvery, 0.25)):
 		}
 		r.rebuild(ctx)
 		r.resolvePending(ctx)
 		r.cleanOrphans()
 		if time.Since(lastGC) > time.Hour {
 			lastGC = time.Now()
-			if k, err := r.n.cat.Collect(uint64(time.Now().Add(-tombstoneTTL).UnixNano()), 100000); err == nil && k > 0 {
+			if k, err := r.n.cat.Collect(uint64(time.Now().Add(-r.n.cfg.Tuning.TombstoneTTL).UnixNano()), 100000); err == nil && k > 0 {
 				r.n.log.Info("node: collected tombstones", "count", k)
 			}
 		}
@@ -350,7 +334,7 @@ func (r *replicator) rebuild(ctx context.Context) {
 			return true
 		}
 		if short || (rebalance && !sameSet(h, balanced(t, e.ID, want))) || len(h) != len(e.Locations) {
-			if len(jobs) < rebuildPerScan {
+			if len(jobs) < r.n.cfg.Tuning.RebuildPerScan {
 				jobs = append(jobs, job{*e, h})
 			}
 		}
@@ -375,7 +359,7 @@ func (r *replicator) rebuild(ctx context.Context) {
 	if done > 0 {
 		r.n.log.Info("node: rebuild progress", "repaired", done, "under_replicated", under, "rebuilt_total", r.rebuiltCopies.Load(), "moved_total", r.movedCopies.Load())
 	}
-	if len(jobs) == rebuildPerScan {
+	if len(jobs) == r.n.cfg.Tuning.RebuildPerScan {
 		r.triggerMaintenance()
 	}
 }
@@ -487,13 +471,13 @@ func (r *replicator) repair(ctx context.Context, t mirror.Table, e catalog.Entry
 // (possibly acknowledged: never lose it), deleted if every holder answered
 // and fewer than W have it.
 func (r *replicator) resolvePending(ctx context.Context) {
-	cutoff := uint64(time.Now().Add(-pendingTimeout).UnixNano())
+	cutoff := uint64(time.Now().Add(-r.n.cfg.Tuning.PendingTimeout).UnixNano())
 	var stale []catalog.Entry
 	r.n.cat.ForEach(func(e *catalog.Entry) bool {
 		if e.State == catalog.Pending && e.Version < cutoff && e.HasLocation(r.n.cfg.Name) {
 			stale = append(stale, *e)
 		}
-		return len(stale) < rebuildPerScan
+		return len(stale) < r.n.cfg.Tuning.RebuildPerScan
 	})
 	for _, e := range stale {
 		holders, answered := 0, 0
@@ -544,7 +528,7 @@ func (r *replicator) resolvePending(ctx context.Context) {
 func (r *replicator) cleanOrphans() {
 	t := r.n.members.Table()
 	want := min(r.n.cfg.Replicas, len(t.Ring))
-	cutoff := uint64(time.Now().Add(-orphanGrace).UnixNano())
+	cutoff := uint64(time.Now().Add(-r.n.cfg.Tuning.OrphanGrace).UnixNano())
 	var gone []string
 	r.n.store.CopyIDs(func(id string, _ int) bool {
 		e, ok := r.n.cat.Get(id)
@@ -557,7 +541,7 @@ func (r *replicator) cleanOrphans() {
 		case e.State == catalog.Committed && !e.HasLocation(r.n.cfg.Name) && e.Version < cutoff && len(liveHolders(t, &e)) >= want:
 			gone = append(gone, id)
 		}
-		return len(gone) < rebuildPerScan
+		return len(gone) < r.n.cfg.Tuning.RebuildPerScan
 	})
 	if len(gone) > 0 {
 		if err := r.n.store.Write(&store.Batch{DeleteCopies: gone}); err != nil {

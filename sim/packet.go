@@ -152,9 +152,9 @@ func (pc *PacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	return len(b), nil
 }
 
-// push queues an arrived datagram; it is dropped if the socket is closed
-// or its queue is full.
-func (pc *PacketConn) push(d datagram) {
+// push queues an arrived datagram; false if the socket is closed or its
+// queue is full.
+func (pc *PacketConn) push(d datagram) bool {
 	pc.mu.Lock()
 	ok := !pc.closed.Load() && len(pc.queue) < pc.host.n.cfg.PacketQueueLen
 	if ok {
@@ -164,9 +164,11 @@ func (pc *PacketConn) push(d datagram) {
 	if ok {
 		signal(pc.readable)
 	}
+	return ok
 }
 
-// deliverPacket runs on the driver when a datagram reaches the host.
+// deliverPacket runs on the driver when a datagram reaches the host. A
+// datagram no socket takes is counted as dropped.
 func (h *Host) deliverPacket(e *event) {
 	h.mu.Lock()
 	pc := h.udpPorts[e.port]
@@ -174,10 +176,15 @@ func (h *Host) deliverPacket(e *event) {
 		pc = nil
 	}
 	h.mu.Unlock()
-	if pc != nil {
-		pc.push(datagram{from: e.src.laddr, data: e.data})
+	if pc != nil && pc.push(datagram{from: e.src.laddr, data: e.data}) {
 		e.data = nil
+		return
 	}
+	n := h.n
+	n.mu.Lock()
+	n.dropped++
+	e.link.dropped++
+	n.mu.Unlock()
 }
 
 // Close closes the socket: blocked and later calls return net.ErrClosed.

@@ -84,6 +84,8 @@ func Exchange(ctx context.Context, n env.Net, server string, m *dns.Msg, tcp boo
 // datagramConn presents a connected datagram conn as a net.PacketConn.
 type datagramConn struct{ net.Conn }
 
+var _ net.PacketConn = datagramConn{}
+
 func (c datagramConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	n, err := c.Read(p)
 	return n, c.RemoteAddr(), err

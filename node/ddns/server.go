@@ -283,6 +283,8 @@ type logWriter struct {
 	s *Server
 }
 
+var _ dns.Writer = (*logWriter)(nil)
+
 func (lw *logWriter) Write(b []byte) (int, error) {
 	if len(b) >= 4 {
 		switch rcode := int(b[3] & 0x0F); rcode {
@@ -324,6 +326,8 @@ type tcpListener struct {
 	writeTimeout time.Duration
 	backoff      time.Duration // touched only by the accept loop
 }
+
+var _ net.Listener = (*tcpListener)(nil)
 
 func (l *tcpListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
