@@ -16,6 +16,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 	"github.com/stretchr/testify/require"
 
+	"mailarray/node/catalog"
 	"mailarray/node/env"
 	"mailarray/node/member"
 	"mailarray/node/pop3"
@@ -25,7 +26,7 @@ import (
 // testCluster runs nodes in-process over real loopback sockets, sharing a
 // member.Group so failures are seen at once.
 type testCluster struct {
-	t     *testing.T
+	t     testing.TB
 	group *member.Group
 	nodes map[string]*Node
 	dirs  map[string]string
@@ -46,7 +47,7 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-func newTestCluster(t *testing.T, n, r, w int) *testCluster {
+func newTestCluster(t testing.TB, n, r, w int) *testCluster {
 	c := &testCluster{t: t, group: member.NewGroup(), nodes: map[string]*Node{}, dirs: map[string]string{}, r: r, w: w, users: testUsers}
 	for i := 1; i <= n; i++ {
 		c.start(fmt.Sprintf("n%d", i))
@@ -73,6 +74,9 @@ func (c *testCluster) config(name string) Config {
 	cfg.MaxMessageBytes = 64 << 10
 	cfg.Tuning.AntiEntropyEvery = 200 * time.Millisecond
 	cfg.Tuning.MaintainEvery = 200 * time.Millisecond
+	if _, ok := c.t.(*testing.B); ok {
+		cfg.Tuning = DefaultTuning()
+	}
 	cfg.Tuning.OrphanGrace = 100 * time.Millisecond
 	return cfg
 }
@@ -196,7 +200,7 @@ func (c *testCluster) waitConverged(timeout time.Duration) {
 	require.Eventually(c.t, func() bool {
 		var d string
 		for _, n := range c.nodes {
-			if n.Under() != 0 {
+			if n.Under() != 0 || n.Catalog().Counts()[catalog.Pending] != 0 || !n.repl.commitsIdle() {
 				return false
 			}
 			if d == "" {

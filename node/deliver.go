@@ -67,19 +67,21 @@ func (b *smtpBackend) Deliver(ctx context.Context, m *smtp.Message) error {
 }
 
 // storeMessage writes data for every entry on R nodes and returns nil only
-// once each entry is durable on W of them with its catalog entry. The
-// copies are written Pending; once W are durable the entry is committed
-// (and becomes visible), otherwise it is deleted and the caller gets an
-// error wrapping smtp.ErrUnavailable.
+// once each entry's copy and catalog entry are durable on W of them.
+//
+// The copies are written Pending, invisible to readers. Once W are durable
+// the caller may answer 250: the commit that makes the entries visible is
+// applied and pushed asynchronously (batched), off the critical path. If
+// this node dies between the two, the holders find the pending entries
+// after Tuning.PendingTimeout and commit them themselves, since W copies
+// exist (resolvePending), so an acknowledged message is never lost. If
+// fewer than W copies landed, the entries are deleted and the caller gets
+// an error wrapping smtp.ErrUnavailable.
+//
+// A lone copy on this node (R = W = 1) is written committed at once.
 func (n *Node) storeMessage(ctx context.Context, data []byte, entries []catalog.Entry) error {
 	table := n.members.Table()
-	type result struct {
-		entry int
-		node  string
-		err   error
-	}
-	var wg sync.WaitGroup
-	results := make(chan result, len(entries)*n.cfg.Replicas)
+	local := true
 	for i := range entries {
 		locs := n.place(table, &entries[i])
 		if len(locs) < n.cfg.WriteQuorum {
@@ -88,7 +90,33 @@ func (n *Node) storeMessage(ctx context.Context, data []byte, entries []catalog.
 		entries[i].Locations = locs
 		entries[i].State = catalog.Pending
 		entries[i].Version = n.cat.Now()
-		for _, loc := range locs {
+		local = local && len(locs) == 1 && locs[0] == n.cfg.Name
+	}
+	if local {
+		b := &store.Batch{}
+		for i := range entries {
+			entries[i].State = catalog.Committed
+			b.PutCopies = append(b.PutCopies, store.Copy{ID: entries[i].ID, Data: data})
+		}
+		if err := n.env.Inject("store.write"); err != nil {
+			return err
+		}
+		b.PutRecords = n.cat.Records(entries...)
+		if err := n.store.Write(b); err != nil {
+			return fmt.Errorf("node: store: %w", err)
+		}
+		n.cat.Installed(entries...)
+		return nil
+	}
+	type result struct {
+		entry int
+		node  string
+		err   error
+	}
+	var wg sync.WaitGroup
+	results := make(chan result, len(entries)*n.cfg.Replicas)
+	for i := range entries {
+		for _, loc := range entries[i].Locations {
 			wg.Add(1)
 			go func(i int, loc string, e catalog.Entry) {
 				defer wg.Done()
@@ -129,12 +157,7 @@ func (n *Node) storeMessage(ctx context.Context, data []byte, entries []catalog.
 		}
 		final[i] = e
 	}
-	if _, err := n.cat.Apply(final...); err != nil {
-		// The local catalog write failed: do not acknowledge. Pending copies
-		// elsewhere are resolved by their holders.
-		return fmt.Errorf("node: commit: %w", err)
-	}
-	n.repl.broadcast(final)
+	n.repl.commit(final)
 	if failed {
 		return fmt.Errorf("%w: %v", smtp.ErrUnavailable, errors.Join(errs...))
 	}

@@ -37,6 +37,12 @@ type replicator struct {
 
 	rebalance atomic.Bool
 
+	commitMu   sync.Mutex
+	commits    []catalog.Entry
+	commitWake chan struct{}
+	commitIdle *sync.Cond
+	committing bool
+
 	// progress, for status and metrics
 	underReplicated atomic.Int64
 	rebuiltCopies   atomic.Int64
@@ -55,17 +61,87 @@ type pushQueue struct {
 }
 
 func newReplicator(n *Node) *replicator {
-	return &replicator{n: n, queues: map[string]*pushQueue{}, kick: make(chan struct{}, 1)}
+	r := &replicator{n: n, queues: map[string]*pushQueue{}, kick: make(chan struct{}, 1), commitWake: make(chan struct{}, 1)}
+	r.commitIdle = sync.NewCond(&r.commitMu)
+	return r
+}
+
+// commitQueueMax bounds entries waiting for their asynchronous commit;
+// beyond it commit blocks the caller (backpressure on SMTP).
+const commitQueueMax = 65536
+
+// commit queues final entries (committed or deleted) to be applied
+// locally and pushed to every node, batched by the committer goroutine.
+func (r *replicator) commit(entries []catalog.Entry) {
+	r.commitMu.Lock()
+	for len(r.commits) >= commitQueueMax {
+		r.commitIdle.Wait()
+	}
+	r.commits = append(r.commits, entries...)
+	r.commitMu.Unlock()
+	select {
+	case r.commitWake <- struct{}{}:
+	default:
+	}
+}
+
+func (r *replicator) commitLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			r.drainCommits()
+			return
+		case <-r.commitWake:
+		}
+		r.drainCommits()
+	}
+}
+
+// drainCommits applies every queued commit; on a local store failure the
+// entries stay pending here and are resolved like a crashed listener's.
+func (r *replicator) drainCommits() {
+	for {
+		r.commitMu.Lock()
+		batch := r.commits
+		r.commits = nil
+		r.committing = len(batch) > 0
+		r.commitIdle.Broadcast()
+		r.commitMu.Unlock()
+		if len(batch) == 0 {
+			return
+		}
+		if err := r.n.env.Inject("catalog.commit"); err != nil {
+			r.n.log.Warn("node: commit not applied locally; holders will resolve it", "entries", len(batch), "err", err)
+		} else if _, err := r.n.cat.Apply(batch...); err != nil {
+			r.n.log.Error("node: commit not applied locally; holders will resolve it", "entries", len(batch), "err", err)
+		}
+		r.broadcast(batch)
+		r.commitMu.Lock()
+		r.committing = false
+		r.commitIdle.Broadcast()
+		r.commitMu.Unlock()
+	}
+}
+
+// commitsIdle reports whether no commit is queued or being applied.
+func (r *replicator) commitsIdle() bool {
+	r.commitMu.Lock()
+	defer r.commitMu.Unlock()
+	return len(r.commits) == 0 && !r.committing
 }
 
 func (r *replicator) start(ctx context.Context, wg *sync.WaitGroup) {
 	r.mu.Lock()
 	r.ctx, r.wg = ctx, wg
 	r.mu.Unlock()
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		r.antiEntropyLoop(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		r.commitLoop(ctx)
 	}()
 	go func() {
 		defer wg.Done()
@@ -190,6 +266,9 @@ func (r *replicator) pushLoop(ctx context.Context, peer string, q *pushQueue) {
 func (r *replicator) flush(ctx context.Context) {
 	for {
 		pending := 0
+		if !r.commitsIdle() {
+			pending++
+		}
 		r.mu.Lock()
 		for _, q := range r.queues {
 			q.mu.Lock()
