@@ -141,6 +141,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
+	conns    int
 	perIP    map[string]int
 	draining bool
 }
@@ -172,7 +173,7 @@ func New(cfg Config, b Backend, log *slog.Logger) (*Server, error) {
 
 // Serve accepts sessions on l until Shutdown or Close.
 func (s *Server) Serve(l net.Listener) error {
-	err := s.srv.Serve(drainListener{l})
+	err := s.srv.Serve(drainListener{Listener: l, s: s})
 	if errors.Is(err, gosmtp.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
 		return nil
 	}
@@ -212,19 +213,13 @@ func (s *Server) Close() error {
 func (s *Server) NewSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 	dc, _ := c.Conn().(*drainConn)
 	remote := c.Conn().RemoteAddr()
-	ip := hostOf(remote)
-	ss := &session{srv: s, conn: c, dc: dc, remote: remote, ip: ip}
+	ss := &session{srv: s, conn: c, dc: dc, remote: remote}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.draining {
 		return nil, errShuttingDown
 	}
-	if len(s.sessions) >= s.cfg.MaxSessions || s.perIP[ip] >= s.cfg.MaxSessionsPerIP {
-		s.log.Warn("smtp: session limit", "remote", remote.String(), "sessions", len(s.sessions), "from_ip", s.perIP[ip])
-		return nil, errTooBusy
-	}
 	s.sessions[ss] = struct{}{}
-	s.perIP[ip]++
 	s.Stats.Sessions.Add(1)
 	return ss, nil
 }
@@ -232,12 +227,28 @@ func (s *Server) NewSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 func (s *Server) endSession(ss *session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.sessions[ss]; !ok {
-		return
-	}
 	delete(s.sessions, ss)
-	if s.perIP[ss.ip]--; s.perIP[ss.ip] <= 0 {
-		delete(s.perIP, ss.ip)
+}
+
+// admit counts a new connection from ip against the limits; false means
+// refuse it.
+func (s *Server) admit(ip string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conns >= s.cfg.MaxSessions || s.perIP[ip] >= s.cfg.MaxSessionsPerIP {
+		return false
+	}
+	s.conns++
+	s.perIP[ip]++
+	return true
+}
+
+func (s *Server) release(ip string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.conns--
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
 	}
 }
 
@@ -250,8 +261,6 @@ func (s *Server) isDraining() bool {
 var (
 	// RFC 5321 4.2.2 / RFC 3463 X.3.2: system not accepting messages.
 	errShuttingDown = &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down, try again later"}
-	// RFC 3463 X.4.5: system congestion.
-	errTooBusy = &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 4, 5}, Message: "Too many sessions, try again later"}
 )
 
 // reply maps backend errors to SMTP replies.
@@ -278,7 +287,6 @@ type session struct {
 	conn   *gosmtp.Conn
 	dc     *drainConn
 	remote net.Addr
-	ip     string
 
 	mu     sync.Mutex
 	busy   bool // between MAIL and the end of DATA or RSET
@@ -448,15 +456,32 @@ func hostOf(a net.Addr) string {
 	return h
 }
 
-// drainListener wraps accepted conns so Shutdown can wake idle readers.
-type drainListener struct{ net.Listener }
+// drainListener enforces the connection limits at accept time and wraps
+// accepted conns so Shutdown can wake idle readers.
+type drainListener struct {
+	net.Listener
+	s *Server
+}
 
 func (l drainListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ip := hostOf(c.RemoteAddr())
+		if !l.s.admit(ip) {
+			l.s.log.Warn("smtp: connection limit", "remote", c.RemoteAddr().String())
+			l.s.Stats.Rejected.Add(1)
+			// RFC 5321 3.1: a server may refuse a connection with 421 at
+			// the greeting; RFC 3463 X.4.5: system congestion.
+			c.SetWriteDeadline(time.Now().Add(time.Second))
+			c.Write([]byte("421 4.4.5 Too many connections, try again later\r\n"))
+			c.Close()
+			continue
+		}
+		return &drainConn{Conn: c, s: l.s, ip: ip}, nil
 	}
-	return &drainConn{Conn: c}, nil
 }
 
 // drainConn forces reads to time out once draining, which makes go-smtp
@@ -464,7 +489,17 @@ func (l drainListener) Accept() (net.Conn, error) {
 // before every command, so the override must be sticky.
 type drainConn struct {
 	net.Conn
+	s        *Server
+	ip       string
 	draining atomic.Bool
+	closed   atomic.Bool
+}
+
+func (c *drainConn) Close() error {
+	if c.closed.CompareAndSwap(false, true) {
+		c.s.release(c.ip)
+	}
+	return c.Conn.Close()
 }
 
 func (c *drainConn) drain() {
