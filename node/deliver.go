@@ -47,6 +47,7 @@ func (b *smtpBackend) Deliver(ctx context.Context, m *smtp.Message) error {
 	if err := n.env.Inject("smtp.deliver"); err != nil {
 		return err
 	}
+	n.env.ChargeCPU(len(m.Data))
 	now := time.Now().UnixNano()
 	sum := store.Checksum(m.Data)
 	entries := make([]catalog.Entry, len(m.To))

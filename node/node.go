@@ -75,6 +75,9 @@ func New(cfg Config, e *Env) (*Node, error) {
 	}
 	sopts := store.DefaultOptions(filepath.Join(dataDir, "node.db"))
 	sopts.NoSync = cfg.NoSync
+	if e.Cost != nil {
+		sopts.Disk = e.Cost.Disk
+	}
 	if n.store, err = store.Open(sopts); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}

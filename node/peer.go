@@ -143,6 +143,7 @@ func (p *peerService) handlePutCopy(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "read body", http.StatusBadRequest)
 		return
 	}
+	p.n.env.ChargeCPU(len(data))
 	if store.Checksum(data) != e.Sum {
 		http.Error(w, "checksum mismatch", http.StatusBadRequest)
 		return

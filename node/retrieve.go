@@ -103,6 +103,7 @@ func (m *maildrop) Open(ctx context.Context, id string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
+	m.n.env.ChargeCPU(len(data))
 	return io.NopCloser(bytes.NewReader(data)), nil
 }
 

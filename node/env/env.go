@@ -39,6 +39,10 @@ const (
 	TagIMAP  = "imap"  // IMAP listener address
 	TagDNS   = "dns"   // DNS listener address
 	TagRoles = "roles" // comma separated: smtp,pop3,imap,store,dns
+	// TagWeight is the node's static capacity weight, a decimal integer
+	// >= 1 (default 1): its speed and bandwidth relative to the others, as
+	// the weighted, size and content strategies read it.
+	TagWeight = "weight"
 )
 
 // Status is a member's liveness as membership last judged it.
@@ -110,6 +114,20 @@ type FaultHook interface {
 	Fault(point string) error
 }
 
+// Cost charges virtual time for work that takes none inside the
+// simulator: file I/O and computation are instant there, so the simulator
+// models each node's disk and CPUs and makes the calling goroutine wait as
+// long as that node's hardware would. Real mode leaves Env.Cost nil: the
+// hardware charges for itself. Implementations block on channels and
+// timers only (durably blocking), never on mutexes.
+type Cost interface {
+	// Disk waits until bytes are durable on the node's disk: queued behind
+	// other writes, writes that arrive together sharing one sync.
+	Disk(bytes int)
+	// CPU waits while the node's CPUs process one message of bytes.
+	CPU(bytes int)
+}
+
 // Env is everything a node may touch outside its own memory.
 type Env struct {
 	Net        Net
@@ -118,6 +136,20 @@ type Env struct {
 	DataDir    string
 	Log        *slog.Logger
 	Fault      FaultHook
+	Cost       Cost
+}
+
+// ChargeDisk and ChargeCPU charge the cost model, if any.
+func (e *Env) ChargeDisk(bytes int) {
+	if e != nil && e.Cost != nil {
+		e.Cost.Disk(bytes)
+	}
+}
+
+func (e *Env) ChargeCPU(bytes int) {
+	if e != nil && e.Cost != nil {
+		e.Cost.CPU(bytes)
+	}
 }
 
 // Inject asks the fault hook about point; nil hook means no fault.

@@ -43,6 +43,11 @@ type Options struct {
 	// OpenTimeout bounds the wait for the file lock (another process, or a
 	// node not yet closed, holds it).
 	OpenTimeout time.Duration
+	// Disk, when set, is called with each write's size before the write
+	// and blocks as long as the simulated disk would (env.Cost). It runs
+	// outside bbolt's locks: waiting under them would freeze the
+	// simulator's clock.
+	Disk func(bytes int)
 }
 
 // DefaultOptions returns the tuned group-commit settings for path.
@@ -157,8 +162,16 @@ func (s *Store) Write(b *Batch) error {
 	// Checksums and framing are computed outside the transaction so the
 	// shared write lock is held as briefly as possible.
 	framed := make([][]byte, len(b.PutCopies))
+	size := 0
 	for i, c := range b.PutCopies {
 		framed[i] = frame(c.Data)
+		size += len(framed[i])
+	}
+	if s.opts.Disk != nil {
+		for _, r := range b.PutRecords {
+			size += len(r.Value)
+		}
+		s.opts.Disk(size)
 	}
 	err := s.db.Batch(func(tx *bolt.Tx) error {
 		cp, cat := tx.Bucket(bucketCopies), tx.Bucket(bucketCatalog)
