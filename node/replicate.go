@@ -413,9 +413,7 @@ func (r *replicator) rebuild(ctx context.Context) {
 			return true
 		}
 		if short || (rebalance && !sameSet(h, balanced(t, e.ID, want))) || len(h) != len(e.Locations) {
-			if len(jobs) < r.n.cfg.Tuning.RebuildPerScan {
-				jobs = append(jobs, job{*e, h})
-			}
+			jobs = append(jobs, job{*e, h})
 		}
 		return true
 	})
@@ -423,7 +421,12 @@ func (r *replicator) rebuild(ctx context.Context) {
 	if len(jobs) == 0 {
 		return
 	}
+	// Map order is random: sort so runs replay in the simulator.
 	slices.SortFunc(jobs, func(a, b job) int { return compareStrings(a.e.ID, b.e.ID) })
+	full := len(jobs) > r.n.cfg.Tuning.RebuildPerScan
+	if full {
+		jobs = jobs[:r.n.cfg.Tuning.RebuildPerScan]
+	}
 	done := 0
 	for _, j := range jobs {
 		if ctx.Err() != nil {
@@ -438,7 +441,7 @@ func (r *replicator) rebuild(ctx context.Context) {
 	if done > 0 {
 		r.n.log.Info("node: rebuild progress", "repaired", done, "under_replicated", under, "rebuilt_total", r.rebuiltCopies.Load(), "moved_total", r.movedCopies.Load())
 	}
-	if len(jobs) == r.n.cfg.Tuning.RebuildPerScan {
+	if full {
 		r.triggerMaintenance()
 	}
 }
@@ -556,8 +559,13 @@ func (r *replicator) resolvePending(ctx context.Context) {
 		if e.State == catalog.Pending && e.Version < cutoff && e.HasLocation(r.n.cfg.Name) {
 			stale = append(stale, *e)
 		}
-		return len(stale) < r.n.cfg.Tuning.RebuildPerScan
+		return true
 	})
+	// Map order is random: sort so runs replay in the simulator.
+	slices.SortFunc(stale, func(a, b catalog.Entry) int { return compareStrings(a.ID, b.ID) })
+	if len(stale) > r.n.cfg.Tuning.RebuildPerScan {
+		stale = stale[:r.n.cfg.Tuning.RebuildPerScan]
+	}
 	for _, e := range stale {
 		holders, answered := 0, 0
 		var settled *catalog.Entry
