@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"mailarray/node/catalog"
+	"mailarray/node/mirror"
 	"mailarray/node/smtp"
 	"mailarray/node/store"
 )
@@ -64,7 +65,10 @@ func (b *smtpBackend) Deliver(ctx context.Context, m *smtp.Message) error {
 			Sum:      sum,
 		}
 	}
-	return n.storeMessage(ctx, m.Data, entries)
+	start := time.Now()
+	err := n.storeMessage(ctx, m.Data, entries)
+	n.loads.observe(time.Since(start)) // the latency Load reports
+	return err
 }
 
 // storeMessage writes data for every entry on R nodes and returns nil only
@@ -81,10 +85,11 @@ func (b *smtpBackend) Deliver(ctx context.Context, m *smtp.Message) error {
 //
 // A lone copy on this node (R = W = 1) is written committed at once.
 func (n *Node) storeMessage(ctx context.Context, data []byte, entries []catalog.Entry) error {
+	defer func(t0 time.Time) { n.metrics.storeLatency.Observe(time.Since(t0).Seconds()) }(time.Now())
 	table := n.members.Table()
 	local := true
 	for i := range entries {
-		locs := n.place(table, &entries[i])
+		locs := n.place(table, &entries[i], data)
 		if len(locs) < n.cfg.WriteQuorum {
 			return fmt.Errorf("%w: %d storage nodes for write quorum %d", smtp.ErrUnavailable, len(locs), n.cfg.WriteQuorum)
 		}
@@ -165,11 +170,12 @@ func (n *Node) storeMessage(ctx context.Context, data []byte, entries []catalog.
 	return nil
 }
 
-// place chooses where the copies of e go: R distinct live storage nodes,
-// primary first. Default placement (until a strategy is configured): this
-// node if it stores, and its mirrors from the mirroring table.
-func (n *Node) place(t interface{ Replicas(string) []string }, e *catalog.Entry) []string {
-	return t.Replicas(n.cfg.Name)
+// place chooses where the copies of e (whose message is data) go: R
+// distinct live storage nodes, primary first, by the configured placement
+// strategy (balance.go). The default, local, is this node if it stores,
+// and its mirrors from the mirroring table.
+func (n *Node) place(t mirror.Table, e *catalog.Entry, data []byte) []string {
+	return n.bal.placement(t, e, n.bal.urgent(data))
 }
 
 // writeCopy stores one copy with its pending entry on node.

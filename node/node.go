@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -46,6 +47,9 @@ type Node struct {
 	members *memberView
 	locks   *lockTable
 	repl    *replicator
+	metrics *metrics
+	loads   *loadTracker
+	bal     *balancer
 
 	mu        sync.Mutex
 	addrs     map[string]string // bound listener addresses by config key
@@ -98,6 +102,9 @@ func New(cfg Config, e *Env) (*Node, error) {
 	n.members = newMemberView(e.Membership, cfg.Replicas)
 	n.locks = newLockTable()
 	n.repl = newReplicator(n)
+	n.metrics = newMetrics(n)
+	n.loads = newLoadTracker(n)
+	n.bal = newBalancer(n)
 	n.cat.OnChange(n.onCatalogChange)
 	return n, nil
 }
@@ -173,6 +180,7 @@ func (n *Node) Start() (err error) {
 	n.members.refresh() // see our own roles before the first RCPT
 	n.members.start(n.ctx, &n.wg, n.onMembership)
 	n.repl.start(n.ctx, &n.wg)
+	n.loads.start(n.ctx, &n.wg, n.bal.needsLoad())
 	if n.cfg.UsersFile != "" {
 		n.goLoop(func(ctx context.Context) { n.dir.Watch(ctx, n.cfg.UsersReload) })
 	}
@@ -239,6 +247,7 @@ func (n *Node) startSMTP() error {
 	scfg.MaxMessageBytes = n.cfg.MaxMessageBytes
 	scfg.MaxRecipients = n.cfg.MaxRecipients
 	scfg.TLS = n.tlsConfig()
+	scfg.Observe = n.metrics.observeSMTP
 	s, err := smtp.New(scfg, (*smtpBackend)(n), n.log)
 	if err != nil {
 		return err
@@ -285,7 +294,7 @@ func (n *Node) startDNS() error {
 	}
 	dcfg := ddns.DefaultConfig()
 	dcfg.TTL = n.cfg.DNSTTL
-	s := ddns.New(dcfg, (*dnsSource)(n), &ddns.RoundRobin{}, n.env)
+	s := ddns.New(dcfg, (*dnsSource)(n), n.bal.orderer(), n.env)
 	pc, err := n.env.Net.ListenPacket("udp", n.cfg.DNSAddr)
 	if err != nil {
 		return fmt.Errorf("node: dns udp listener on %s: %w", n.cfg.DNSAddr, err)
@@ -330,7 +339,7 @@ func (n *Node) hostname() string {
 
 // advertise publishes the node's endpoints and roles in membership.
 func (n *Node) advertise() error {
-	tags := map[string]string{env.TagRoles: strings.Join(n.cfg.Roles, ",")}
+	tags := map[string]string{env.TagRoles: strings.Join(n.cfg.Roles, ","), env.TagWeight: strconv.Itoa(n.cfg.Weight)}
 	for key, tag := range map[string]string{"smtp": env.TagSMTP, "pop3": env.TagPOP3, "dns": env.TagDNS, "peer": env.TagPeer} {
 		if a := n.Addr(key); a != "" {
 			tags[tag] = n.advertisedAddr(a)

@@ -34,6 +34,7 @@ var _ pop3.Backend = (*pop3Backend)(nil)
 
 func (b *pop3Backend) Login(ctx context.Context, user, pass string, remote net.Addr) (pop3.Maildrop, error) {
 	n := (*Node)(b)
+	defer func(t0 time.Time) { n.metrics.pop3Latency.WithLabelValues("login").Observe(time.Since(t0).Seconds()) }(time.Now())
 	mb, err := n.dir.Authenticate(user, pass)
 	if err != nil {
 		if errors.Is(err, directory.ErrAuth) {
@@ -95,6 +96,7 @@ func (m *maildrop) List(ctx context.Context) ([]pop3.MessageInfo, error) {
 }
 
 func (m *maildrop) Open(ctx context.Context, id string) (io.ReadCloser, error) {
+	defer func(t0 time.Time) { m.n.metrics.pop3Latency.WithLabelValues("retr").Observe(time.Since(t0).Seconds()) }(time.Now())
 	i, ok := m.byID[id]
 	if !ok {
 		return nil, fmt.Errorf("node: no message %s", id)
@@ -108,6 +110,9 @@ func (m *maildrop) Open(ctx context.Context, id string) (io.ReadCloser, error) {
 }
 
 func (m *maildrop) Commit(ctx context.Context, deleted []string) error {
+	defer func(t0 time.Time) {
+		m.n.metrics.pop3Latency.WithLabelValues("commit").Observe(time.Since(t0).Seconds())
+	}(time.Now())
 	if err := m.n.env.Inject("pop3.delete"); err != nil {
 		return err
 	}

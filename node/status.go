@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"sort"
 	"time"
 
@@ -60,7 +61,8 @@ type Load struct {
 
 // Load reports the node's current load.
 func (n *Node) Load() Load {
-	l := Load{Node: n.cfg.Name, CatalogEntries: n.cat.Len(), UnderReplicated: n.repl.underReplicated.Load(), At: time.Now().UnixMilli()}
+	l := Load{Node: n.cfg.Name, CatalogEntries: n.cat.Len(), UnderReplicated: n.repl.underReplicated.Load(), At: time.Now().UnixMilli(),
+		FreeDiskBytes: freeDiskBytes(filepath.Dir(n.store.Path())), LatencyMs: n.loads.latencyMs()}
 	if n.smtp != nil {
 		l.SMTPSessions = n.smtp.Sessions()
 		l.AcceptedTotal = n.smtp.Stats.Accepted.Load()
@@ -159,6 +161,7 @@ func (n *Node) httpHandler() http.Handler {
 		w.Write([]byte("ready\n"))
 	})
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.Status()) })
+	mux.Handle("GET /metrics", n.metrics.handler())
 	return mux
 }
 

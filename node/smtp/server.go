@@ -65,6 +65,10 @@ type Config struct {
 	DeliverTimeout   time.Duration // bound on making one message durable
 	MaxSessions      int           // concurrent sessions; more get 421 4.4.5
 	MaxSessionsPerIP int           // concurrent sessions from one client address
+	// Observe, when set, is told every outcome: result "accepted",
+	// "rejected" (recipient or data refused) or "failed" (delivery), the
+	// reply's enhanced code as reason, and the transaction's duration.
+	Observe func(result, reason string, d time.Duration)
 	// TLS, when set, enables STARTTLS; it is called per handshake so
 	// certificates can be replaced without a restart.
 	TLS func() *tls.Config
@@ -252,6 +256,17 @@ func (s *Server) release(ip string) {
 	}
 }
 
+func (s *Server) observe(result string, r *gosmtp.SMTPError, since time.Time) {
+	if s.cfg.Observe == nil {
+		return
+	}
+	reason := ""
+	if r != nil {
+		reason = fmt.Sprintf("%d.%d.%d", r.EnhancedCode[0], r.EnhancedCode[1], r.EnhancedCode[2])
+	}
+	s.cfg.Observe(result, reason, time.Since(since))
+}
+
 func (s *Server) isDraining() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -332,6 +347,7 @@ func (ss *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 		r := reply(err)
 		ss.srv.log.Info("smtp: recipient refused", "remote", ss.remote.String(), "from", ss.from, "rcpt", addr, "code", r.Code, "reason", err.Error())
 		ss.srv.Stats.Rejected.Add(1)
+		ss.srv.observe("rejected", r, ss.mailAt)
 		return r
 	}
 	for _, r := range ss.rcpts {
@@ -348,6 +364,7 @@ func (ss *session) Data(r io.Reader) error {
 	raw, err := io.ReadAll(r)
 	if err != nil {
 		ss.srv.Stats.Rejected.Add(1)
+		ss.srv.observe("rejected", reply(err), ss.mailAt)
 		ss.srv.log.Info("smtp: data refused", "remote", ss.remote.String(), "from", ss.from, "err", err.Error())
 		return err // ErrDataTooLarge: 552 5.3.4
 	}
@@ -366,11 +383,13 @@ func (ss *session) Data(r io.Reader) error {
 	if err := ss.srv.backend.Deliver(ctx, m); err != nil {
 		r := reply(err)
 		ss.srv.Stats.Failed.Add(1)
+		ss.srv.observe("failed", r, ss.mailAt)
 		ss.srv.log.Warn("smtp: delivery failed", "id", m.ID, "remote", ss.remote.String(), "from", m.From, "rcpts", m.To, "code", r.Code, "err", err.Error())
 		return r
 	}
 	ss.srv.Stats.Accepted.Add(1)
 	ss.srv.Stats.AcceptedBytes.Add(uint64(len(m.Data)))
+	ss.srv.observe("accepted", nil, ss.mailAt)
 	ss.srv.log.Info("smtp: accepted", "id", m.ID, "remote", ss.remote.String(), "from", m.From, "rcpts", m.To,
 		"size", len(m.Data), "ms", time.Since(ss.mailAt).Milliseconds())
 	// RFC 5321 4.2: text after the code is free; RFC 3463 X.0.0 success.

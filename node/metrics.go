@@ -1,0 +1,125 @@
+package node
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the node's Prometheus metrics, on its own registry (many
+// nodes share a process in tests and the simulator).
+type metrics struct {
+	reg          *prometheus.Registry
+	smtpResults  *prometheus.CounterVec
+	smtpLatency  prometheus.Histogram
+	storeLatency prometheus.Histogram
+	pop3Latency  *prometheus.HistogramVec
+}
+
+func newMetrics(n *Node) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		smtpResults: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailarray_smtp_messages_total",
+			Help: "SMTP outcomes: accepted, or rejected/failed with the reply's reason.",
+		}, []string{"result", "reason"}),
+		smtpLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mailarray_smtp_transaction_seconds",
+			Help:    "Time from MAIL FROM to the final reply of accepted transactions.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+		storeLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mailarray_store_write_seconds",
+			Help:    "Time to make one message durable on W nodes.",
+			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16),
+		}),
+		pop3Latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "mailarray_pop3_seconds",
+			Help:    "POP3 backend latency by operation (login, retr, commit).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}, []string{"op"}),
+	}
+	m.reg.MustRegister(m.smtpResults, m.smtpLatency, m.storeLatency, m.pop3Latency,
+		collectors.NewGoCollector(), (*nodeCollector)(n))
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+func (m *metrics) observeSMTP(result, reason string, d time.Duration) {
+	m.smtpResults.WithLabelValues(result, reason).Inc()
+	if result == "accepted" {
+		m.smtpLatency.Observe(d.Seconds())
+	}
+}
+
+// nodeCollector reads the node's state at scrape time.
+type nodeCollector Node
+
+var (
+	descEntries    = prometheus.NewDesc("mailarray_catalog_entries", "Catalog entries on this node by state.", []string{"state"}, nil)
+	descCopies     = prometheus.NewDesc("mailarray_store_copies", "Message copies held by this node.", nil, nil)
+	descBytes      = prometheus.NewDesc("mailarray_store_bytes", "Bytes of message copies held by this node.", nil, nil)
+	descUnder      = prometheus.NewDesc("mailarray_under_replicated_messages", "Committed messages with fewer than R live copies.", nil, nil)
+	descRebuilt    = prometheus.NewDesc("mailarray_rebuild_copies_total", "Copies made by rebuild (lost copies) and by rebalance (moved).", []string{"kind"}, nil)
+	descRebuiltB   = prometheus.NewDesc("mailarray_rebuild_bytes_total", "Bytes copied by rebuild.", nil, nil)
+	descLag        = prometheus.NewDesc("mailarray_replication_queue_entries", "Catalog entries waiting to be pushed to peers (replication lag).", nil, nil)
+	descDropped    = prometheus.NewDesc("mailarray_replication_push_dropped_total", "Entries whose push failed; anti-entropy delivers them.", nil, nil)
+	descAE         = prometheus.NewDesc("mailarray_antientropy_rounds_total", "Anti-entropy rounds run.", nil, nil)
+	descAERepaired = prometheus.NewDesc("mailarray_antientropy_repaired_total", "Entries repaired by anti-entropy.", nil, nil)
+	descMembers    = prometheus.NewDesc("mailarray_members", "Members by status as this node sees them.", []string{"status"}, nil)
+	descSessions   = prometheus.NewDesc("mailarray_smtp_sessions", "SMTP sessions open now.", nil, nil)
+	descDNS        = prometheus.NewDesc("mailarray_dns_answers_total", "DNS answers by rcode and by strategy.", []string{"kind", "value"}, nil)
+	descMailboxes  = prometheus.NewDesc("mailarray_directory_mailboxes", "Mailboxes in the directory.", nil, nil)
+)
+
+func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descEntries, descCopies, descBytes, descUnder, descRebuilt, descRebuiltB, descLag, descDropped, descAE, descAERepaired, descMembers, descSessions, descDNS, descMailboxes} {
+		ch <- d
+	}
+}
+
+func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
+	n := (*Node)(c)
+	for s, k := range n.cat.Counts() {
+		ch <- prometheus.MustNewConstMetric(descEntries, prometheus.GaugeValue, float64(k), s.String())
+	}
+	if st, err := n.store.Stats(); err == nil {
+		ch <- prometheus.MustNewConstMetric(descCopies, prometheus.GaugeValue, float64(st.Copies))
+		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(st.CopyBytes))
+	}
+	r := n.repl
+	ch <- prometheus.MustNewConstMetric(descUnder, prometheus.GaugeValue, float64(r.underReplicated.Load()))
+	ch <- prometheus.MustNewConstMetric(descRebuilt, prometheus.CounterValue, float64(r.rebuiltCopies.Load()), "rebuild")
+	ch <- prometheus.MustNewConstMetric(descRebuilt, prometheus.CounterValue, float64(r.movedCopies.Load()), "rebalance")
+	ch <- prometheus.MustNewConstMetric(descRebuiltB, prometheus.CounterValue, float64(r.rebuiltBytes.Load()))
+	ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(n.Load().PushQueue))
+	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(r.pushDropped.Load()))
+	ch <- prometheus.MustNewConstMetric(descAE, prometheus.CounterValue, float64(r.aeRounds.Load()))
+	ch <- prometheus.MustNewConstMetric(descAERepaired, prometheus.CounterValue, float64(r.aeRepaired.Load()))
+	byStatus := map[string]int{"alive": 0, "failed": 0, "left": 0}
+	for _, m := range n.members.Members() {
+		byStatus[m.Status.String()]++
+	}
+	for s, k := range byStatus {
+		ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(k), s)
+	}
+	if n.smtp != nil {
+		ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(n.smtp.Sessions()))
+	}
+	if n.dns != nil {
+		for k, v := range n.dns.Stats() {
+			kind, value, ok := strings.Cut(k, ".")
+			if ok && (kind == "rcode" || kind == "strategy") {
+				ch <- prometheus.MustNewConstMetric(descDNS, prometheus.CounterValue, float64(v), kind, value)
+			}
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descMailboxes, prometheus.GaugeValue, float64(n.dir.Len()))
+}
