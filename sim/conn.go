@@ -52,6 +52,8 @@ type pipe struct {
 	rdl        time.Time // receiving end's read deadline
 	readable   chan struct{}
 	writable   chan struct{}
+	rslot      timerSlot // receiving end's deadline timer
+	wslot      timerSlot // sending end's deadline timer
 
 	// Driver only.
 	lastAt int64    // due time of the last segment scheduled (FIFO)
@@ -263,12 +265,8 @@ func expired(dl time.Time) bool { return !dl.IsZero() && !time.Now().Before(dl) 
 // data is consumed.
 func (c *Conn) Read(b []byte) (int, error) {
 	p := c.in
-	var t *time.Timer
-	defer func() {
-		if t != nil {
-			t.Stop()
-		}
-	}()
+	t, owned := p.rslot.take()
+	defer func() { p.rslot.give(t, owned) }()
 	for {
 		p.mu.Lock()
 		switch {
@@ -324,12 +322,8 @@ func (c *Conn) Read(b []byte) (int, error) {
 func (c *Conn) Write(b []byte) (int, error) {
 	p := c.out
 	n := p.n
-	var t *time.Timer
-	defer func() {
-		if t != nil {
-			t.Stop()
-		}
-	}()
+	t, owned := p.wslot.take()
+	defer func() { p.wslot.give(t, owned) }()
 	written := 0
 	for {
 		seg := min(len(b)-written, n.cfg.SegmentBytesMax)

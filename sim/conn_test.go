@@ -756,3 +756,29 @@ func TestWallClock(t *testing.T) {
 		assert.Less(t, WallSince(w0), time.Minute)
 	})
 }
+
+func TestLoopback(t *testing.T) {
+	simTest(t, nil, func(t *testing.T, n *Net) {
+		h := n.Host(srvIP)
+		l, err := h.Listen("tcp", "127.0.0.1:8080")
+		require.NoError(t, err)
+		assert.Equal(t, srvIP+":8080", l.Addr().String())
+		go func() {
+			c, err := l.Accept()
+			if err == nil {
+				c.Write([]byte("self"))
+				c.Close()
+			}
+		}()
+		t0 := time.Now()
+		c, err := h.DialContext(context.Background(), "tcp", "127.0.0.1:8080")
+		require.NoError(t, err)
+		got, err := io.ReadAll(c)
+		require.NoError(t, err)
+		assert.Equal(t, "self", string(got))
+		// The server writes as the SYN arrives: its data follows the SYN-ACK.
+		assert.Equal(t, 2*DefaultNetConfig().Loopback.Latency, time.Since(t0), "one round trip on the loopback link")
+		c.Close()
+		l.Close()
+	})
+}

@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -30,10 +29,10 @@ type mirrorNode struct {
 type mirrorSession struct{ a *mirrorNode }
 
 func (a *mirrorNode) NewSession(*smtp.Conn) (smtp.Session, error) { return mirrorSession{a}, nil }
-func (mirrorSession) Mail(string, *smtp.MailOptions) error           { return nil }
-func (mirrorSession) Rcpt(string, *smtp.RcptOptions) error           { return nil }
-func (mirrorSession) Reset()                                         {}
-func (mirrorSession) Logout() error                                  { return nil }
+func (mirrorSession) Mail(string, *smtp.MailOptions) error        { return nil }
+func (mirrorSession) Rcpt(string, *smtp.RcptOptions) error        { return nil }
+func (mirrorSession) Reset()                                      {}
+func (mirrorSession) Logout() error                               { return nil }
 func (s mirrorSession) Data(r io.Reader) error {
 	b, err := io.ReadAll(r)
 	if err != nil {
@@ -186,5 +185,3 @@ func BenchmarkSMTPMirrorSim(b *testing.B) {
 	b.ReportMetric(float64(b.N)/wall.Seconds(), "msgs/wall-s")
 	b.ReportMetric(float64(events)/float64(b.N), "events/msg")
 }
-
-var _ = bytes.MinRead

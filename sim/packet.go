@@ -36,6 +36,33 @@ func await(ch, done chan struct{}, dl time.Time, t **time.Timer) {
 	}
 }
 
+// timerSlot lends one reusable deadline timer to one waiter at a time (a
+// concurrent waiter makes its own): blocked reads with deadlines are the
+// commonest wait, and a timer per wait was the simulator's top allocation.
+type timerSlot struct {
+	busy atomic.Bool
+	t    *time.Timer
+}
+
+// take returns the slot's timer (nil until first made) and whether the slot
+// was free; pass both to give.
+func (s *timerSlot) take() (*time.Timer, bool) {
+	if s.busy.CompareAndSwap(false, true) {
+		return s.t, true
+	}
+	return nil, false
+}
+
+func (s *timerSlot) give(t *time.Timer, owned bool) {
+	if t != nil {
+		t.Stop()
+	}
+	if owned {
+		s.t = t
+		s.busy.Store(false)
+	}
+}
+
 type datagram struct {
 	from *net.UDPAddr
 	data []byte
@@ -54,6 +81,8 @@ type PacketConn struct {
 	closed   atomic.Bool
 	done     chan struct{}
 	readable chan struct{}
+
+	rslot timerSlot
 
 	mu    sync.Mutex
 	seq   uint64
@@ -86,12 +115,8 @@ func (pc *PacketConn) err(op string, addr net.Addr, err error) error {
 // Deadline errors are timeouts and Temporary, as miekg/dns's server loop
 // requires to keep serving.
 func (pc *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	var t *time.Timer
-	defer func() {
-		if t != nil {
-			t.Stop()
-		}
-	}()
+	t, owned := pc.rslot.take()
+	defer func() { pc.rslot.give(t, owned) }()
 	for {
 		pc.mu.Lock()
 		switch {
@@ -142,6 +167,9 @@ func (pc *PacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 		return 0, pc.err("write", addr, os.ErrDeadlineExceeded)
 	}
 	dst := n.lookupHost(ua.IP)
+	if ua.IP.IsLoopback() {
+		dst = pc.host
+	}
 	if dst == nil {
 		return len(b), nil
 	}

@@ -315,9 +315,9 @@ type Stats struct {
 // LinkStats are the counters of one direction of a host pair.
 type LinkStats struct {
 	From, To string // host IPs
-	Messages int64  // segments and datagrams delivered (SYN, FIN, RST included)
-	Bytes    int64  // payload bytes delivered
-	Dropped  int64  // datagrams lost
+	Messages int64  // segments and datagrams that crossed the link (SYN, FIN, RST included)
+	Bytes    int64  // their payload bytes
+	Dropped  int64  // datagrams lost on the link or refused by a full or missing socket
 }
 
 // Stats returns a snapshot of the counters.
@@ -444,7 +444,7 @@ func (h *Host) parseLocal(network, address string) (int, error) {
 	}
 	if host != "" {
 		ip := net.ParseIP(host)
-		if ip == nil || !(ip.IsUnspecified() || ip.Equal(h.addr)) {
+		if ip == nil || !(ip.IsUnspecified() || ip.IsLoopback() || ip.Equal(h.addr)) {
 			return 0, sysErr("bind", syscall.EADDRNOTAVAIL)
 		}
 	}
@@ -491,7 +491,9 @@ func (h *Host) tcpUsed(p int) bool { _, ok := h.tcpPorts[p]; return ok }
 func (h *Host) udpUsed(p int) bool { _, ok := h.udpPorts[p]; return ok }
 
 // Listen opens a TCP listener on the host. address is "ip:port", ":port" or
-// "0.0.0.0:port"; port 0 picks an ephemeral port.
+// "0.0.0.0:port"; port 0 picks an ephemeral port. A loopback address binds
+// the host's address too: the simulator has one interface per host, and
+// dialing 127.0.0.1 reaches the dialing host.
 func (h *Host) Listen(network, address string) (net.Listener, error) {
 	switch network {
 	case "tcp", "tcp4", "tcp6":
@@ -582,6 +584,9 @@ func (h *Host) DialContext(ctx context.Context, network, address string) (net.Co
 		return nil, opError("dial", network, nil, nil, err)
 	}
 	dst := h.n.lookupHost(ip)
+	if ip.IsLoopback() {
+		dst, ip = h, h.addr
+	}
 	if udp {
 		return h.dialUDP(network, ip, port)
 	}
