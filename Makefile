@@ -8,7 +8,7 @@ PKGS := ./...
 RACE_PKGS := ./node/... ./sim/...
 SCENARIO ?=
 
-.PHONY: all build test test-race vet fmt-check cluster bench bench-real chaos clean deps
+.PHONY: image compose-up compose-down all build test test-race vet fmt-check cluster bench bench-real chaos clean deps
 
 all: build
 
@@ -41,3 +41,15 @@ cluster: build
 
 clean:
 	rm -rf bin tmp
+
+# The three-node cluster as containers (Docker Engine + docker-compose).
+COMPOSE ?= $(shell command -v docker-compose >/dev/null && echo docker-compose || echo docker compose)
+image: build
+	docker build -q -t mailarray:dev .
+
+compose-up: image
+	$(COMPOSE) up -d --no-build
+	@echo "n1: smtp 127.0.0.1:12525 pop3 127.0.0.1:11110 dns 127.0.0.1:15353 http 127.0.0.1:18080 (n2, n3: +1, +2)"
+
+compose-down:
+	$(COMPOSE) down -v

@@ -114,34 +114,46 @@ func (n *Node) storeMessage(ctx context.Context, data []byte, entries []catalog.
 		n.cat.Installed(entries...)
 		return nil
 	}
-	type result struct {
-		entry int
-		node  string
-		err   error
-	}
+	// Each entry's R copies are written in parallel; a copy that cannot be
+	// written (a node that died but is not yet declared failed) moves to
+	// the next ring member not yet holding one, so the array stays
+	// available during the failure-detection window.
+	ok := make([][]string, len(entries))
+	var errs []error
+	var mu sync.Mutex
 	var wg sync.WaitGroup
-	results := make(chan result, len(entries)*n.cfg.Replicas)
 	for i := range entries {
+		fb := &fallbacks{}
+		for _, c := range table.Ring {
+			if !slices.Contains(entries[i].Locations, c) {
+				fb.nodes = append(fb.nodes, c)
+			}
+		}
 		for _, loc := range entries[i].Locations {
 			wg.Add(1)
 			go func(i int, loc string, e catalog.Entry) {
 				defer wg.Done()
-				results <- result{i, loc, n.writeCopy(ctx, loc, data, &e)}
+				for {
+					cctx, cancel := context.WithTimeout(ctx, copyTimeout)
+					err := n.writeCopy(cctx, loc, data, &e)
+					cancel()
+					mu.Lock()
+					if err == nil {
+						ok[i] = append(ok[i], loc)
+						mu.Unlock()
+						return
+					}
+					errs = append(errs, err)
+					mu.Unlock()
+					n.log.Warn("node: copy not stored", "id", e.ID, "on", loc, "err", err)
+					if loc = fb.next(); loc == "" || ctx.Err() != nil {
+						return
+					}
+				}
 			}(i, loc, entries[i])
 		}
 	}
 	wg.Wait()
-	close(results)
-	ok := make([][]string, len(entries))
-	var errs []error
-	for r := range results {
-		if r.err != nil {
-			errs = append(errs, r.err)
-			n.log.Warn("node: copy not stored", "id", entries[r.entry].ID, "on", r.node, "err", r.err)
-			continue
-		}
-		ok[r.entry] = append(ok[r.entry], r.node)
-	}
 	failed := false
 	for i := range entries {
 		if len(ok[i]) < n.cfg.WriteQuorum {
@@ -157,9 +169,15 @@ func (n *Node) storeMessage(ctx context.Context, data []byte, entries []catalog.
 			e.State = catalog.Deleted
 		} else {
 			e.State = catalog.Committed
-			// Keep the placement order (primary first) for the copies that
-			// landed.
-			e.Locations = slices.DeleteFunc(slices.Clone(e.Locations), func(l string) bool { return !slices.Contains(ok[i], l) })
+			// Placement order (primary first) for the copies that landed,
+			// then the fallbacks that took the place of failed ones.
+			locs := slices.DeleteFunc(slices.Clone(e.Locations), func(l string) bool { return !slices.Contains(ok[i], l) })
+			for _, l := range ok[i] {
+				if !slices.Contains(locs, l) {
+					locs = append(locs, l)
+				}
+			}
+			e.Locations = locs
 		}
 		final[i] = e
 	}
@@ -168,6 +186,27 @@ func (n *Node) storeMessage(ctx context.Context, data []byte, entries []catalog.
 		return fmt.Errorf("%w: %v", smtp.ErrUnavailable, errors.Join(errs...))
 	}
 	return nil
+}
+
+// copyTimeout bounds writing one copy: a peer that died without a reset
+// (its connection still pooled) must not stall the transaction for long.
+const copyTimeout = 3 * time.Second
+
+// fallbacks hands out replacement nodes for copies that failed.
+type fallbacks struct {
+	mu    sync.Mutex
+	nodes []string
+}
+
+func (f *fallbacks) next() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.nodes) == 0 {
+		return ""
+	}
+	n := f.nodes[0]
+	f.nodes = f.nodes[1:]
+	return n
 }
 
 // place chooses where the copies of e (whose message is data) go: R

@@ -50,6 +50,8 @@ const (
 	maxEntriesBody = 16 << 20
 	// peerTimeout bounds one peer request.
 	peerTimeout = 10 * time.Second
+	// peerDialTimeout bounds connecting to a peer.
+	peerDialTimeout = 2 * time.Second
 )
 
 type peerService struct {
@@ -61,7 +63,13 @@ type peerService struct {
 
 func (n *Node) startPeer() error {
 	tr := &http.Transport{
-		DialContext:         n.env.Net.DialContext,
+		// A peer that vanished without a reset (host down, partition) must
+		// not hold a write for the whole request timeout.
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(ctx, peerDialTimeout)
+			defer cancel()
+			return n.env.Net.DialContext(ctx, network, addr)
+		},
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
