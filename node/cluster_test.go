@@ -224,3 +224,7 @@ var storeChecksum = store.Checksum
 func staticSelf(name string) env.Membership {
 	return member.NewStatic(env.Member{Name: name, Addr: net.IPv4(127, 0, 0, 1)})
 }
+
+func contextWithCancel() (context.Context, context.CancelFunc) {
+	return context.WithCancel(context.Background())
+}
