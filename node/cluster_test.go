@@ -72,6 +72,7 @@ func (c *testCluster) config(name string) Config {
 	cfg.SMTPAddr, cfg.POP3Addr, cfg.DNSAddr, cfg.PeerAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Replicas, cfg.WriteQuorum = c.r, c.w
 	cfg.MaxMessageBytes = 64 << 10
+	cfg.SMTPMaxSessionsPerIP = 1000 // every test client is 127.0.0.1
 	cfg.Tuning.AntiEntropyEvery = 200 * time.Millisecond
 	cfg.Tuning.MaintainEvery = 200 * time.Millisecond
 	if _, ok := c.t.(*testing.B); ok {

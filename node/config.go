@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"mailarray/node/strategy"
 )
 
 // Config is one node's configuration. Every field has a YAML key (the
@@ -64,8 +66,39 @@ type Config struct {
 	MaxMessageBytes int64 `yaml:"max-message-bytes"`
 	// MaxRecipients bounds recipients per SMTP transaction.
 	MaxRecipients int `yaml:"max-recipients"`
+	// Limits against abuse.
+	SMTPMaxSessions      int           `yaml:"smtp-max-sessions"`
+	SMTPMaxSessionsPerIP int           `yaml:"smtp-max-sessions-per-ip"`
+	SMTPRatePerIP        int           `yaml:"smtp-rate-per-ip"` // new connections per minute per client IP
+	SMTPReadTimeout      time.Duration `yaml:"smtp-read-timeout"`
+	POP3IdleTimeout      time.Duration `yaml:"pop3-idle-timeout"`
+	POP3MaxFailedLogins  int           `yaml:"pop3-max-failed-logins"`
+	POP3MaxSessions      int           `yaml:"pop3-max-sessions"`
 	// DNSTTL is the TTL of DNS answers.
 	DNSTTL time.Duration `yaml:"dns-ttl"`
+	// DNSStrategy orders the listeners in DNS answers: a DNS-level name of
+	// strategy.List (roundrobin, random, leastload, p2c, weighted, size,
+	// content, hash). Every dns node of an array should use the same one.
+	DNSStrategy string `yaml:"dns-strategy"`
+	// DNSRotateEvery is the period of time-based rotation in DNS answers:
+	// the rotation index is the time divided by it (plus a hash of the
+	// question name), so every node gives the same answer within one
+	// period. Much shorter than the TTL, so resolvers whose caches expire
+	// at different moments spread over up to dns-ttl/dns-rotate-every
+	// listeners; much longer than the clock skew between nodes.
+	// 10ms..dns-ttl.
+	DNSRotateEvery time.Duration `yaml:"dns-rotate-every"`
+	// PlacementStrategy chooses the primary and mirrors of each message
+	// the node receives: local (the node itself and its mirrors) or any
+	// name of strategy.List.
+	PlacementStrategy string `yaml:"placement-strategy"`
+	// Weight is the node's static capacity weight, advertised in the
+	// weight tag (weighted, size and content read it). 1..1000.
+	Weight int `yaml:"weight"`
+	// LoadStale bounds the staleness of the load reports DNS and placement
+	// use; a node whose report is older (or that does not answer) counts
+	// as fully loaded. Peers are polled every half of it. 100ms..1m.
+	LoadStale time.Duration `yaml:"load-stale"`
 	// UsersReload is how often the users file is checked for changes.
 	UsersReload time.Duration `yaml:"users-reload"`
 	// ShutdownGrace bounds how long SIGTERM waits for transactions in flight.
@@ -113,19 +146,32 @@ func DefaultTuning() Tuning {
 // DefaultConfig returns the defaults `mailarray serve` starts from.
 func DefaultConfig() Config {
 	return Config{
-		DataDir:         "data",
-		SMTPAddr:        "127.0.0.1:2525",
-		POP3Addr:        "127.0.0.1:1110",
-		DNSAddr:         "127.0.0.1:5353",
-		HTTPAddr:        "127.0.0.1:8080",
-		Replicas:        1,
-		WriteQuorum:     1,
-		MaxMessageBytes: 25 << 20,
-		MaxRecipients:   100,
-		DNSTTL:          5 * time.Second,
-		UsersReload:     2 * time.Second,
-		ShutdownGrace:   10 * time.Second,
-		Tuning:          DefaultTuning(),
+		DataDir:           "data",
+		SMTPAddr:          "127.0.0.1:2525",
+		POP3Addr:          "127.0.0.1:1110",
+		DNSAddr:           "127.0.0.1:5353",
+		HTTPAddr:          "127.0.0.1:8080",
+		Replicas:          1,
+		WriteQuorum:       1,
+		MaxMessageBytes:   25 << 20,
+		MaxRecipients:     100,
+		DNSTTL:            5 * time.Second,
+		DNSStrategy:       "roundrobin",
+		DNSRotateEvery:    100 * time.Millisecond,
+		PlacementStrategy: "local",
+		Weight:            1,
+		LoadStale:         time.Second,
+		UsersReload:       2 * time.Second,
+		ShutdownGrace:     10 * time.Second,
+		Tuning:            DefaultTuning(),
+
+		SMTPMaxSessions:      1000,
+		SMTPMaxSessionsPerIP: 50,
+		SMTPRatePerIP:        0, // off: big senders open many connections; operators set it
+		SMTPReadTimeout:      5 * time.Minute,
+		POP3IdleTimeout:      10 * time.Minute,
+		POP3MaxFailedLogins:  3,
+		POP3MaxSessions:      1000,
 	}
 }
 
@@ -218,9 +264,24 @@ func (c *Config) Validate() error {
 	if c.MaxRecipients < 1 || c.MaxRecipients > 10000 {
 		bad("max-recipients", "%d must be 1..10000", c.MaxRecipients)
 	}
+	for key, v := range map[string]int{"smtp-max-sessions": c.SMTPMaxSessions, "smtp-max-sessions-per-ip": c.SMTPMaxSessionsPerIP, "pop3-max-failed-logins": c.POP3MaxFailedLogins, "pop3-max-sessions": c.POP3MaxSessions} {
+		if v < 1 {
+			bad(key, "%d must be >= 1", v)
+		}
+	}
+	if c.SMTPRatePerIP < 0 {
+		bad("smtp-rate-per-ip", "%d must be >= 0 (0: no limit)", c.SMTPRatePerIP)
+	}
+	if c.SMTPReadTimeout < time.Second {
+		bad("smtp-read-timeout", "%v must be >= 1s", c.SMTPReadTimeout)
+	}
+	if c.POP3IdleTimeout < time.Second {
+		bad("pop3-idle-timeout", "%v must be >= 1s (RFC 1939 asks for 10m)", c.POP3IdleTimeout)
+	}
 	if c.DNSTTL < time.Second || c.DNSTTL > 24*time.Hour {
 		bad("dns-ttl", "%v must be 1s..24h", c.DNSTTL)
 	}
+	c.validateStrategies(bad)
 	if c.UsersReload <= 0 {
 		bad("users-reload", "%v must be positive", c.UsersReload)
 	}
@@ -257,3 +318,62 @@ func (c *Config) Validate() error {
 
 // HasRole reports whether the node takes role.
 func (c *Config) HasRole(role string) bool { return slices.Contains(c.Roles, role) }
+
+// Limits of the distribution keys.
+const (
+	minDNSRotateEvery = 10 * time.Millisecond
+	maxWeight         = 1000
+	minLoadStale      = 100 * time.Millisecond
+	maxLoadStale      = time.Minute
+)
+
+// validateStrategies checks the distribution keys, filling defaults for
+// zero values (a Config built without DefaultConfig).
+func (c *Config) validateStrategies(bad func(key, f string, a ...any)) {
+	d := DefaultConfig()
+	if c.DNSStrategy == "" {
+		c.DNSStrategy = d.DNSStrategy
+	}
+	if c.PlacementStrategy == "" {
+		c.PlacementStrategy = d.PlacementStrategy
+	}
+	if c.DNSRotateEvery == 0 {
+		c.DNSRotateEvery = min(d.DNSRotateEvery, c.DNSTTL)
+	}
+	if c.Weight == 0 {
+		c.Weight = d.Weight
+	}
+	if c.LoadStale == 0 {
+		c.LoadStale = d.LoadStale
+	}
+	if s, err := strategy.Lookup(c.DNSStrategy); err != nil {
+		bad("dns-strategy", "%v", err)
+	} else if !s.DNS {
+		bad("dns-strategy", "%q chooses storage nodes only (DNS: %s)", c.DNSStrategy, strings.Join(dnsStrategies(), ", "))
+	}
+	if s, err := strategy.Lookup(c.PlacementStrategy); err != nil {
+		bad("placement-strategy", "%v", err)
+	} else if !s.Placement {
+		bad("placement-strategy", "%q is DNS only", c.PlacementStrategy)
+	}
+	if c.DNSRotateEvery < minDNSRotateEvery || (c.DNSTTL > 0 && c.DNSRotateEvery > c.DNSTTL) {
+		bad("dns-rotate-every", "%v must be %v..dns-ttl (%v)", c.DNSRotateEvery, minDNSRotateEvery, c.DNSTTL)
+	}
+	if c.Weight < 1 || c.Weight > maxWeight {
+		bad("weight", "%d must be 1..%d", c.Weight, maxWeight)
+	}
+	if c.LoadStale < minLoadStale || c.LoadStale > maxLoadStale {
+		bad("load-stale", "%v must be %v..%v", c.LoadStale, minLoadStale, maxLoadStale)
+	}
+}
+
+// dnsStrategies lists the strategies DNS may use.
+func dnsStrategies() []string {
+	var out []string
+	for _, s := range strategy.List() {
+		if s.DNS {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}

@@ -248,6 +248,8 @@ func (n *Node) startSMTP() error {
 	scfg.MaxRecipients = n.cfg.MaxRecipients
 	scfg.TLS = n.tlsConfig()
 	scfg.Observe = n.metrics.observeSMTP
+	scfg.MaxSessions, scfg.MaxSessionsPerIP, scfg.RatePerIP = n.cfg.SMTPMaxSessions, n.cfg.SMTPMaxSessionsPerIP, n.cfg.SMTPRatePerIP
+	scfg.ReadTimeout = n.cfg.SMTPReadTimeout
 	s, err := smtp.New(scfg, (*smtpBackend)(n), n.log)
 	if err != nil {
 		return err
@@ -268,6 +270,9 @@ func (n *Node) startPOP3() error {
 	pcfg := pop3.DefaultConfig()
 	pcfg.Hostname = n.hostname()
 	pcfg.TLS = n.tlsConfig()
+	pcfg.IdleTimeout = n.cfg.POP3IdleTimeout
+	pcfg.MaxFailedLogins = n.cfg.POP3MaxFailedLogins
+	pcfg.MaxSessions = n.cfg.POP3MaxSessions
 	s := pop3.New(pcfg, (*pop3Backend)(n), n.log)
 	n.pop3 = s
 	if n.cfg.POP3Addr != "" {
@@ -295,23 +300,44 @@ func (n *Node) startDNS() error {
 	dcfg := ddns.DefaultConfig()
 	dcfg.TTL = n.cfg.DNSTTL
 	s := ddns.New(dcfg, (*dnsSource)(n), n.bal.orderer(), n.env)
-	pc, err := n.env.Net.ListenPacket("udp", n.cfg.DNSAddr)
-	if err != nil {
-		return fmt.Errorf("node: dns udp listener on %s: %w", n.cfg.DNSAddr, err)
-	}
-	n.mu.Lock()
-	n.addrs["dns"] = pc.LocalAddr().String()
-	n.listeners = append(n.listeners, pc)
-	n.mu.Unlock()
-	// TCP on the same port as UDP (RFC 7766: TCP is mandatory for DNS).
-	l, err := n.listen("dns-tcp", pc.LocalAddr().String())
+	pc, l, err := n.bindDNS()
 	if err != nil {
 		return err
 	}
+	n.mu.Lock()
+	n.addrs["dns"] = pc.LocalAddr().String()
+	n.addrs["dns-tcp"] = l.Addr().String()
+	n.listeners = append(n.listeners, pc, l)
+	n.mu.Unlock()
 	n.dns = s
 	n.serve("dns-udp", func() error { return s.ServeUDP(pc) })
 	n.serve("dns-tcp", func() error { return s.ServeTCP(l) })
 	return nil
+}
+
+// dnsBindAttempts bounds the search for a port free for both UDP and TCP
+// when the DNS address asks for any port (":0"): the UDP port the system
+// picks may be taken for TCP, by an outgoing connection for instance.
+const dnsBindAttempts = 16
+
+// bindDNS binds UDP and TCP on the same port (RFC 7766: TCP is mandatory
+// for DNS).
+func (n *Node) bindDNS() (net.PacketConn, net.Listener, error) {
+	_, port, _ := net.SplitHostPort(n.cfg.DNSAddr)
+	for attempt := 1; ; attempt++ {
+		pc, err := n.env.Net.ListenPacket("udp", n.cfg.DNSAddr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("node: dns udp listener on %s: %w", n.cfg.DNSAddr, err)
+		}
+		l, err := n.env.Net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, l, nil
+		}
+		pc.Close()
+		if port != "0" || attempt == dnsBindAttempts {
+			return nil, nil, fmt.Errorf("node: dns-tcp listener on %s: %w", pc.LocalAddr(), err)
+		}
+	}
 }
 
 func (n *Node) startHTTP() error {

@@ -20,6 +20,7 @@ import (
 	"mailarray/node"
 	"mailarray/node/env"
 	"mailarray/node/member"
+	"mailarray/node/strategy"
 )
 
 // listFlag is a repeatable string flag (--domain a --domain b, or a,b).
@@ -70,6 +71,18 @@ func loadConfig(args []string, stderr io.Writer) (node.Config, *slog.Logger, err
 	fs.Int64Var(&c.MaxMessageBytes, "max-message-bytes", cfg.MaxMessageBytes, "largest message accepted")
 	fs.IntVar(&c.MaxRecipients, "max-recipients", cfg.MaxRecipients, "recipients per SMTP transaction")
 	fs.DurationVar(&c.DNSTTL, "dns-ttl", cfg.DNSTTL, "TTL of DNS answers")
+	fs.IntVar(&c.SMTPMaxSessions, "smtp-max-sessions", cfg.SMTPMaxSessions, "concurrent SMTP sessions")
+	fs.IntVar(&c.SMTPMaxSessionsPerIP, "smtp-max-sessions-per-ip", cfg.SMTPMaxSessionsPerIP, "concurrent SMTP sessions from one client IP")
+	fs.IntVar(&c.SMTPRatePerIP, "smtp-rate-per-ip", cfg.SMTPRatePerIP, "new SMTP connections per minute from one client IP (0: no limit)")
+	fs.DurationVar(&c.SMTPReadTimeout, "smtp-read-timeout", cfg.SMTPReadTimeout, "SMTP command timeout")
+	fs.DurationVar(&c.POP3IdleTimeout, "pop3-idle-timeout", cfg.POP3IdleTimeout, "POP3 autologout timer")
+	fs.IntVar(&c.POP3MaxFailedLogins, "pop3-max-failed-logins", cfg.POP3MaxFailedLogins, "failed POP3 logins before the session is closed")
+	fs.IntVar(&c.POP3MaxSessions, "pop3-max-sessions", cfg.POP3MaxSessions, "concurrent POP3 sessions")
+	fs.StringVar(&c.DNSStrategy, "dns-strategy", cfg.DNSStrategy, "how DNS answers order the listeners: "+strategyNames(true))
+	fs.DurationVar(&c.DNSRotateEvery, "dns-rotate-every", cfg.DNSRotateEvery, "period of round-robin rotation in DNS answers (same answer on every node within one)")
+	fs.StringVar(&c.PlacementStrategy, "placement-strategy", cfg.PlacementStrategy, "how the receiving node chooses where copies go: "+strategyNames(false))
+	fs.IntVar(&c.Weight, "weight", cfg.Weight, "static capacity weight advertised to the array (1..1000)")
+	fs.DurationVar(&c.LoadStale, "load-stale", cfg.LoadStale, "oldest load report strategies use; older counts as fully loaded")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "how long SIGTERM waits for transactions in flight")
 	if err := fs.Parse(args); err != nil {
 		return cfg, nil, err
@@ -120,6 +133,18 @@ func loadConfig(args []string, stderr io.Writer) (node.Config, *slog.Logger, err
 	apply("max-message-bytes", func() { cfg.MaxMessageBytes = c.MaxMessageBytes })
 	apply("max-recipients", func() { cfg.MaxRecipients = c.MaxRecipients })
 	apply("dns-ttl", func() { cfg.DNSTTL = c.DNSTTL })
+	apply("smtp-max-sessions", func() { cfg.SMTPMaxSessions = c.SMTPMaxSessions })
+	apply("smtp-max-sessions-per-ip", func() { cfg.SMTPMaxSessionsPerIP = c.SMTPMaxSessionsPerIP })
+	apply("smtp-rate-per-ip", func() { cfg.SMTPRatePerIP = c.SMTPRatePerIP })
+	apply("smtp-read-timeout", func() { cfg.SMTPReadTimeout = c.SMTPReadTimeout })
+	apply("pop3-idle-timeout", func() { cfg.POP3IdleTimeout = c.POP3IdleTimeout })
+	apply("pop3-max-failed-logins", func() { cfg.POP3MaxFailedLogins = c.POP3MaxFailedLogins })
+	apply("pop3-max-sessions", func() { cfg.POP3MaxSessions = c.POP3MaxSessions })
+	apply("dns-strategy", func() { cfg.DNSStrategy = c.DNSStrategy })
+	apply("dns-rotate-every", func() { cfg.DNSRotateEvery = c.DNSRotateEvery })
+	apply("placement-strategy", func() { cfg.PlacementStrategy = c.PlacementStrategy })
+	apply("weight", func() { cfg.Weight = c.Weight })
+	apply("load-stale", func() { cfg.LoadStale = c.LoadStale })
 	apply("shutdown-grace", func() { cfg.ShutdownGrace = c.ShutdownGrace })
 	if cfg.Name == "" {
 		if h, err := os.Hostname(); err == nil {
@@ -134,6 +159,18 @@ func loadConfig(args []string, stderr io.Writer) (node.Config, *slog.Logger, err
 		return cfg, nil, err
 	}
 	return cfg, log, nil
+}
+
+// strategyNames lists the built-in strategies usable for DNS (dns) or
+// placement (!dns), in their order.
+func strategyNames(dns bool) string {
+	var out []string
+	for _, s := range strategy.List() {
+		if (dns && s.DNS) || (!dns && s.Placement) {
+			out = append(out, s.Name)
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
@@ -174,6 +211,13 @@ func serve(args []string) error {
 		}
 		return err
 	}
+	// Catch signals before anything starts: a SIGTERM that arrives while
+	// the node is starting (a supervisor's stop right after its start) is
+	// then a graceful shutdown once Start returns, not an abrupt exit with
+	// the default action.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data: %w", err)
 	}
@@ -218,8 +262,6 @@ func serve(args []string) error {
 		membership.Close()
 		return err
 	}
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	sig := <-sigs
 	log.Info("mailarray: signal received, shutting down", "signal", sig.String(), "grace", cfg.ShutdownGrace.String())
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)

@@ -65,6 +65,9 @@ type Config struct {
 	DeliverTimeout   time.Duration // bound on making one message durable
 	MaxSessions      int           // concurrent sessions; more get 421 4.4.5
 	MaxSessionsPerIP int           // concurrent sessions from one client address
+	// RatePerIP is how many new connections one client address may open
+	// per minute (a token bucket of that size, refilled evenly); 0 is no limit.
+	RatePerIP int
 	// Observe, when set, is told every outcome: result "accepted",
 	// "rejected" (recipient or data refused) or "failed" (delivery), the
 	// reply's enhanced code as reason, and the transaction's duration.
@@ -147,6 +150,7 @@ type Server struct {
 	sessions map[*session]struct{}
 	conns    int
 	perIP    map[string]int
+	buckets  map[string]*bucket
 	draining bool
 }
 
@@ -155,7 +159,7 @@ func New(cfg Config, b Backend, log *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, backend: b, log: log, sessions: map[*session]struct{}{}, perIP: map[string]int{}}
+	s := &Server{cfg: cfg, backend: b, log: log, sessions: map[*session]struct{}{}, perIP: map[string]int{}, buckets: map[string]*bucket{}}
 	gs := gosmtp.NewServer(s)
 	gs.Domain = cfg.Hostname
 	gs.MaxMessageBytes = cfg.MaxMessageBytes
@@ -242,8 +246,43 @@ func (s *Server) admit(ip string) bool {
 	if s.conns >= s.cfg.MaxSessions || s.perIP[ip] >= s.cfg.MaxSessionsPerIP {
 		return false
 	}
+	if s.cfg.RatePerIP > 0 && !s.takeToken(ip, time.Now()) {
+		return false
+	}
 	s.conns++
 	s.perIP[ip]++
+	return true
+}
+
+// bucket is one client address's connection-rate token bucket.
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+// maxBuckets bounds the rate table; full buckets are dropped first.
+const maxBuckets = 100000
+
+func (s *Server) takeToken(ip string, now time.Time) bool {
+	burst := float64(s.cfg.RatePerIP)
+	b := s.buckets[ip]
+	if b == nil {
+		if len(s.buckets) >= maxBuckets {
+			for k, v := range s.buckets {
+				if v.tokens+now.Sub(v.at).Minutes()*burst >= burst {
+					delete(s.buckets, k)
+				}
+			}
+		}
+		b = &bucket{tokens: burst, at: now}
+		s.buckets[ip] = b
+	}
+	b.tokens = min(burst, b.tokens+now.Sub(b.at).Minutes()*burst)
+	b.at = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
 	return true
 }
 

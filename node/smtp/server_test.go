@@ -228,3 +228,18 @@ func TestClientLibrarySeesCodes(t *testing.T) {
 	assert.Equal(t, 550, se.Code)
 	assert.Equal(t, gosmtp.EnhancedCode{5, 1, 1}, se.EnhancedCode)
 }
+
+func TestConnectionRatePerIP(t *testing.T) {
+	_, addr := start(t, newBackend(), Config{RatePerIP: 3})
+	for i := 0; i < 3; i++ {
+		d := dial(t, addr)
+		d.send("QUIT")
+		d.expect("221")
+	}
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	assert.True(t, strings.HasPrefix(line, "421 4.4.5"), "fourth connection within the minute refused: %q", line)
+}
