@@ -116,18 +116,29 @@ type RebuildStatus struct {
 	PushDropped       int64 `json:"push_dropped"`
 }
 
+// Rebuild returns the replicator's progress counters. Unlike Status it
+// scans nothing: the simulator samples it while the node runs.
+func (n *Node) Rebuild() RebuildStatus {
+	return RebuildStatus{
+		RebuiltCopies: n.repl.rebuiltCopies.Load(), RebuiltBytes: n.repl.rebuiltBytes.Load(),
+		MovedCopies: n.repl.movedCopies.Load(), AntiEntropyRounds: n.repl.aeRounds.Load(),
+		AntiEntropyFixed: n.repl.aeRepaired.Load(), PushDropped: n.repl.pushDropped.Load(),
+	}
+}
+
+// UnderReplicated is the number of committed entries short of R live
+// copies found by the last maintenance scan (cheap, unlike Under, which
+// scans now).
+func (n *Node) UnderReplicated() int64 { return n.repl.underReplicated.Load() }
+
 // Status gathers the node's report.
 func (n *Node) Status() Status {
 	st := Status{
 		Node: n.cfg.Name, Roles: n.cfg.Roles, Addrs: n.addrsSnapshot(),
 		Mirror: n.members.Table(), Replicas: n.cfg.Replicas, WriteQuorum: n.cfg.WriteQuorum,
 		CatalogDigest: n.cat.Digest(), Entries: map[string]int{},
-		UnderReplicated: n.repl.underReplicated.Load(), Mailboxes: n.dir.Len(), Load: n.Load(),
-		Rebuild: RebuildStatus{
-			RebuiltCopies: n.repl.rebuiltCopies.Load(), RebuiltBytes: n.repl.rebuiltBytes.Load(),
-			MovedCopies: n.repl.movedCopies.Load(), AntiEntropyRounds: n.repl.aeRounds.Load(),
-			AntiEntropyFixed: n.repl.aeRepaired.Load(), PushDropped: n.repl.pushDropped.Load(),
-		},
+		UnderReplicated: n.UnderReplicated(), Mailboxes: n.dir.Len(), Load: n.Load(),
+		Rebuild: n.Rebuild(),
 	}
 	st.MirrorPairs = st.Mirror.Pairs()
 	for s, c := range n.cat.Counts() {

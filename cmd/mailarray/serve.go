@@ -229,7 +229,11 @@ func serve(args []string) error {
 		sc := member.DefaultSerfConfig()
 		sc.Name = cfg.Name
 		sc.BindAddr = cfg.GossipAddr
-		sc.Tags = self.Tags
+		// No tags yet: roles and endpoints are advertised together by
+		// node.Start once the listeners are bound. A member gossiped with
+		// its roles but without its peer address would enter the others'
+		// mirroring ring before they can reach it, and deliveries placed
+		// on it would fail with 451 until its next tag update arrived.
 		sc.Join = cfg.Join
 		sc.SnapshotPath = filepath.Join(cfg.DataDir, "serf.snapshot")
 		if cfg.GossipProfile != "" {
