@@ -103,11 +103,44 @@ type Config struct {
 	UsersReload time.Duration `yaml:"users-reload"`
 	// ShutdownGrace bounds how long SIGTERM waits for transactions in flight.
 	ShutdownGrace time.Duration `yaml:"shutdown-grace"`
+	// Pipeline: the inbound filters run after DATA, before placement.
+	Pipeline PipelineConfig `yaml:"pipeline"`
 	// Tuning holds the replicator's intervals and limits.
 	Tuning Tuning `yaml:"tuning"`
 	// SyncWrites is false only in the simulator, whose disk cost is modeled.
 	// A real node always fsyncs before acknowledging.
 	NoSync bool `yaml:"-"`
+}
+
+// PipelineConfig configures the inbound pipeline (antivirus, spam
+// database, notifications).
+type PipelineConfig struct {
+	// AVSignatures is an optional signature file (reloaded on change);
+	// EICAR is always detected.
+	AVSignatures string `yaml:"av-signatures"`
+	// AVPolicy is what happens to an infected message: defang (replace
+	// the infected part, deliver the rest) or quarantine.
+	AVPolicy string `yaml:"av-policy"`
+	// AVDomainPolicy overrides AVPolicy per recipient domain.
+	AVDomainPolicy map[string]string `yaml:"av-domain-policy"`
+	// Clamd is an optional clamd address (host:port or unix:/path).
+	Clamd string `yaml:"clamd"`
+	// SpamDB is the file of blocked sender domains, one a line, managed
+	// by `mailarray spam add|del|list` and reloaded on change.
+	SpamDB string `yaml:"spam-db"`
+	// DNSBL zones are asked about sender domains, IPBL zones about the
+	// client's address, through DNSBLServer.
+	DNSBL       []string `yaml:"dnsbl"`
+	IPBL        []string `yaml:"ipbl"`
+	DNSBLServer string   `yaml:"dnsbl-server"`
+	// SpamReject refuses listed senders with 550 5.7.1 instead of
+	// flagging them with X-Spam-Flag.
+	SpamReject bool `yaml:"spam-reject"`
+	// FailOpen delivers a message whose filter failed, with a header that
+	// says so, instead of answering 451.
+	FailOpen bool `yaml:"fail-open"`
+	// SMSGateway is the HTTP URL that takes SMS notices as JSON {to, text}.
+	SMSGateway string `yaml:"sms-gateway"`
 }
 
 // Tuning sets the pace of the array's background work.
@@ -287,6 +320,21 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownGrace <= 0 {
 		bad("shutdown-grace", "%v must be positive", c.ShutdownGrace)
+	}
+	switch c.Pipeline.AVPolicy {
+	case "":
+		c.Pipeline.AVPolicy = "defang"
+	case "defang", "quarantine":
+	default:
+		bad("pipeline.av-policy", "%q must be defang or quarantine", c.Pipeline.AVPolicy)
+	}
+	for d, p := range c.Pipeline.AVDomainPolicy {
+		if p != "defang" && p != "quarantine" {
+			bad("pipeline.av-domain-policy", "%s: %q must be defang or quarantine", d, p)
+		}
+	}
+	if (len(c.Pipeline.DNSBL) > 0 || len(c.Pipeline.IPBL) > 0) && c.Pipeline.DNSBLServer == "" {
+		bad("pipeline.dnsbl-server", "required with dnsbl or ipbl zones")
 	}
 	t, d := &c.Tuning, DefaultTuning()
 	for _, f := range []struct {

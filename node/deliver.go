@@ -49,26 +49,43 @@ func (b *smtpBackend) Deliver(ctx context.Context, m *smtp.Message) error {
 		return err
 	}
 	n.env.ChargeCPU(len(m.Data))
+	res, err := n.filter(ctx, m)
+	if err != nil {
+		return err
+	}
+	data := res.Data
 	now := time.Now().UnixNano()
-	sum := store.Checksum(m.Data)
+	sum := store.Checksum(data)
 	entries := make([]catalog.Entry, len(m.To))
 	for i, rcpt := range m.To {
 		mb, ok := n.dir.Lookup(rcpt)
 		if !ok {
 			return smtp.ErrUnknownMailbox // removed from the directory since RCPT
 		}
+		box := mb.Address
+		if res.Quarantine {
+			box = quarantinePrefix + box
+		}
 		entries[i] = catalog.Entry{
 			ID:       copyID(m.ID, i),
-			Mailbox:  mb.Address,
-			Size:     int64(len(m.Data)),
+			Mailbox:  box,
+			Size:     int64(len(data)),
 			Received: now,
 			Sum:      sum,
+			Trace:    res.Trace,
 		}
 	}
-	start := time.Now()
-	err := n.storeMessage(ctx, m.Data, entries)
-	n.loads.observe(time.Since(start)) // the latency Load reports
-	return err
+	t0 := time.Now()
+	err = n.storeMessage(ctx, data, entries)
+	n.loads.observe(time.Since(t0)) // the latency Load reports
+	if err != nil {
+		return err
+	}
+	if res.Quarantine {
+		n.log.Warn("node: message quarantined", "id", m.ID, "rcpts", m.To, "trace", res.Trace)
+	}
+	n.notify(m, data, entries)
+	return nil
 }
 
 // storeMessage writes data for every entry on R nodes and returns nil only

@@ -48,6 +48,7 @@ type Node struct {
 	locks   *lockTable
 	repl    *replicator
 	metrics *metrics
+	in      *inbound
 	loads   *loadTracker
 	bal     *balancer
 
@@ -103,6 +104,10 @@ func New(cfg Config, e *Env) (*Node, error) {
 	n.locks = newLockTable()
 	n.repl = newReplicator(n)
 	n.metrics = newMetrics(n)
+	if n.in, err = newInbound(n); err != nil {
+		n.store.Close()
+		return nil, fmt.Errorf("node: pipeline: %w", err)
+	}
 	n.loads = newLoadTracker(n)
 	n.bal = newBalancer(n)
 	n.cat.OnChange(n.onCatalogChange)
@@ -186,6 +191,13 @@ func (n *Node) Start() (err error) {
 	}
 	if n.tls != nil {
 		n.goLoop(func(ctx context.Context) { n.tls.Watch(ctx, n.cfg.UsersReload) })
+	}
+	n.goLoop(n.in.notifier.Run)
+	if n.cfg.Pipeline.AVSignatures != "" {
+		n.goLoop(func(ctx context.Context) { n.in.av.Watch(ctx, n.cfg.UsersReload) })
+	}
+	if n.cfg.Pipeline.SpamDB != "" {
+		n.goLoop(func(ctx context.Context) { n.in.spam.Watch(ctx, n.cfg.UsersReload) })
 	}
 	n.log.Info("node: started", "addrs", n.addrsSnapshot(), "roles", n.cfg.Roles, "replicas", n.cfg.Replicas, "write_quorum", n.cfg.WriteQuorum)
 	return nil
@@ -444,6 +456,7 @@ func (n *Node) Close() error {
 	if n.peer != nil {
 		n.peer.close()
 	}
+	n.in.notifier.Close()
 	for _, l := range ls {
 		l.Close()
 	}

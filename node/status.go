@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -173,6 +174,30 @@ func (n *Node) httpHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.Status()) })
 	mux.Handle("GET /metrics", n.metrics.handler())
+	// Operator endpoints: bind --http to an address only operators reach.
+	mux.HandleFunc("GET /v1/quarantine", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.Quarantined()) })
+	mux.HandleFunc("POST /v1/quarantine/{id}/release", func(w http.ResponseWriter, r *http.Request) {
+		if err := n.Release(r.Context(), r.PathValue("id")); err != nil {
+			httpError(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("DELETE /v1/quarantine/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if err := n.DeleteQuarantined(r.Context(), r.PathValue("id")); err != nil {
+			httpError(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /v1/trace/{id}", func(w http.ResponseWriter, r *http.Request) {
+		es := n.Trace(r.PathValue("id"))
+		if len(es) == 0 {
+			http.Error(w, "no such message", http.StatusNotFound)
+			return
+		}
+		writeJSON(w, es)
+	})
 	return mux
 }
 
@@ -203,4 +228,12 @@ func (n *Node) Under() int {
 		return true
 	})
 	return under
+}
+
+func httpError(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	if errors.Is(err, errNotQuarantined) {
+		code = http.StatusNotFound
+	}
+	http.Error(w, err.Error(), code)
 }

@@ -110,11 +110,19 @@ stop() {
 		for i in "${!pids[@]}"; do
 			[[ -n ${exited[$i]:-} ]] || kill -TERM "${pids[$i]}" 2>/dev/null || true
 		done
+		local clean=1
 		for i in "${!pids[@]}"; do
 			[[ -n ${exited[$i]:-} ]] && continue
 			reap "$i"
 			echo "cluster: n$((i + 1)) (pid ${pids[$i]}) exited with status ${exited[$i]}"
+			((exited[$i] == 0)) || clean=""
 		done
+		# Stopped on request (Ctrl-C, SIGTERM) and every node shut down
+		# cleanly: that is success, not an error for make to report.
+		if [[ $rc -ge 128 && -n $clean ]]; then
+			echo "cluster: stopped"
+			rc=0
+		fi
 	fi
 	exit "$rc"
 }

@@ -4,6 +4,9 @@
 //	mailarray user hash [PASSWORD] print a {BCRYPT} hash for a users file
 //	mailarray status [--json]      show the array as a node sees it
 //	mailarray rebalance            move a share of copies to new nodes
+//	mailarray spam add|del|list    the spam database of sender domains
+//	mailarray quarantine list|release|delete
+//	mailarray trace ID             what happened to a message
 //	mailarray version
 package main
 
@@ -22,6 +25,9 @@ commands:
   user hash    print a {BCRYPT} password hash for the users file
   status       show members, mirroring table, replication and rebuild progress
   rebalance    ask every node to move copies to their balanced placement
+  spam         add|del|list blocked sender domains in the spam database file
+  quarantine   list|release ID|delete ID quarantined messages
+  trace ID     show what happened to a message (pipeline decisions, copies)
   version      print the version
 `)
 }
@@ -41,6 +47,12 @@ func main() {
 		err = status(args)
 	case "rebalance":
 		err = rebalance(args)
+	case "spam":
+		err = spam(args)
+	case "quarantine":
+		err = quarantine(args)
+	case "trace":
+		err = trace(args)
 	case "version":
 		fmt.Println("mailarray", version)
 	case "-h", "--help", "help":

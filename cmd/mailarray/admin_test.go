@@ -1,0 +1,131 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/bcrypt"
+
+	"mailarray/node"
+)
+
+// TestUserHash: `mailarray user hash` prints a {BCRYPT} hash of the
+// password given as an argument or on standard input, and a node accepts
+// it in its users file.
+func TestUserHash(t *testing.T) {
+	t.Parallel()
+	const pw = "correct horse battery staple"
+	hashes := map[string]string{}
+	for _, tc := range []struct {
+		name  string
+		stdin string
+		args  []string
+	}{
+		{"argument", "", []string{"user", "hash", "--cost", "4", pw}},
+		{"stdin", pw + "\n", []string{"user", "hash", "--cost", "4"}},
+		{"stdin without newline", pw, []string{"user", "hash", "--cost", "4"}},
+		{"stdin with CRLF", pw + "\r\n", []string{"user", "hash", "--cost", "4"}},
+		{"default cost", "", []string{"user", "hash", pw}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, errOut, code := runCommand(t, tc.stdin, tc.args...)
+			require.Equal(t, 0, code, "stderr: %s", errOut)
+			lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+			require.Len(t, lines, 1, "one line on stdout: %q", out)
+			h, ok := strings.CutPrefix(lines[0], "{BCRYPT}")
+			require.True(t, ok, "the hash has the {BCRYPT} scheme prefix: %q", lines[0])
+			require.NoError(t, bcrypt.CompareHashAndPassword([]byte(h), []byte(pw)), "the hash verifies")
+			assert.ErrorIs(t, bcrypt.CompareHashAndPassword([]byte(h), []byte(pw+"x")), bcrypt.ErrMismatchedHashAndPassword)
+			cost, err := bcrypt.Cost([]byte(h))
+			require.NoError(t, err)
+			if tc.name == "default cost" {
+				assert.Equal(t, 10, cost)
+			} else {
+				assert.Equal(t, 4, cost, "--cost is honoured")
+			}
+			hashes[tc.name] = lines[0]
+		})
+	}
+	assert.NotEqual(t, hashes["argument"], hashes["stdin"], "every hash has its own salt")
+
+	for _, tc := range []struct {
+		name  string
+		stdin string
+		args  []string
+		want  string
+	}{
+		{"empty stdin", "", []string{"user", "hash"}, "empty password"},
+		{"empty line", "\n", []string{"user", "hash"}, "empty password"},
+		{"cost too high", "", []string{"user", "hash", "--cost", "99", pw}, "cost 99"},
+		{"no subcommand", "", []string{"user"}, "usage: mailarray user hash"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, errOut, code := runCommand(t, tc.stdin, tc.args...)
+			assert.NotEqual(t, 0, code)
+			assert.Empty(t, out, "nothing on stdout")
+			assert.Contains(t, errOut, tc.want)
+		})
+	}
+
+	t.Run("a node accepts the hash", func(t *testing.T) {
+		h := hashes["stdin"]
+		require.NotEmpty(t, h)
+		dir := t.TempDir()
+		users := writeUsers(t, dir, "carol@"+testDomain+":"+h)
+		p := startNode(t, nodeOpts{name: "n1", dir: dir, users: users})
+		cl, err := popLogin(p.addrs["pop3"], "carol@"+testDomain, pw)
+		require.NoError(t, err, "POP3 login with the password")
+		require.NoError(t, cl.Quit())
+		_, err = popLogin(p.addrs["pop3"], "carol@"+testDomain, "wrong")
+		require.Error(t, err, "and not with another")
+	})
+}
+
+// TestStatusCommand: `mailarray status` shows the node, its members, the
+// mirroring table and replication; --json is the node's Status.
+func TestStatusCommand(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	users := writeUsers(t, dir, clusterUsers...)
+	p := startNode(t, nodeOpts{name: "stat1", dir: dir, users: users, gossip: true})
+	require.Eventually(t, p.ready, startTimeout, 20*time.Millisecond)
+	_, err := send(t.Context(), p.addrs["smtp"], []string{"alice@" + testDomain}, testMessage("status-1", 800))
+	require.NoError(t, err)
+
+	out, errOut, code := runCommand(t, "", "status", "--addr", p.http)
+	require.Equal(t, 0, code, "stderr: %s", errOut)
+	for _, want := range []string{
+		"node stat1 ",
+		"R=1 W=1",
+		"MEMBER", "MIRRORS",
+		"mirroring table version",
+		"ring stat1",
+		"catalog entries: committed 1",
+		"copies held: 1",
+		"under-replicated messages: 0",
+		"rebuild:",
+	} {
+		assert.Contains(t, out, want)
+	}
+	assert.Regexp(t, `(?m)^stat1\s+alive\s+127\.0\.0\.1\s+dns,pop3,smtp,store\s+127\.0\.0\.1:\d+`, out, "the member row")
+
+	out, errOut, code = runCommand(t, "", "status", "--json", "--addr", p.http)
+	require.Equal(t, 0, code, "stderr: %s", errOut)
+	var st node.Status
+	require.NoError(t, json.Unmarshal([]byte(out), &st), "--json parses:\n%s", out)
+	assert.Equal(t, "stat1", st.Node)
+	assert.Equal(t, []string{"stat1"}, st.Mirror.Ring)
+	assert.Equal(t, 1, st.Entries["committed"])
+	assert.Equal(t, p.addrs["smtp"], st.Addrs["smtp"])
+	require.Len(t, st.Members, 1)
+	assert.Equal(t, "alive", st.Members[0].Status)
+
+	// A node that does not answer is an error naming the command.
+	_, errOut, code = runCommand(t, "", "status", "--addr", "127.0.0.1:1")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "mailarray: status:")
+}
