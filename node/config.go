@@ -258,6 +258,11 @@ func (c *Config) Validate() error {
 			bad("join", "%q is not host:port", j)
 		}
 	}
+	switch c.GossipProfile {
+	case "", "lan", "local":
+	default:
+		bad("gossip-profile", "%q must be lan or local", c.GossipProfile)
+	}
 	if c.Advertise != "" && net.ParseIP(c.Advertise) == nil {
 		bad("advertise", "%q is not an IP address", c.Advertise)
 	}

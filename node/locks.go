@@ -5,8 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
+	"strings"
 	"sync"
 	"time"
+
+	"mailarray/node/env"
 )
 
 // lockTable holds the mailbox locks this node manages. Each mailbox's lock
@@ -59,49 +63,100 @@ func (t *lockTable) release(mailbox, owner string) {
 	}
 }
 
-// lockManager returns the live member that manages mailbox's lock.
-func (n *Node) lockManager(mailbox string) string {
-	best, bestScore := "", uint64(0)
+// lockManagers is how many managers hold each mailbox's lock: the top two
+// of a rendezvous hash of the mailbox over live members. A node that joins
+// displaces at most one of them, so a session's lock survives on the
+// other and a second session still sees it; a manager that died but is
+// not yet declared failed is skipped as long as the other answers.
+const lockManagers = 2
+
+// lockManagersFor returns mailbox's lock managers, best first: live members
+// that advertise a peer address (or this node).
+func (n *Node) lockManagersFor(mailbox string) []string {
+	type scored struct {
+		name  string
+		score uint64
+	}
+	var c []scored
 	for _, m := range n.members.Live() {
+		if m.Name != n.cfg.Name && m.Tags[env.TagPeer] == "" {
+			continue
+		}
 		h := fnv.New64a()
 		h.Write([]byte(m.Name))
 		h.Write([]byte{0})
 		h.Write([]byte(mailbox))
-		if s := h.Sum64(); best == "" || s > bestScore {
-			best, bestScore = m.Name, s
-		}
+		c = append(c, scored{m.Name, h.Sum64()})
 	}
-	return best
+	slices.SortFunc(c, func(a, b scored) int {
+		if a.score != b.score {
+			if a.score > b.score {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.name, b.name)
+	})
+	out := make([]string, 0, lockManagers)
+	for i := 0; i < len(c) && i < lockManagers; i++ {
+		out = append(out, c[i].name)
+	}
+	return out
 }
 
 // errLocked: another session holds the mailbox.
 var errLocked = errors.New("node: mailbox locked")
 
-// lockMailbox takes mailbox's cluster-wide lock for owner.
-func (n *Node) lockMailbox(ctx context.Context, mailbox, owner string, ttl time.Duration) (manager string, err error) {
-	mgr := n.lockManager(mailbox)
-	if mgr == "" || mgr == n.cfg.Name {
-		if !n.locks.acquire(mailbox, owner, ttl) {
-			return n.cfg.Name, errLocked
+// lockMailbox takes (or renews) mailbox's lock for owner on its current
+// managers and returns those that granted it. It fails with errLocked if
+// any manager says another owner holds it, and with an error if none
+// could be reached. Managers that granted a lease before an errLocked are
+// released again.
+func (n *Node) lockMailbox(ctx context.Context, mailbox, owner string, ttl time.Duration) ([]string, error) {
+	var granted []string
+	var errs []error
+	locked := false
+	for _, mgr := range n.lockManagersFor(mailbox) {
+		if mgr == n.cfg.Name {
+			if n.locks.acquire(mailbox, owner, ttl) {
+				granted = append(granted, mgr)
+			} else {
+				locked = true
+			}
+			continue
 		}
-		return n.cfg.Name, nil
+		ok, err := n.peer.lock(ctx, mgr, mailbox, owner, ttl)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("node: lock manager %s: %w", mgr, err))
+		case ok:
+			granted = append(granted, mgr)
+		default:
+			locked = true
+		}
 	}
-	ok, err := n.peer.lock(ctx, mgr, mailbox, owner, ttl)
-	if err != nil {
-		return mgr, fmt.Errorf("node: lock manager %s: %w", mgr, err)
+	if locked {
+		n.unlockMailbox(ctx, granted, mailbox, owner)
+		return nil, errLocked
 	}
-	if !ok {
-		return mgr, errLocked
+	if len(granted) == 0 {
+		if len(errs) == 0 {
+			return nil, errors.New("node: no lock manager")
+		}
+		return nil, errors.Join(errs...)
 	}
-	return mgr, nil
+	return granted, nil
 }
 
-func (n *Node) unlockMailbox(ctx context.Context, manager, mailbox, owner string) {
-	if manager == n.cfg.Name {
-		n.locks.release(mailbox, owner)
-		return
-	}
-	if err := n.peer.unlock(ctx, manager, mailbox, owner); err != nil {
-		n.log.Debug("node: unlock failed; the lease will expire", "mailbox", mailbox, "err", err)
+// unlockMailbox releases owner's lease on every manager given.
+func (n *Node) unlockMailbox(ctx context.Context, managers []string, mailbox, owner string) {
+	for _, mgr := range managers {
+		if mgr == n.cfg.Name {
+			n.locks.release(mailbox, owner)
+			continue
+		}
+		if err := n.peer.unlock(ctx, mgr, mailbox, owner); err != nil {
+			n.log.Debug("node: unlock failed; the lease will expire", "mailbox", mailbox, "manager", mgr, "err", err)
+		}
 	}
 }

@@ -13,8 +13,9 @@ import (
 // Events refresh it at once; a periodic poll makes it truthful even if an
 // event was dropped (membership events are hints, Members is the truth).
 type memberView struct {
-	m env.Membership
-	r int
+	m     env.Membership
+	r     int
+	local string
 
 	mu      sync.RWMutex
 	members []env.Member
@@ -27,7 +28,7 @@ type memberView struct {
 const memberPoll = time.Second
 
 func newMemberView(m env.Membership, r int) *memberView {
-	v := &memberView{m: m, r: r}
+	v := &memberView{m: m, r: r, local: m.Local().Name}
 	v.refresh()
 	return v
 }
@@ -70,7 +71,15 @@ func (v *memberView) refresh() bool {
 	for _, m := range ms {
 		by[m.Name] = m
 	}
-	t := mirror.Build(ms, v.r)
+	// Another node joins the ring only once it advertises its peer
+	// address: before that nothing can be stored on it.
+	var ring []env.Member
+	for _, m := range ms {
+		if m.Name == v.local || m.Tags[env.TagPeer] != "" {
+			ring = append(ring, m)
+		}
+	}
+	t := mirror.Build(ring, v.r)
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	changed := t.Version != v.table.Version

@@ -417,8 +417,17 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		}
 	}
 	n.repl.flush(ctx)
-	if err := n.env.Membership.Leave(); err != nil {
-		errs = append(errs, fmt.Errorf("membership leave: %w", err))
+	// Leave waits for the goodbye to spread (serf: up to 5 s); never past
+	// the grace deadline.
+	left := make(chan error, 1)
+	go func() { left <- n.env.Membership.Leave() }()
+	select {
+	case err := <-left:
+		if err != nil {
+			errs = append(errs, fmt.Errorf("membership leave: %w", err))
+		}
+	case <-ctx.Done():
+		n.log.Warn("node: leave not confirmed before the grace deadline")
 	}
 	if err := n.Close(); err != nil {
 		errs = append(errs, err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -43,14 +44,14 @@ func (b *pop3Backend) Login(ctx context.Context, user, pass string, remote net.A
 		return nil, err
 	}
 	owner := n.cfg.Name + "/" + strconv.FormatUint(n.env.Rand.Uint64(), 36)
-	mgr, err := n.lockMailbox(ctx, mb.Address, owner, lockTTL)
+	mgrs, err := n.lockMailbox(ctx, mb.Address, owner, lockTTL)
 	if errors.Is(err, errLocked) {
 		return nil, pop3.ErrInUse
 	}
 	if err != nil {
 		return nil, err
 	}
-	md := &maildrop{n: n, mailbox: mb.Address, owner: owner, manager: mgr, stop: make(chan struct{})}
+	md := &maildrop{n: n, mailbox: mb.Address, owner: owner, managers: mgrs, stop: make(chan struct{})}
 	md.entries = n.cat.List(mb.Address)
 	md.byID = make(map[string]int, len(md.entries))
 	for i := range md.entries {
@@ -62,13 +63,15 @@ func (b *pop3Backend) Login(ctx context.Context, user, pass string, remote net.A
 }
 
 type maildrop struct {
-	n                       *Node
-	mailbox, owner, manager string
-	entries                 []catalog.Entry
-	byID                    map[string]int
-	stop                    chan struct{}
-	wg                      sync.WaitGroup
-	once                    sync.Once
+	n              *Node
+	mailbox, owner string
+	mu             sync.Mutex
+	managers       []string // every manager that granted a lease, to release them all
+	entries        []catalog.Entry
+	byID           map[string]int
+	stop           chan struct{}
+	wg             sync.WaitGroup
+	once           sync.Once
 }
 
 func (m *maildrop) renew() {
@@ -80,9 +83,19 @@ func (m *maildrop) renew() {
 		case <-time.After(lockRenew):
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), peerTimeout)
-		if _, err := m.n.lockMailbox(ctx, m.mailbox, m.owner, lockTTL); err != nil {
+		// Renewing on the current managers also moves the lease when
+		// membership moved them.
+		granted, err := m.n.lockMailbox(ctx, m.mailbox, m.owner, lockTTL)
+		if err != nil {
 			m.n.log.Warn("node: mailbox lock renewal failed", "mailbox", m.mailbox, "err", err)
 		}
+		m.mu.Lock()
+		for _, g := range granted {
+			if !slices.Contains(m.managers, g) {
+				m.managers = append(m.managers, g)
+			}
+		}
+		m.mu.Unlock()
 		cancel()
 	}
 }
@@ -125,7 +138,10 @@ func (m *maildrop) Close() error {
 		m.wg.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), peerTimeout)
 		defer cancel()
-		m.n.unlockMailbox(ctx, m.manager, m.mailbox, m.owner)
+		m.mu.Lock()
+		mgrs := slices.Clone(m.managers)
+		m.mu.Unlock()
+		m.n.unlockMailbox(ctx, mgrs, m.mailbox, m.owner)
 	})
 	return nil
 }
