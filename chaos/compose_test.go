@@ -56,10 +56,14 @@ func run(t *testing.T, dir string, name string, args ...string) string {
 }
 
 func sendVia(addr, rcpt, subject string) error {
-	c, err := gosmtp.Dial(addr)
+	// Bounded like an MTA's: a frozen node accepts the TCP connection (the
+	// kernel does) but never greets.
+	conn, err := net.DialTimeout("tcp", addr, 3*time.Second)
 	if err != nil {
 		return err
 	}
+	conn.SetDeadline(time.Now().Add(15 * time.Second))
+	c := gosmtp.NewClient(conn)
 	defer c.Close()
 	if err := c.Hello("chaos.test"); err != nil {
 		return err
@@ -87,6 +91,7 @@ func subjects(addr, user, pass string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
 	cl, err := pop3.NewClient(conn)
 	if err != nil {
 		conn.Close()

@@ -79,9 +79,6 @@ func (n *Node) filter(ctx context.Context, m *smtp.Message) (pipeline.Result, er
 	if err != nil {
 		return res, err // unwraps to 451 4.3.0
 	}
-	for _, line := range res.Trace {
-		n.log.Info("pipeline: decision", "id", m.ID, "decision", line)
-	}
 	if res.Reject != nil {
 		return res, res.Reject
 	}
