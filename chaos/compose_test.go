@@ -62,8 +62,9 @@ func sendVia(addr, rcpt, subject string) error {
 	if err != nil {
 		return err
 	}
-	conn.SetDeadline(time.Now().Add(15 * time.Second))
 	c := gosmtp.NewClient(conn)
+	// go-smtp sets its own deadline per command (5 min by default).
+	c.CommandTimeout, c.SubmissionTimeout = 10*time.Second, 15*time.Second
 	defer c.Close()
 	if err := c.Hello("chaos.test"); err != nil {
 		return err
