@@ -26,12 +26,13 @@ import (
 // testCluster runs nodes in-process over real loopback sockets, sharing a
 // member.Group so failures are seen at once.
 type testCluster struct {
-	t     testing.TB
-	group *member.Group
-	nodes map[string]*Node
-	dirs  map[string]string
-	r, w  int
-	users []string
+	t      testing.TB
+	group  *member.Group
+	nodes  map[string]*Node
+	dirs   map[string]string
+	r, w   int
+	users  []string
+	mutate func(*Config) // applied to each node's config by start
 }
 
 var testUsers = []string{
@@ -86,6 +87,9 @@ func (c *testCluster) config(name string) Config {
 func (c *testCluster) start(name string) *Node {
 	c.t.Helper()
 	cfg := c.config(name)
+	if c.mutate != nil {
+		c.mutate(&cfg)
+	}
 	view := c.group.View(env.Member{Name: name, Addr: net.IPv4(127, 0, 0, 1)})
 	e := &Env{Net: &env.RealNet{}, Rand: env.NewRand(uint64(len(c.nodes)) + 7), Membership: view, DataDir: cfg.DataDir, Log: testLogger(c.t)}
 	nd, err := New(cfg, e)

@@ -45,6 +45,12 @@ type Config struct {
 	// PeerKey, when set, must accompany every peer API request; nodes of
 	// one array share it. Without it the peer port must be firewalled.
 	PeerKey string `yaml:"peer-key"`
+	// PeerCA, PeerCert and PeerCertKey (PEM files) put the peer API on
+	// mutual TLS: every node's certificate is signed by the array's CA
+	// (`mailarray tls ca`, `mailarray tls cert`).
+	PeerCA      string `yaml:"peer-ca"`
+	PeerCert    string `yaml:"peer-cert"`
+	PeerCertKey string `yaml:"peer-cert-key"`
 	// GossipKey (base64 of 16, 24 or 32 bytes) encrypts gossip.
 	GossipKey string `yaml:"gossip-key"`
 	// GossipProfile tunes failure detection: "lan" (default) or "local"
@@ -286,6 +292,9 @@ func (c *Config) Validate() error {
 	slices.Sort(c.Roles)
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		bad("tls-cert", "tls-cert and tls-key go together")
+	}
+	if (c.PeerCA != "") != (c.PeerCert != "") || (c.PeerCert != "") != (c.PeerCertKey != "") {
+		bad("peer-ca", "peer-ca, peer-cert and peer-cert-key go together")
 	}
 	if c.POP3SAddr != "" && c.TLSCert == "" {
 		bad("pop3s", "needs tls-cert and tls-key")

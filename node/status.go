@@ -175,6 +175,9 @@ func (n *Node) httpHandler() http.Handler {
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.Status()) })
 	mux.Handle("GET /metrics", n.metrics.handler())
 	// Operator endpoints: bind --http to an address only operators reach.
+	mux.HandleFunc("POST /v1/rebalance", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, n.RebalanceAll(r.Context()))
+	})
 	mux.HandleFunc("GET /v1/quarantine", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.Quarantined()) })
 	mux.HandleFunc("POST /v1/quarantine/{id}/release", func(w http.ResponseWriter, r *http.Request) {
 		if err := n.Release(r.Context(), r.PathValue("id")); err != nil {
@@ -236,4 +239,22 @@ func httpError(w http.ResponseWriter, err error) {
 		code = http.StatusNotFound
 	}
 	http.Error(w, err.Error(), code)
+}
+
+// RebalanceAll asks this node and every live peer to move copies to their
+// balanced placement, and returns each node's answer ("ok" or an error).
+func (n *Node) RebalanceAll(ctx context.Context) map[string]string {
+	out := map[string]string{n.cfg.Name: "ok"}
+	n.repl.triggerRebalance()
+	for _, m := range n.members.Live() {
+		if m.Name == n.cfg.Name {
+			continue
+		}
+		if _, _, err := n.peer.call(ctx, http.MethodPost, m.Name, "/v1/rebalance", nil, nil); err != nil {
+			out[m.Name] = err.Error()
+		} else {
+			out[m.Name] = "ok"
+		}
+	}
+	return out
 }

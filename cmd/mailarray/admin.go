@@ -129,37 +129,33 @@ func printStatus(w io.Writer, st node.Status) {
 	fmt.Fprintf(w, "load: %d SMTP sessions, %d accepted\n", st.Load.SMTPSessions, st.Load.AcceptedTotal)
 }
 
-// rebalance asks every live node (through one node's peer API) to move
-// copies to their balanced placement.
+// rebalance asks every live node, through one node's --http address, to
+// move copies to their balanced placement (new nodes take their share).
 func rebalance(args []string) error {
 	fs := flag.NewFlagSet("rebalance", flag.ContinueOnError)
-	addr := fs.String("addr", "127.0.0.1:8080", "a node's --http address (its status lists the members' peer addresses)")
-	key := fs.String("peer-key", "", "peer key of the array")
+	addr := fs.String("addr", "127.0.0.1:8080", "a node's --http address")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, err := fetchStatus(ctx, *addr, *key)
+	b, err := httpDo(http.MethodPost, *addr, "/v1/rebalance")
 	if err != nil {
 		return fmt.Errorf("rebalance: %w", err)
 	}
+	var res map[string]string
+	if err := json.Unmarshal(b, &res); err != nil {
+		return err
+	}
+	names := make([]string, 0, len(res))
+	for k := range res {
+		names = append(names, k)
+	}
+	sort.Strings(names)
 	var errs []error
-	for _, m := range st.Members {
-		if m.Status != "alive" || m.Peer == "" {
-			continue
+	for _, k := range names {
+		fmt.Printf("%s: %s\n", k, res[k])
+		if res[k] != "ok" {
+			errs = append(errs, fmt.Errorf("%s: %s", k, res[k]))
 		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+m.Peer+"/v1/rebalance", nil)
-		if *key != "" {
-			req.Header.Set("X-Mailarray-Key", *key)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", m.Name, err))
-			continue
-		}
-		resp.Body.Close()
-		fmt.Printf("%s: rebalance %s\n", m.Name, resp.Status)
 	}
 	return errors.Join(errs...)
 }

@@ -28,6 +28,7 @@ commands:
   spam         add|del|list blocked sender domains in the spam database file
   quarantine   list|release ID|delete ID quarantined messages
   trace ID     show what happened to a message (pipeline decisions, copies)
+  tls          ca|cert: make the array CA and node certificates for the peer API's mutual TLS
   version      print the version
 `)
 }
@@ -53,6 +54,8 @@ func main() {
 		err = quarantine(args)
 	case "trace":
 		err = trace(args)
+	case "tls":
+		err = tlsCmd(args)
 	case "version":
 		fmt.Println("mailarray", version)
 	case "-h", "--help", "help":
