@@ -30,7 +30,7 @@ func (g *Group) View(local env.Member) env.Membership {
 	local = cloneMember(local)
 	local.Status = env.StatusAlive
 	g.mu.Lock()
-	v := &groupView{g: g, name: local.Name, subs: map[int]chan env.Event{}}
+	v := &groupView{g: g, name: local.Name}
 	g.views[local.Name] = v
 	g.mu.Unlock()
 	g.Set(local)
@@ -87,13 +87,9 @@ func (g *Group) list() []env.Member {
 }
 
 type groupView struct {
-	g    *Group
-	name string
-
-	mu     sync.Mutex
-	subs   map[int]chan env.Event
-	next   int
-	closed bool
+	g      *Group
+	name   string
+	events fanout
 }
 
 var _ env.Membership = (*groupView)(nil)
@@ -106,38 +102,9 @@ func (v *groupView) Local() env.Member {
 
 func (v *groupView) Members() []env.Member { return v.g.list() }
 
-func (v *groupView) Subscribe() (<-chan env.Event, func()) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	ch := make(chan env.Event, subscriberBuffer)
-	id := v.next
-	v.next++
-	v.subs[id] = ch
-	var once sync.Once
-	return ch, func() {
-		once.Do(func() {
-			v.mu.Lock()
-			defer v.mu.Unlock()
-			if c, ok := v.subs[id]; ok {
-				delete(v.subs, id)
-				close(c)
-			}
-		})
-	}
-}
+func (v *groupView) Subscribe() (<-chan env.Event, func()) { return v.events.subscribe() }
 
-// emit never blocks: a full subscriber misses the event and relies on
-// polling Members, as with serf.
-func (v *groupView) emit(ev env.Event) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	for _, c := range v.subs {
-		select {
-		case c <- ev:
-		default:
-		}
-	}
-}
+func (v *groupView) emit(ev env.Event) { v.events.emit(ev) }
 
 func (v *groupView) SetTags(tags map[string]string) error {
 	m := v.Local()
@@ -149,15 +116,6 @@ func (v *groupView) SetTags(tags map[string]string) error {
 func (v *groupView) Leave() error { v.g.setStatus(v.name, env.StatusLeft); return nil }
 
 func (v *groupView) Close() error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.closed {
-		return nil
-	}
-	v.closed = true
-	for id, c := range v.subs {
-		delete(v.subs, id)
-		close(c)
-	}
+	v.events.close()
 	return nil
 }

@@ -16,22 +16,20 @@ type Static struct {
 	mu      sync.Mutex
 	local   string
 	members map[string]env.Member
-	subs    map[int]chan env.Event
-	nextSub int
-	closed  bool
+	events  fanout
 }
 
 var _ env.Membership = (*Static)(nil)
 
 // subscriberBuffer bounds each subscriber's queue; a subscriber that falls
-// further behind than this blocks the sender (membership changes are rare).
+// further behind misses events and relies on polling Members.
 const subscriberBuffer = 256
 
 // NewStatic returns a membership holding only local.
 func NewStatic(local env.Member) *Static {
 	local.Status = env.StatusAlive
 	local.Tags = maps.Clone(local.Tags)
-	return &Static{local: local.Name, members: map[string]env.Member{local.Name: local}, subs: map[int]chan env.Event{}}
+	return &Static{local: local.Name, members: map[string]env.Member{local.Name: local}}
 }
 
 func (s *Static) Local() env.Member {
@@ -51,25 +49,7 @@ func (s *Static) Members() []env.Member {
 	return out
 }
 
-func (s *Static) Subscribe() (<-chan env.Event, func()) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ch := make(chan env.Event, subscriberBuffer)
-	id := s.nextSub
-	s.nextSub++
-	s.subs[id] = ch
-	var once sync.Once
-	return ch, func() {
-		once.Do(func() {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			if c, ok := s.subs[id]; ok {
-				delete(s.subs, id)
-				close(c)
-			}
-		})
-	}
-}
+func (s *Static) Subscribe() (<-chan env.Event, func()) { return s.events.subscribe() }
 
 func (s *Static) SetTags(tags map[string]string) error {
 	s.mu.Lock()
@@ -115,26 +95,11 @@ func (s *Static) SetStatus(name string, st env.Status) {
 func (s *Static) Leave() error { return nil }
 
 func (s *Static) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil
-	}
-	s.closed = true
-	for id, c := range s.subs {
-		delete(s.subs, id)
-		close(c)
-	}
+	s.events.close()
 	return nil
 }
 
-func (s *Static) emit(ev env.Event) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, c := range s.subs {
-		c <- ev
-	}
-}
+func (s *Static) emit(ev env.Event) { s.events.emit(ev) }
 
 func cloneMember(m env.Member) env.Member {
 	m.Tags = maps.Clone(m.Tags)
