@@ -28,18 +28,19 @@ func spam(args []string) error {
 	verb := args[0]
 	fs := flag.NewFlagSet("spam "+verb, flag.ContinueOnError)
 	db := fs.String("db", "spam.db", "spam database file (pipeline.spam-db of the nodes)")
-	if err := fs.Parse(args[1:]); err != nil {
+	pos, err := parseArgs(fs, args[1:])
+	if err != nil {
 		return err
 	}
 	switch verb {
 	case "add", "del":
-		if fs.NArg() != 1 {
+		if len(pos) != 1 {
 			return fmt.Errorf("usage: mailarray spam %s DOMAIN --db FILE", verb)
 		}
 		if verb == "add" {
-			return pipeline.AddDomain(*db, fs.Arg(0))
+			return pipeline.AddDomain(*db, pos[0])
 		}
-		return pipeline.DelDomain(*db, fs.Arg(0))
+		return pipeline.DelDomain(*db, pos[0])
 	case "list":
 		ds, err := pipeline.ListDomains(*db)
 		if err != nil {
@@ -84,7 +85,8 @@ func quarantine(args []string) error {
 	verb := args[0]
 	fs := flag.NewFlagSet("quarantine "+verb, flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:8080", "a node's --http address")
-	if err := fs.Parse(args[1:]); err != nil {
+	pos, err := parseArgs(fs, args[1:])
+	if err != nil {
 		return err
 	}
 	switch verb {
@@ -114,10 +116,10 @@ func quarantine(args []string) error {
 		}
 		return tw.Flush()
 	case "release", "delete":
-		if fs.NArg() != 1 {
+		if len(pos) != 1 {
 			return fmt.Errorf("usage: mailarray quarantine %s ID", verb)
 		}
-		id := url.PathEscape(fs.Arg(0))
+		id := url.PathEscape(pos[0])
 		var err error
 		if verb == "release" {
 			_, err = httpDo(http.MethodPost, *addr, "/v1/quarantine/"+id+"/release")
@@ -125,7 +127,7 @@ func quarantine(args []string) error {
 			_, err = httpDo(http.MethodDelete, *addr, "/v1/quarantine/"+id)
 		}
 		if err == nil {
-			fmt.Printf("%s: %sd\n", fs.Arg(0), strings.TrimSuffix(verb, "e"))
+			fmt.Printf("%s: %s\n", pos[0], map[string]string{"release": "released", "delete": "deleted"}[verb])
 		}
 		return err
 	}
@@ -137,21 +139,14 @@ func trace(args []string) error {
 	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:8080", "a node's --http address")
 	asJSON := fs.Bool("json", false, "print JSON")
-	// Accept the id before or after the flags.
-	var id string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		id, args = args[0], args[1:]
-	}
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
-	if id == "" && fs.NArg() == 1 {
-		id = fs.Arg(0)
-	}
-	if id == "" {
+	if len(pos) != 1 {
 		return errors.New("usage: mailarray trace ID [--addr HOST:PORT]")
 	}
-	b, err := httpDo(http.MethodGet, *addr, "/v1/trace/"+url.PathEscape(id))
+	b, err := httpDo(http.MethodGet, *addr, "/v1/trace/"+url.PathEscape(pos[0]))
 	if err != nil {
 		return err
 	}
@@ -172,4 +167,20 @@ func trace(args []string) error {
 		}
 	}
 	return nil
+}
+
+// parseArgs parses flags that may come before or after the positional
+// arguments (`spam add DOMAIN --db FILE`), returning the positional ones.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }
