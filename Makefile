@@ -8,7 +8,7 @@ PKGS := ./...
 RACE_PKGS := ./node/... ./sim/...
 SCENARIO ?=
 
-.PHONY: image compose-up compose-down all build test test-race vet fmt-check cluster bench bench-real chaos clean deps
+.PHONY: image compose-up compose-down all build test test-race vet fmt-check cluster bench bench-real chaos clean deps sim-test
 
 all: build
 
@@ -53,3 +53,22 @@ compose-up: image
 
 compose-down:
 	$(COMPOSE) down -v
+
+# The simulator: scenarios/<name>.yaml -> results/<name>.json. One P and
+# GOGC=400 are its fastest settings (the simulator sets them itself when
+# run otherwise). Without SCENARIO every scenario runs in turn.
+SIM_ENV := GOMAXPROCS=1 GOGC=400
+bench:
+	@set -e; \
+	if [ -n "$(SCENARIO)" ]; then names="$(SCENARIO)"; \
+	else names=$$(ls scenarios/*.yaml | xargs -n1 basename | sed 's/\.yaml$$//'); fi; \
+	for s in $$names; do \
+		echo "make: scenario $$s"; \
+		SCENARIO=$$s $(SIM_ENV) $(GO) test ./sim -v -run '^TestScenario$$' -count=1 -timeout 30m; \
+		echo "make: report in results/$$s.json"; \
+	done
+
+# The simulator's own tests, including the determinism check (small scenario
+# run twice, byte-identical report).
+sim-test:
+	$(GO) test -count=1 -timeout 10m ./sim/

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pingcap/failpoint"
+
 	"mailarray/node/catalog"
 	"mailarray/node/mirror"
 	"mailarray/node/smtp"
@@ -121,7 +123,9 @@ func (n *Node) storeMessage(ctx context.Context, data []byte, entries []catalog.
 			entries[i].State = catalog.Committed
 			b.PutCopies = append(b.PutCopies, store.Copy{ID: entries[i].ID, Data: data})
 		}
-		if err := n.env.Inject("store.write"); err != nil {
+		err := n.env.Inject("store.write")
+		failpoint.InjectCall("store.write", n.cfg.Name, &err) // chaos failpoint: compiled in by make chaos only
+		if err != nil {
 			return err
 		}
 		b.PutRecords = n.cat.Records(entries...)
@@ -239,7 +243,9 @@ func (n *Node) writeCopy(ctx context.Context, node string, data []byte, e *catal
 	if node == n.cfg.Name {
 		return n.writeLocal(data, *e)
 	}
-	if err := n.env.Inject("mirror.send"); err != nil {
+	err := n.env.Inject("mirror.send")
+	failpoint.InjectCall("mirror.send", n.cfg.Name, &err) // chaos failpoint: compiled in by make chaos only
+	if err != nil {
 		return err
 	}
 	return n.peer.putCopy(ctx, node, data, e)
@@ -247,10 +253,12 @@ func (n *Node) writeCopy(ctx context.Context, node string, data []byte, e *catal
 
 // writeLocal stores a copy and its entry in one durable batch.
 func (n *Node) writeLocal(data []byte, e catalog.Entry) error {
-	if err := n.env.Inject("store.write"); err != nil {
+	err := n.env.Inject("store.write")
+	failpoint.InjectCall("store.write", n.cfg.Name, &err) // chaos failpoint: compiled in by make chaos only
+	if err != nil {
 		return err
 	}
-	err := n.store.Write(&store.Batch{
+	err = n.store.Write(&store.Batch{
 		PutCopies:  []store.Copy{{ID: e.ID, Data: data}},
 		PutRecords: n.cat.Records(e),
 	})

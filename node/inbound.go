@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/pingcap/failpoint"
+
 	"mailarray/node/catalog"
 	"mailarray/node/env"
 	"mailarray/node/pipeline"
@@ -66,7 +68,9 @@ type faultFilter struct{ n *Node }
 func (f *faultFilter) Name() string { return "fault" }
 
 func (f *faultFilter) Check(ctx context.Context, m *pipeline.Message) (pipeline.Verdict, error) {
-	if err := f.n.env.Inject("pipeline.filter"); err != nil {
+	err := f.n.env.Inject("pipeline.filter")
+	failpoint.InjectCall("pipeline.filter", f.n.cfg.Name, &err) // chaos failpoint: compiled in by make chaos only
+	if err != nil {
 		return pipeline.Verdict{}, err
 	}
 	return pipeline.Verdict{Action: pipeline.Accept, Reason: "no fault"}, nil

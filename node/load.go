@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pingcap/failpoint"
+
 	"mailarray/node/env"
 	"mailarray/node/strategy"
 )
@@ -101,7 +103,10 @@ func (l *loadTracker) poll(ctx context.Context) {
 		go func() {
 			defer wg.Done()
 			var ld Load
-			if err := l.n.peer.getJSON(ctx, m.Name, "/v1/load", &ld); err != nil || ld.Node != m.Name {
+			err := l.n.peer.getJSON(ctx, m.Name, "/v1/load", &ld)
+			// Chaos failpoint (make chaos only): the peer's load report is lost.
+			failpoint.InjectCall("load.query", l.n.cfg.Name, &err)
+			if err != nil || ld.Node != m.Name {
 				if ctx.Err() == nil {
 					l.n.log.Debug("node: load query failed", "peer", m.Name, "err", err)
 				}

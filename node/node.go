@@ -82,6 +82,11 @@ func New(cfg Config, e *Env) (*Node, error) {
 	sopts.NoSync = cfg.NoSync
 	if e.Cost != nil {
 		sopts.Disk = e.Cost.Disk
+		// The simulator's cost model also settles group commits (see
+		// store.Options.Settle and Node.settle).
+		if st, ok := e.Cost.(settler); ok {
+			sopts.Settle = func() { st.Settle("store") }
+		}
 	}
 	if n.store, err = store.Open(sopts); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
@@ -123,6 +128,20 @@ func openDirectory(cfg Config, log *slog.Logger) (*directory.Directory, error) {
 		log.Warn("directory: bad inline mailbox skipped", "problem", p.String())
 	}
 	return directory.NewFromEntries(directory.DefaultConfig(), log, entries...)
+}
+
+// settler is implemented by the simulator's cost model: Settle(who)
+// returns once every goroutine that could act at this instant has blocked.
+type settler interface{ Settle(who string) }
+
+// settle lets the simulator finish the current instant before a loop
+// drains a queue it was woken for, so that what the loop takes does not
+// depend on goroutine scheduling and a simulated run replays. who names
+// the loop (unique within the node). Real mode: nothing.
+func (n *Node) settle(who string) {
+	if st, ok := n.env.Cost.(settler); ok {
+		st.Settle(who)
+	}
 }
 
 // Name is the node's name.

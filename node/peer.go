@@ -3,8 +3,8 @@ package node
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -19,6 +19,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/pingcap/failpoint"
+
 	"mailarray/node/catalog"
 	"mailarray/node/store"
 )
@@ -30,7 +32,7 @@ import (
 //	HEAD   /v1/copies/{id}      does the node hold a copy
 //	POST   /v1/entries          merge a batch of catalog entries (push)
 //	GET    /v1/entries/{id}     one catalog entry
-//	GET    /v1/buckets          the 256 anti-entropy bucket digests
+//	GET    /v1/buckets          the anti-entropy bucket digests (catalog.Buckets)
 //	GET    /v1/buckets/{b}      the entries of one bucket
 //	POST   /v1/locks/{mailbox}  take a mailbox lock (owner, ttl_ms); 409 if held
 //	DELETE /v1/locks/{mailbox}  release it (owner)
@@ -368,6 +370,11 @@ func (p *peerService) call(ctx context.Context, method, node, path string, body 
 func (p *peerService) putCopy(ctx context.Context, node string, data []byte, e *catalog.Entry) error {
 	_, _, err := p.call(ctx, http.MethodPut, node, "/v1/copies/"+url.PathEscape(e.ID), data,
 		map[string]string{headerEntry: base64.StdEncoding.EncodeToString(e.Encode(nil))})
+	if err == nil {
+		// Chaos failpoint (make chaos only): the copy landed on node but its
+		// acknowledgement is lost on the way back.
+		failpoint.InjectCall("mirror.ack", p.n.cfg.Name, &err)
+	}
 	return err
 }
 

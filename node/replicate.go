@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pingcap/failpoint"
+
 	"mailarray/node/catalog"
 	"mailarray/node/env"
 	"mailarray/node/mirror"
@@ -37,6 +39,16 @@ type replicator struct {
 
 	rebalance atomic.Bool
 
+	// Rebuild's full scans are skipped while nothing may need work: the
+	// mirroring table is the one of the last scan that found nothing
+	// (cleanTable, maintain loop only) and no entry changed since in a way
+	// that may need a rebuild (suspect). At 100,000 entries a scan every
+	// MaintainEvery was a large part of a busy node's work.
+	cleanTable uint64
+	suspect    atomic.Bool
+	// lastOrphanScan paces cleanOrphans (maintain loop only).
+	lastOrphanScan time.Time
+
 	commitMu   sync.Mutex
 	commits    []catalog.Entry
 	commitWake chan struct{}
@@ -63,8 +75,35 @@ type pushQueue struct {
 func newReplicator(n *Node) *replicator {
 	r := &replicator{n: n, queues: map[string]*pushQueue{}, kick: make(chan struct{}, 1), commitWake: make(chan struct{}, 1)}
 	r.commitIdle = sync.NewCond(&r.commitMu)
+	n.cat.OnChange(r.noteChanged)
 	return r
 }
+
+// noteChanged marks the catalog suspect when a changed entry may need a
+// rebuild (fewer live holders than wanted, or a holder that is not live),
+// so that rebuild scans the whole catalog only when something may need
+// work. Called after every durable catalog change.
+func (r *replicator) noteChanged(changed []catalog.Entry) {
+	if r.suspect.Load() {
+		return
+	}
+	t := r.n.members.Table()
+	want := min(r.n.cfg.Replicas, len(t.Ring))
+	for i := range changed {
+		e := &changed[i]
+		if e.State != catalog.Committed {
+			continue
+		}
+		if live := countLive(t, e); live < want || live != len(e.Locations) {
+			r.suspect.Store(true)
+			return
+		}
+	}
+}
+
+// orphanScansPerGrace is how many orphan scans run per Tuning.OrphanGrace
+// (at most one per maintenance pass).
+const orphanScansPerGrace = 4
 
 // commitQueueMax bounds entries waiting for their asynchronous commit;
 // beyond it commit blocks the caller (backpressure on SMTP).
@@ -101,6 +140,9 @@ func (r *replicator) commitLoop(ctx context.Context) {
 // entries stay pending here and are resolved like a crashed listener's.
 func (r *replicator) drainCommits() {
 	for {
+		// Each take, the last (empty) one included, sees every commit of
+		// the instant (see Node.settle).
+		r.n.settle("commit")
 		r.commitMu.Lock()
 		batch := r.commits
 		r.commits = nil
@@ -134,10 +176,16 @@ func (r *replicator) start(ctx context.Context, wg *sync.WaitGroup) {
 	r.mu.Lock()
 	r.ctx, r.wg = ctx, wg
 	r.mu.Unlock()
+	// Each timed loop draws from its own stream, split from the node's here
+	// in a fixed order: loops started together would otherwise draw from
+	// the shared stream in varying order, and the simulator could not
+	// replay a run from its seed.
+	aeRand := env.NewRand(r.n.env.Rand.Uint64())
+	maintainRand := env.NewRand(r.n.env.Rand.Uint64())
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		r.antiEntropyLoop(ctx)
+		r.antiEntropyLoop(ctx, aeRand)
 	}()
 	go func() {
 		defer wg.Done()
@@ -145,7 +193,7 @@ func (r *replicator) start(ctx context.Context, wg *sync.WaitGroup) {
 	}()
 	go func() {
 		defer wg.Done()
-		r.maintainLoop(ctx)
+		r.maintainLoop(ctx, maintainRand)
 	}()
 }
 
@@ -238,6 +286,7 @@ func (r *replicator) pushLoop(ctx context.Context, peer string, q *pushQueue) {
 		case <-q.wake:
 		}
 		for {
+			r.n.settle("push " + peer) // see drainCommits
 			q.mu.Lock()
 			k := min(len(q.entries), pushBatchMax)
 			batch := slices.Clone(q.entries[:k])
@@ -289,9 +338,9 @@ func (r *replicator) flush(ctx context.Context) {
 
 // --- anti-entropy ---
 
-func (r *replicator) antiEntropyLoop(ctx context.Context) {
+func (r *replicator) antiEntropyLoop(ctx context.Context, rnd *env.Rand) {
 	for {
-		d := r.n.env.Rand.Jitter(r.n.cfg.Tuning.AntiEntropyEvery/2, 1.0)
+		d := rnd.Jitter(r.n.cfg.Tuning.AntiEntropyEvery/2, 1.0)
 		select {
 		case <-ctx.Done():
 			return
@@ -301,7 +350,7 @@ func (r *replicator) antiEntropyLoop(ctx context.Context) {
 		if len(peers) == 0 {
 			continue
 		}
-		peer := peers[r.n.env.Rand.IntN(len(peers))]
+		peer := peers[rnd.IntN(len(peers))]
 		if err := r.syncWith(ctx, peer); err != nil && ctx.Err() == nil {
 			r.n.log.Debug("node: anti-entropy round failed", "peer", peer, "err", err)
 		}
@@ -321,7 +370,9 @@ func (r *replicator) otherLive() []string {
 // syncWith makes this node and peer agree: buckets whose digests differ
 // are pulled and pushed whole (merging is idempotent).
 func (r *replicator) syncWith(ctx context.Context, peer string) error {
-	if err := r.n.env.Inject("catalog.antientropy"); err != nil {
+	err := r.n.env.Inject("catalog.antientropy")
+	failpoint.InjectCall("catalog.antientropy", r.n.cfg.Name, &err) // chaos failpoint: compiled in by make chaos only
+	if err != nil {
 		return err
 	}
 	r.aeRounds.Add(1)
@@ -343,7 +394,7 @@ func (r *replicator) syncWith(ctx context.Context, peer string) error {
 			return err
 		}
 		r.aeRepaired.Add(int64(len(changed)))
-		if local := r.n.cat.Bucket(b); len(local) > 0 && r.n.cat.BucketDigests()[b] != theirs[b] {
+		if local := r.n.cat.Bucket(b); len(local) > 0 && r.n.cat.BucketDigest(b) != theirs[b] {
 			if err := r.n.peer.pushEntries(ctx, peer, local); err != nil {
 				return err
 			}
@@ -354,18 +405,24 @@ func (r *replicator) syncWith(ctx context.Context, peer string) error {
 
 // --- maintenance: rebuild, pending resolution, rebalance, cleanup ---
 
-func (r *replicator) maintainLoop(ctx context.Context) {
+func (r *replicator) maintainLoop(ctx context.Context, rnd *env.Rand) {
 	lastGC := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-r.kick:
-		case <-time.After(r.n.env.Rand.Jitter(r.n.cfg.Tuning.MaintainEvery, 0.25)):
+		case <-time.After(rnd.Jitter(r.n.cfg.Tuning.MaintainEvery, 0.25)):
 		}
 		r.rebuild(ctx)
 		r.resolvePending(ctx)
-		r.cleanOrphans()
+		// An orphan is deleted only once its entry is OrphanGrace old, so
+		// scanning every copy more often than a fraction of that finds
+		// nothing new: pace the scan (a full pass over the store).
+		if time.Since(r.lastOrphanScan) >= r.n.cfg.Tuning.OrphanGrace/orphanScansPerGrace {
+			r.lastOrphanScan = time.Now()
+			r.cleanOrphans()
+		}
 		if time.Since(lastGC) > time.Hour {
 			lastGC = time.Now()
 			if k, err := r.n.cat.Collect(uint64(time.Now().Add(-r.n.cfg.Tuning.TombstoneTTL).UnixNano()), 100000); err == nil && k > 0 {
@@ -373,6 +430,25 @@ func (r *replicator) maintainLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// countLiveHolders counts e's locations that are live storage members
+// and returns the first of them, without allocating.
+func countLiveHolders(t mirror.Table, e *catalog.Entry) (n int, first string) {
+	for _, l := range e.Locations {
+		if _, ok := slices.BinarySearch(t.Ring, l); ok {
+			if n == 0 {
+				first = l
+			}
+			n++
+		}
+	}
+	return n, first
+}
+
+func countLive(t mirror.Table, e *catalog.Entry) int {
+	n, _ := countLiveHolders(t, e)
+	return n
 }
 
 // liveHolders returns e's locations that are live storage members.
@@ -394,6 +470,11 @@ func (r *replicator) rebuild(ctx context.Context) {
 	t := r.n.members.Table()
 	want := min(r.n.cfg.Replicas, len(t.Ring))
 	rebalance := r.rebalance.Swap(false)
+	suspect := r.suspect.Swap(false)
+	if !rebalance && !suspect && r.cleanTable != 0 && t.Version == r.cleanTable {
+		return // nothing changed since a scan that found nothing to do
+	}
+	r.cleanTable = 0
 	type job struct {
 		e       catalog.Entry
 		holders []string
@@ -404,21 +485,29 @@ func (r *replicator) rebuild(ctx context.Context) {
 		if e.State != catalog.Committed {
 			return true
 		}
-		h := liveHolders(t, e)
-		short := len(h) < want
+		// Count before collecting: this runs for every entry every scan, and
+		// most entries need nothing.
+		live, first := countLiveHolders(t, e)
+		short := live < want
 		if short {
 			under++
 		}
-		if len(h) == 0 || h[0] != r.n.cfg.Name {
+		if live == 0 || first != r.n.cfg.Name {
 			return true
 		}
-		if short || (rebalance && !sameSet(h, balanced(t, e.ID, want))) || len(h) != len(e.Locations) {
-			jobs = append(jobs, job{*e, h})
+		if short || rebalance || live != len(e.Locations) {
+			h := liveHolders(t, e)
+			if short || (rebalance && !sameSet(h, balanced(t, e.ID, want))) || len(h) != len(e.Locations) {
+				jobs = append(jobs, job{*e, h})
+			}
 		}
 		return true
 	})
 	r.underReplicated.Store(int64(under))
 	if len(jobs) == 0 {
+		if under == 0 && t.Version != 0 {
+			r.cleanTable = t.Version
+		}
 		return
 	}
 	// Map order is random: sort so runs replay in the simulator.
@@ -503,7 +592,9 @@ func balanced(t mirror.Table, id string, k int) []string {
 // repair copies e from this node to new holders and commits the new
 // locations.
 func (r *replicator) repair(ctx context.Context, t mirror.Table, e catalog.Entry, holders []string, want int, rebalance bool) error {
-	if err := r.n.env.Inject("rebuild.copy"); err != nil {
+	err := r.n.env.Inject("rebuild.copy")
+	failpoint.InjectCall("rebuild.copy", r.n.cfg.Name, &err) // chaos failpoint: compiled in by make chaos only
+	if err != nil {
 		return err
 	}
 	data, err := r.n.store.Get(e.ID)
@@ -625,7 +716,7 @@ func (r *replicator) cleanOrphans() {
 			// never existed; keep it (pending resolution owns it).
 		case e.State == catalog.Deleted:
 			gone = append(gone, id)
-		case e.State == catalog.Committed && !e.HasLocation(r.n.cfg.Name) && e.Version < cutoff && len(liveHolders(t, &e)) >= want:
+		case e.State == catalog.Committed && !e.HasLocation(r.n.cfg.Name) && e.Version < cutoff && countLive(t, &e) >= want:
 			gone = append(gone, id)
 		}
 		return len(gone) < r.n.cfg.Tuning.RebuildPerScan

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pingcap/failpoint"
+
 	"mailarray/node/catalog"
 	"mailarray/node/directory"
 	"mailarray/node/pop3"
@@ -126,7 +128,9 @@ func (m *maildrop) Commit(ctx context.Context, deleted []string) error {
 	defer func(t0 time.Time) {
 		m.n.metrics.pop3Latency.WithLabelValues("commit").Observe(time.Since(t0).Seconds())
 	}(time.Now())
-	if err := m.n.env.Inject("pop3.delete"); err != nil {
+	err := m.n.env.Inject("pop3.delete")
+	failpoint.InjectCall("pop3.delete", m.n.cfg.Name, &err) // chaos failpoint: compiled in by make chaos only
+	if err != nil {
 		return err
 	}
 	return m.n.deleteMessages(ctx, deleted)

@@ -55,6 +55,11 @@ type pipe struct {
 	rslot      timerSlot // receiving end's deadline timer
 	wslot      timerSlot // sending end's deadline timer
 
+	// tail is this pipe's last data segment while it is still pending (sent
+	// during the current quiescent step, not yet scheduled): later writes
+	// of the same step join it. Guarded by Net.mu.
+	tail *event
+
 	// Driver only.
 	lastAt int64    // due time of the last segment scheduled (FIFO)
 	expect uint64   // next sequence number to apply
@@ -353,11 +358,13 @@ func (c *Conn) Write(b []byte) (int, error) {
 			await(p.writable, c.done, dl, &t)
 			continue
 		}
-		data := make([]byte, seg)
-		copy(data, b[written:])
-		p.seq++
+		if !n.appendStream(p, b[written:written+seg]) {
+			data := make([]byte, seg)
+			copy(data, b[written:])
+			p.seq++
+			n.sendStream(p, evData, p.seq, data)
+		}
 		p.unread += seg
-		n.sendStream(p, evData, p.seq, data)
 		p.mu.Unlock()
 		written += seg
 	}

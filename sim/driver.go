@@ -125,8 +125,30 @@ func (n *Net) sendStream(p *pipe, kind eventKind, seq uint64, data []byte) {
 	e := n.newEventLocked()
 	e.kind, e.key, e.seq, e.link, e.pipe, e.data = kind, p.key, seq, p.link, p, data
 	n.pending = append(n.pending, e)
+	p.tail = nil
+	if kind == evData {
+		p.tail = e
+	}
 	n.mu.Unlock()
 	n.poke()
+}
+
+// appendStream adds data to pipe p's last segment if that segment is
+// still pending (written during this quiescent step) and stays within
+// SegmentBytesMax, and reports whether it did. Writes that a goroutine
+// makes one after the other without blocking (a reply line by line, HTTP
+// headers then body) then travel as one segment, as TCP would coalesce
+// them; each segment costs the simulator a driver step. Called with p.mu
+// held.
+func (n *Net) appendStream(p *pipe, data []byte) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	e := p.tail
+	if e == nil || len(e.data)+len(data) > n.cfg.SegmentBytesMax {
+		return false
+	}
+	e.data = append(e.data, data...)
+	return true
 }
 
 // sendPacket queues a datagram from src to dst:port.
@@ -270,6 +292,9 @@ func (n *Net) scheduleLocked(now int64) {
 		return cmp.Compare(a.seq, b.seq)
 	})
 	for i, e := range n.pending {
+		if e.pipe != nil && e.pipe.tail == e {
+			e.pipe.tail = nil // scheduled: later writes start a new segment
+		}
 		if e.kind != evTimer {
 			e.at = n.drawLocked(e, now)
 		}

@@ -23,6 +23,10 @@ type MembershipConfig struct {
 	// GossipMin and GossipMax bound the time for an observer to learn of
 	// a join, a graceful leave or a tag change.
 	GossipMin, GossipMax time.Duration
+	// RejoinMin and RejoinMax bound the time, after a partition heals, for
+	// members that declared each other failed across it to see each other
+	// alive again (serf's reconnect attempts, every 30 s).
+	RejoinMin, RejoinMax time.Duration
 	// SubscriberBuffer is the capacity of a Subscribe channel.
 	SubscriberBuffer int
 	// SubscriberQueueMax bounds events queued for a subscriber that does
@@ -31,14 +35,21 @@ type MembershipConfig struct {
 	SubscriberQueueMax int
 }
 
-// DefaultMembershipConfig detects a crash in 1-3 s and spreads other
-// changes in 200-600 ms, roughly serf's LAN defaults on a small cluster.
+// DefaultMembershipConfig is serf with memberlist's LAN profile (what
+// `mailarray serve` runs) on a small cluster, as measured over SimNet by
+// TestSerfOverSimNet (three nodes, 40 seeds): a crash was declared failed
+// after 5.0-7.9 s (median 5.7 s; node/member's real-socket tests measure
+// 5.1-5.7 s), a tag change reached the others in 14-192 ms. See doc.go.
 func DefaultMembershipConfig() MembershipConfig {
 	return MembershipConfig{
-		DetectMin:          1 * time.Second,
-		DetectMax:          3 * time.Second,
-		GossipMin:          200 * time.Millisecond,
-		GossipMax:          600 * time.Millisecond,
+		DetectMin: 5 * time.Second,
+		DetectMax: 8 * time.Second,
+		GossipMin: 10 * time.Millisecond,
+		GossipMax: 200 * time.Millisecond,
+		// TestSerfPartitionOverSimNet: 70% of rejoins took 18-23 s, a few
+		// 27-45 s, a few under 0.5 s.
+		RejoinMin:          15 * time.Second,
+		RejoinMax:          25 * time.Second,
 		SubscriberBuffer:   64,
 		SubscriberQueueMax: 1 << 16,
 	}
@@ -51,6 +62,8 @@ func (c MembershipConfig) Validate() error {
 		return fmt.Errorf("sim: membership detection delay [%v, %v] is not a range >= 0", c.DetectMin, c.DetectMax)
 	case c.GossipMin < 0 || c.GossipMax < c.GossipMin:
 		return fmt.Errorf("sim: membership gossip delay [%v, %v] is not a range >= 0", c.GossipMin, c.GossipMax)
+	case c.RejoinMin < 0 || c.RejoinMax < c.RejoinMin:
+		return fmt.Errorf("sim: membership rejoin delay [%v, %v] is not a range >= 0", c.RejoinMin, c.RejoinMax)
 	case c.SubscriberBuffer < 0:
 		return errors.New("sim: SubscriberBuffer must be >= 0")
 	case c.SubscriberQueueMax <= 0:
@@ -76,6 +89,7 @@ type Cluster struct {
 
 	mu    sync.Mutex
 	nodes map[string]*clusterNode
+	cuts  map[[2]string]bool // partitioned pairs of names, both orders
 }
 
 // clusterNode is the truth about one node. inc (incarnation) grows with each
@@ -99,7 +113,7 @@ func NewCluster(n *Net, cfg MembershipConfig, initial ...env.Member) *Cluster {
 	if err := cfg.Validate(); err != nil {
 		panic(err)
 	}
-	c := &Cluster{n: n, cfg: cfg, rnd: n.Rand("sim/membership"), nodes: map[string]*clusterNode{}}
+	c := &Cluster{n: n, cfg: cfg, rnd: n.Rand("sim/membership"), nodes: map[string]*clusterNode{}, cuts: map[[2]string]bool{}}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, m := range initial {
@@ -247,12 +261,98 @@ func (c *Cluster) broadcastLocked(subject *clusterNode, kind env.EventKind, lo, 
 		if obs == subject || obs.crashed || obs.member.Status != env.StatusAlive {
 			continue
 		}
-		d := lo
-		if hi > lo {
-			d += time.Duration(c.rnd.Int64N(int64(hi-lo) + 1))
+		if c.cuts[[2]string{name, m.Name}] {
+			continue // no news crosses a partition; Heal resyncs
 		}
+		d := c.drawLocked(lo, hi)
 		v := obs.view
 		c.n.AfterFunc(d, "member "+name, func() { v.apply(kind, m, inc) })
+	}
+}
+
+func (c *Cluster) drawLocked(lo, hi time.Duration) time.Duration {
+	if hi > lo {
+		return lo + time.Duration(c.rnd.Int64N(int64(hi-lo)+1))
+	}
+	return lo
+}
+
+// Partition models membership across a network partition between the
+// members named in a and those named in b (call Net.Partition too: the
+// Cluster does not touch the network). Each live member on one side
+// declares each live member of the other failed after a detection delay
+// drawn in [DetectMin, DetectMax], unless Heal comes first; no news crosses
+// the cut meanwhile. Partitions accumulate until Heal.
+func (c *Cluster) Partition(a, b []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a, b = slices.Sorted(slices.Values(a)), slices.Sorted(slices.Values(b))
+	for _, x := range a {
+		for _, y := range b {
+			if x == y || c.cuts[[2]string{x, y}] {
+				continue
+			}
+			c.cuts[[2]string{x, y}], c.cuts[[2]string{y, x}] = true, true
+			c.cutLocked(x, y)
+			c.cutLocked(y, x)
+		}
+	}
+}
+
+// cutLocked schedules observer obs's verdict that subj failed.
+func (c *Cluster) cutLocked(obs, subj string) {
+	o, s := c.nodes[obs], c.nodes[subj]
+	if o == nil || s == nil || o.crashed || s.crashed || o.member.Status != env.StatusAlive || s.member.Status != env.StatusAlive {
+		return
+	}
+	m, inc, v := cloneMember(s.member), s.inc, o.view
+	m.Status = env.StatusFailed
+	key := [2]string{obs, subj}
+	c.n.AfterFunc(c.drawLocked(c.cfg.DetectMin, c.cfg.DetectMax), "member "+obs, func() {
+		c.mu.Lock()
+		cut := c.cuts[key]
+		c.mu.Unlock()
+		if cut {
+			v.apply(env.EventFail, m, inc)
+		}
+	})
+}
+
+// Heal ends every partition. Each member that was cut off refutes its
+// failure with a new incarnation: the members across the cut see it alive
+// again after a delay drawn in [RejoinMin, RejoinMax] (serf's reconnect),
+// the others merely learn the new incarnation after a gossip delay.
+func (c *Cluster) Heal() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.cuts) == 0 {
+		return
+	}
+	across := map[string][]string{} // subject -> observers it was cut from
+	for k := range c.cuts {
+		across[k[1]] = append(across[k[1]], k[0])
+	}
+	clear(c.cuts)
+	names := slices.Sorted(maps.Keys(c.nodes))
+	for _, subj := range slices.Sorted(maps.Keys(across)) {
+		s := c.nodes[subj]
+		if s == nil || s.crashed || s.member.Status != env.StatusAlive {
+			continue
+		}
+		s.inc++
+		m, inc := cloneMember(s.member), s.inc
+		for _, name := range names {
+			obs := c.nodes[name]
+			if obs == s || obs.crashed || obs.member.Status != env.StatusAlive {
+				continue
+			}
+			d := c.drawLocked(c.cfg.GossipMin, c.cfg.GossipMax)
+			if slices.Contains(across[subj], name) {
+				d = c.drawLocked(c.cfg.RejoinMin, c.cfg.RejoinMax)
+			}
+			v := obs.view
+			c.n.AfterFunc(d, "member "+name, func() { v.apply(env.EventJoin, m, inc) })
+		}
 	}
 }
 

@@ -73,9 +73,22 @@ func rank(a, b *Entry) int {
 	if c := cmp.Compare(a.State, b.State); c != 0 {
 		return c
 	}
+	// The same version arriving again (pushes, anti-entropy) is the common
+	// case: equal entries rank equal without encoding them.
+	if sameContent(a, b) {
+		return 0
+	}
 	// Equal version and state from two writers is rare (clocks include the
 	// node's counter), but the merge must still be a total order.
 	return bytes.Compare(a.Encode(nil), b.Encode(nil))
+}
+
+// sameContent reports whether a and b encode identically (State and
+// Version compared by the caller).
+func sameContent(a, b *Entry) bool {
+	return a.ID == b.ID && a.Mailbox == b.Mailbox && a.Size == b.Size && a.Received == b.Received &&
+		a.Sum == b.Sum && a.UID == b.UID && slices.Equal(a.Locations, b.Locations) &&
+		slices.Equal(a.Flags, b.Flags) && slices.Equal(a.Trace, b.Trace)
 }
 
 // Wins reports whether a should replace b.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/pingcap/failpoint"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -43,11 +44,17 @@ type Options struct {
 	// OpenTimeout bounds the wait for the file lock (another process, or a
 	// node not yet closed, holds it).
 	OpenTimeout time.Duration
-	// Disk, when set, is called with each write's size before the write
-	// and blocks as long as the simulated disk would (env.Cost). It runs
-	// outside bbolt's locks: waiting under them would freeze the
-	// simulator's clock.
+	// Disk, when set, is called with each group commit's size before the
+	// commit and blocks as long as the simulated disk would take to sync
+	// it (env.Cost). It runs outside bbolt's locks: waiting under them
+	// would freeze the simulator's clock.
 	Disk func(bytes int)
+	// Settle, when set (the simulator), is called before a group is taken
+	// from the queue, and returns once every goroutine that could still
+	// queue a write at this instant has blocked: which writes make the
+	// group then does not depend on goroutine scheduling, and a simulated
+	// run replays.
+	Settle func()
 }
 
 // DefaultOptions returns the tuned group-commit settings for path.
@@ -93,6 +100,7 @@ type Store struct {
 type writeReq struct {
 	b      *Batch
 	framed [][]byte
+	size   int // bytes written, for the simulated disk (Options.Disk)
 	done   chan error
 }
 
@@ -201,13 +209,10 @@ func (s *Store) Write(b *Batch) error {
 		framed[i] = frame(c.Data)
 		size += len(framed[i])
 	}
-	if s.opts.Disk != nil {
-		for _, r := range b.PutRecords {
-			size += len(r.Value)
-		}
-		s.opts.Disk(size)
+	for _, r := range b.PutRecords {
+		size += len(r.Value)
 	}
-	req := &writeReq{b: b, framed: framed, done: make(chan error, 1)}
+	req := &writeReq{b: b, framed: framed, size: size, done: make(chan error, 1)}
 	select {
 	case s.reqs <- req:
 	case <-s.stop:
@@ -240,6 +245,9 @@ func (s *Store) writer() {
 				}
 			}
 		}
+		if s.opts.Settle != nil {
+			s.opts.Settle()
+		}
 	fill:
 		for len(group) < s.opts.MaxBatchSize {
 			select {
@@ -248,6 +256,15 @@ func (s *Store) writer() {
 			default:
 				break fill
 			}
+		}
+		if s.opts.Disk != nil {
+			// The simulated disk syncs the whole group once, as the real
+			// one does: writes queued meanwhile form the next group.
+			size := 0
+			for _, r := range group {
+				size += r.size
+			}
+			s.opts.Disk(size)
 		}
 		err := s.commit(group)
 		if err != nil && len(group) > 1 {
@@ -259,11 +276,23 @@ func (s *Store) writer() {
 		}
 		for _, r := range group {
 			r.done <- err
+			if s.opts.Settle != nil {
+				// One writer resumes per instant: writers resumed together
+				// would run in an order the simulator cannot replay.
+				s.opts.Settle()
+			}
 		}
 	}
 }
 
-func (s *Store) commit(group []*writeReq) error {
+func (s *Store) commit(group []*writeReq) (err error) {
+	// Chaos failpoint (make chaos only): the disk refuses the group's sync
+	// (EIO); nothing of the group is written. The argument is the store's
+	// path, which names the node's data directory.
+	failpoint.InjectCall("store.sync", s.opts.Path, &err)
+	if err != nil {
+		return err
+	}
 	return s.db.Update(func(tx *bolt.Tx) error {
 		cp, cat := tx.Bucket(bucketCopies), tx.Bucket(bucketCatalog)
 		for _, req := range group {

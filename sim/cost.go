@@ -1,0 +1,199 @@
+package sim
+
+import (
+	"sync"
+	"time"
+
+	"mailarray/node/env"
+)
+
+// nodeCost is one node's hardware: its CPUs and its disk, charged in
+// virtual time (env.Cost). Real code takes no virtual time inside the
+// bubble; the node calls CPU and Disk where real hardware would make it
+// wait, and nodeCost blocks the caller as long as the modeled hardware
+// would.
+//
+// Both resources are queues served by the driver (Net.AfterFunc): a caller
+// enqueues a request and blocks on its own channel, which is durably
+// blocking for synctest; the driver starts and completes the work at exact
+// virtual times, in canonical order. No mutex is ever held while waiting.
+// Completions release their waiters one driver step at a time, so waiters
+// woken at the same instant do not race each other (the order in which
+// they then take pooled connections, catalog versions and queue slots
+// would otherwise vary from run to run).
+//
+//   - CPU: a pool of `cores` servers, FIFO. A message of b bytes holds one
+//     for cpu_per_msg + b/1KiB * cpu_per_kib.
+//   - Disk: one device, group commit. A write arriving while the disk is
+//     idle starts a sync at once; writes arriving during a sync wait and
+//     share the next one. A sync of a group takes disk_fsync + its bytes /
+//     disk_bytes_per_sec. (The store's writer already groups the writes
+//     queued during a sync into one commit, so the disk mostly sees one
+//     writer.)
+type nodeCost struct {
+	n         *Net
+	cpuKey    string
+	diskKey   string
+	settleKey string
+
+	mu        sync.Mutex
+	cores     int
+	perMsg    time.Duration
+	perKiB    time.Duration
+	fsync     time.Duration
+	bandwidth int64 // bytes per second
+	slow      float64
+
+	cpuBusy  int        // servers in use
+	cpuQueue []*costReq // waiting for a server
+
+	diskBusy  bool       // a sync is scheduled or running
+	diskQueue []*costReq // waiting for the next sync
+
+	// Counters for the report.
+	cpuTime   time.Duration
+	cpuJobs   int64
+	diskSyncs int64
+	diskBytes int64
+	diskTime  time.Duration
+}
+
+var _ env.Cost = (*nodeCost)(nil)
+
+type costReq struct {
+	d     time.Duration // CPU: service time
+	bytes int           // disk: size
+	done  chan struct{}
+}
+
+func newNodeCost(n *Net, spec NodeSpec) *nodeCost {
+	return &nodeCost{
+		n:         n,
+		cpuKey:    "cpu " + spec.Name,
+		diskKey:   "disk " + spec.Name,
+		settleKey: "settle " + spec.Name,
+		cores:     spec.CPUCores,
+		perMsg:    spec.CPUPerMsg.D(),
+		perKiB:    spec.CPUPerKiB.D(),
+		fsync:     spec.DiskFsync.D(),
+		bandwidth: spec.DiskBytesPerSec,
+		slow:      1,
+	}
+}
+
+// CPU holds one of the node's CPUs while it processes a message of bytes.
+func (c *nodeCost) CPU(bytes int) {
+	d := c.perMsg + time.Duration(int64(bytes)*int64(c.perKiB)/1024)
+	if d <= 0 {
+		return
+	}
+	r := &costReq{d: d, done: make(chan struct{})}
+	c.mu.Lock()
+	c.cpuJobs++
+	c.cpuTime += d
+	if c.cpuBusy < c.cores {
+		c.cpuBusy++
+		c.mu.Unlock()
+		c.n.AfterFunc(d, c.cpuKey, func() { c.cpuDone(r) })
+	} else {
+		c.cpuQueue = append(c.cpuQueue, r)
+		c.mu.Unlock()
+	}
+	<-r.done
+}
+
+// cpuDone runs on the driver: r's service ended; the server takes the next
+// request in line.
+func (c *nodeCost) cpuDone(r *costReq) {
+	close(r.done)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.cpuQueue) == 0 {
+		c.cpuBusy--
+		return
+	}
+	next := c.cpuQueue[0]
+	c.cpuQueue[0] = nil
+	c.cpuQueue = c.cpuQueue[1:]
+	c.n.AfterFunc(next.d, c.cpuKey, func() { c.cpuDone(next) })
+}
+
+// Disk waits until bytes are durable on the node's disk.
+func (c *nodeCost) Disk(bytes int) {
+	r := &costReq{bytes: bytes, done: make(chan struct{})}
+	c.mu.Lock()
+	c.diskQueue = append(c.diskQueue, r)
+	if !c.diskBusy {
+		c.diskBusy = true
+		c.diskStartLocked()
+	}
+	c.mu.Unlock()
+	<-r.done
+}
+
+// diskStartLocked starts a sync of every queued write, as one group.
+func (c *nodeCost) diskStartLocked() {
+	group := c.diskQueue
+	c.diskQueue = nil
+	total := 0
+	for _, r := range group {
+		total += r.bytes
+	}
+	d := time.Duration(float64(c.fsync)*c.slow) +
+		time.Duration(float64(total)*c.slow*float64(time.Second)/float64(c.bandwidth))
+	c.diskSyncs++
+	c.diskBytes += int64(total)
+	c.diskTime += d
+	c.n.AfterFunc(d, c.diskKey, func() { c.diskRelease(group) })
+}
+
+// diskRelease runs on the driver: the group is durable. Its writers are
+// released one per step (see nodeCost); then the next group starts.
+func (c *nodeCost) diskRelease(group []*costReq) {
+	close(group[0].done)
+	if len(group) > 1 {
+		c.n.AfterFunc(0, c.diskKey, func() { c.diskRelease(group[1:]) })
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.diskBusy = len(c.diskQueue) > 0
+	if c.diskBusy {
+		c.diskStartLocked()
+	}
+}
+
+// Settle returns at the end of the current driver step, once every other
+// goroutine has blocked. Node loops that drain a queue when woken (the
+// store's group commit, the commit and push loops) call it first, so that
+// what they take does not depend on goroutine scheduling. who names the
+// calling loop, unique within the node: callers with different names wake
+// in canonical order, one per step.
+func (c *nodeCost) Settle(who string) {
+	done := make(chan struct{})
+	c.n.AfterFunc(0, c.settleKey+" "+who, func() { close(done) })
+	<-done
+}
+
+// setSlow multiplies the disk's sync latency and divides its bandwidth by
+// factor (1 restores it), from the next sync on.
+func (c *nodeCost) setSlow(factor float64) {
+	c.mu.Lock()
+	c.slow = factor
+	c.mu.Unlock()
+}
+
+// costStats are a node's hardware counters.
+type costStats struct {
+	CPUTime   time.Duration
+	CPUJobs   int64
+	DiskSyncs int64
+	DiskBytes int64
+	DiskTime  time.Duration
+}
+
+func (c *nodeCost) stats() costStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return costStats{CPUTime: c.cpuTime, CPUJobs: c.cpuJobs, DiskSyncs: c.diskSyncs, DiskBytes: c.diskBytes, DiskTime: c.diskTime}
+}
