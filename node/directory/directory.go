@@ -99,9 +99,10 @@ type Directory struct {
 	cacheHits   atomic.Uint64
 	cacheMisses atomic.Uint64
 
-	mu     sync.Mutex  // serialises loads; guards the fields below
-	loaded os.FileInfo // the file as it was when last loaded
-	gen    uint64      // successful loads
+	mu      sync.Mutex  // serialises loads; guards the fields below
+	loaded  os.FileInfo // the file as it was when last loaded
+	pending os.FileInfo // a changed file seen by the last poll, loaded once it stays the same
+	gen     uint64      // successful loads
 }
 
 // snapshot is one loaded version of the directory, never changed after
@@ -339,7 +340,10 @@ func (d *Directory) Watch(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// poll reloads the file if it changed since the last load.
+// poll reloads the file once it changed since the last load and then
+// stayed the same for one poll interval: a file being rewritten in place
+// (truncated, then written) is never loaded half-written, which would
+// briefly refuse every mailbox.
 func (d *Directory) poll() error {
 	fi, err := os.Stat(d.path)
 	if err != nil {
@@ -347,10 +351,20 @@ func (d *Directory) poll() error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.loaded != nil && os.SameFile(d.loaded, fi) && d.loaded.Size() == fi.Size() && d.loaded.ModTime().Equal(fi.ModTime()) {
+	if sameStat(d.loaded, fi) {
+		d.pending = nil
 		return nil
 	}
+	if !sameStat(d.pending, fi) {
+		d.pending = fi // changed: wait one interval for it to settle
+		return nil
+	}
+	d.pending = nil
 	return d.loadLocked()
+}
+
+func sameStat(a, b os.FileInfo) bool {
+	return a != nil && b != nil && os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
 }
 
 // loadLocked reads, parses and publishes the file. d.mu must be held.

@@ -376,6 +376,8 @@ func TestWatchPolling(t *testing.T) {
 
 		writeFile(t, path, "a@example.com:{PLAIN}apw\nb@example.com:{PLAIN}bpw\n")
 		step(1)
+		assert.Equal(t, uint64(1), d.Stats().Generation, "a change is loaded only once it stayed the same for an interval")
+		step(1)
 		assert.Equal(t, uint64(2), d.Stats().Generation)
 		assert.Equal(t, 2, d.Len())
 		assert.Len(t, rec.matching("INFO", "file available again"), 1, "%s", rec.all())
