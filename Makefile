@@ -8,7 +8,7 @@ PKGS := ./...
 RACE_PKGS := ./node/... ./sim/...
 SCENARIO ?=
 
-.PHONY: image compose-up compose-down all build test test-race vet fmt-check cluster bench bench-real chaos clean deps sim-test
+.PHONY: bench bench-compare bench-saturation bench-scale bench-real chaos sim-test image compose-up compose-down all build test test-race vet fmt-check cluster bench bench-real chaos clean deps sim-test
 
 all: build
 
@@ -58,15 +58,43 @@ compose-down:
 # GOGC=400 are its fastest settings (the simulator sets them itself when
 # run otherwise). Without SCENARIO every scenario runs in turn.
 SIM_ENV := GOMAXPROCS=1 GOGC=400
+# Simulator benchmarks: see docs/bench.md. SCENARIO=name runs one
+# scenario (scale: the growth sweep); without it every scenario runs, then
+# the saturation search and the growth sweep, then the comparison page.
 bench:
 	@set -e; \
 	if [ -n "$(SCENARIO)" ]; then names="$(SCENARIO)"; \
-	else names=$$(ls scenarios/*.yaml | xargs -n1 basename | sed 's/\.yaml$$//'); fi; \
+	else names=$$(ls scenarios/*.yaml | xargs -n1 basename | sed 's/\.yaml$$//' | grep -v '^scale$$'); fi; \
 	for s in $$names; do \
+		if [ "$$s" = scale ]; then $(MAKE) --no-print-directory bench-scale; continue; fi; \
 		echo "make: scenario $$s"; \
 		SCENARIO=$$s $(SIM_ENV) $(GO) test ./sim -v -run '^TestScenario$$' -count=1 -timeout 30m; \
-		echo "make: report in results/$$s.json"; \
-	done
+		$(GO) run ./bench/cmd/benchreport -in results/$$s.json -out results/$$s.md; \
+		echo "make: report in results/$$s.json and results/$$s.md"; \
+	done; \
+	if [ -z "$(SCENARIO)" ]; then $(MAKE) --no-print-directory bench-saturation bench-scale; fi; \
+	$(MAKE) --no-print-directory bench-compare
+
+bench-compare:
+	$(GO) run ./bench/cmd/benchreport -compare -out results/README.md results/*.json
+
+bench-saturation:
+	BENCH_SATURATION=1 $(SIM_ENV) $(GO) test ./bench -run '^TestSaturation$$' -count=1 -v -timeout 3h
+
+bench-scale:
+	BENCH_SCALE=1 $(SIM_ENV) $(GO) test ./bench -run '^TestScaleSweep$$' -count=1 -v -timeout 1h
+
+# The scenario's load against real mailarray serve processes on loopback.
+bench-real: build
+	$(GO) run ./bench/cmd/benchreal -scenario $(or $(SCENARIO),roundrobin)
+
+# Chaos: the simulator's failpoint fault matrix in a rewritten scratch copy
+# (the tree is never rewritten), then the container suite.
+# CHAOS_RUN=<pattern> replays one test; CHAOS_SEEDS=N; CHAOS_DOCKER=0 skips containers.
+CHAOS_RUN ?=
+chaos:
+	./chaos/run.sh '$(value CHAOS_RUN)'
+
 
 # The simulator's own tests, including the determinism check (small scenario
 # run twice, byte-identical report).

@@ -3,6 +3,7 @@ package chaos
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -55,6 +56,18 @@ func run(t *testing.T, dir string, name string, args ...string) string {
 	return string(out)
 }
 
+// Errors of sendVia that say what became of the message.
+var (
+	// errQuitAfterAck: DATA got its 250 (the message is acknowledged) but
+	// QUIT failed. The sender must not send it again.
+	errQuitAfterAck = errors.New("chaos: QUIT failed after the 250")
+	// errNoReply: the message's data was sent but no reply came (timeout,
+	// reset): the server may or may not have it. A sender retries, so the
+	// message may legitimately arrive twice (RFC 5321 section 6.1 accepts
+	// duplicates over loss).
+	errNoReply = errors.New("chaos: no reply to the message's data")
+)
+
 func sendVia(addr, rcpt, subject string) error {
 	// Bounded like an MTA's: a frozen node accepts the TCP connection (the
 	// kernel does) but never greets.
@@ -81,9 +94,16 @@ func sendVia(addr, rcpt, subject string) error {
 	}
 	fmt.Fprintf(w, "From: sender@remote.test\r\nTo: %s\r\nSubject: %s\r\n\r\nbody of %s\r\n", rcpt, subject, subject)
 	if err := w.Close(); err != nil {
-		return err
+		var se *gosmtp.SMTPError
+		if errors.As(err, &se) {
+			return err // refused: nothing stored
+		}
+		return fmt.Errorf("%w: %w", errNoReply, err)
 	}
-	return c.Quit()
+	if err := c.Quit(); err != nil {
+		return fmt.Errorf("%w: %w", errQuitAfterAck, err)
+	}
+	return nil
 }
 
 // subjects lists the Subject lines of a mailbox read by POP3 through addr.

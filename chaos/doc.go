@@ -2,4 +2,35 @@
 // failpoint fault matrices, and real-network suites that run nodes as
 // containers (Docker Engine and Compose) and kill, freeze and cut them off
 // under load. The checks are the invariants of DESIGN.md.
+//
+// # Failpoints
+//
+// Node code carries named markers, failpoint.InjectCall("name", node,
+// &err), beside its env.Inject points (Failpoints lists them, with their
+// files). An ordinary build compiles them to nothing. `make chaos` runs
+// chaos/run.sh, which copies the module to tmp/chaos-src, rewrites the copy
+// with `go tool failpoint-ctl enable` (each marker becomes a call of the
+// function a test registers with failpoint.EnableCall) and runs the
+// simulator suites there with `-tags chaos`; the working tree is never
+// rewritten, so nothing has to be restored, even after kill -9.
+//
+// # The simulator suites (sim_chaos_test.go, build tag chaos)
+//
+// Matrix is the fault matrix: each failpoint in each phase where node code
+// reaches it (before the acknowledgement, after it, during a rebuild), and
+// mixes of several failpoints at once (under a crash and restart, under a
+// partition, and on the commit path). Each cell runs baseScenario over several seeds. A
+// Plan decides which calls fail: the first call inside the cell's window
+// and then each with a fixed probability, drawn from a stream per
+// (failpoint, node) seeded by the run's seed, so a run and its faults
+// replay exactly from the seed. Every run must fire each failpoint it
+// targets: EnableCall succeeds even when nothing was rewritten, so only
+// the counts prove the faults happened.
+//
+// After each run, Check opens every live node's store and catalog from
+// its files and compares them with the load generator's records
+// (checker.go says exactly what it checks). TestCheckerCatches, which
+// runs in make test too, breaks a clean run's files behind the array's
+// back and proves each check can fail. A failing run prints its seed and
+// the make command that replays it; the suite writes results/chaos.md.
 package chaos

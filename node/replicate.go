@@ -152,10 +152,26 @@ func (r *replicator) drainCommits() {
 		if len(batch) == 0 {
 			return
 		}
-		if err := r.n.env.Inject("catalog.commit"); err != nil {
-			r.n.log.Warn("node: commit not applied locally; holders will resolve it", "entries", len(batch), "err", err)
-		} else if _, err := r.n.cat.Apply(batch...); err != nil {
-			r.n.log.Error("node: commit not applied locally; holders will resolve it", "entries", len(batch), "err", err)
+		// The decision (committed, or deleted for a refused transaction)
+		// must become durable here: a lost abort would let the holders'
+		// pending resolution make a refused message visible. Retry with
+		// backoff until it lands or the node stops.
+		for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+			err := r.n.env.Inject("catalog.commit")
+			if err == nil {
+				_, err = r.n.cat.Apply(batch...)
+			}
+			if err == nil {
+				break
+			}
+			r.n.log.Warn("node: commit not applied locally; retrying", "entries", len(batch), "err", err)
+			if r.ctx == nil || r.ctx.Err() != nil {
+				break
+			}
+			select {
+			case <-r.ctx.Done():
+			case <-time.After(wait):
+			}
 		}
 		r.broadcast(batch)
 		r.commitMu.Lock()
@@ -647,7 +663,9 @@ func (r *replicator) resolvePending(ctx context.Context) {
 	cutoff := uint64(time.Now().Add(-r.n.cfg.Tuning.PendingTimeout).UnixNano())
 	var stale []catalog.Entry
 	r.n.cat.ForEach(func(e *catalog.Entry) bool {
-		if e.State == catalog.Pending && e.Version < cutoff && e.HasLocation(r.n.cfg.Name) {
+		// A fallback holder is not among the placed locations but resolves
+		// too: it may hold the last copy.
+		if e.State == catalog.Pending && e.Version < cutoff && (e.HasLocation(r.n.cfg.Name) || r.n.store.Has(e.ID)) {
 			stale = append(stale, *e)
 		}
 		return true
@@ -658,45 +676,66 @@ func (r *replicator) resolvePending(ctx context.Context) {
 		stale = stale[:r.n.cfg.Tuning.RebuildPerScan]
 	}
 	for _, e := range stale {
-		holders, answered := 0, 0
-		var settled *catalog.Entry
-		for _, loc := range e.Locations {
-			if loc == r.n.cfg.Name {
-				answered++
-				if r.n.store.Has(e.ID) {
-					holders++
-				}
-				continue
+		r.resolve(ctx, e)
+	}
+}
+
+// resolve settles one pending entry. Its copies may sit on any live node
+// (a failed copy moves to a fallback node), so every live member is
+// asked. The rules, biased so an acknowledged message is never lost:
+//   - a final state (committed or deleted) anywhere wins;
+//   - W or more live copies: the message may have been acknowledged, so
+//     it is committed where the copies are (rebuild restores R);
+//   - a placed node is gone and a copy survives: it may have been
+//     acknowledged with the lost node's copy, so it is committed too;
+//   - every placed node answered and fewer than W hold a copy: it cannot
+//     have been acknowledged, so it is deleted.
+func (r *replicator) resolve(ctx context.Context, e catalog.Entry) {
+	var holders []string
+	allPlacedAnswered := true
+	answered := map[string]bool{}
+	for _, m := range r.n.members.Live() {
+		if m.Name == r.n.cfg.Name {
+			answered[m.Name] = true
+			if r.n.store.Has(e.ID) {
+				holders = append(holders, m.Name)
 			}
-			pe, ok, err := r.n.peer.getEntry(ctx, loc, e.ID)
-			if err != nil {
-				continue
-			}
-			answered++
-			if ok && pe.State != catalog.Pending {
-				settled = &pe
-				break
-			}
-			if has, err := r.n.peer.hasCopy(ctx, loc, e.ID); err == nil && has {
-				holders++
-			}
+			continue
 		}
-		switch {
-		case settled != nil:
-			r.n.cat.Apply(*settled)
-		case holders >= r.n.cfg.WriteQuorum:
-			e.State, e.Version = catalog.Committed, r.n.cat.Now()
-			r.n.log.Warn("node: committing an orphaned pending message", "id", e.ID, "holders", holders)
-			if _, err := r.n.cat.Apply(e); err == nil {
-				r.broadcast([]catalog.Entry{e})
-			}
-		case answered == len(e.Locations):
-			e.State, e.Version = catalog.Deleted, r.n.cat.Now()
-			r.n.log.Warn("node: dropping a pending message that never reached quorum", "id", e.ID, "holders", holders)
-			if _, err := r.n.cat.Apply(e); err == nil {
-				r.broadcast([]catalog.Entry{e})
-			}
+		pe, ok, err := r.n.peer.getEntry(ctx, m.Name, e.ID)
+		if err != nil {
+			continue
 		}
+		if ok && pe.State != catalog.Pending {
+			r.n.cat.Apply(pe)
+			return
+		}
+		has, err := r.n.peer.hasCopy(ctx, m.Name, e.ID)
+		if err != nil {
+			continue
+		}
+		answered[m.Name] = true
+		if has {
+			holders = append(holders, m.Name)
+		}
+	}
+	for _, l := range e.Locations {
+		if !answered[l] {
+			allPlacedAnswered = false
+		}
+	}
+	switch {
+	case len(holders) >= r.n.cfg.WriteQuorum || (!allPlacedAnswered && len(holders) > 0):
+		e.State, e.Version, e.Locations = catalog.Committed, r.n.cat.Now(), holders
+		r.n.log.Warn("node: committing an orphaned pending message", "id", e.ID, "holders", holders)
+	case allPlacedAnswered:
+		e.State, e.Version = catalog.Deleted, r.n.cat.Now()
+		r.n.log.Warn("node: dropping a pending message that never reached quorum", "id", e.ID, "holders", holders)
+	default:
+		return // wait: placed nodes unreachable and no copy seen yet
+	}
+	if _, err := r.n.cat.Apply(e); err == nil {
+		r.broadcast([]catalog.Entry{e})
 	}
 }
 

@@ -63,7 +63,7 @@ type Load struct {
 // Load reports the node's current load.
 func (n *Node) Load() Load {
 	l := Load{Node: n.cfg.Name, CatalogEntries: n.cat.Len(), UnderReplicated: n.repl.underReplicated.Load(), At: time.Now().UnixMilli(),
-		FreeDiskBytes: freeDiskBytes(filepath.Dir(n.store.Path())), LatencyMs: n.loads.latencyMs()}
+		FreeDiskBytes: n.freeDisk(), LatencyMs: n.loads.latencyMs()}
 	if n.smtp != nil {
 		l.SMTPSessions = n.smtp.Sessions()
 		l.AcceptedTotal = n.smtp.Stats.Accepted.Load()
@@ -257,4 +257,15 @@ func (n *Node) RebalanceAll(ctx context.Context) map[string]string {
 		}
 	}
 	return out
+}
+
+// simFreeDiskBytes is the free disk a simulated node reports: the real
+// file system's free space would make runs differ between machines.
+const simFreeDiskBytes = 1 << 40
+
+func (n *Node) freeDisk() int64 {
+	if n.env.Cost != nil {
+		return simFreeDiskBytes
+	}
+	return freeDiskBytes(filepath.Dir(n.store.Path()))
 }

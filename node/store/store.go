@@ -218,7 +218,19 @@ func (s *Store) Write(b *Batch) error {
 	case <-s.stop:
 		return ErrClosed
 	}
-	if err := <-req.done; err != nil {
+	var err error
+	select {
+	case err = <-req.done:
+	case <-s.stopped:
+		// The writer drained the queue and exited; a request that slipped
+		// in after its drain was never written.
+		select {
+		case err = <-req.done:
+		default:
+			return ErrClosed
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("store: write: %w", err)
 	}
 	return nil

@@ -1,0 +1,283 @@
+package report
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+)
+
+// Report is a scenario report as the simulator writes it
+// (results/<name>.json, schema in /work/notes/sim-api.md), or as
+// bench-real writes it (Mode "real"). Only the fields the renderer reads
+// are decoded; unknown fields are ignored so that the simulator may add
+// some.
+type Report struct {
+	// Mode is "real" for bench-real reports (wall-clock figures over real
+	// sockets); empty for the simulator's.
+	Mode           string  `json:"mode"`
+	Scenario       string  `json:"scenario"`
+	Seed           uint64  `json:"seed"`
+	Config         Config  `json:"config"`
+	VirtualSeconds float64 `json:"virtual_seconds"`
+	LoadSeconds    float64 `json:"load_seconds"`
+
+	Offered        int            `json:"offered"`
+	Accepted       int            `json:"accepted"`
+	Rejected       int            `json:"rejected"`
+	Failed         int            `json:"failed"`
+	ClientDropped  int            `json:"client_dropped"`
+	Unsent         int            `json:"unsent"`
+	RejectedByCode map[string]int `json:"rejected_by_code"`
+	FailedByReason map[string]int `json:"failed_by_reason"`
+	AcceptedBytes  int64          `json:"accepted_bytes"`
+	Throughput     float64        `json:"throughput_msgs_per_sec"`
+
+	Lost           int      `json:"lost"`
+	LostIDs        []string `json:"lost_ids"`
+	CatalogMissing int      `json:"catalog_missing"`
+
+	Latency     Latency    `json:"latency_ms"`
+	TargetP99Ms float64    `json:"target_p99_ms"`
+	TargetMet   bool       `json:"target_met"`
+	LatencyCDF  []CDFPoint `json:"latency_cdf"`
+
+	Nodes          []Node         `json:"nodes"`
+	Imbalance      Imbalance      `json:"imbalance"`
+	Rebuild        Rebuild        `json:"rebuild"`
+	Unavailability Unavailability `json:"unavailability"`
+	Timeline       []Second       `json:"timeline"`
+	Network        Network        `json:"network"`
+	Readers        Readers        `json:"readers"`
+	Faults         []Fault        `json:"faults"`
+	NetDigest      string         `json:"net_digest"`
+	Wall           Wall           `json:"wall"`
+}
+
+// Real reports whether the report comes from bench-real.
+func (r *Report) Real() bool { return r.Mode == ModeReal }
+
+// ModeReal marks reports measured on real sockets in wall-clock time.
+const ModeReal = "real"
+
+// Config is the scenario as run (defaults filled). Durations stay strings
+// ("60s"); Dur parses them.
+type Config struct {
+	Name              string      `json:"name"`
+	Seed              uint64      `json:"seed"`
+	Duration          string      `json:"duration"`
+	Drain             string      `json:"drain"`
+	Domain            string      `json:"domain"`
+	Mailboxes         int         `json:"mailboxes"`
+	Replicas          int         `json:"replicas"`
+	WriteQuorum       int         `json:"write_quorum"`
+	DNSStrategy       string      `json:"dns_strategy"`
+	PlacementStrategy string      `json:"placement_strategy"`
+	DNSTTL            string      `json:"dns_ttl"`
+	TargetP99         string      `json:"target_p99"`
+	Nodes             []NodeSpec  `json:"nodes"`
+	Load              Load        `json:"load"`
+	Faults            []FaultSpec `json:"faults"`
+}
+
+// NodeSpec is one node's modeled hardware.
+type NodeSpec struct {
+	Name            string `json:"name"`
+	CPUCores        int    `json:"cpu_cores"`
+	CPUPerMsg       string `json:"cpu_per_msg"`
+	CPUPerKiB       string `json:"cpu_per_kib"`
+	DiskFsync       string `json:"disk_fsync"`
+	DiskBytesPerSec int64  `json:"disk_bytes_per_sec"`
+	Weight          int    `json:"weight"`
+	Spare           bool   `json:"spare"`
+}
+
+// Load is the scenario's load generator.
+type Load struct {
+	Senders               int     `json:"senders"`
+	Arrival               string  `json:"arrival"`
+	RatePerSec            float64 `json:"rate_per_sec"`
+	BurstFactor           float64 `json:"burst_factor"`
+	MessagesPerConnection int     `json:"messages_per_connection"`
+	Size                  Size    `json:"size"`
+	ZipfS                 float64 `json:"zipf_s"`
+	UrgentFraction        float64 `json:"urgent_fraction"`
+	Readers               int     `json:"readers"`
+	ReadInterval          string  `json:"read_interval"`
+	ReadMax               int     `json:"read_max"`
+}
+
+// Size is the message size distribution.
+type Size struct {
+	Dist        string  `json:"dist"`
+	MedianBytes int     `json:"median_bytes"`
+	Sigma       float64 `json:"sigma"`
+	MinBytes    int     `json:"min_bytes"`
+	MaxBytes    int     `json:"max_bytes"`
+}
+
+// FaultSpec is one scheduled fault.
+type FaultSpec struct {
+	At     string   `json:"at"`
+	Action string   `json:"action"`
+	Node   string   `json:"node"`
+	Nodes  []string `json:"nodes"`
+	From   []string `json:"from"`
+	Factor float64  `json:"factor"`
+	Loss   float64  `json:"loss"`
+}
+
+// Latency summarises accepted messages' latency, in milliseconds.
+type Latency struct {
+	Mean float64 `json:"mean"`
+	P50  float64 `json:"p50"`
+	P95  float64 `json:"p95"`
+	P99  float64 `json:"p99"`
+	P999 float64 `json:"p999"`
+	Max  float64 `json:"max"`
+}
+
+// CDFPoint: a fraction P of accepted messages took at most Ms.
+type CDFPoint struct {
+	P  float64 `json:"p"`
+	Ms float64 `json:"ms"`
+}
+
+// Node is one node at the end of the run.
+type Node struct {
+	Name            string  `json:"name"`
+	State           string  `json:"state"`
+	SMTPAccepted    int     `json:"smtp_accepted"`
+	Copies          int     `json:"copies"`
+	CopyBytes       int64   `json:"copy_bytes"`
+	Primaries       int     `json:"primaries"`
+	ShareCopies     float64 `json:"share_copies"`
+	ShareBytes      float64 `json:"share_bytes"`
+	CatalogEntries  int     `json:"catalog_entries"`
+	CatalogBytes    int64   `json:"catalog_bytes"`
+	RebuiltCopies   int64   `json:"rebuilt_copies"`
+	RebuiltBytes    int64   `json:"rebuilt_bytes"`
+	CPUBusySeconds  float64 `json:"cpu_busy_seconds"`
+	CPUUtilization  float64 `json:"cpu_utilization"`
+	DiskSyncs       int64   `json:"disk_syncs"`
+	DiskBytes       int64   `json:"disk_bytes"`
+	DiskBusySeconds float64 `json:"disk_busy_seconds"`
+}
+
+// Imbalance: max over mean across live nodes (1 is perfect).
+type Imbalance struct {
+	CopiesMaxOverMean float64 `json:"copies_max_over_mean"`
+	BytesMaxOverMean  float64 `json:"bytes_max_over_mean"`
+	SMTPMaxOverMean   float64 `json:"smtp_max_over_mean"`
+}
+
+// Rebuild is the rebuild work and the under-replicated episodes.
+type Rebuild struct {
+	Copies   int64     `json:"copies"`
+	Bytes    int64     `json:"bytes"`
+	Seconds  float64   `json:"seconds"`
+	Episodes []Episode `json:"episodes"`
+}
+
+// Episode is an interval with some entry short of R copies.
+type Episode struct {
+	StartS  float64 `json:"start_s"`
+	EndS    float64 `json:"end_s"`
+	Seconds float64 `json:"seconds"`
+}
+
+// Unavailability is the time during which deliveries failed.
+type Unavailability struct {
+	Seconds float64  `json:"seconds"`
+	Windows []Window `json:"windows"`
+}
+
+// Window runs from a failed delivery to the next accepted one.
+type Window struct {
+	StartS float64 `json:"start_s"`
+	EndS   float64 `json:"end_s"`
+	Failed int     `json:"failed"`
+}
+
+// Second is one second of the timeline.
+type Second struct {
+	TS       int     `json:"t_s"`
+	Offered  int     `json:"offered"`
+	Accepted int     `json:"accepted"`
+	Rejected int     `json:"rejected"`
+	Failed   int     `json:"failed"`
+	P99Ms    float64 `json:"p99_ms"`
+}
+
+// Network is the traffic the simulated network carried.
+type Network struct {
+	Events           int64   `json:"events"`
+	ClientBytes      int64   `json:"client_bytes"`
+	PeerBytes        int64   `json:"peer_bytes"`
+	PeerBytesPerMsg  float64 `json:"peer_bytes_per_msg"`
+	DroppedDatagrams int64   `json:"dropped_datagrams"`
+}
+
+// Readers is the POP3 readers' work.
+type Readers struct {
+	Sessions  int64          `json:"sessions"`
+	Retrieved int64          `json:"retrieved"`
+	Deleted   int64          `json:"deleted"`
+	Errors    int64          `json:"errors"`
+	ErrorsBy  map[string]int `json:"errors_by_kind"`
+}
+
+// Fault is one applied fault.
+type Fault struct {
+	AtS    float64 `json:"at_s"`
+	Action string  `json:"action"`
+	Node   string  `json:"node"`
+	Nodes  string  `json:"nodes"`
+	Error  string  `json:"error"`
+}
+
+// Wall holds the machine-dependent figures.
+type Wall struct {
+	Seconds         float64 `json:"seconds"`
+	SimMsgsPerWallS float64 `json:"sim_msgs_per_wall_s"`
+	EventsPerWallS  float64 `json:"events_per_wall_s"`
+	VirtualPerWallS float64 `json:"virtual_s_per_wall_s"`
+}
+
+// LoadFile reads a report file.
+func LoadFile(path string) (*Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	r, err := Decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("report: %s: %w", path, err)
+	}
+	return r, nil
+}
+
+// Decode parses a report.
+func Decode(b []byte) (*Report, error) {
+	var r Report
+	if err := json.NewDecoder(bytes.NewReader(b)).Decode(&r); err != nil {
+		return nil, fmt.Errorf("report: decode: %w", err)
+	}
+	if r.Scenario == "" {
+		return nil, fmt.Errorf("report: decode: no scenario name: not a scenario report")
+	}
+	return &r, nil
+}
+
+// Dur parses a duration string of the config ("" is 0).
+func Dur(s string) time.Duration {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0
+	}
+	return d
+}
+
+// live reports whether a node state counts as live.
+func live(state string) bool { return state == "alive" }
