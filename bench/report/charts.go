@@ -60,6 +60,11 @@ func newPlot(title, x, y string) *plot.Plot {
 	p.Y.Label.Text = y
 	p.Add(plotter.NewGrid())
 	p.Legend.Top = true
+	if title != "" {
+		// Below the title, inside the data area.
+		p.Legend.YOffs = -vg.Points(14)
+	}
+	p.Legend.XOffs = vg.Points(6)
 	p.X.Tick.Marker = cleanTicks{}
 	p.Y.Tick.Marker = cleanTicks{}
 	return p

@@ -341,8 +341,20 @@ func verdicts(rows []strategyRow) []string {
 					parts = append(parts, fmt.Sprintf("%s %s (%s msgs/s)", r.name, pct(bp.SlowCopyShare), rate(bp.OfferedRate)))
 				}
 			}
+			allSlow, what := true, ""
+			for _, r := range satRows {
+				fp := firstFail(r.sat)
+				if fp == nil || fp.Busiest != slow || (what != "" && fp.BusiestWhat != what) {
+					allSlow = false
+					break
+				}
+				what = fp.BusiestWhat
+			}
+			if allSlow && what != "" {
+				s += fmt.Sprintf(" Every strategy's first failing probe had %s's %s as its busiest resource, so capacity is set by how much of the work a strategy still sends to %s near its limit.", slow, what, slow)
+			}
 			if len(parts) > 1 {
-				s += fmt.Sprintf(" Every strategy ran out of %s's CPU first; what set its capacity is how much of the work it still sent there near the limit. %s's share of copies at each strategy's highest passing rate, from the most capacity to the least: %s.", slow, slow, strings.Join(parts, ", "))
+				s += fmt.Sprintf(" %s's share of copies at each strategy's highest passing rate, from the most capacity to the least: %s.", slow, strings.Join(parts, ", "))
 			}
 			out = append(out, s)
 		}
@@ -506,7 +518,7 @@ func (c *Comparison) saturation(b *strings.Builder, rows []strategyRow, o Option
 func saturationChart(s *Saturation, path string) error {
 	p := newPlot("Saturation search: p99 latency against offered load", "offered load (msgs/s, virtual; log scale)", "p99 latency (ms, log scale)")
 	shapes := []draw.GlyphDrawer{draw.CircleGlyph{}, draw.SquareGlyph{}, draw.TriangleGlyph{}, draw.PlusGlyph{}, draw.CrossGlyph{}, draw.RingGlyph{}, draw.BoxGlyph{}, draw.PyramidGlyph{}}
-	lo, hi := math.Inf(1), 0.0
+	lo, hi, top := math.Inf(1), 0.0, 0.0
 	for i, ss := range s.Strategies {
 		probes := slices.Clone(ss.Probes)
 		slices.SortFunc(probes, func(a, b Probe) int { return cmp.Compare(a.OfferedRate, b.OfferedRate) })
@@ -516,7 +528,7 @@ func saturationChart(s *Saturation, path string) error {
 				continue
 			}
 			xys = append(xys, plotter.XY{X: pr.OfferedRate, Y: pr.P99Ms})
-			lo, hi = min(lo, pr.OfferedRate), max(hi, pr.OfferedRate)
+			lo, hi, top = min(lo, pr.OfferedRate), max(hi, pr.OfferedRate), max(top, pr.P99Ms)
 		}
 		if err := addLinePoints(p, ss.Strategy, xys, colorAt(i), shapes[i%len(shapes)]); err != nil {
 			return err
@@ -529,8 +541,13 @@ func saturationChart(s *Saturation, path string) error {
 	}
 	logX(p)
 	logY(p)
+	if top > 0 {
+		// Room above the curves for the legend (a log axis: x8 is most of
+		// a decade).
+		p.Y.Max = top * 8
+	}
 	p.Legend.Left = true
-	return writePNG(path, chartWidth, chartHeight, p)
+	return writePNG(path, chartWidth, chartTallHeight*0.85, p)
 }
 
 // others lists the fault scenarios (every simulator report that is not a
