@@ -87,6 +87,7 @@ bench-scale:
 # The scenario's load against real mailarray serve processes on loopback.
 bench-real: build
 	$(GO) run ./bench/cmd/benchreal -scenario $(or $(SCENARIO),roundrobin)
+	$(MAKE) --no-print-directory bench-compare
 
 # Chaos: the simulator's failpoint fault matrix in a rewritten scratch copy
 # (the tree is never rewritten), then the container suite.

@@ -181,8 +181,12 @@ func summary(r *Report) string {
 	b.WriteString(".")
 	f := Derive(r)
 	if f.Busiest != "" {
-		fmt.Fprintf(&b, " The busiest node was %s (%s %s busy during the load)", f.Busiest, f.BusiestWhat, pct(f.BusiestFrac))
-		if f.Slowest != "" && f.Slowest != f.Busiest && f.SlowBusyFrac > 0 {
+		when := "during the load"
+		if r.Real() {
+			when = "over the run, of this machine's cores"
+		}
+		fmt.Fprintf(&b, " The busiest node was %s (%s %s busy %s)", f.Busiest, f.BusiestWhat, pct(f.BusiestFrac), when)
+		if !r.Real() && f.Slowest != "" && f.Slowest != f.Busiest && f.SlowBusyFrac > 0 {
 			fmt.Fprintf(&b, "; the slowest, %s, was %s busy", f.Slowest, pct(f.SlowBusyFrac))
 		}
 		fmt.Fprintf(&b, "; live copies spread max/mean %s.", ratio(r.Imbalance.CopiesMaxOverMean))

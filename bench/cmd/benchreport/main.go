@@ -6,8 +6,9 @@
 //
 // With -compare it reads every file given, sorts them out by kind
 // (scenario reports of the simulator, bench-real reports, the saturation
-// search, the scale sweep) and writes the comparison page. The output is a
-// function of the JSON files alone.
+// search, the scale sweep) and writes the comparison page, and beside it
+// saturation.md and scale.md when their JSON is among the files. The
+// output is a function of the JSON files alone.
 package main
 
 import (
@@ -122,6 +123,27 @@ func comparison(files []string, opts report.Options) ([]byte, error) {
 			} else {
 				c.Reports[r.Scenario] = r
 			}
+		}
+	}
+	// The sweeps' own pages go beside the comparison, so that one
+	// -compare run leaves every page in step with the JSON.
+	dir := filepath.Dir(opts.ImgDir)
+	if c.Saturation != nil {
+		md, err := report.RenderSaturation(c.Saturation, opts)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "saturation.md"), md, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	if c.Scale != nil {
+		md, err := report.RenderScale(c.Scale, opts)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "scale.md"), md, 0o644); err != nil {
+			return nil, err
 		}
 	}
 	return report.RenderComparison(c, opts)
