@@ -529,7 +529,10 @@ func TestSerfCloseEndsEverything(t *testing.T) {
 	_, ok = <-late
 	assert.False(t, ok, "Subscribe after Close returns a closed channel")
 	unsubLate()
-	assert.Empty(t, ourGoroutines(), "goroutines of member.Serf left after Close")
+	// Close waits for fanOut's signal; the goroutine itself may still be
+	// returning (seen runnable under load), so give it a moment.
+	assert.Eventually(t, func() bool { return len(ourGoroutines()) == 0 }, 5*time.Second, 10*time.Millisecond,
+		"goroutines of member.Serf left after Close: %v", ourGoroutines())
 }
 
 // TestSerfDetectionCalibration measures how long real serf (local profile,
