@@ -243,8 +243,15 @@ func TestSerfThreeNodesJoin(t *testing.T) {
 	defer unsubscribe()
 	n2 := startNode(t, testConfig("n2", n1.GossipAddr()))
 	n3 := startNode(t, testConfig("n3", n1.GossipAddr()))
-	waitEvent(t, events, joinWait, "join of n2", isEvent(env.EventJoin, "n2"))
-	waitEvent(t, events, joinWait, "join of n3", isEvent(env.EventJoin, "n3"))
+	// n2 and n3 join concurrently, so their join events may arrive in
+	// either order: wait for both without discarding the other.
+	joined := map[string]bool{}
+	waitEvent(t, events, joinWait, "joins of n2 and n3", func(ev env.Event) bool {
+		if ev.Kind == env.EventJoin {
+			joined[ev.Member.Name] = true
+		}
+		return joined["n2"] && joined["n3"]
+	})
 
 	for _, s := range []*Serf{n1, n2, n3} {
 		waitAlive(t, s, 3)
