@@ -19,7 +19,6 @@ import (
 
 	"mailarray/node/ddns"
 	"mailarray/node/env"
-	"mailarray/node/pop3"
 )
 
 // Outcome is what became of one offered message.
@@ -111,9 +110,7 @@ type loadGen struct {
 	rotate   int
 	queued   int // messages waiting at senders
 	accepted int
-	rstats   ReaderStats
-	deleted  map[string]bool // copy ids deleted by readers
-	maybeDel map[string]bool
+	readTally
 }
 
 // ReaderStats count the POP3 readers' work.
@@ -129,10 +126,9 @@ func newLoadGen(s *simulation) *loadGen {
 	sc := s.sc
 	g := &loadGen{
 		s: s, n: s.net, spec: sc.Load, domain: sc.Domain, boxes: sc.Mailboxes,
-		end:      sc.Duration.D(),
-		arrivals: s.net.Rand("load/arrivals"),
-		deleted:  map[string]bool{}, maybeDel: map[string]bool{},
-		rstats: ReaderStats{ErrorsBy: map[string]int{}},
+		end:       sc.Duration.D(),
+		arrivals:  s.net.Rand("load/arrivals"),
+		readTally: newReadTally(),
 	}
 	if sc.Load.ZipfS > 1 && sc.Mailboxes > 1 {
 		g.zipf = rand.NewZipf(g.arrivals.Rand, sc.Load.ZipfS, 1, uint64(sc.Mailboxes-1))
@@ -734,12 +730,7 @@ func (r *reader) run() {
 
 func (r *reader) session(ctx context.Context, box int) {
 	g := r.g
-	fail := func(kind string) {
-		g.mu.Lock()
-		g.rstats.Errors++
-		g.rstats.ErrorsBy[kind]++
-		g.mu.Unlock()
-	}
+	fail := func(kind string) { g.fail(&g.mu, kind) }
 	g.mu.Lock()
 	g.rstats.Sessions++
 	g.mu.Unlock()
@@ -762,58 +753,5 @@ func (r *reader) session(ctx context.Context, box int) {
 		fail("connect")
 		return
 	}
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	c, err := pop3.NewClient(conn)
-	if err != nil {
-		conn.Close()
-		fail("greeting")
-		return
-	}
-	defer c.Close()
-	c.SetTimeout(timeout)
-	user := mailboxAddr(box, g.domain)
-	if err := c.Login(user, "pw"+strconv.Itoa(box+1)); err != nil {
-		if code := pop3.ErrorCode(err); code != "" {
-			fail("login " + code)
-		} else {
-			fail("login")
-		}
-		return
-	}
-	uids, err := c.Uidl()
-	if err != nil {
-		fail("uidl")
-		return
-	}
-	var dele []string
-	for _, u := range uids[:min(len(uids), g.spec.ReadMax)] {
-		if _, err := c.Retr(u.Num); err != nil {
-			fail("retr")
-			break
-		}
-		g.mu.Lock()
-		g.rstats.Retrieved++
-		g.mu.Unlock()
-		if err := c.Dele(u.Num); err != nil {
-			fail("dele")
-			break
-		}
-		dele = append(dele, u.ID)
-	}
-	err = c.Quit()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for _, id := range dele {
-		if err == nil {
-			g.deleted[id] = true
-			g.rstats.Deleted++
-		} else {
-			g.maybeDel[id] = true
-		}
-	}
-	if err != nil {
-		g.rstats.Errors++
-		g.rstats.ErrorsBy["quit"]++
-	}
+	g.readSession(ctx, &g.mu, conn, timeout, mailboxAddr(box, g.domain), mailboxPassword(box), g.spec.ReadMax)
 }

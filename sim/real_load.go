@@ -33,7 +33,6 @@ import (
 
 	"mailarray/node/ddns"
 	"mailarray/node/env"
-	"mailarray/node/pop3"
 )
 
 // RealTarget is a running array as the real-time load generator reaches
@@ -107,21 +106,18 @@ type realGen struct {
 	mu       sync.Mutex
 	records  []*Record
 	accepted int
-	rstats   ReaderStats
-	deleted  map[string]bool
-	maybeDel map[string]bool
-	faults   []FaultResult
-	samples  []sample
+	readTally
+	faults  []FaultResult
+	samples []sample
 }
 
 func newRealGen(sc Scenario, target RealTarget, opts RealOptions) *realGen {
 	lines := sc.Load.Size.MaxBytes/len(fillerLine) + 1
 	return &realGen{
 		sc: sc, spec: sc.Load, target: target, opts: opts,
-		filler:  []byte(strings.Repeat(fillerLine, lines)),
-		queue:   make(chan *Record, sc.Load.MaxBacklog),
-		deleted: map[string]bool{}, maybeDel: map[string]bool{},
-		rstats: ReaderStats{ErrorsBy: map[string]int{}},
+		filler:    []byte(strings.Repeat(fillerLine, lines)),
+		queue:     make(chan *Record, sc.Load.MaxBacklog),
+		readTally: newReadTally(),
 	}
 }
 
@@ -562,12 +558,7 @@ func (r *realReader) run(ctx context.Context, end time.Duration) {
 
 func (r *realReader) session(ctx context.Context, box int) {
 	g := r.g
-	fail := func(kind string) {
-		g.mu.Lock()
-		g.rstats.Errors++
-		g.rstats.ErrorsBy[kind]++
-		g.mu.Unlock()
-	}
+	fail := func(kind string) { g.fail(&g.mu, kind) }
 	g.mu.Lock()
 	g.rstats.Sessions++
 	g.mu.Unlock()
@@ -595,59 +586,7 @@ func (r *realReader) session(ctx context.Context, box int) {
 		fail("connect")
 		return
 	}
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	c, err := pop3.NewClient(conn)
-	if err != nil {
-		conn.Close()
-		fail("greeting")
-		return
-	}
-	defer c.Close()
-	c.SetTimeout(timeout)
-	if err := c.Login(mailboxAddr(box, g.sc.Domain), "pw"+strconv.Itoa(box+1)); err != nil {
-		if code := pop3.ErrorCode(err); code != "" {
-			fail("login " + code)
-		} else {
-			fail("login")
-		}
-		return
-	}
-	uids, err := c.Uidl()
-	if err != nil {
-		fail("uidl")
-		return
-	}
-	var dele []string
-	for _, u := range uids[:min(len(uids), g.spec.ReadMax)] {
-		if _, err := c.Retr(u.Num); err != nil {
-			fail("retr")
-			break
-		}
-		g.mu.Lock()
-		g.rstats.Retrieved++
-		g.mu.Unlock()
-		if err := c.Dele(u.Num); err != nil {
-			fail("dele")
-			break
-		}
-		dele = append(dele, u.ID)
-	}
-	err = c.Quit()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for _, id := range dele {
-		if err == nil {
-			g.deleted[id] = true
-			g.rstats.Deleted++
-		} else {
-			g.maybeDel[id] = true
-		}
-	}
-	if err != nil {
-		g.rstats.Errors++
-		g.rstats.ErrorsBy["quit"]++
-	}
+	g.readSession(ctx, &g.mu, conn, timeout, mailboxAddr(box, g.sc.Domain), mailboxPassword(box), g.spec.ReadMax)
 }
 
 // report builds the client-side report of the run.
@@ -672,45 +611,7 @@ func (g *realGen) report(end time.Duration) *Report {
 	samples := slices.Clone(g.samples)
 	g.mu.Unlock()
 
-	var lat []time.Duration
-	var sum time.Duration
-	for i := range r.Records {
-		rec := &r.Records[i]
-		r.Offered++
-		switch rec.Outcome {
-		case Accepted:
-			r.Accepted++
-			r.AcceptedBytes += int64(rec.Size)
-			lat = append(lat, rec.Latency())
-			sum += rec.Latency()
-		case Rejected:
-			r.Rejected++
-			r.RejectedByCode[strconv.Itoa(rec.Code)]++
-		case Failed:
-			r.Failed++
-			r.FailedByReason[rec.Reason]++
-		case Dropped:
-			r.ClientDropped++
-		case Unsent:
-			r.Unsent++
-		}
-	}
-	r.Throughput = roundTo(float64(r.Accepted)/sc.Duration.D().Seconds(), 3)
-	slices.Sort(lat)
-	if n := len(lat); n > 0 {
-		r.Latency = LatencySummary{
-			Mean: ms(sum / time.Duration(n)), P50: ms(quantile(lat, 0.5)), P95: ms(quantile(lat, 0.95)),
-			P99: ms(quantile(lat, 0.99)), P999: ms(quantile(lat, 0.999)), Max: ms(lat[n-1]),
-		}
-		for p := 1; p <= 99; p++ {
-			r.LatencyCDF = append(r.LatencyCDF, CDFPoint{P: float64(p) / 100, Ms: ms(quantile(lat, float64(p)/100))})
-		}
-		for _, q := range []float64{0.995, 0.999, 1} {
-			r.LatencyCDF = append(r.LatencyCDF, CDFPoint{P: q, Ms: ms(quantile(lat, q))})
-		}
-	}
-	r.TargetP99Ms = ms(sc.TargetP99.D())
-	r.TargetMet = sc.TargetP99 == 0 || (r.Accepted > 0 && r.Latency.P99 <= r.TargetP99Ms)
+	r.summarize(sc, nil)
 	r.Unavailability = unavailability(r.Records)
 	r.Timeline = timeline(r.Records, end)
 	r.Rebuild = realEpisodes(samples)

@@ -225,47 +225,8 @@ func (s *simulation) report() *Report {
 		rec.MaybeDeleted = maybeDel[rec.ID+".0"] && rec.ID != ""
 	}
 
-	var lat []time.Duration
-	var sum time.Duration
 	smtpBy := map[string]int{}
-	for i := range r.Records {
-		rec := &r.Records[i]
-		r.Offered++
-		switch rec.Outcome {
-		case Accepted:
-			r.Accepted++
-			r.AcceptedBytes += int64(rec.Size)
-			lat = append(lat, rec.Latency())
-			sum += rec.Latency()
-			smtpBy[rec.Node]++
-		case Rejected:
-			r.Rejected++
-			r.RejectedByCode[strconv.Itoa(rec.Code)]++
-		case Failed:
-			r.Failed++
-			r.FailedByReason[rec.Reason]++
-		case Dropped:
-			r.ClientDropped++
-		case Unsent:
-			r.Unsent++
-		}
-	}
-	r.Throughput = roundTo(float64(r.Accepted)/sc.Duration.D().Seconds(), 3)
-	slices.Sort(lat)
-	if n := len(lat); n > 0 {
-		r.Latency = LatencySummary{
-			Mean: ms(sum / time.Duration(n)), P50: ms(quantile(lat, 0.5)), P95: ms(quantile(lat, 0.95)),
-			P99: ms(quantile(lat, 0.99)), P999: ms(quantile(lat, 0.999)), Max: ms(lat[n-1]),
-		}
-		for p := 1; p <= 99; p++ {
-			r.LatencyCDF = append(r.LatencyCDF, CDFPoint{P: float64(p) / 100, Ms: ms(quantile(lat, float64(p)/100))})
-		}
-		for _, q := range []float64{0.995, 0.999, 1} {
-			r.LatencyCDF = append(r.LatencyCDF, CDFPoint{P: q, Ms: ms(quantile(lat, q))})
-		}
-	}
-	r.TargetP99Ms = ms(sc.TargetP99.D())
-	r.TargetMet = sc.TargetP99 == 0 || (r.Accepted > 0 && r.Latency.P99 <= r.TargetP99Ms)
+	r.summarize(sc, func(rec *Record) { smtpBy[rec.Node]++ })
 
 	s.checkLost(r)
 	s.nodeReports(r, smtpBy)
@@ -581,4 +542,52 @@ func (r *Report) StableJSON() ([]byte, error) {
 	c := *r
 	c.Wall = WallReport{}
 	return c.JSON()
+}
+
+// summarize counts r.Records by outcome and fills the throughput, latency
+// summary and CDF, and whether the scenario's p99 target was met.
+// onAccepted, if set, sees each accepted record.
+func (r *Report) summarize(sc Scenario, onAccepted func(*Record)) {
+	var lat []time.Duration
+	var sum time.Duration
+	for i := range r.Records {
+		rec := &r.Records[i]
+		r.Offered++
+		switch rec.Outcome {
+		case Accepted:
+			r.Accepted++
+			r.AcceptedBytes += int64(rec.Size)
+			lat = append(lat, rec.Latency())
+			sum += rec.Latency()
+			if onAccepted != nil {
+				onAccepted(rec)
+			}
+		case Rejected:
+			r.Rejected++
+			r.RejectedByCode[strconv.Itoa(rec.Code)]++
+		case Failed:
+			r.Failed++
+			r.FailedByReason[rec.Reason]++
+		case Dropped:
+			r.ClientDropped++
+		case Unsent:
+			r.Unsent++
+		}
+	}
+	r.Throughput = roundTo(float64(r.Accepted)/sc.Duration.D().Seconds(), 3)
+	slices.Sort(lat)
+	if n := len(lat); n > 0 {
+		r.Latency = LatencySummary{
+			Mean: ms(sum / time.Duration(n)), P50: ms(quantile(lat, 0.5)), P95: ms(quantile(lat, 0.95)),
+			P99: ms(quantile(lat, 0.99)), P999: ms(quantile(lat, 0.999)), Max: ms(lat[n-1]),
+		}
+		for p := 1; p <= 99; p++ {
+			r.LatencyCDF = append(r.LatencyCDF, CDFPoint{P: float64(p) / 100, Ms: ms(quantile(lat, float64(p)/100))})
+		}
+		for _, q := range []float64{0.995, 0.999, 1} {
+			r.LatencyCDF = append(r.LatencyCDF, CDFPoint{P: q, Ms: ms(quantile(lat, q))})
+		}
+	}
+	r.TargetP99Ms = ms(sc.TargetP99.D())
+	r.TargetMet = sc.TargetP99 == 0 || (r.Accepted > 0 && r.Latency.P99 <= r.TargetP99Ms)
 }

@@ -1,0 +1,96 @@
+package sim
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"mailarray/node/pop3"
+)
+
+// readTally is what the POP3 readers of a load generator (simulated or
+// real) have done, guarded by the generator's mutex.
+type readTally struct {
+	rstats   ReaderStats
+	deleted  map[string]bool // copy ids deleted by readers (QUIT +OK)
+	maybeDel map[string]bool // DELE sent but QUIT failed: in doubt
+}
+
+func newReadTally() readTally {
+	return readTally{
+		rstats:  ReaderStats{ErrorsBy: map[string]int{}},
+		deleted: map[string]bool{}, maybeDel: map[string]bool{},
+	}
+}
+
+// fail counts a reader error of kind; mu guards t.
+func (t *readTally) fail(mu *sync.Mutex, kind string) {
+	mu.Lock()
+	t.rstats.Errors++
+	t.rstats.ErrorsBy[kind]++
+	mu.Unlock()
+}
+
+// readSession logs in to box's mailbox over conn, retrieves and deletes
+// up to readMax messages and quits, counting in t (guarded by mu). It
+// closes conn.
+func (t *readTally) readSession(ctx context.Context, mu *sync.Mutex, conn net.Conn, timeout time.Duration, user, pass string, readMax int) {
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	c, err := pop3.NewClient(conn)
+	if err != nil {
+		conn.Close()
+		t.fail(mu, "greeting")
+		return
+	}
+	defer c.Close()
+	c.SetTimeout(timeout)
+	if err := c.Login(user, pass); err != nil {
+		if code := pop3.ErrorCode(err); code != "" {
+			t.fail(mu, "login "+code)
+		} else {
+			t.fail(mu, "login")
+		}
+		return
+	}
+	uids, err := c.Uidl()
+	if err != nil {
+		t.fail(mu, "uidl")
+		return
+	}
+	var dele []string
+	for _, u := range uids[:min(len(uids), readMax)] {
+		if _, err := c.Retr(u.Num); err != nil {
+			t.fail(mu, "retr")
+			break
+		}
+		mu.Lock()
+		t.rstats.Retrieved++
+		mu.Unlock()
+		if err := c.Dele(u.Num); err != nil {
+			t.fail(mu, "dele")
+			break
+		}
+		dele = append(dele, u.ID)
+	}
+	err = c.Quit()
+	mu.Lock()
+	defer mu.Unlock()
+	for _, id := range dele {
+		if err == nil {
+			t.deleted[id] = true
+			t.rstats.Deleted++
+		} else {
+			t.maybeDel[id] = true
+		}
+	}
+	if err != nil {
+		t.rstats.Errors++
+		t.rstats.ErrorsBy["quit"]++
+	}
+}
+
+// mailboxPassword is the password the scenarios give mailbox box.
+func mailboxPassword(box int) string { return "pw" + strconv.Itoa(box+1) }
