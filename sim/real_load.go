@@ -614,13 +614,14 @@ func (g *realGen) report(end time.Duration) *Report {
 	r.summarize(sc, nil)
 	r.Unavailability = unavailability(r.Records)
 	r.Timeline = timeline(r.Records, end)
-	r.Rebuild = realEpisodes(samples)
+	r.Rebuild = episodes(samples)
 	return r
 }
 
-// realEpisodes turns under-replication samples into episodes, as the
-// simulator's rebuildReport does.
-func realEpisodes(samples []sample) RebuildReport {
+// episodes turns under-replication samples into the episodes during
+// which some message had fewer than R copies (the simulator samples in
+// virtual time, the real load in wall time).
+func episodes(samples []sample) RebuildReport {
 	out := RebuildReport{Episodes: []Episode{}}
 	var open bool
 	var start time.Duration

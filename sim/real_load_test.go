@@ -24,9 +24,9 @@ func TestRealRandMatchesSim(t *testing.T) {
 
 // TestRealEpisodes: under-replication samples become episodes as in the
 // simulator's report.
-func TestRealEpisodes(t *testing.T) {
+func TestEpisodes(t *testing.T) {
 	s := func(ms int64, under int64) sample { return sample{at: realTestMs(ms), under: under} }
-	got := realEpisodes([]sample{s(0, 0), s(250, 3), s(500, 1), s(750, 0), s(1000, 2)})
+	got := episodes([]sample{s(0, 0), s(250, 3), s(500, 1), s(750, 0), s(1000, 2)})
 	assert.Len(t, got.Episodes, 2)
 	assert.Equal(t, Episode{StartS: 0.25, EndS: 0.75, Seconds: 0.5}, got.Episodes[0])
 	assert.Equal(t, Episode{StartS: 1, EndS: 1, Seconds: 0}, got.Episodes[1], "an episode open at the end closes at the last sample")

@@ -394,25 +394,8 @@ func (s *simulation) rebuildReport(r *Report) RebuildReport {
 	s.mu.Lock()
 	samples := slices.Clone(s.samples)
 	s.mu.Unlock()
-	var open bool
-	var start time.Duration
-	for _, sm := range samples {
-		switch {
-		case sm.under > 0 && !open:
-			open, start = true, sm.at
-		case sm.under == 0 && open:
-			open = false
-			out.Episodes = append(out.Episodes, Episode{StartS: roundTo(start.Seconds(), 3), EndS: roundTo(sm.at.Seconds(), 3), Seconds: roundTo((sm.at - start).Seconds(), 3)})
-		}
-	}
-	if open && len(samples) > 0 {
-		last := samples[len(samples)-1].at
-		out.Episodes = append(out.Episodes, Episode{StartS: roundTo(start.Seconds(), 3), EndS: roundTo(last.Seconds(), 3), Seconds: roundTo((last - start).Seconds(), 3)})
-	}
-	for _, e := range out.Episodes {
-		out.Seconds += e.Seconds
-	}
-	out.Seconds = roundTo(out.Seconds, 3)
+	ep := episodes(samples)
+	out.Episodes, out.Seconds = ep.Episodes, ep.Seconds
 	return out
 }
 
