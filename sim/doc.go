@@ -9,7 +9,7 @@
 //
 //   - Scenario (scenario.go) is a run described in YAML
 //     (scenarios/<name>.yaml): the nodes and their hardware, the link, R and
-//     W, the strategies, the load and the faults. /work/notes/sim-api.md
+//     W, the strategies, the load and the faults. docs/bench.md
 //     documents every key and every report field.
 //   - Run (run.go) executes a scenario inside testing/synctest: it starts
 //     the net's driver, the modeled membership and the nodes (listeners on

@@ -14,7 +14,7 @@ import (
 
 // Report is the outcome of a run. Its JSON (JSON) is a function of the
 // scenario, the seed and the code only, except the Wall section. Field
-// order is the JSON's; /work/notes/sim-api.md documents every field.
+// order is the JSON's; docs/bench.md ("The report") documents the fields.
 type Report struct {
 	Scenario       string   `json:"scenario"`
 	Seed           uint64   `json:"seed"`

@@ -19,7 +19,7 @@ import (
 // Scenario is one simulated run, read from scenarios/<name>.yaml: the
 // cluster (nodes and their hardware), the network, the load and the fault
 // schedule. Keys are snake_case with units last; durations are Go duration
-// strings. /work/notes/sim-api.md documents every key; Validate fills the
+// strings. docs/bench.md ("The scenario file") documents every key; Validate fills the
 // defaults and names the key at fault.
 type Scenario struct {
 	Name     string   `yaml:"name" json:"name"`

@@ -9,7 +9,7 @@ import (
 )
 
 // Report is a scenario report as the simulator writes it
-// (results/<name>.json, schema in /work/notes/sim-api.md), or as
+// (results/<name>.json, fields in docs/bench.md), or as
 // bench-real writes it (Mode "real"). Only the fields the renderer reads
 // are decoded; unknown fields are ignored so that the simulator may add
 // some.
