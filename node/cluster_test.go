@@ -58,7 +58,23 @@ func newTestCluster(t testing.TB, n, r, w int) *testCluster {
 			nd.Close()
 		}
 	})
+	c.waitRing()
 	return c
+}
+
+// waitRing waits until every node's mirroring table has every node in its
+// ring: membership reaches each node as an event, so a write right after
+// start could otherwise find too few nodes for its quorum.
+func (c *testCluster) waitRing() {
+	c.t.Helper()
+	require.Eventually(c.t, func() bool {
+		for _, nd := range c.nodes {
+			if len(nd.members.Table().Ring) != len(c.nodes) {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 5*time.Millisecond, "every node sees the whole ring")
 }
 
 func (c *testCluster) config(name string) Config {

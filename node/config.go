@@ -30,13 +30,15 @@ type Config struct {
 	// Advertise is the IP address DNS answers give for this node; default:
 	// the host of the first listener bound to a specific address.
 	Advertise string `yaml:"advertise"`
-	// Roles this node takes: smtp, pop3, dns, store. Default: all it has
+	// Roles this node takes: smtp, pop3, imap, dns, store. Default: all it has
 	// listeners for, plus store.
 	Roles []string `yaml:"roles"`
 
 	SMTPAddr   string   `yaml:"smtp"`
 	POP3Addr   string   `yaml:"pop3"`
 	POP3SAddr  string   `yaml:"pop3s"`
+	IMAPAddr   string   `yaml:"imap"`
+	IMAPSAddr  string   `yaml:"imaps"`
 	DNSAddr    string   `yaml:"dns"`
 	PeerAddr   string   `yaml:"peer"`
 	HTTPAddr   string   `yaml:"http"`
@@ -56,8 +58,12 @@ type Config struct {
 	// GossipProfile tunes failure detection: "lan" (default) or "local"
 	// (loopback and tests: faster detection).
 	GossipProfile string `yaml:"gossip-profile"`
+	// IngestToken, when set, must come as "Authorization: Bearer <token>"
+	// with every fax and voicemail upload (POST /v1/ingest/... on --http);
+	// when empty only loopback clients may upload. docs/access.md.
+	IngestToken string `yaml:"ingest-token"`
 
-	// TLSCert and TLSKey (PEM files) enable STARTTLS, STLS and POP3S.
+	// TLSCert and TLSKey (PEM files) enable STARTTLS, STLS, POP3S and IMAPS.
 	// They are re-read when the files change.
 	TLSCert string `yaml:"tls-cert"`
 	TLSKey  string `yaml:"tls-key"`
@@ -80,6 +86,7 @@ type Config struct {
 	POP3IdleTimeout      time.Duration `yaml:"pop3-idle-timeout"`
 	POP3MaxFailedLogins  int           `yaml:"pop3-max-failed-logins"`
 	POP3MaxSessions      int           `yaml:"pop3-max-sessions"`
+	IMAPMaxSessions      int           `yaml:"imap-max-sessions"`
 	// DNSTTL is the TTL of DNS answers.
 	DNSTTL time.Duration `yaml:"dns-ttl"`
 	// DNSStrategy orders the listeners in DNS answers: a DNS-level name of
@@ -211,6 +218,7 @@ func DefaultConfig() Config {
 		POP3IdleTimeout:      10 * time.Minute,
 		POP3MaxFailedLogins:  3,
 		POP3MaxSessions:      1000,
+		IMAPMaxSessions:      1000,
 	}
 }
 
@@ -220,7 +228,7 @@ var (
 )
 
 // KnownRoles lists the roles a node can take.
-var KnownRoles = []string{"smtp", "pop3", "dns", "store"}
+var KnownRoles = []string{"smtp", "pop3", "imap", "dns", "store"}
 
 // Validate fills derived defaults and returns an error naming the key at
 // fault.
@@ -251,7 +259,7 @@ func (c *Config) Validate() error {
 	if c.UsersFile == "" && len(c.Mailboxes) == 0 {
 		bad("users", "a users file (or inline mailboxes) is required")
 	}
-	for key, a := range map[string]string{"smtp": c.SMTPAddr, "pop3": c.POP3Addr, "pop3s": c.POP3SAddr, "dns": c.DNSAddr, "peer": c.PeerAddr, "http": c.HTTPAddr, "gossip": c.GossipAddr} {
+	for key, a := range map[string]string{"smtp": c.SMTPAddr, "pop3": c.POP3Addr, "pop3s": c.POP3SAddr, "imap": c.IMAPAddr, "imaps": c.IMAPSAddr, "dns": c.DNSAddr, "peer": c.PeerAddr, "http": c.HTTPAddr, "gossip": c.GossipAddr} {
 		if a == "" {
 			continue
 		}
@@ -280,6 +288,9 @@ func (c *Config) Validate() error {
 		if c.POP3Addr != "" || c.POP3SAddr != "" {
 			c.Roles = append(c.Roles, "pop3")
 		}
+		if c.IMAPAddr != "" || c.IMAPSAddr != "" {
+			c.Roles = append(c.Roles, "imap")
+		}
 		if c.DNSAddr != "" {
 			c.Roles = append(c.Roles, "dns")
 		}
@@ -299,6 +310,9 @@ func (c *Config) Validate() error {
 	if c.POP3SAddr != "" && c.TLSCert == "" {
 		bad("pop3s", "needs tls-cert and tls-key")
 	}
+	if c.IMAPSAddr != "" && c.TLSCert == "" {
+		bad("imaps", "needs tls-cert and tls-key")
+	}
 	if c.Replicas < 1 || c.Replicas > 16 {
 		bad("replicas", "%d must be 1..16", c.Replicas)
 	}
@@ -315,6 +329,12 @@ func (c *Config) Validate() error {
 		if v < 1 {
 			bad(key, "%d must be >= 1", v)
 		}
+	}
+	if c.IMAPMaxSessions == 0 { // a Config built without DefaultConfig
+		c.IMAPMaxSessions = DefaultConfig().IMAPMaxSessions
+	}
+	if c.IMAPMaxSessions < 1 {
+		bad("imap-max-sessions", "%d must be >= 1", c.IMAPMaxSessions)
 	}
 	if c.SMTPRatePerIP < 0 {
 		bad("smtp-rate-per-ip", "%d must be >= 0 (0: no limit)", c.SMTPRatePerIP)

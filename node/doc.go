@@ -1,6 +1,6 @@
 // Package node assembles one mailarray node from a Config and an Env: the
-// store and catalog replica, the mailbox directory, the SMTP, POP3, DNS,
-// peer and HTTP listeners, and the delivery and retrieval paths that tie
+// store and catalog replica, the mailbox directory, the SMTP, POP3, IMAP,
+// DNS, peer and HTTP listeners, and the delivery and retrieval paths that tie
 // them together. The same Node runs under `mailarray serve` (real sockets,
 // serf) and inside the simulator (SimNet, modeled membership); it reaches
 // the outside only through its Env.

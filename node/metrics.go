@@ -18,6 +18,7 @@ type metrics struct {
 	smtpLatency  prometheus.Histogram
 	storeLatency prometheus.Histogram
 	pop3Latency  *prometheus.HistogramVec
+	imapLatency  *prometheus.HistogramVec
 }
 
 func newMetrics(n *Node) *metrics {
@@ -42,8 +43,13 @@ func newMetrics(n *Node) *metrics {
 			Help:    "POP3 backend latency by operation (login, retr, commit).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}, []string{"op"}),
+		imapLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "mailarray_imap_seconds",
+			Help:    "IMAP backend latency by operation (login, select, fetch, store, expunge, assign: UID assignment).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}, []string{"op"}),
 	}
-	m.reg.MustRegister(m.smtpResults, m.smtpLatency, m.storeLatency, m.pop3Latency,
+	m.reg.MustRegister(m.smtpResults, m.smtpLatency, m.storeLatency, m.pop3Latency, m.imapLatency,
 		collectors.NewGoCollector(), (*nodeCollector)(n))
 	return m
 }

@@ -40,6 +40,8 @@ type Node struct {
 
 	smtp *smtp.Server
 	pop3 *pop3.Server
+	imap *imapService
+	uids uidAssigner
 	dns  *ddns.Server
 	peer *peerService
 	web  *http.Server
@@ -160,7 +162,7 @@ func (n *Node) Store() *store.Store { return n.store }
 func (n *Node) Directory() *directory.Directory { return n.dir }
 
 // Addr returns the bound address of a listener by its config key (smtp,
-// pop3, pop3s, dns, peer, http), or "" if it is not running.
+// pop3, pop3s, imap, imaps, dns, peer, http), or "" if it is not running.
 func (n *Node) Addr(key string) string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -187,6 +189,9 @@ func (n *Node) Start() (err error) {
 		return err
 	}
 	if err := n.startPOP3(); err != nil {
+		return err
+	}
+	if err := n.startIMAP(); err != nil {
 		return err
 	}
 	if err := n.startDNS(); err != nil {
@@ -397,7 +402,7 @@ func (n *Node) hostname() string {
 // advertise publishes the node's endpoints and roles in membership.
 func (n *Node) advertise() error {
 	tags := map[string]string{env.TagRoles: strings.Join(n.cfg.Roles, ","), env.TagWeight: strconv.Itoa(n.cfg.Weight)}
-	for key, tag := range map[string]string{"smtp": env.TagSMTP, "pop3": env.TagPOP3, "dns": env.TagDNS, "peer": env.TagPeer} {
+	for key, tag := range map[string]string{"smtp": env.TagSMTP, "pop3": env.TagPOP3, "imap": env.TagIMAP, "dns": env.TagDNS, "peer": env.TagPeer} {
 		if a := n.Addr(key); a != "" {
 			tags[tag] = n.advertisedAddr(a)
 		}
@@ -434,6 +439,10 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		if err := n.web.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http: %w", err))
 		}
+	}
+	if n.imap != nil {
+		// IMAP sessions are long-lived (IDLE): say BYE rather than wait.
+		n.imap.bye(ctx)
 	}
 	n.repl.flush(ctx)
 	// Leave waits for the goodbye to spread (serf: up to 5 s); never past
@@ -474,6 +483,9 @@ func (n *Node) Close() error {
 	}
 	if n.pop3 != nil {
 		n.pop3.Close()
+	}
+	if n.imap != nil {
+		n.imap.close()
 	}
 	if n.dns != nil {
 		n.dns.Close()

@@ -36,6 +36,8 @@ import (
 //	GET    /v1/buckets/{b}      the entries of one bucket
 //	POST   /v1/locks/{mailbox}  take a mailbox lock (owner, ttl_ms); 409 if held
 //	DELETE /v1/locks/{mailbox}  release it (owner)
+//	GET    /v1/uids/{mailbox}   highest IMAP UID and entries above since=N (imap_uid.go)
+//	POST   /v1/copy-batch       many copies in one answer (readbatch.go)
 //	GET    /v1/load             the node's load report (JSON)
 //	GET    /v1/mirror           the node's mirroring table (JSON)
 //	GET    /v1/status           the node's status (JSON)
@@ -133,6 +135,8 @@ func (p *peerService) handler() http.Handler {
 	mux.HandleFunc("GET /v1/buckets/{b}", p.handleGetBucket)
 	mux.HandleFunc("POST /v1/locks/{mailbox}", p.handlePostLock)
 	mux.HandleFunc("DELETE /v1/locks/{mailbox}", p.handleDeleteLock)
+	mux.HandleFunc("GET /v1/uids/{mailbox}", p.handleGetUIDs)
+	mux.HandleFunc("POST /v1/copy-batch", p.handleCopyBatch)
 	mux.HandleFunc("GET /v1/load", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, p.n.Load()) })
 	mux.HandleFunc("GET /v1/mirror", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, p.n.members.Table()) })
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, p.n.Status()) })

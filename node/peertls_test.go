@@ -65,6 +65,7 @@ func TestPeerAPIMutualTLS(t *testing.T) {
 		c.start(name)
 	}
 	c.mutate = nil
+	c.waitRing()
 	sent := deliverMany(t, c, 10)
 	c.waitConverged(10 * time.Second)
 	assertMailbox(t, c.nodes["n2"], sent)

@@ -71,9 +71,12 @@ type maildrop struct {
 	managers       []string // every manager that granted a lease, to release them all
 	entries        []catalog.Entry
 	byID           map[string]int
-	stop           chan struct{}
-	wg             sync.WaitGroup
-	once           sync.Once
+	// ahead holds copies read ahead from other nodes (readAhead), by id;
+	// the session is serial, so only Open uses it.
+	ahead map[string][]byte
+	stop  chan struct{}
+	wg    sync.WaitGroup
+	once  sync.Once
 }
 
 func (m *maildrop) renew() {
@@ -116,12 +119,56 @@ func (m *maildrop) Open(ctx context.Context, id string) (io.ReadCloser, error) {
 	if !ok {
 		return nil, fmt.Errorf("node: no message %s", id)
 	}
-	data, err := m.n.readMessage(ctx, &m.entries[i])
-	if err != nil {
-		return nil, err
+	data, ok := m.ahead[id]
+	delete(m.ahead, id)
+	if !ok && !m.entries[i].HasLocation(m.n.cfg.Name) {
+		data, ok = m.readAhead(ctx, i)
+	}
+	if !ok {
+		var err error
+		if data, err = m.n.readMessage(ctx, &m.entries[i]); err != nil {
+			return nil, err
+		}
 	}
 	m.n.env.ChargeCPU(len(data))
 	return io.NopCloser(bytes.NewReader(data)), nil
+}
+
+// popReadAhead bounds the messages one read-ahead fetches.
+const popReadAhead = 32
+
+// readAhead reads message i, which this node holds no copy of, together
+// with the next messages this node holds no copy of (clients RETR in
+// order), in batches per holder (readMessages), keeping the others in
+// m.ahead. It returns message i's bytes if the batch brought them.
+func (m *maildrop) readAhead(ctx context.Context, i int) ([]byte, bool) {
+	m.ahead = map[string][]byte{} // what the client skipped is dropped
+	var batch []catalog.Entry
+	size := int64(0)
+	for k := i; k < len(m.entries) && len(batch) < popReadAhead; k++ {
+		e := &m.entries[k]
+		if e.HasLocation(m.n.cfg.Name) {
+			continue
+		}
+		if len(batch) > 0 && size+e.Size > readAheadBytes {
+			break
+		}
+		batch = append(batch, *e)
+		size += e.Size
+	}
+	var first []byte
+	ok := false
+	for k, r := range m.n.readMessages(ctx, batch) {
+		if r.err != nil {
+			continue
+		}
+		if batch[k].ID == m.entries[i].ID {
+			first, ok = r.data, true
+		} else {
+			m.ahead[batch[k].ID] = r.data
+		}
+	}
+	return first, ok
 }
 
 func (m *maildrop) Commit(ctx context.Context, deleted []string) error {

@@ -209,6 +209,7 @@ func (n *Node) httpHandler() http.Handler {
 		}
 		writeJSON(w, es)
 	})
+	n.mountWeb(mux) // webmail and the fax/voicemail gateway (webmail.go)
 	return mux
 }
 

@@ -54,14 +54,16 @@ func loadConfig(args []string, stderr io.Writer) (node.Config, *slog.Logger, err
 	fs.StringVar(&c.SMTPAddr, "smtp", cfg.SMTPAddr, "SMTP listen address (empty disables)")
 	fs.StringVar(&c.POP3Addr, "pop3", cfg.POP3Addr, "POP3 listen address (empty disables)")
 	fs.StringVar(&c.POP3SAddr, "pop3s", "", "POP3 over implicit TLS listen address (needs --tls-cert)")
+	fs.StringVar(&c.IMAPAddr, "imap", cfg.IMAPAddr, "IMAP listen address (empty disables)")
+	fs.StringVar(&c.IMAPSAddr, "imaps", "", "IMAP over implicit TLS listen address (needs --tls-cert)")
 	fs.StringVar(&c.DNSAddr, "dns", cfg.DNSAddr, "DNS listen address, UDP and TCP (empty disables)")
 	fs.StringVar(&c.PeerAddr, "peer", "", "node-to-node API listen address")
-	fs.StringVar(&c.HTTPAddr, "http", cfg.HTTPAddr, "HTTP listen address: health, status (empty disables)")
+	fs.StringVar(&c.HTTPAddr, "http", cfg.HTTPAddr, "HTTP listen address: health, status, metrics, webmail, fax/voicemail ingest (empty disables)")
 	fs.StringVar(&c.GossipAddr, "gossip", "", "serf gossip address (empty: a lone node)")
 	fs.Var(&join, "join", "gossip address of a running member to join (repeatable)")
 	fs.StringVar(&c.Advertise, "advertise", "", "IP address DNS answers give for this node")
-	fs.Var(&roles, "roles", "roles: smtp,pop3,dns,store (default: by listeners, plus store)")
-	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for STARTTLS/STLS/POP3S (reloaded on change)")
+	fs.Var(&roles, "roles", "roles: smtp,pop3,imap,dns,store (default: by listeners, plus store)")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for STARTTLS/STLS/POP3S/IMAPS (reloaded on change)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key for --tls-cert")
 	fs.IntVar(&c.Replicas, "replicas", cfg.Replicas, "copies of each message (R)")
 	fs.IntVar(&c.WriteQuorum, "write-quorum", cfg.WriteQuorum, "copies durable before 250 (W)")
@@ -70,6 +72,7 @@ func loadConfig(args []string, stderr io.Writer) (node.Config, *slog.Logger, err
 	fs.StringVar(&c.PeerCert, "peer-cert", "", "this node's peer certificate (PEM), signed by --peer-ca")
 	fs.StringVar(&c.PeerCertKey, "peer-cert-key", "", "private key of --peer-cert (PEM)")
 	fs.StringVar(&c.GossipKey, "gossip-key", "", "base64 gossip encryption key (16, 24 or 32 bytes)")
+	fs.StringVar(&c.IngestToken, "ingest-token", "", "bearer token required for fax/voicemail uploads on --http (empty: loopback clients only)")
 	fs.StringVar(&c.GossipProfile, "gossip-profile", "lan", "failure detection profile: lan or local")
 	fs.Int64Var(&c.MaxMessageBytes, "max-message-bytes", cfg.MaxMessageBytes, "largest message accepted")
 	fs.IntVar(&c.MaxRecipients, "max-recipients", cfg.MaxRecipients, "recipients per SMTP transaction")
@@ -91,6 +94,7 @@ func loadConfig(args []string, stderr io.Writer) (node.Config, *slog.Logger, err
 	fs.DurationVar(&c.POP3IdleTimeout, "pop3-idle-timeout", cfg.POP3IdleTimeout, "POP3 autologout timer")
 	fs.IntVar(&c.POP3MaxFailedLogins, "pop3-max-failed-logins", cfg.POP3MaxFailedLogins, "failed POP3 logins before the session is closed")
 	fs.IntVar(&c.POP3MaxSessions, "pop3-max-sessions", cfg.POP3MaxSessions, "concurrent POP3 sessions")
+	fs.IntVar(&c.IMAPMaxSessions, "imap-max-sessions", cfg.IMAPMaxSessions, "concurrent IMAP sessions")
 	fs.StringVar(&c.DNSStrategy, "dns-strategy", cfg.DNSStrategy, "how DNS answers order the listeners: "+strategyNames(true))
 	fs.DurationVar(&c.DNSRotateEvery, "dns-rotate-every", cfg.DNSRotateEvery, "period of round-robin rotation in DNS answers (same answer on every node within one)")
 	fs.StringVar(&c.PlacementStrategy, "placement-strategy", cfg.PlacementStrategy, "how the receiving node chooses where copies go: "+strategyNames(false))
@@ -129,6 +133,8 @@ func loadConfig(args []string, stderr io.Writer) (node.Config, *slog.Logger, err
 	apply("smtp", func() { cfg.SMTPAddr = c.SMTPAddr })
 	apply("pop3", func() { cfg.POP3Addr = c.POP3Addr })
 	apply("pop3s", func() { cfg.POP3SAddr = c.POP3SAddr })
+	apply("imap", func() { cfg.IMAPAddr = c.IMAPAddr })
+	apply("imaps", func() { cfg.IMAPSAddr = c.IMAPSAddr })
 	apply("dns", func() { cfg.DNSAddr = c.DNSAddr })
 	apply("peer", func() { cfg.PeerAddr = c.PeerAddr })
 	apply("http", func() { cfg.HTTPAddr = c.HTTPAddr })
@@ -145,6 +151,7 @@ func loadConfig(args []string, stderr io.Writer) (node.Config, *slog.Logger, err
 	apply("peer-cert", func() { cfg.PeerCert = c.PeerCert })
 	apply("peer-cert-key", func() { cfg.PeerCertKey = c.PeerCertKey })
 	apply("gossip-key", func() { cfg.GossipKey = c.GossipKey })
+	apply("ingest-token", func() { cfg.IngestToken = c.IngestToken })
 	apply("gossip-profile", func() { cfg.GossipProfile = c.GossipProfile })
 	apply("max-message-bytes", func() { cfg.MaxMessageBytes = c.MaxMessageBytes })
 	apply("max-recipients", func() { cfg.MaxRecipients = c.MaxRecipients })
@@ -166,6 +173,7 @@ func loadConfig(args []string, stderr io.Writer) (node.Config, *slog.Logger, err
 	apply("pop3-idle-timeout", func() { cfg.POP3IdleTimeout = c.POP3IdleTimeout })
 	apply("pop3-max-failed-logins", func() { cfg.POP3MaxFailedLogins = c.POP3MaxFailedLogins })
 	apply("pop3-max-sessions", func() { cfg.POP3MaxSessions = c.POP3MaxSessions })
+	apply("imap-max-sessions", func() { cfg.IMAPMaxSessions = c.IMAPMaxSessions })
 	apply("dns-strategy", func() { cfg.DNSStrategy = c.DNSStrategy })
 	apply("dns-rotate-every", func() { cfg.DNSRotateEvery = c.DNSRotateEvery })
 	apply("placement-strategy", func() { cfg.PlacementStrategy = c.PlacementStrategy })
@@ -219,7 +227,7 @@ func advertiseIP(cfg node.Config) net.IP {
 	if cfg.Advertise != "" {
 		return net.ParseIP(cfg.Advertise)
 	}
-	for _, a := range []string{cfg.GossipAddr, cfg.SMTPAddr, cfg.PeerAddr, cfg.POP3Addr, cfg.DNSAddr} {
+	for _, a := range []string{cfg.GossipAddr, cfg.SMTPAddr, cfg.PeerAddr, cfg.POP3Addr, cfg.IMAPAddr, cfg.DNSAddr} {
 		if h, _, err := net.SplitHostPort(a); err == nil {
 			if ip := net.ParseIP(h); ip != nil && !ip.IsUnspecified() {
 				return ip

@@ -92,12 +92,20 @@ func (c *Catalog) Records(entries ...Entry) []store.Record {
 		e := entries[i]
 		enc := e.Encode(nil)
 		recs[i] = store.Record{ID: e.ID, Value: enc, Merge: func(old []byte) []byte {
-			if old != nil {
-				if cur, err := Decode(old); err == nil && !Wins(&e, &cur) {
-					return nil
-				}
+			if old == nil {
+				return enc
 			}
-			return enc
+			cur, err := Decode(old)
+			switch {
+			case err != nil:
+				return enc
+			case !Wins(&e, &cur):
+				return nil
+			case rank(&e, &cur) > 0 && e.UID >= cur.UID:
+				return enc
+			}
+			m := Merge(&cur, &e) // keeps the stored UID (see Merge)
+			return m.Encode(nil)
 		}}
 	}
 	return recs
@@ -135,14 +143,17 @@ func (c *Catalog) Apply(entries ...Entry) ([]Entry, error) {
 }
 
 // Installed merges entries that are already durable into memory and
-// returns those that changed it.
+// returns those that changed it, as merged (see Merge).
 func (c *Catalog) Installed(entries ...Entry) []Entry {
 	var changed []Entry
 	c.mu.Lock()
 	for i := range entries {
 		e := entries[i]
-		if cur, ok := c.entries[e.ID]; ok && !Wins(&e, cur) {
-			continue
+		if cur, ok := c.entries[e.ID]; ok {
+			if !Wins(&e, cur) {
+				continue
+			}
+			e = Merge(cur, &e)
 		}
 		e.Locations = slices.Clone(e.Locations)
 		e.Flags = slices.Clone(e.Flags)
@@ -320,7 +331,7 @@ func (c *Catalog) Collect(cutoff uint64, limit int) (int, error) {
 	var ids []string
 	c.mu.RLock()
 	for id, e := range c.entries {
-		if e.State == Deleted && e.Version < cutoff {
+		if e.State == Deleted && e.Version < cutoff && !c.holdsMaxUIDLocked(e) {
 			ids = append(ids, id)
 			if len(ids) >= limit {
 				break
@@ -347,6 +358,16 @@ func (c *Catalog) Collect(cutoff uint64, limit int) (int, error) {
 	return len(ids), nil
 }
 
+// holdsMaxUIDLocked reports whether e carries its mailbox's highest UID.
+// Collect keeps such a tombstone: it is what remembers the mailbox's
+// highest UID across a restart (MaxUID is rebuilt from the entries), and
+// forgetting it would let a later assignment hand the same UID to another
+// message (IMAP forbids reuse within a UIDVALIDITY, RFC 9051 section 2.3.1.1).
+func (c *Catalog) holdsMaxUIDLocked(e *Entry) bool {
+	mi := c.byMailbox[e.Mailbox]
+	return e.UID != 0 && mi != nil && e.UID >= mi.maxUID
+}
+
 func bucketOf(id string) int {
 	// FNV-1a: cheap and stable; ids are not adversarial to the cluster.
 	h := uint32(2166136261)
@@ -371,6 +392,16 @@ func entryHash(e *Entry) uint64 {
 	for _, l := range e.Locations {
 		h.Write([]byte(l))
 		h.Write([]byte{0})
+	}
+	// The UID merges apart from the version (see Merge), so two replicas
+	// may hold one version with different UIDs until they exchange it:
+	// the digest must tell them apart. Entries without a UID hash as
+	// before.
+	if e.UID != 0 {
+		var u [5]byte
+		u[0] = 0xff
+		binary.LittleEndian.PutUint32(u[1:], e.UID)
+		h.Write(u[:])
 	}
 	var sum [32]byte
 	return binary.LittleEndian.Uint64(h.Sum(sum[:0]))

@@ -152,3 +152,114 @@ func FuzzDecode(f *testing.F) {
 		assert.Equal(t, e.ID, again.ID)
 	})
 }
+
+func TestMergeKeepsAssignedUID(t *testing.T) {
+	// An IMAP node assigns UID 5 (version 3); other writers make newer
+	// versions from replicas that had not seen it (UID 0): a flag change,
+	// a rebuild that moved a copy. Every order of arrival, repeated, ends
+	// in the newest version with UID 5, on disk as in memory, with one
+	// digest.
+	withUID := func(e Entry, uid uint32, flags ...string) Entry { e.UID, e.Flags = uid, flags; return e }
+	versions := []Entry{
+		entry("m", 1, Pending, "n1", "n2"),
+		entry("m", 2, Committed, "n1", "n2"),
+		withUID(entry("m", 3, Committed, "n1", "n2"), 5),
+		withUID(entry("m", 4, Committed, "n1", "n2"), 0, `\Seen`),
+		entry("m", 6, Committed, "n2", "n3"),
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	var digest string
+	for trial := 0; trial < 30; trial++ {
+		path := filepath.Join(t.TempDir(), "c.db")
+		c, st := openCatalog(t, path)
+		perm := r.Perm(len(versions))
+		for _, i := range perm {
+			_, err := c.Apply(versions[i])
+			require.NoError(t, err)
+			_, err = c.Apply(versions[i])
+			require.NoError(t, err)
+		}
+		got, ok := c.Get("m")
+		require.True(t, ok)
+		assert.Equal(t, uint64(6), got.Version, "order %v: the newest version wins", perm)
+		assert.Equal(t, []string{"n2", "n3"}, got.Locations, "order %v", perm)
+		assert.Equal(t, uint32(5), got.UID, "order %v: the assigned UID sticks", perm)
+		assert.Equal(t, uint32(5), c.MaxUID("a@x.test"), "order %v", perm)
+		if digest == "" {
+			digest = c.Digest()
+		}
+		assert.Equal(t, digest, c.Digest(), "order %v: one digest whatever the order", perm)
+		st.Close()
+		c2, st2 := openCatalog(t, path)
+		got2, _ := c2.Get("m")
+		assert.Equal(t, got, got2, "order %v: the store merged like memory", perm)
+		assert.Equal(t, digest, c2.Digest())
+		st2.Close()
+	}
+}
+
+func TestMergeUIDIsAJoin(t *testing.T) {
+	// Merge is commutative, associative and idempotent, including two
+	// versions that differ only in their UIDs (equal rank) and a higher
+	// UID replacing a lower one (duplicate repair).
+	mk := func(v uint64, s State, uid uint32, locs ...string) Entry {
+		e := entry("m", v, s, locs...)
+		e.UID = uid
+		return e
+	}
+	vs := []Entry{
+		mk(2, Committed, 0, "n1"), mk(2, Committed, 7, "n1"), mk(3, Committed, 4, "n2"),
+		mk(3, Committed, 0, "n3"), mk(5, Deleted, 0, "n1"), mk(4, Pending, 9, "n1"),
+	}
+	for _, a := range vs {
+		for _, b := range vs {
+			ab, ba := Merge(&a, &b), Merge(&b, &a)
+			assert.Equal(t, ab, ba, "commutative: %v %v", a, b)
+			aa := Merge(&a, &a)
+			assert.Equal(t, a, aa, "idempotent")
+			for _, c := range vs {
+				x, y := Merge(&ab, &c), Merge(&b, &c)
+				y = Merge(&a, &y)
+				assert.Equal(t, x, y, "associative: %v %v %v", a, b, c)
+			}
+		}
+	}
+	a, b := mk(3, Committed, 0, "n1"), mk(3, Committed, 8, "n1")
+	assert.True(t, Wins(&b, &a), "a higher UID alone changes the replica")
+	assert.False(t, Wins(&a, &b), "a missing UID does not")
+	assert.Equal(t, uint32(8), Merge(&a, &b).UID)
+}
+
+func TestDigestSeesUIDs(t *testing.T) {
+	dir := t.TempDir()
+	a, _ := openCatalog(t, filepath.Join(dir, "a.db"))
+	b, _ := openCatalog(t, filepath.Join(dir, "b.db"))
+	e := entry("m", 2, Committed, "n1")
+	_, err := a.Apply(e)
+	require.NoError(t, err)
+	e.UID = 3
+	_, err = b.Apply(e)
+	require.NoError(t, err)
+	assert.NotEqual(t, a.Digest(), b.Digest(), "one version with and without its UID: anti-entropy must exchange it")
+	changed, err := a.Apply(e)
+	require.NoError(t, err)
+	assert.Len(t, changed, 1, "the UID alone is a change")
+	assert.Equal(t, a.Digest(), b.Digest())
+}
+
+func TestCollectKeepsHighestUIDTombstone(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.db")
+	c, st := openCatalog(t, path)
+	low, high := entry("low", 10, Deleted), entry("high", 11, Deleted)
+	low.UID, high.UID = 1, 2
+	_, err := c.Apply(low, high, entry("live", 5, Committed))
+	require.NoError(t, err)
+	n, err := c.Collect(100, 10)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n, "only the tombstone below the mailbox's highest UID goes")
+	_, ok := c.Get("high")
+	assert.True(t, ok, "the tombstone holding the highest UID stays")
+	st.Close()
+	c2, _ := openCatalog(t, path)
+	assert.Equal(t, uint32(2), c2.MaxUID("a@x.test"), "the highest UID survives a restart")
+}

@@ -9,6 +9,9 @@
 // committed beats pending, then a byte-wise tie break) wins, whatever order
 // the versions arrive in and however often. Versions come from a hybrid
 // logical clock, so a node's later change outranks what it has seen.
+// The IMAP UID is the exception: it merges as the maximum of the two
+// versions' UIDs, so an assigned UID survives newer versions written by
+// replicas that had not seen it (see Merge).
 // Entries start Pending when their copies are written and become Committed
 // once W copies are durable; a failed write turns them Deleted. Listing
 // shows only committed, live entries, so a transaction that failed never

@@ -58,7 +58,9 @@ func (e *Entry) Live() bool { return e.State == Committed }
 // HasLocation reports whether node holds a copy according to the entry.
 func (e *Entry) HasLocation(node string) bool { return slices.Contains(e.Locations, node) }
 
-// rank orders two versions of one entry; the greater wins the merge.
+// rank orders two versions of one entry; the greater wins the merge. The
+// UID takes no part: it merges on its own (see Merge), and two versions
+// that differ only in their UIDs rank equal.
 func rank(a, b *Entry) int {
 	ad, bd := a.State == Deleted, b.State == Deleted
 	if ad != bd {
@@ -80,19 +82,52 @@ func rank(a, b *Entry) int {
 	}
 	// Equal version and state from two writers is rare (clocks include the
 	// node's counter), but the merge must still be a total order.
-	return bytes.Compare(a.Encode(nil), b.Encode(nil))
+	return bytes.Compare(a.encodeRanked(), b.encodeRanked())
 }
 
-// sameContent reports whether a and b encode identically (State and
-// Version compared by the caller).
+// encodeRanked is the encoding rank breaks ties with: the UID left out.
+func (e *Entry) encodeRanked() []byte {
+	c := *e
+	c.UID = 0
+	return c.Encode(nil)
+}
+
+// sameContent reports whether a and b encode identically but for their
+// UIDs (State and Version compared by the caller).
 func sameContent(a, b *Entry) bool {
 	return a.ID == b.ID && a.Mailbox == b.Mailbox && a.Size == b.Size && a.Received == b.Received &&
-		a.Sum == b.Sum && a.UID == b.UID && slices.Equal(a.Locations, b.Locations) &&
+		a.Sum == b.Sum && slices.Equal(a.Locations, b.Locations) &&
 		slices.Equal(a.Flags, b.Flags) && slices.Equal(a.Trace, b.Trace)
 }
 
-// Wins reports whether a should replace b.
-func Wins(a, b *Entry) bool { return rank(a, b) > 0 }
+// Wins reports whether merging a into b changes b: a outranks it, or a
+// carries a higher UID (see Merge).
+func Wins(a, b *Entry) bool { return rank(a, b) > 0 || a.UID > b.UID }
+
+// Merge returns the entry a replica holds after merging versions a and b
+// of one entry: every field of the version that ranks higher, and the
+// higher of the two UIDs.
+//
+// UIDs are sticky. They are assigned lazily by an IMAP node (node/imap.go)
+// as a new version of a committed entry, while other writers (a commit
+// resolved from a copy, a rebuild moving a copy, a flag change made on a
+// replica that has not yet seen the assignment) make newer versions that
+// still carry UID 0. Were the UID simply part of the winning version,
+// those writers would erase it and the message would get another UID
+// later. Taking the maximum keeps it, and keeps the merge a join: the
+// winning version's fields are a maximum under rank (a total order that
+// ignores the UID) and the UID is a maximum of numbers, so any order and
+// any repetition of merges ends in the same entry, and the replicas'
+// digests (which hash the UID) converge. A UID can still be replaced on
+// purpose by a higher one (duplicate repair, see node/imap.go).
+func Merge(a, b *Entry) Entry {
+	out := *a
+	if rank(b, a) > 0 {
+		out = *b
+	}
+	out.UID = max(a.UID, b.UID)
+	return out
+}
 
 const encodingVersion = 1
 

@@ -1,0 +1,149 @@
+package web
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"sync"
+	"time"
+)
+
+// session is one logged-in browser.
+type session struct {
+	mailbox  string
+	created  time.Time
+	lastSeen time.Time
+}
+
+// sessions maps session tokens to sessions, in memory: a node that
+// restarts logs its users out, and a user is logged in on the node that
+// served the login (the page keeps talking to that node). Tokens are
+// stored as SHA-256 digests, so the table never holds a usable cookie.
+// Safe for concurrent use.
+type sessions struct {
+	idle, maxAge time.Duration
+	max          int
+
+	mu   sync.Mutex
+	byID map[[sha256.Size]byte]*session
+}
+
+func newSessions(idle, maxAge time.Duration, max int) *sessions {
+	return &sessions{idle: idle, maxAge: maxAge, max: max, byID: map[[sha256.Size]byte]*session{}}
+}
+
+// create starts a session for mailbox and returns its token, or "" when
+// the table is full of live sessions.
+func (s *sessions) create(mailbox string, now time.Time) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.byID) >= s.max {
+		s.sweepLocked(now)
+		if len(s.byID) >= s.max {
+			return ""
+		}
+	}
+	token := rand.Text() // 26 base32 characters, 130 random bits
+	s.byID[sha256.Sum256([]byte(token))] = &session{mailbox: mailbox, created: now, lastSeen: now}
+	return token
+}
+
+// get returns the live session of token and extends its idle time.
+func (s *sessions) get(token string, now time.Time) (session, bool) {
+	if token == "" {
+		return session{}, false
+	}
+	k := sha256.Sum256([]byte(token))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss, ok := s.byID[k]
+	if !ok {
+		return session{}, false
+	}
+	if s.expired(ss, now) {
+		delete(s.byID, k)
+		return session{}, false
+	}
+	ss.lastSeen = now
+	return *ss, true
+}
+
+func (s *sessions) remove(token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.byID, sha256.Sum256([]byte(token)))
+}
+
+func (s *sessions) expired(ss *session, now time.Time) bool {
+	return now.Sub(ss.lastSeen) >= s.idle || now.Sub(ss.created) >= s.maxAge
+}
+
+// sweepLocked drops expired sessions: O(sessions), run only when the
+// table is full.
+func (s *sessions) sweepLocked(now time.Time) {
+	for k, ss := range s.byID {
+		if s.expired(ss, now) {
+			delete(s.byID, k)
+		}
+	}
+}
+
+func (s *sessions) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.byID)
+}
+
+// throttle counts failed logins per key (a client address, a mailbox) in
+// fixed windows. Safe for concurrent use.
+type throttle struct {
+	window time.Duration
+	max    int // failures per window
+	keys   int // bound on keys tracked
+
+	mu     sync.Mutex
+	counts map[string]window
+}
+
+type window struct {
+	start    time.Time
+	failures int
+}
+
+func newThrottle(win time.Duration, max, keys int) *throttle {
+	return &throttle{window: win, max: max, keys: keys, counts: map[string]window{}}
+}
+
+// blocked reports whether key used up its failures, and when it may try again.
+func (t *throttle) blocked(key string, now time.Time) (bool, time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	w, ok := t.counts[key]
+	if !ok || now.Sub(w.start) >= t.window {
+		return false, 0
+	}
+	return w.failures >= t.max, t.window - now.Sub(w.start)
+}
+
+// fail records a failure of key.
+func (t *throttle) fail(key string, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	w, ok := t.counts[key]
+	if !ok || now.Sub(w.start) >= t.window {
+		if len(t.counts) >= t.keys {
+			for k, w := range t.counts {
+				if now.Sub(w.start) >= t.window {
+					delete(t.counts, k)
+				}
+			}
+			if len(t.counts) >= t.keys {
+				// Full of live keys (an attack from many addresses): start
+				// over rather than grow; the login delay still applies.
+				clear(t.counts)
+			}
+		}
+		w = window{start: now}
+	}
+	w.failures++
+	t.counts[key] = w
+}
