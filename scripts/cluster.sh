@@ -10,6 +10,7 @@
 #
 #   CLUSTER_SMTP_PORT   2525    CLUSTER_POP3_PORT   1110
 #   CLUSTER_DNS_PORT    5353    CLUSTER_HTTP_PORT   8080
+#   CLUSTER_IMAP_PORT   1143
 #   CLUSTER_PEER_PORT   7000    CLUSTER_GOSSIP_PORT 7946
 #   CLUSTER_DIR         <repo>/tmp/cluster   (users file, data, logs)
 #   CLUSTER_KEEP        unset: start from empty data dirs; 1: keep old mail
@@ -30,6 +31,7 @@ nodes=3
 domain=example.com
 smtp_base=${CLUSTER_SMTP_PORT:-2525}
 pop3_base=${CLUSTER_POP3_PORT:-1110}
+imap_base=${CLUSTER_IMAP_PORT:-1143}
 dns_base=${CLUSTER_DNS_PORT:-5353}
 http_base=${CLUSTER_HTTP_PORT:-8080}
 peer_base=${CLUSTER_PEER_PORT:-7000}
@@ -41,10 +43,10 @@ die() {
 	exit 1
 }
 
-for v in smtp_base pop3_base dns_base http_base peer_base gossip_base ready_secs; do
+for v in smtp_base pop3_base imap_base dns_base http_base peer_base gossip_base ready_secs; do
 	[[ ${!v} =~ ^[0-9]+$ ]] || die "$v: '${!v}' is not a number"
 done
-for v in smtp_base pop3_base dns_base http_base peer_base gossip_base; do
+for v in smtp_base pop3_base imap_base dns_base http_base peer_base gossip_base; do
 	((${!v} >= 1 && ${!v} + nodes - 1 <= 65535)) || die "$v: ${!v} is out of range"
 done
 [[ -x $bin ]] || die "$bin not found or not executable (run make build, or set MAILARRAY)"
@@ -139,6 +141,7 @@ for i in $(seq 1 $nodes); do
 		--users "$users"
 		--smtp "$host:$(port "$smtp_base" "$i")"
 		--pop3 "$host:$(port "$pop3_base" "$i")"
+		--imap "$host:$(port "$imap_base" "$i")"
 		--dns "$host:$(port "$dns_base" "$i")"
 		--http "$host:$(port "$http_base" "$i")"
 		--peer "$host:$(port "$peer_base" "$i")"
@@ -188,11 +191,11 @@ cat <<EOF
 
 cluster: $nodes nodes ready, R=2 W=2, domain $domain, mailboxes alice@$domain and bob@$domain (password: secret)
 
-  node  pid       smtp   pop3   dns    http   peer   gossip
+  node  pid       smtp   pop3   imap   dns    http   peer   gossip
 EOF
 for i in $(seq 1 $nodes); do
-	printf '  n%-3d  %-8s  %-5s  %-5s  %-5s  %-5s  %-5s  %s\n' "$i" "${pids[$((i - 1))]}" \
-		"$(p "$smtp_base" "$i")" "$(p "$pop3_base" "$i")" "$(p "$dns_base" "$i")" \
+	printf '  n%-3d  %-8s  %-5s  %-5s  %-5s  %-5s  %-5s  %-5s  %s\n' "$i" "${pids[$((i - 1))]}" \
+		"$(p "$smtp_base" "$i")" "$(p "$pop3_base" "$i")" "$(p "$imap_base" "$i")" "$(p "$dns_base" "$i")" \
 		"$(p "$http_base" "$i")" "$(p "$peer_base" "$i")" "$(p "$gossip_base" "$i")"
 done
 cat <<EOF
@@ -210,6 +213,13 @@ Try it (copy and paste):
   # read through node 3: list, then fetch message 1
   curl -sS pop3://$host:$(p "$pop3_base" 3)/ -u alice@$domain:secret
   curl -sS pop3://$host:$(p "$pop3_base" 3)/1 -u alice@$domain:secret
+
+  # the same mailbox over IMAP on node 1, and in a browser (webmail)
+  curl -sS 'imap://$host:$(p "$imap_base" 1)/INBOX;UID=1' -u alice@$domain:secret
+  open http://$host:$(p "$http_base" 1)/
+
+  # a fax (TIFF) for alice through node 2's gateway (loopback needs no token)
+  curl -sS --data-binary @page.tif -H 'Content-Type: image/tiff' 'http://$host:$(p "$http_base" 2)/v1/ingest/fax?to=alice@$domain&from=%2B15550100'
 
   # members, mirroring table, replication and rebuild progress
   $bin status --addr $host:$(p "$http_base" 1)

@@ -220,7 +220,7 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, k *Kind) (*Resu
 	}
 	sum, err := k.Inspect(doc)
 	if err != nil {
-		return nil, fail(http.StatusUnsupportedMediaType, "not a %s document: %v", k.ContentType, strings.TrimPrefix(err.Error(), ErrFormat.Error()+": "))
+		return nil, fail(http.StatusUnsupportedMediaType, "not a valid %s document: %v", k.ContentType, strings.TrimPrefix(err.Error(), ErrFormat.Error()+": "))
 	}
 	id := g.b.NewID()
 	remote := remoteAddr(r)

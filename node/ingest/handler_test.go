@@ -196,7 +196,7 @@ func TestGatewayAnswers(t *testing.T) {
 	}{
 		{name: "fax", path: "/v1/ingest/fax?to=alice@example.com&from=%2B1%20555%200100", body: fax, code: 201},
 		{name: "voice", path: "/v1/ingest/voice?to=Alice@Example.com", body: wav, code: 201},
-		{name: "wav as fax", path: "/v1/ingest/fax?to=alice@example.com", body: wav, code: 415, errText: "not a image/tiff document: no TIFF magic"},
+		{name: "wav as fax", path: "/v1/ingest/fax?to=alice@example.com", body: wav, code: 415, errText: "not a valid image/tiff document: no TIFF magic"},
 		{name: "tiff as voice", path: "/v1/ingest/voice?to=alice@example.com", body: fax, code: 415, errText: "no WAV magic"},
 		{name: "empty", path: "/v1/ingest/voice?to=alice@example.com", body: nil, code: 415, errText: "too short"},
 		{name: "no to", path: "/v1/ingest/fax", body: fax, code: 400, errText: "to: missing"},
