@@ -62,6 +62,11 @@ type Config struct {
 	// with every fax and voicemail upload (POST /v1/ingest/... on --http);
 	// when empty only loopback clients may upload. docs/access.md.
 	IngestToken string `yaml:"ingest-token"`
+	// AdminToken, when set, must come as "Authorization: Bearer <token>"
+	// with every operator request on --http (/v1/status, /metrics,
+	// /v1/rebalance, /v1/quarantine, /v1/trace); /healthz and /readyz stay
+	// open. The mailarray commands send $MAILARRAY_ADMIN_TOKEN.
+	AdminToken string `yaml:"admin-token"`
 
 	// TLSCert and TLSKey (PEM files) enable STARTTLS, STLS, POP3S and IMAPS.
 	// They are re-read when the files change.

@@ -2,11 +2,13 @@ package node
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"mailarray/node/catalog"
@@ -180,28 +182,30 @@ func (n *Node) httpHandler() http.Handler {
 		}
 		w.Write([]byte("ready\n"))
 	})
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.Status()) })
-	mux.Handle("GET /metrics", n.metrics.handler())
-	// Operator endpoints: bind --http to an address only operators reach.
-	mux.HandleFunc("POST /v1/rebalance", func(w http.ResponseWriter, r *http.Request) {
+	// Operator endpoints: bind --http to an address only operators reach,
+	// or set admin-token (docs/access.md).
+	admin := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, n.adminOnly(h)) }
+	admin("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.Status()) })
+	admin("GET /metrics", n.metrics.handler().ServeHTTP)
+	admin("POST /v1/rebalance", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, n.RebalanceAll(r.Context()))
 	})
-	mux.HandleFunc("GET /v1/quarantine", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.Quarantined()) })
-	mux.HandleFunc("POST /v1/quarantine/{id}/release", func(w http.ResponseWriter, r *http.Request) {
+	admin("GET /v1/quarantine", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.Quarantined()) })
+	admin("POST /v1/quarantine/{id}/release", func(w http.ResponseWriter, r *http.Request) {
 		if err := n.Release(r.Context(), r.PathValue("id")); err != nil {
 			httpError(w, err)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
-	mux.HandleFunc("DELETE /v1/quarantine/{id}", func(w http.ResponseWriter, r *http.Request) {
+	admin("DELETE /v1/quarantine/{id}", func(w http.ResponseWriter, r *http.Request) {
 		if err := n.DeleteQuarantined(r.Context(), r.PathValue("id")); err != nil {
 			httpError(w, err)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
-	mux.HandleFunc("GET /v1/trace/{id}", func(w http.ResponseWriter, r *http.Request) {
+	admin("GET /v1/trace/{id}", func(w http.ResponseWriter, r *http.Request) {
 		es := n.Trace(r.PathValue("id"))
 		if len(es) == 0 {
 			http.Error(w, "no such message", http.StatusNotFound)
@@ -211,6 +215,25 @@ func (n *Node) httpHandler() http.Handler {
 	})
 	n.mountWeb(mux) // webmail and the fax/voicemail gateway (webmail.go)
 	return mux
+}
+
+// adminOnly lets a request through to h only with the admin token, when
+// one is configured; a refusal is logged with the client's address.
+func (n *Node) adminOnly(h http.Handler) http.Handler {
+	want := n.cfg.AdminToken
+	if want == "" {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+			n.log.Warn("http: operator request without the admin token", "path", r.URL.Path, "remote", r.RemoteAddr)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="mailarray"`)
+			http.Error(w, "admin token required (Authorization: Bearer; mailarray commands send $MAILARRAY_ADMIN_TOKEN)", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // CatalogDigests asks every live member for its catalog digest.

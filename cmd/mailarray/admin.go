@@ -72,6 +72,7 @@ func fetchStatus(ctx context.Context, addr, key string) (node.Status, error) {
 	if key != "" {
 		req.Header.Set("X-Mailarray-Key", key)
 	}
+	setAdminToken(req)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return st, err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -128,4 +129,61 @@ func TestStatusCommand(t *testing.T) {
 	_, errOut, code = runCommand(t, "", "status", "--addr", "127.0.0.1:1")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, "mailarray: status:")
+}
+
+// TestAdminToken: with --admin-token the operator endpoints want the
+// token, the health checks do not, and the commands send it from
+// $MAILARRAY_ADMIN_TOKEN.
+func TestAdminToken(t *testing.T) {
+	const token = "op-s3cret"
+	t.Setenv(adminTokenEnv, token) // startNode reads the status with it
+	dir := t.TempDir()
+	users := writeUsers(t, dir, clusterUsers...)
+	p := startNode(t, nodeOpts{name: "adm1", dir: dir, users: users, extra: []string{"--admin-token", token}})
+
+	call := func(method, path, auth string) int {
+		req, err := http.NewRequest(method, "http://"+p.http+path, nil)
+		require.NoError(t, err)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := httpClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, ep := range [][2]string{{"GET", "/v1/status"}, {"GET", "/metrics"}, {"GET", "/v1/quarantine"}, {"POST", "/v1/rebalance"}, {"GET", "/v1/trace/x"}, {"DELETE", "/v1/quarantine/x"}} {
+		assert.Equal(t, http.StatusUnauthorized, call(ep[0], ep[1], ""), "%s %s without a token", ep[0], ep[1])
+		assert.Equal(t, http.StatusUnauthorized, call(ep[0], ep[1], "Bearer wrong"), "%s %s with a wrong token", ep[0], ep[1])
+	}
+	assert.Equal(t, http.StatusOK, call("GET", "/v1/status", "Bearer "+token))
+	assert.Equal(t, http.StatusOK, call("GET", "/metrics", "Bearer "+token))
+	assert.Equal(t, http.StatusNotFound, call("GET", "/v1/trace/x", "Bearer "+token), "past the token: no such message")
+	assert.Equal(t, http.StatusOK, call("GET", "/healthz", ""), "health checks stay open")
+	assert.Equal(t, http.StatusOK, call("GET", "/", ""), "webmail is the users' page, not an operator endpoint")
+
+	out, errOut, code := runCommand(t, "", "status", "--addr", p.http)
+	require.Equal(t, 0, code, "stderr: %s", errOut)
+	assert.Contains(t, out, "node adm1 ")
+	_, errOut, code = runCommand(t, "", "quarantine", "list", "--addr", p.http)
+	assert.Equal(t, 0, code, "stderr: %s", errOut)
+
+	t.Setenv(adminTokenEnv, "")
+	_, errOut, code = runCommand(t, "", "status", "--addr", p.http)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "401")
+	assert.Contains(t, errOut, "MAILARRAY_ADMIN_TOKEN", "the refusal says how to send the token")
+	assert.Contains(t, p.log(), "operator request without the admin token", "refusals are logged")
+}
+
+// TestExampleConfigLoads: deploy/mailarray.example.yaml, which operators
+// copy, has only known keys and valid values, and every key reaches the
+// node's configuration.
+func TestExampleConfigLoads(t *testing.T) {
+	var stderr strings.Builder
+	cfg, _, err := loadConfig([]string{"--config", "../../deploy/mailarray.example.yaml"}, &stderr)
+	require.NoError(t, err, "stderr: %s", stderr.String())
+	assert.Equal(t, "change-me-too", cfg.IngestToken)
+	assert.Equal(t, "change-me-three", cfg.AdminToken)
+	assert.NotEmpty(t, cfg.IMAPAddr)
 }

@@ -253,7 +253,12 @@ var httpClient = &http.Client{Timeout: 3 * time.Second}
 
 // get fetches path from the node's --http listener.
 func (p *proc) get(path string) (int, []byte, error) {
-	resp, err := httpClient.Get("http://" + p.http + path)
+	req, err := http.NewRequest(http.MethodGet, "http://"+p.http+path, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	setAdminToken(req) // $MAILARRAY_ADMIN_TOKEN, as the commands do
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}

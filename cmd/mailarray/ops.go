@@ -54,6 +54,16 @@ func spam(args []string) error {
 	return fmt.Errorf("spam: unknown verb %q (add, del, list)", verb)
 }
 
+// adminTokenEnv names the variable the operator commands take the
+// node's admin token from (serve --admin-token), kept out of argv.
+const adminTokenEnv = "MAILARRAY_ADMIN_TOKEN"
+
+func setAdminToken(req *http.Request) {
+	if tok := os.Getenv(adminTokenEnv); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+}
+
 func httpDo(method, addr, path string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -61,6 +71,7 @@ func httpDo(method, addr, path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	setAdminToken(req)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, err
