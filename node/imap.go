@@ -86,6 +86,11 @@ type imapService struct {
 	sessions map[*imapSession]struct{}
 	closed   bool
 	wg       sync.WaitGroup // one per session, done at its Close
+	byes     sync.WaitGroup // bye's writers, ended by close at the latest
+
+	// logins counts failed logins per remote address across connections
+	// (imap_throttle.go).
+	logins *loginThrottle
 
 	// Catalog change notification, per mailbox that a session has
 	// selected: watching counts them so the hook costs one atomic load
@@ -104,7 +109,7 @@ func (n *Node) startIMAP() error {
 	if n.cfg.IMAPAddr == "" && n.cfg.IMAPSAddr == "" {
 		return nil
 	}
-	svc := &imapService{n: n, sessions: map[*imapSession]struct{}{}, watched: map[string]*mailboxWatch{}}
+	svc := &imapService{n: n, sessions: map[*imapSession]struct{}{}, watched: map[string]*mailboxWatch{}, logins: newLoginThrottle()}
 	opts := &imapserver.Options{
 		NewSession: svc.newSession,
 		Caps:       imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}},
@@ -145,41 +150,46 @@ func (s *imapService) sessionCount() int {
 }
 
 // bye tells every session the server is going away (RFC 9051 section
-// 7.1.5), until ctx is done. Close then closes their connections.
+// 7.1.5), until ctx is done, and refuses new sessions from now on (the
+// listeners stay open until close, which closes the connections and waits
+// for the writers bye started).
 func (s *imapService) bye(ctx context.Context) {
 	s.mu.Lock()
+	s.closed = true
 	conns := make([]*imapserver.Conn, 0, len(s.sessions))
 	for ss := range s.sessions {
 		conns = append(conns, ss.conn)
 	}
 	s.mu.Unlock()
-	done := make(chan struct{})
-	var wg sync.WaitGroup
+	// Buffered: a writer that finishes after ctx is done never blocks.
+	done := make(chan struct{}, len(conns))
 	for _, c := range conns {
-		wg.Add(1)
+		s.byes.Add(1)
 		go func() {
-			defer wg.Done()
+			defer s.byes.Done()
 			c.Bye("server shutting down")
+			done <- struct{}{}
 		}()
 	}
-	go func() {
-		wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
+	for range conns {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 
 // close stops the listeners, closes every connection and waits for the
-// sessions to end.
+// sessions, and for bye's writers (a closed connection ends a blocked
+// write), to end.
 func (s *imapService) close() {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
 	s.srv.Close()
 	s.wg.Wait()
+	s.byes.Wait()
 }
 
 func (s *imapService) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
@@ -265,8 +275,14 @@ func (s *imapService) generation(mailbox string) uint64 {
 }
 
 // imapSession is one connection. imapserver calls its methods from the
-// connection's goroutine, one at a time (Idle runs in another goroutine
-// while that one only waits for DONE), so its state needs no lock.
+// connection's goroutine, one at a time, except Idle, which runs in a
+// goroutine of its own while that one reads the client's DONE. imapserver
+// waits for Idle to return only when the client sends DONE: a client that
+// ends IDLE with another line, or drops the connection, gets its next
+// command (or the Poll after it) run while Idle may still be refreshing the
+// view. So Idle holds idleMu for as long as it runs, and every method that
+// touches the selected view first waits for it (idleDone); nothing else
+// needs a lock.
 type imapSession struct {
 	svc    *imapService
 	n      *Node
@@ -278,9 +294,7 @@ type imapSession struct {
 	failed  int    // refused logins
 	sel     *imapView
 	closed  bool
-	// idleMu is held by Idle, which go-imap runs in a goroutine of its
-	// own; Close, which the connection's goroutine may call while that
-	// goroutine still runs, takes it before unselecting.
+	// idleMu is held by Idle for as long as it runs (see above).
 	idleMu sync.Mutex
 }
 
@@ -308,15 +322,23 @@ type imapMsg struct {
 	gone bool          // deleted elsewhere; its EXPUNGE is not sent yet
 }
 
+// idleDone waits until no Idle runs. Idle only starts from the
+// connection's goroutine, which is the caller, so none starts meanwhile;
+// one still running has seen its stop channel closed and returns when the
+// refresh it may be in is done.
+func (s *imapSession) idleDone() {
+	s.idleMu.Lock()
+	s.idleMu.Unlock() // nothing to do inside: a barrier
+}
+
 func (s *imapSession) Close() error {
 	if s.closed {
 		return nil
 	}
 	s.closed = true
 	s.cancel() // ends a running Idle
-	s.idleMu.Lock()
-	s.Unselect()
-	s.idleMu.Unlock()
+	s.idleDone()
+	s.unselect()
 	s.svc.mu.Lock()
 	delete(s.svc.sessions, s)
 	s.svc.mu.Unlock()
@@ -333,15 +355,29 @@ func (s *imapSession) Login(username, password string) error {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthenticationFailed, Text: "too many failed logins on this connection"}
 	}
 	defer func(t0 time.Time) { s.n.metrics.imapLatency.WithLabelValues("login").Observe(time.Since(t0).Seconds()) }(time.Now())
+	key := loginThrottleKey(s.conn.NetConn().RemoteAddr())
+	if !s.svc.logins.begin(key, time.Now()) {
+		// As POP3 answers [SYS/TEMP]: the address, not the password, is
+		// refused, for a while (RFC 5530 UNAVAILABLE: try again later).
+		s.n.log.Warn("imap: login refused: too many failed logins from this address", "remote", key)
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "too many failed logins from your address, try again later"}
+	}
 	mb, err := s.n.dir.Authenticate(username, password)
 	if err != nil {
 		if !errors.Is(err, directory.ErrAuth) {
+			s.svc.logins.succeeded(key) // not a guess: the password was not checked
 			s.n.log.Error("imap: login", "err", err)
 			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "authentication unavailable, try again later"}
 		}
 		s.failed++
+		// A fixed delay slows guessing; closing the session ends it.
+		select {
+		case <-time.After(s.svc.logins.failDelay()):
+		case <-s.ctx.Done():
+		}
 		return imapserver.ErrAuthFailed // RFC 5530 AUTHENTICATIONFAILED
 	}
+	s.svc.logins.succeeded(key)
 	s.mailbox = mb.Address
 	return nil
 }
@@ -383,7 +419,8 @@ func (s *imapSession) Select(name string, options *imap.SelectOptions) (*imap.Se
 	if !isInbox(name) {
 		return nil, errNoMailbox(name)
 	}
-	s.Unselect()
+	s.idleDone()
+	s.unselect()
 	v := &imapView{mailbox: s.mailbox, readOnly: options.ReadOnly}
 	v.notify = s.svc.watch(v.mailbox)
 	s.sel = v
@@ -413,11 +450,16 @@ func (s *imapSession) Select(name string, options *imap.SelectOptions) (*imap.Se
 }
 
 func (s *imapSession) Unselect() error {
+	s.idleDone()
+	s.unselect()
+	return nil
+}
+
+func (s *imapSession) unselect() {
 	if s.sel != nil {
 		s.svc.unwatch(s.sel.mailbox, s.sel.notify)
 		s.sel = nil
 	}
-	return nil
 }
 
 func (s *imapSession) Create(mailbox string, options *imap.CreateOptions) error {
@@ -525,6 +567,7 @@ func (s *imapSession) Namespace() (*imap.NamespaceData, error) {
 // --- updates ---
 
 func (s *imapSession) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	s.idleDone()
 	if s.sel == nil {
 		return nil
 	}
@@ -720,6 +763,33 @@ func (v *imapView) resolve(numSet imap.NumSet) []int {
 	return slices.Compact(out)
 }
 
+// names reports whether numSet names message i of the view, resolving "*"
+// against the view as resolve does. imap.NumSet's Contains does not: with
+// it "*" alone names nothing and n:* with n above the highest UID misses
+// the last message.
+func (v *imapView) names(numSet imap.NumSet, i int) bool {
+	if imap.IsSearchRes(numSet) {
+		numSet = v.searchRes
+	}
+	switch set := numSet.(type) {
+	case imap.SeqSet:
+		last, seq := uint32(len(v.msgs)), uint32(i+1)
+		for _, r := range set {
+			if lo, hi := staticRange(r.Start, r.Stop, last); lo <= seq && seq <= hi {
+				return true
+			}
+		}
+	case imap.UIDSet:
+		last, uid := v.msgs[len(v.msgs)-1].e.UID, v.msgs[i].e.UID
+		for _, r := range set {
+			if lo, hi := staticRange(uint32(r.Start), uint32(r.Stop), last); lo <= uid && uid <= hi {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func staticRange(start, stop, last uint32) (uint32, uint32) {
 	if start == 0 {
 		start = last
@@ -736,6 +806,7 @@ func staticRange(start, stop, last uint32) (uint32, uint32) {
 // --- selected ---
 
 func (s *imapSession) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+	s.idleDone()
 	v := s.sel
 	if v.readOnly {
 		return nil // CLOSE after EXAMINE expunges nothing (RFC 9051 section 6.4.1)
@@ -747,7 +818,7 @@ func (s *imapSession) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) er
 	var idx []int
 	for i := range v.msgs {
 		m := &v.msgs[i]
-		if m.gone || !hasFlag(m.e.Flags, string(imap.FlagDeleted)) || (uids != nil && !uids.Contains(imap.UID(m.e.UID))) {
+		if m.gone || !hasFlag(m.e.Flags, string(imap.FlagDeleted)) || (uids != nil && !v.names(*uids, i)) {
 			continue
 		}
 		ids = append(ids, m.e.ID)
@@ -770,6 +841,7 @@ func (s *imapSession) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) er
 }
 
 func (s *imapSession) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
+	s.idleDone()
 	v := s.sel
 	data := &imap.SearchData{}
 	var seqs imap.SeqSet
@@ -816,15 +888,12 @@ func (s *imapSession) Search(kind imapserver.NumKind, criteria *imap.SearchCrite
 func (s *imapSession) matches(v *imapView, i int, c *imap.SearchCriteria) (bool, error) {
 	m := &v.msgs[i]
 	for _, set := range c.SeqNum {
-		if !set.Contains(uint32(i + 1)) {
+		if !v.names(set, i) {
 			return false, nil
 		}
 	}
 	for _, set := range c.UID {
-		if imap.IsSearchRes(set) {
-			set = v.searchRes
-		}
-		if !set.Contains(imap.UID(m.e.UID)) {
+		if !v.names(set, i) {
 			return false, nil
 		}
 	}
@@ -932,6 +1001,7 @@ var errExpunged = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.Respon
 
 func (s *imapSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
 	defer func(t0 time.Time) { s.n.metrics.imapLatency.WithLabelValues("fetch").Observe(time.Since(t0).Seconds()) }(time.Now())
+	s.idleDone()
 	v := s.sel
 	idx := v.resolve(numSet)
 	needBody := options.Envelope || options.BodyStructure != nil || len(options.BodySection) > 0 ||
@@ -1053,6 +1123,7 @@ func writeLiteral(wc interface {
 
 func (s *imapSession) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
 	defer func(t0 time.Time) { s.n.metrics.imapLatency.WithLabelValues("store").Observe(time.Since(t0).Seconds()) }(time.Now())
+	s.idleDone()
 	v := s.sel
 	if v.readOnly {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: "READ-ONLY", Text: "mailbox is read-only (EXAMINE)"}

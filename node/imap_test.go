@@ -1,10 +1,12 @@
 package node
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -453,6 +455,7 @@ func TestIMAPAcrossTheCluster(t *testing.T) {
 
 func TestIMAPLoginAndMailboxes(t *testing.T) {
 	c := newIMAPCluster(t, 1, 1, 1)
+	imapLoginLimits(c.nodes["n1"], imapThrottleMaxFailures, 0)
 	cl := imapDial(t, c.nodes["n1"].Addr("imap"), nil)
 	for range imapMaxFailedLogins {
 		assert.Error(t, cl.Login(alice, "wrong").Wait(), "a wrong password is refused")
@@ -560,4 +563,249 @@ func TestReadMessagesBatchesAndFallsBack(t *testing.T) {
 		require.NoError(t, err, "RETR %d", k)
 		assert.Equal(t, sent[k-1], body(t, m))
 	}
+}
+
+// rawIMAP is a line-level IMAP client, for exchanges imapclient does not
+// make (ending IDLE with something other than DONE, dropping a connection
+// in the middle of a command).
+type rawIMAP struct {
+	t testing.TB
+	c net.Conn
+	r *bufio.Reader
+}
+
+func rawIMAPDial(t testing.TB, addr string) *rawIMAP {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	r := &rawIMAP{t: t, c: conn, r: bufio.NewReader(conn)}
+	r.until("* ")
+	return r
+}
+
+func (r *rawIMAP) send(line string) {
+	r.t.Helper()
+	_, err := r.c.Write([]byte(line + "\r\n"))
+	require.NoError(r.t, err)
+}
+
+// until reads lines up to and including the first that starts with
+// prefix, and returns them.
+func (r *rawIMAP) until(prefix string) []string {
+	r.t.Helper()
+	var lines []string
+	require.NoError(r.t, r.c.SetReadDeadline(time.Now().Add(10*time.Second)))
+	for {
+		l, err := r.r.ReadString('\n')
+		require.NoError(r.t, err, "waiting for %q after %q", prefix, lines)
+		l = strings.TrimRight(l, "\r\n")
+		lines = append(lines, l)
+		if strings.HasPrefix(l, prefix) {
+			return lines
+		}
+	}
+}
+
+// assigning reports whether nd is assigning UIDs to mailbox.
+func assigning(nd *Node, mailbox string) bool {
+	nd.uids.mu.Lock()
+	defer nd.uids.mu.Unlock()
+	_, ok := nd.uids.inFlight[mailbox]
+	return ok
+}
+
+func TestIMAPIdleEndedWithoutDone(t *testing.T) {
+	// imapserver waits for Idle to return only when the client says DONE.
+	// A client that ends IDLE with another line, or drops the connection,
+	// gets its next command (or the Poll after IDLE) run while Idle is
+	// still refreshing the view: here Idle is held in a UID assignment
+	// (another owner holds the lease) when that happens. The view must come
+	// out whole (go test -race also watches the two goroutines).
+	for _, drop := range []bool{false, true} {
+		t.Run(fmt.Sprintf("drop=%v", drop), func(t *testing.T) {
+			c := newIMAPCluster(t, 1, 1, 1)
+			nd := c.nodes["n1"]
+			c.deliverN("n1", 1, "before")
+			r := rawIMAPDial(t, nd.Addr("imap"))
+			r.send("a1 LOGIN " + alice + " secret")
+			r.until("a1 OK")
+			r.send("a2 SELECT INBOX")
+			r.until("a2 OK")
+
+			ctx := context.Background()
+			key := uidLockPrefix + alice
+			mgrs, err := nd.lockMailbox(ctx, key, "test", time.Minute)
+			require.NoError(t, err)
+			r.send("a3 IDLE")
+			r.until("+ ")
+			c.deliverN("n1", 1, "during")
+			require.Eventually(t, func() bool { return assigning(nd, alice) }, 10*time.Second, time.Millisecond,
+				"the idling session waits for the UID lease")
+			if drop {
+				require.NoError(t, r.c.Close())
+				nd.unlockMailbox(ctx, mgrs, key, "test")
+				require.Eventually(t, func() bool { return nd.imap.sessionCount() == 0 }, 10*time.Second, time.Millisecond,
+					"the session ends once its Idle is done")
+				return
+			}
+			r.send("not DONE")
+			assert.Contains(t, r.until("a3 ")[0], "a3 BAD")
+			r.send("a4 NOOP")
+			nd.unlockMailbox(ctx, mgrs, key, "test")
+			var exists []string
+			for _, l := range r.until("a4 ") {
+				if strings.HasSuffix(l, " EXISTS") {
+					exists = append(exists, l)
+				}
+			}
+			assert.Equal(t, []string{"* 2 EXISTS"}, exists, "the new message is announced once")
+			r.send("a5 UID FETCH 1:* (UID)")
+			var fetched []string
+			for _, l := range r.until("a5 ") {
+				if strings.HasPrefix(l, "* ") && strings.Contains(l, " FETCH ") {
+					fetched = append(fetched, l)
+				}
+			}
+			assert.Equal(t, []string{"* 1 FETCH (UID 1)", "* 2 FETCH (UID 2)"}, fetched)
+		})
+	}
+}
+
+// imapLoginLimits sets nd's IMAP login throttle.
+func imapLoginLimits(nd *Node, maxFailures int, delay time.Duration) {
+	lt := nd.imap.logins
+	lt.mu.Lock()
+	defer lt.mu.Unlock()
+	lt.max, lt.delay = maxFailures, delay
+}
+
+func TestIMAPLoginThrottlePerAddress(t *testing.T) {
+	// The per-connection limit alone costs a guesser a reconnect: failures
+	// count per address across connections, as for POP3.
+	c := newIMAPCluster(t, 1, 1, 1)
+	nd := c.nodes["n1"]
+	imapLoginLimits(nd, 4, 0)
+	for i := range 6 {
+		cl := imapDial(t, nd.Addr("imap"), nil)
+		require.NoError(t, cl.Login(alice, "secret").Wait(), "login %d: good logins are not counted", i)
+		cl.Close()
+	}
+	a := imapDial(t, nd.Addr("imap"), nil)
+	for range imapMaxFailedLogins {
+		require.ErrorContains(t, a.Login(alice, "wrong").Wait(), "AUTHENTICATIONFAILED")
+	}
+	b := imapDial(t, nd.Addr("imap"), nil)
+	require.ErrorContains(t, b.Login(alice, "wrong").Wait(), "AUTHENTICATIONFAILED", "the fourth failure, on another connection")
+	err := b.Login(alice, "secret").Wait()
+	require.Error(t, err, "the address used its attempts: not even the right password is checked")
+	assert.ErrorContains(t, err, "UNAVAILABLE")
+	d := imapDial(t, nd.Addr("imap"), nil)
+	assert.ErrorContains(t, d.Login(alice, "secret").Wait(), "try again later", "nor on a new connection")
+	require.ErrorContains(t, d.Authenticate(sasl.NewPlainClient("", alice, "secret")), "try again later", "nor with AUTHENTICATE")
+}
+
+func TestLoginThrottle(t *testing.T) {
+	lt := newLoginThrottle()
+	lt.max, lt.window = 2, time.Minute
+	now := time.Unix(1700000000, 0)
+	require.True(t, lt.begin("a", now))
+	require.True(t, lt.begin("a", now), "two attempts in progress at once")
+	assert.False(t, lt.begin("a", now), "a third, in parallel, is refused before any password check")
+	assert.True(t, lt.begin("b", now), "another address")
+	lt.succeeded("a")
+	assert.True(t, lt.begin("a", now), "a success gives its attempt back")
+	assert.False(t, lt.begin("a", now.Add(59*time.Second)))
+	assert.True(t, lt.begin("a", now.Add(time.Minute)), "a new window")
+
+	for _, tc := range []struct{ addr, key string }{
+		{"192.0.2.7:143", "192.0.2.7"},
+		{"[::ffff:192.0.2.7]:143", "192.0.2.7"},
+		{"[2001:db8:1:2:3:4:5:6]:143", "2001:db8:1:2::/64"},
+		{"[2001:db8:1:2:ffff::1]:143", "2001:db8:1:2::/64"},
+		{"[fe80::1%eth0]:143", "fe80::/64"},
+	} {
+		addr, err := net.ResolveTCPAddr("tcp", tc.addr)
+		require.NoError(t, err)
+		assert.Equal(t, tc.key, loginThrottleKey(addr), tc.addr)
+	}
+}
+
+func TestIMAPStarNamesTheLastMessage(t *testing.T) {
+	// "*" is the last message (or the highest UID), and n:* with n above
+	// it still names it (RFC 9051 section 6.4.8), in SEARCH and UID
+	// EXPUNGE as in FETCH.
+	c := newIMAPCluster(t, 1, 1, 1)
+	nd := c.nodes["n1"]
+	c.deliverN("n1", 3, "star")
+	cl := imapDial(t, nd.Addr("imap"), nil)
+	require.NoError(t, cl.Login(alice, "secret").Wait())
+	_, err := cl.Select("INBOX", nil).Wait()
+	require.NoError(t, err)
+	res, err := cl.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{{{Start: 7, Stop: 0}}}}, nil).Wait()
+	require.NoError(t, err)
+	assert.Equal(t, []imap.UID{3}, res.AllUIDs(), "UID SEARCH UID 7:*")
+	res, err = cl.Search(&imap.SearchCriteria{SeqNum: []imap.SeqSet{{{Start: 0, Stop: 0}}}}, nil).Wait()
+	require.NoError(t, err)
+	assert.Equal(t, []uint32{3}, res.AllSeqNums(), "SEARCH *")
+
+	_, err = cl.Store(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Collect()
+	require.NoError(t, err)
+	expunged, err := cl.UIDExpunge(imap.UIDSet{{Start: 0, Stop: 0}}).Collect()
+	require.NoError(t, err)
+	assert.Equal(t, []uint32{3}, expunged, "UID EXPUNGE * removes the highest UID only")
+	var uids []imap.UID
+	for _, m := range fetchAll(t, cl, &imap.FetchOptions{UID: true}) {
+		uids = append(uids, m.UID)
+	}
+	assert.Equal(t, []imap.UID{1, 2}, uids)
+}
+
+func TestIMAPByeRefusesNewSessions(t *testing.T) {
+	// Shutdown says BYE to the sessions, then flushes and leaves before it
+	// closes the listeners: a client connecting meanwhile is told BYE at
+	// once rather than served by a node going away.
+	c := newIMAPCluster(t, 1, 1, 1)
+	nd := c.nodes["n1"]
+	cl := imapDial(t, nd.Addr("imap"), nil)
+	require.NoError(t, cl.Login(alice, "secret").Wait())
+	nd.imap.bye(context.Background())
+	select {
+	case <-cl.Closed():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the session is still open after bye")
+	}
+	conn, err := net.DialTimeout("tcp", nd.Addr("imap"), 5*time.Second)
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
+	greeting, err := bufio.NewReader(conn).ReadString('\n')
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(greeting, "* BYE "), "greeting %q", greeting)
+}
+
+func TestUIDAssignmentKeepsNewerLocations(t *testing.T) {
+	// n2 moved a copy (a rebuild: a newer version with other locations)
+	// and n1 has not heard of it yet when it numbers the message. The
+	// assignment must not carry n1's older locations back to n2.
+	c := newClusterWith(t, 2, 2, 2, func(cfg *Config) { cfg.Tuning.AntiEntropyEvery = time.Hour })
+	c.deliverN("n1", 1, "moved")
+	n1, n2 := c.nodes["n1"], c.nodes["n2"]
+	moved := n2.Catalog().List(alice)[0]
+	moved.Locations = []string{moved.Locations[1], moved.Locations[0]}
+	moved.Version = n2.Catalog().Now()
+	_, err := n2.Catalog().Apply(moved)
+	require.NoError(t, err)
+
+	ctx := context.Background()
+	require.NoError(t, n1.assignUIDs(ctx, alice))
+	got, _ := n2.Catalog().Get(moved.ID)
+	assert.Equal(t, uint32(1), got.UID, "n2 has the UID")
+	assert.Equal(t, moved.Locations, got.Locations, "n2 keeps the newer locations")
+	assert.Equal(t, moved.Version, got.Version)
+
+	require.NoError(t, n2.repl.broadcastSync(ctx, []catalog.Entry{got}))
+	mine, _ := n1.Catalog().Get(moved.ID)
+	assert.Equal(t, got, mine, "both replicas end with the newer version and the UID")
+	assert.Equal(t, n1.Catalog().Digest(), n2.Catalog().Digest())
 }

@@ -16,8 +16,16 @@ package node
 //     the entries it knows with a UID above ours (GET /v1/uids/{mailbox}),
 //     merge those, and take the maximum of all;
 //  3. give max+1, max+2, ... to the committed entries without a UID in
-//     (Received, ID) order, each as a new version, apply them locally and
-//     push them to every live node (broadcastSync), then release the lease.
+//     (Received, ID) order, apply them locally and push them to every live
+//     node (broadcastSync), then release the lease.
+//
+// An assignment keeps the entry's version: the catalog merges the UID apart
+// from the rest (catalog.Merge takes the higher UID), so the UID reaches
+// every replica whatever version it holds. A new version would instead
+// carry this node's copy of the other fields to every replica, undoing a
+// newer change this node had not yet received (a rebuild that moved a
+// copy: the entry would list the old holder again, and orphan cleanup
+// would then drop the new copy).
 //
 // Sessions show only entries that have a UID. An assignment is on every
 // live node before the lease is released and before any session shows it,
@@ -217,8 +225,7 @@ func (n *Node) assignUIDs(ctx context.Context, mailbox string) error {
 	}
 	for i := range todo {
 		top++
-		todo[i].UID = top
-		todo[i].Version = n.cat.Now()
+		todo[i].UID = top // same version: see the file comment
 	}
 	if _, err := n.cat.Apply(todo...); err != nil {
 		return fmt.Errorf("node: uid assignment: %w", err)

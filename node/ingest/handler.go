@@ -255,7 +255,9 @@ func deliveryProblem(to string, err error) *problem {
 }
 
 // authorize checks the bearer token, or without one that the client is on
-// this host.
+// this host: the connection's own address, never a header such as
+// X-Forwarded-For that the client writes (behind a proxy on this host
+// every client is loopback: set a token there).
 func (g *Gateway) authorize(r *http.Request) *problem {
 	if g.cfg.Token == "" {
 		if ip, err := netip.ParseAddrPort(r.RemoteAddr); err != nil || !ip.Addr().Unmap().IsLoopback() {
@@ -263,8 +265,10 @@ func (g *Gateway) authorize(r *http.Request) *problem {
 		}
 		return nil
 	}
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
+	// The scheme is case-insensitive (RFC 9110 section 11.1): "bearer" is
+	// as good as "Bearer".
+	scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return fail(http.StatusUnauthorized, "a bearer token is required (Authorization: Bearer <ingest-token>)")
 	}
 	// Compare digests: constant time whatever the lengths.

@@ -191,6 +191,7 @@ func TestGatewayAnswers(t *testing.T) {
 		checkErr   error
 		deliverErr error
 		chunked    bool
+		xff        string // X-Forwarded-For, never trusted
 		code       int
 		errText    string
 	}{
@@ -215,6 +216,13 @@ func TestGatewayAnswers(t *testing.T) {
 		{name: "token missing", path: "/v1/ingest/fax?to=alice@example.com", body: fax, token: "s3cret", code: 401, errText: "bearer token is required"},
 		{name: "token wrong", path: "/v1/ingest/fax?to=alice@example.com", body: fax, token: "s3cret", auth: "Bearer s3cre", code: 401, errText: "wrong bearer token"},
 		{name: "basic auth", path: "/v1/ingest/fax?to=alice@example.com", body: fax, token: "s3cret", auth: "Basic czNjcmV0", code: 401},
+		{name: "scheme in lower case", path: "/v1/ingest/fax?to=alice@example.com", body: fax, token: "s3cret", auth: "bearer s3cret", code: 201},
+		{name: "token alone", path: "/v1/ingest/fax?to=alice@example.com", body: fax, token: "s3cret", auth: "s3cret", code: 401},
+		{name: "IPv6 loopback", path: "/v1/ingest/fax?to=alice@example.com", body: fax, remote: "[::1]:4000", code: 201},
+		{name: "IPv4-mapped loopback", path: "/v1/ingest/fax?to=alice@example.com", body: fax, remote: "[::ffff:127.0.0.1]:4000", code: 201},
+		{name: "IPv4-mapped remote", path: "/v1/ingest/fax?to=alice@example.com", body: fax, remote: "[::ffff:192.0.2.7]:4000", code: 403},
+		{name: "IPv6 remote", path: "/v1/ingest/fax?to=alice@example.com", body: fax, remote: "[2001:db8::7]:4000", code: 403},
+		{name: "forwarded for loopback", path: "/v1/ingest/fax?to=alice@example.com", body: fax, remote: "192.0.2.7:4000", xff: "127.0.0.1", code: 403, errText: "loopback clients only"},
 	}
 	for _, tc := range tests {
 		b := &fakeBackend{known: map[string]bool{"alice@example.com": true}, checkErr: tc.checkErr, deliverErr: tc.deliverErr}
@@ -231,6 +239,11 @@ func TestGatewayAnswers(t *testing.T) {
 		}
 		if tc.auth != "" {
 			req.Header.Set("Authorization", tc.auth)
+		}
+		if tc.xff != "" {
+			req.Header.Set("X-Forwarded-For", tc.xff)
+			req.Header.Set("X-Real-IP", tc.xff)
+			req.Header.Set("Forwarded", "for="+tc.xff)
 		}
 		rec := httptest.NewRecorder()
 		mux.ServeHTTP(rec, req)

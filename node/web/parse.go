@@ -236,6 +236,11 @@ func (w *walker) part(h textproto.MIMEHeader, body []byte, depth int) {
 	inline := disp != "attachment" && name == ""
 	switch {
 	case inline && mt == "text/plain":
+		if w.plain != nil && len(*w.plain) > MaxTextBytes {
+			// Already more than is shown: copying the text again for every
+			// further part would cost the square of the message's size.
+			return
+		}
 		s := toUTF8(params["charset"], data)
 		if w.plain != nil {
 			s = *w.plain + "\n\n" + s // a list footer, say: shown after the text

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -92,6 +93,24 @@ func TestParseViewLimits(t *testing.T) {
 	assert.True(t, v.TextTruncated)
 	assert.LessOrEqual(t, len(v.Text), MaxTextBytes)
 	assert.True(t, strings.HasSuffix(v.Text, "é"), "cut between characters")
+
+	// Many text parts: the text stops growing once it is past what is
+	// shown, rather than being copied again for every part (the square of
+	// the message's size: ~500 MB for this 10 MB message).
+	var many strings.Builder
+	many.WriteString("Subject: parts\nContent-Type: multipart/mixed; boundary=p\n\n")
+	for range MaxMIMEParts {
+		many.WriteString("--p\nContent-Type: text/plain\n\n" + strings.Repeat("x", 100<<10) + "\n")
+	}
+	many.WriteString("--p--\n")
+	msg := crlf(many.String())
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	v = ParseView("parts", msg)
+	runtime.ReadMemStats(&after)
+	assert.True(t, v.TextTruncated)
+	assert.Len(t, v.Text, MaxTextBytes)
+	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(10*len(msg)), "bytes allocated to parse a %d-byte message", len(msg))
 
 	// Not a message at all: shown as text, with the problem.
 	v = ParseView("junk", []byte("\x00\x01 no header here"))

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"mime"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -205,14 +204,6 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
 type loginRequest struct {
 	Address  string `json:"address"`
 	Password string `json:"password"`
@@ -232,23 +223,20 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	addr := strings.ToLower(strings.TrimSpace(req.Address))
 	now := time.Now()
-	ipKey, boxKey := "ip:"+clientIP(r), "mailbox:"+addr
-	for _, k := range []string{ipKey, boxKey} {
-		if blocked, wait := s.failures.blocked(k, now); blocked {
-			secs := int(wait/time.Second) + 1
-			w.Header().Set("Retry-After", strconv.Itoa(secs))
-			s.apiError(w, r, http.StatusTooManyRequests, fmt.Sprintf("too many failed logins; try again in %d s", secs))
-			return
-		}
+	keys := []string{"ip:" + addressKey(r.RemoteAddr), "mailbox:" + addr}
+	if ok, wait := s.failures.begin(keys, now); !ok {
+		secs := int(wait/time.Second) + 1
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		s.apiError(w, r, http.StatusTooManyRequests, fmt.Sprintf("too many failed logins; try again in %d s", secs))
+		return
 	}
 	mailbox, err := s.b.Authenticate(r.Context(), addr, req.Password)
 	if err != nil {
 		if !errors.Is(err, ErrAuth) {
+			s.failures.succeeded(keys) // not a guess: the password was not checked
 			s.apiError(w, r, http.StatusInternalServerError, "cannot check the password now")
 			return
 		}
-		s.failures.fail(ipKey, now)
-		s.failures.fail(boxKey, now)
 		// A fixed delay slows guessing without telling anything.
 		select {
 		case <-time.After(s.cfg.FailedLoginDelay):
@@ -258,6 +246,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.apiError(w, r, http.StatusUnauthorized, "wrong address or password")
 		return
 	}
+	s.failures.succeeded(keys)
 	token := s.sessions.create(mailbox, now)
 	if token == "" {
 		s.apiError(w, r, http.StatusServiceUnavailable, "too many sessions; try again later")
@@ -274,6 +263,14 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	// JSON only, as for the login: a form on another site (or on a sibling
+	// host, which SameSite counts as the same site) cannot send it, so it
+	// cannot log the browser out (a form POST is a top-level navigation,
+	// whose answer may clear even a SameSite=Strict cookie).
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+		s.apiError(w, r, http.StatusUnsupportedMediaType, "the logout is a JSON request (Content-Type: application/json)")
+		return
+	}
 	if c, err := r.Cookie(CookieName); err == nil {
 		s.sessions.remove(c.Value)
 	}

@@ -234,7 +234,24 @@ func TestWebmailAPI(t *testing.T) {
 	require.NoError(t, json.Unmarshal(body, &page))
 	assert.Equal(t, 1, page.Total)
 
-	code, _, _ = c.do("POST", "/v1/mail/logout", nil)
+	// A logout another site could send (a form post, a body-less POST) is
+	// refused: the session stays.
+	for _, ctype := range []string{"", "application/x-www-form-urlencoded", "text/plain"} {
+		req, err := http.NewRequest("POST", ts.URL+"/v1/mail/logout", strings.NewReader("x=1"))
+		require.NoError(t, err)
+		if ctype != "" {
+			req.Header.Set("Content-Type", ctype)
+		}
+		resp, err := c.hc.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusUnsupportedMediaType, resp.StatusCode, "logout as %q", ctype)
+		assert.Empty(t, resp.Header.Values("Set-Cookie"), "logout as %q leaves the cookie", ctype)
+	}
+	code, _, _ = c.do("GET", "/v1/mail/session", nil)
+	assert.Equal(t, http.StatusOK, code, "still logged in")
+
+	code, _, _ = c.do("POST", "/v1/mail/logout", map[string]string{})
 	assert.Equal(t, http.StatusNoContent, code)
 	code, _, _ = c.do("GET", "/v1/mail/messages", nil)
 	assert.Equal(t, http.StatusUnauthorized, code, "logged out")
@@ -276,6 +293,102 @@ func TestWebmailLogin(t *testing.T) {
 	assert.Equal(t, http.StatusTooManyRequests, c.login("alice@example.com", "secret"), "the client address is blocked too")
 	code, _, _ = c.do("GET", "/v1/mail/session", nil)
 	assert.Equal(t, http.StatusUnauthorized, code)
+}
+
+// gatedBackend holds every Authenticate until its gate opens, counting
+// those that reached it.
+type gatedBackend struct {
+	*memBackend
+	gate    chan struct{}
+	mu      sync.Mutex
+	entered int
+	wake    chan struct{}
+}
+
+func (b *gatedBackend) Authenticate(ctx context.Context, address, password string) (string, error) {
+	b.mu.Lock()
+	b.entered++
+	b.mu.Unlock()
+	b.wake <- struct{}{}
+	<-b.gate
+	return b.memBackend.Authenticate(ctx, address, password)
+}
+
+func TestWebmailLoginThrottleCountsParallelAttempts(t *testing.T) {
+	// Guesses sent at once must not all pass the check before the first
+	// failure is counted: an attempt counts from its start.
+	const max, sent = 3, 10
+	b := &gatedBackend{memBackend: newMemBackend(), gate: make(chan struct{}), wake: make(chan struct{}, sent)}
+	_, ts := newServer(t, b, func(c *Config) { c.MaxFailedLogins = max })
+	codes := make(chan int, sent)
+	for range sent {
+		go func() {
+			resp, err := http.Post(ts.URL+"/v1/mail/login", "application/json", strings.NewReader(`{"address":"bob@example.com","password":"guess"}`))
+			if err != nil {
+				codes <- 0
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		}()
+	}
+	// Every request either reaches the password check or is refused.
+	got := map[int]int{}
+	for reached := 0; reached+got[http.StatusTooManyRequests]+got[0] < sent; {
+		select {
+		case <-b.wake:
+			reached++
+		case code := <-codes:
+			got[code]++
+		case <-time.After(10 * time.Second):
+			t.Fatalf("stuck: %d reached the password check, answers %v", reached, got)
+		}
+	}
+	b.mu.Lock()
+	entered := b.entered
+	b.mu.Unlock()
+	assert.Equal(t, max, entered, "only MaxFailedLogins guesses are checked")
+	close(b.gate)
+	for len(codes) > 0 || got[http.StatusUnauthorized] < entered {
+		got[<-codes]++
+	}
+	assert.Equal(t, map[int]int{http.StatusTooManyRequests: sent - max, http.StatusUnauthorized: max}, got)
+}
+
+func TestThrottle(t *testing.T) {
+	th := newThrottle(time.Minute, 2, 3)
+	now := time.Unix(1000, 0)
+	ok, _ := th.begin([]string{"ip:a", "mailbox:m"}, now)
+	require.True(t, ok)
+	th.succeeded([]string{"ip:a", "mailbox:m"})
+	for range 2 {
+		ok, _ = th.begin([]string{"ip:a", "mailbox:m"}, now)
+		require.True(t, ok)
+	}
+	ok, wait := th.begin([]string{"ip:b", "mailbox:m"}, now.Add(10*time.Second))
+	assert.False(t, ok, "the mailbox used its attempts, whatever the address")
+	assert.Equal(t, 50*time.Second, wait)
+	// A table full of live keys (many addresses) counts no new key, but
+	// forgets none it counts: filling it does not reset the mailbox.
+	for _, k := range []string{"ip:c", "ip:d", "ip:e"} {
+		ok, _ = th.begin([]string{k}, now)
+		assert.True(t, ok, k)
+	}
+	ok, _ = th.begin([]string{"ip:f", "mailbox:m"}, now)
+	assert.False(t, ok, "the mailbox is still counted")
+	ok, _ = th.begin([]string{"ip:b", "mailbox:m"}, now.Add(time.Minute))
+	assert.True(t, ok, "a new window")
+
+	for addr, key := range map[string]string{
+		"192.0.2.7:80":               "192.0.2.7",
+		"[::ffff:192.0.2.7]:80":      "192.0.2.7",
+		"[2001:db8:1:2:3:4:5:6]:80":  "2001:db8:1:2::/64",
+		"[2001:db8:1:2:ffff::9]:443": "2001:db8:1:2::/64",
+		"[::1]:80":                   "::/64",
+		"pipe":                       "pipe",
+	} {
+		assert.Equal(t, key, addressKey(addr), addr)
+	}
 }
 
 func TestSessionsExpire(t *testing.T) {

@@ -198,7 +198,8 @@
       }
     });
     $("logout").addEventListener("click", async () => {
-      await api("POST", "/v1/mail/logout").catch(() => {});
+      // A JSON body: the server takes no logout another site could send.
+      await api("POST", "/v1/mail/logout", {}).catch(() => {});
       status("Logged out.");
       showLogin();
     });
