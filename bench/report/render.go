@@ -170,6 +170,9 @@ func summary(r *Report) string {
 	} else {
 		fmt.Fprintf(&b, ", and **lost %s acknowledged messages**.", num(r.Lost))
 	}
+	if r.PendingAtEnd > 0 {
+		fmt.Fprintf(&b, " %s acknowledged messages were durable but not yet committed when the run ended (an overloaded node's commit backlog; the holders commit them after the pending timeout).", num(r.PendingAtEnd))
+	}
 	fmt.Fprintf(&b, " Latency p50 %s, p99 %s, max %s", msf(r.Latency.P50), msf(r.Latency.P99), msf(r.Latency.Max))
 	if r.TargetP99Ms > 0 {
 		verdict := "met"

@@ -37,6 +37,7 @@ type Report struct {
 	Lost           int      `json:"lost"`
 	LostIDs        []string `json:"lost_ids"`
 	CatalogMissing int      `json:"catalog_missing"`
+	PendingAtEnd   int      `json:"pending_at_end"`
 
 	Latency     Latency    `json:"latency_ms"`
 	TargetP99Ms float64    `json:"target_p99_ms"`

@@ -152,6 +152,18 @@ func TestRenderScenarioContent(t *testing.T) {
 	assert.Contains(t, string(real), "cannot be imposed")
 }
 
+// TestRenderPendingAtEnd: acknowledged messages whose commit was still in
+// flight when the run ended are said, apart from lost ones; a page without
+// them does not mention them.
+func TestRenderPendingAtEnd(t *testing.T) {
+	r := load(t, "failover")
+	md, _ := render(t, r)
+	assert.NotContains(t, string(md), "not yet committed")
+	r.PendingAtEnd = 34
+	md, _ = render(t, r)
+	assert.Contains(t, string(md), "lost none. 34 acknowledged messages were durable but not yet committed when the run ended")
+}
+
 // TestRenderDeterministic: the same JSON gives the same page and the same
 // PNG bytes, so regenerating reports leaves the tree unchanged.
 func TestRenderDeterministic(t *testing.T) {
