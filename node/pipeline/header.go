@@ -128,7 +128,10 @@ func parseHeader(hdr []byte) textproto.MIMEHeader {
 	if len(hdr) > MaxPartHeaderBytes {
 		hdr = hdr[:MaxPartHeaderBytes]
 	}
-	r := textproto.NewReader(bufio.NewReader(headerBlockReader(hdr)))
+	// The block is in memory: a reader as large as the block reads it at
+	// once, where the default 4 KiB buffer was most of the allocation.
+	block := headerBlockReader(hdr)
+	r := textproto.NewReader(bufio.NewReaderSize(block, block.Len()))
 	h, _ := r.ReadMIMEHeader()
 	if h == nil {
 		h = textproto.MIMEHeader{}

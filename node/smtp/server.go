@@ -398,9 +398,16 @@ func (ss *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 	return nil
 }
 
+// dataBufferSize is the initial DATA buffer: most mail fits.
+const dataBufferSize = 16 << 10
+
 func (ss *session) Data(r io.Reader) error {
 	defer ss.setBusy(false)
-	raw, err := io.ReadAll(r)
+	// One buffer for the common message size instead of io.ReadAll's
+	// growth from 512 bytes (a 4 KiB message allocated 17 KB).
+	buf := bytes.NewBuffer(make([]byte, 0, dataBufferSize))
+	_, err := buf.ReadFrom(r)
+	raw := buf.Bytes()
 	if err != nil {
 		ss.srv.Stats.Rejected.Add(1)
 		ss.srv.observe("rejected", reply(err), ss.mailAt)
