@@ -827,7 +827,9 @@ func (s *imapSession) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) er
 	if len(ids) == 0 {
 		return nil
 	}
-	if err := s.n.deleteMessages(s.ctx, ids); err != nil {
+	if err := s.n.deleteExclusive(s.ctx, "imap", v.mailbox, ids); errors.Is(err, errLocked) {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeInUse, Text: "a POP3 session holds the mailbox; expunge later"}
+	} else if err != nil {
 		s.n.log.Error("imap: expunge", "mailbox", v.mailbox, "err", err)
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "expunge failed, try again"}
 	}

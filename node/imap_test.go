@@ -809,3 +809,32 @@ func TestUIDAssignmentKeepsNewerLocations(t *testing.T) {
 	assert.Equal(t, got, mine, "both replicas end with the newer version and the UID")
 	assert.Equal(t, n1.Catalog().Digest(), n2.Catalog().Digest())
 }
+
+// TestIMAPExpungeWaitsForPOP3: a POP3 session holds its mailbox
+// exclusively (RFC 1939 section 8), so EXPUNGE on another node answers
+// NO [INUSE] and removes nothing until it ends; then it expunges.
+func TestIMAPExpungeWaitsForPOP3(t *testing.T) {
+	c := newIMAPCluster(t, 2, 2, 2)
+	c.deliverN("n1", 2, "inuse")
+	cl := imapDial(t, c.nodes["n2"].Addr("imap"), nil)
+	require.NoError(t, cl.Login(alice, "secret").Wait())
+	_, err := cl.Select("INBOX", nil).Wait()
+	require.NoError(t, err)
+	_, err = cl.Store(imap.UIDSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Collect()
+	require.NoError(t, err)
+
+	pop, err := popLogin(t, c.nodes["n1"].Addr("pop3"), alice, "secret")
+	require.NoError(t, err)
+	_, err = cl.Expunge().Collect()
+	var ierr *imap.Error
+	require.ErrorAs(t, err, &ierr, "EXPUNGE while POP3 holds the mailbox")
+	assert.Equal(t, imap.ResponseCodeInUse, ierr.Code)
+	assert.Len(t, c.nodes["n1"].Catalog().List(alice), 2, "nothing removed from under the POP3 session")
+
+	require.NoError(t, pop.Quit())
+	expunged, err := cl.Expunge().Collect()
+	require.NoError(t, err)
+	assert.Equal(t, []uint32{1}, expunged)
+	c.waitConverged(10 * time.Second)
+	assert.Len(t, c.nodes["n1"].Catalog().List(alice), 1)
+}

@@ -197,6 +197,26 @@ func (m *maildrop) Close() error {
 	return nil
 }
 
+// deleteExclusive deletes ids of mailbox while holding the mailbox's lock
+// for that moment, as a POP3 session holds it for its own: a POP3 session
+// in progress has the mailbox exclusively (RFC 1939 section 8), so other
+// access paths (webmail, IMAP EXPUNGE) get errLocked and retry later
+// instead of removing messages from under it. who names the path in the
+// lock's owner.
+func (n *Node) deleteExclusive(ctx context.Context, who, mailbox string, ids []string) error {
+	owner := n.cfg.Name + "/" + who + "/" + strconv.FormatUint(n.env.Rand.Uint64(), 36)
+	mgrs, err := n.lockMailbox(ctx, mailbox, owner, lockTTL)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), peerTimeout)
+		defer cancel()
+		n.unlockMailbox(uctx, mgrs, mailbox, owner)
+	}()
+	return n.deleteMessages(ctx, ids)
+}
+
 // deleteMessages tombstones ids durably here and pushes the tombstones to
 // every live node before returning, so no node shows them afterwards.
 func (n *Node) deleteMessages(ctx context.Context, ids []string) error {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
@@ -93,20 +92,11 @@ func (b *webBackend) Delete(ctx context.Context, mailbox, id string) error {
 	if _, err := b.entry(mailbox, id); err != nil {
 		return err
 	}
-	owner := n.cfg.Name + "/web/" + strconv.FormatUint(n.env.Rand.Uint64(), 36)
-	mgrs, err := n.lockMailbox(ctx, mailbox, owner, lockTTL)
+	err := n.deleteExclusive(ctx, "web", mailbox, []string{id})
 	if errors.Is(err, errLocked) {
 		return web.ErrBusy
 	}
-	if err != nil {
-		return err
-	}
-	defer func() {
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), peerTimeout)
-		defer cancel()
-		n.unlockMailbox(uctx, mgrs, mailbox, owner)
-	}()
-	return n.deleteMessages(ctx, []string{id})
+	return err
 }
 
 // ingestBackend is the node seen by the fax and voicemail gateway: a
