@@ -49,6 +49,7 @@ import (
 
 	"mailarray/node/catalog"
 	"mailarray/node/directory"
+	"mailarray/node/throttle"
 )
 
 // Limits and timings of the IMAP server.
@@ -88,9 +89,12 @@ type imapService struct {
 	wg       sync.WaitGroup // one per session, done at its Close
 	byes     sync.WaitGroup // bye's writers, ended by close at the latest
 
-	// logins counts failed logins per remote address across connections
-	// (imap_throttle.go).
-	logins *loginThrottle
+	// logins counts login attempts per remote address across connections,
+	// and loginDelay is waited before answering a failure (imap_throttle.go);
+	// loginMu guards both (tests tighten them).
+	loginMu    sync.Mutex
+	logins     *throttle.Throttle
+	loginDelay time.Duration
 
 	// Catalog change notification, per mailbox that a session has
 	// selected: watching counts them so the hook costs one atomic load
@@ -109,7 +113,8 @@ func (n *Node) startIMAP() error {
 	if n.cfg.IMAPAddr == "" && n.cfg.IMAPSAddr == "" {
 		return nil
 	}
-	svc := &imapService{n: n, sessions: map[*imapSession]struct{}{}, watched: map[string]*mailboxWatch{}, logins: newLoginThrottle()}
+	svc := &imapService{n: n, sessions: map[*imapSession]struct{}{}, watched: map[string]*mailboxWatch{},
+		logins: newIMAPLoginThrottle(imapThrottleMaxFailures), loginDelay: imapFailedLoginDelay}
 	opts := &imapserver.Options{
 		NewSession: svc.newSession,
 		Caps:       imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}},
@@ -355,8 +360,9 @@ func (s *imapSession) Login(username, password string) error {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthenticationFailed, Text: "too many failed logins on this connection"}
 	}
 	defer func(t0 time.Time) { s.n.metrics.imapLatency.WithLabelValues("login").Observe(time.Since(t0).Seconds()) }(time.Now())
-	key := loginThrottleKey(s.conn.NetConn().RemoteAddr())
-	if !s.svc.logins.begin(key, time.Now()) {
+	key := throttle.AddrKey(s.conn.NetConn().RemoteAddr())
+	logins, delay := s.svc.loginLimits()
+	if ok, _ := logins.Begin(time.Now(), key); !ok {
 		// As POP3 answers [SYS/TEMP]: the address, not the password, is
 		// refused, for a while (RFC 5530 UNAVAILABLE: try again later).
 		s.n.log.Warn("imap: login refused: too many failed logins from this address", "remote", key)
@@ -365,19 +371,19 @@ func (s *imapSession) Login(username, password string) error {
 	mb, err := s.n.dir.Authenticate(username, password)
 	if err != nil {
 		if !errors.Is(err, directory.ErrAuth) {
-			s.svc.logins.succeeded(key) // not a guess: the password was not checked
+			logins.Succeeded(key) // not a guess: the password was not checked
 			s.n.log.Error("imap: login", "err", err)
 			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "authentication unavailable, try again later"}
 		}
 		s.failed++
 		// A fixed delay slows guessing; closing the session ends it.
 		select {
-		case <-time.After(s.svc.logins.failDelay()):
+		case <-time.After(delay):
 		case <-s.ctx.Done():
 		}
 		return imapserver.ErrAuthFailed // RFC 5530 AUTHENTICATIONFAILED
 	}
-	s.svc.logins.succeeded(key)
+	logins.Succeeded(key)
 	s.mailbox = mb.Address
 	return nil
 }

@@ -674,10 +674,10 @@ func TestIMAPIdleEndedWithoutDone(t *testing.T) {
 
 // imapLoginLimits sets nd's IMAP login throttle.
 func imapLoginLimits(nd *Node, maxFailures int, delay time.Duration) {
-	lt := nd.imap.logins
-	lt.mu.Lock()
-	defer lt.mu.Unlock()
-	lt.max, lt.delay = maxFailures, delay
+	svc := nd.imap
+	svc.loginMu.Lock()
+	defer svc.loginMu.Unlock()
+	svc.logins, svc.loginDelay = newIMAPLoginThrottle(maxFailures), delay
 }
 
 func TestIMAPLoginThrottlePerAddress(t *testing.T) {
@@ -703,32 +703,6 @@ func TestIMAPLoginThrottlePerAddress(t *testing.T) {
 	d := imapDial(t, nd.Addr("imap"), nil)
 	assert.ErrorContains(t, d.Login(alice, "secret").Wait(), "try again later", "nor on a new connection")
 	require.ErrorContains(t, d.Authenticate(sasl.NewPlainClient("", alice, "secret")), "try again later", "nor with AUTHENTICATE")
-}
-
-func TestLoginThrottle(t *testing.T) {
-	lt := newLoginThrottle()
-	lt.max, lt.window = 2, time.Minute
-	now := time.Unix(1700000000, 0)
-	require.True(t, lt.begin("a", now))
-	require.True(t, lt.begin("a", now), "two attempts in progress at once")
-	assert.False(t, lt.begin("a", now), "a third, in parallel, is refused before any password check")
-	assert.True(t, lt.begin("b", now), "another address")
-	lt.succeeded("a")
-	assert.True(t, lt.begin("a", now), "a success gives its attempt back")
-	assert.False(t, lt.begin("a", now.Add(59*time.Second)))
-	assert.True(t, lt.begin("a", now.Add(time.Minute)), "a new window")
-
-	for _, tc := range []struct{ addr, key string }{
-		{"192.0.2.7:143", "192.0.2.7"},
-		{"[::ffff:192.0.2.7]:143", "192.0.2.7"},
-		{"[2001:db8:1:2:3:4:5:6]:143", "2001:db8:1:2::/64"},
-		{"[2001:db8:1:2:ffff::1]:143", "2001:db8:1:2::/64"},
-		{"[fe80::1%eth0]:143", "fe80::/64"},
-	} {
-		addr, err := net.ResolveTCPAddr("tcp", tc.addr)
-		require.NoError(t, err)
-		assert.Equal(t, tc.key, loginThrottleKey(addr), tc.addr)
-	}
 }
 
 func TestIMAPStarNamesTheLastMessage(t *testing.T) {

@@ -9,10 +9,9 @@ package node
 // check the same passwords.
 
 import (
-	"net"
-	"net/netip"
-	"sync"
 	"time"
+
+	"mailarray/node/throttle"
 )
 
 // IMAP login limits: POP3's defaults (node/pop3 DefaultConfig), so neither
@@ -31,94 +30,16 @@ const (
 	imapThrottleMaxAddrs = 1 << 16
 )
 
-// loginThrottle counts login attempts per key in fixed windows. An attempt
-// is counted when it starts (begin), before the password is checked, and
-// taken back when it succeeds: attempts made in parallel on many
-// connections cannot all pass the check before the first failure is
-// counted. Safe for concurrent use.
-type loginThrottle struct {
-	mu      sync.Mutex
-	window  time.Duration
-	max     int           // attempts that may fail per window
-	maxKeys int           // bound on the table
-	delay   time.Duration // before answering a failure
-	keys    map[string]loginWindow
+// newIMAPLoginThrottle is the per-address throttle with max attempts per
+// window.
+func newIMAPLoginThrottle(max int) *throttle.Throttle {
+	return throttle.New(imapThrottleWindow, max, imapThrottleMaxAddrs)
 }
 
-type loginWindow struct {
-	start    time.Time
-	attempts int // failed or in progress
-}
-
-func newLoginThrottle() *loginThrottle {
-	return &loginThrottle{window: imapThrottleWindow, max: imapThrottleMaxFailures, maxKeys: imapThrottleMaxAddrs,
-		delay: imapFailedLoginDelay, keys: map[string]loginWindow{}}
-}
-
-// begin counts an attempt of key. It returns false, counting nothing, when
-// key has used up its attempts in the current window.
-func (t *loginThrottle) begin(key string, now time.Time) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	w, ok := t.keys[key]
-	if !ok || now.Sub(w.start) >= t.window {
-		if len(t.keys) >= t.maxKeys {
-			for k, old := range t.keys {
-				if now.Sub(old.start) >= t.window {
-					delete(t.keys, k)
-				}
-			}
-			if len(t.keys) >= t.maxKeys {
-				return true // full of live entries: not counted
-			}
-		}
-		w = loginWindow{start: now}
-	}
-	if w.attempts >= t.max {
-		return false
-	}
-	w.attempts++
-	t.keys[key] = w
-	return true
-}
-
-// succeeded takes back the attempt begin counted for key: a login that
-// worked, or one that could not be checked.
-func (t *loginThrottle) succeeded(key string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if w, ok := t.keys[key]; ok && w.attempts > 0 {
-		w.attempts--
-		t.keys[key] = w
-	}
-}
-
-// failDelay is how long to wait before answering a failed login.
-func (t *loginThrottle) failDelay() time.Duration {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.delay
-}
-
-// loginThrottleKey is the unit counted: the IPv4 address, or the IPv6 /64
-// (one subscriber usually holds a whole /64). Addresses that are not IP
-// (the simulator's) count as themselves.
-func loginThrottleKey(a net.Addr) string {
-	if a == nil {
-		return ""
-	}
-	host, _, err := net.SplitHostPort(a.String())
-	if err != nil {
-		host = a.String()
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return host
-	}
-	ip = ip.Unmap().WithZone("")
-	if ip.Is6() {
-		p, _ := ip.Prefix(64)
-		return p.String()
-	}
-	return ip.String()
+// loginLimits returns the login throttle and the delay before answering a
+// failed login.
+func (svc *imapService) loginLimits() (*throttle.Throttle, time.Duration) {
+	svc.loginMu.Lock()
+	defer svc.loginMu.Unlock()
+	return svc.logins, svc.loginDelay
 }

@@ -31,7 +31,8 @@
 // Every resource has a limit in Config: line length, idle (autologout) and
 // write timeouts, backend call timeout, failed logins per session (each
 // answered after FailedLoginDelay), failed logins per remote address per
-// window (throttle.go), bad commands per session, concurrent sessions and
+// window (node/throttle: counted from the attempt's start, so parallel
+// guesses count too), bad commands per session, concurrent sessions and
 // messages shown per session. Passwords are never logged.
 //
 // # Client

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"mailarray/node/throttle"
 )
 
 // Backend authenticates users and opens their maildrops. Implemented by the
@@ -192,7 +194,7 @@ type Server struct {
 	// done is closed by Close; it interrupts waits (login delay, accept backoff).
 	done chan struct{}
 
-	throttle *throttle
+	throttle *throttle.Throttle // nil: disabled
 	nextID   atomic.Uint64
 
 	mu         sync.Mutex
@@ -226,7 +228,7 @@ func New(cfg Config, b Backend, log *slog.Logger) *Server {
 		s.cfgErr = errors.New("pop3: nil Backend")
 	}
 	if cfg.ThrottleMaxFailures > 0 {
-		s.throttle = newThrottle(cfg.ThrottleWindow, cfg.ThrottleMaxFailures, cfg.ThrottleMaxAddrs)
+		s.throttle = throttle.New(cfg.ThrottleWindow, cfg.ThrottleMaxFailures, cfg.ThrottleMaxAddrs)
 	}
 	return s
 }

@@ -288,42 +288,43 @@ func TestPerAddressThrottle(t *testing.T) {
 	assert.Contains(t, ts.logs.String(), "login throttled")
 }
 
-func TestThrottle(t *testing.T) {
-	t0 := time.Unix(1_000_000, 0)
-	th := newThrottle(time.Minute, 2, 2)
-	assert.False(t, th.blocked("a", t0))
-	assert.True(t, th.fail("a", t0))
-	assert.False(t, th.blocked("a", t0))
-	assert.True(t, th.fail("a", t0.Add(time.Second)))
-	assert.True(t, th.blocked("a", t0.Add(59*time.Second)), "two failures in the window")
-	assert.False(t, th.blocked("a", t0.Add(time.Minute)), "window over")
-	// Table full of live entries: a third address is not tracked (fail open).
-	assert.True(t, th.fail("a", t0.Add(2*time.Minute)))
-	assert.True(t, th.fail("b", t0.Add(2*time.Minute)))
-	assert.False(t, th.fail("c", t0.Add(2*time.Minute)))
-	// Once entries expire, the sweep makes room.
-	assert.True(t, th.fail("c", t0.Add(3*time.Minute)))
-	assert.Len(t, th.addrs, 1)
-	var nilThrottle *throttle
-	assert.False(t, nilThrottle.blocked("a", t0), "disabled throttle")
-	assert.True(t, nilThrottle.fail("a", t0))
-}
-
-func TestThrottleKey(t *testing.T) {
-	for _, tc := range []struct {
-		addr net.Addr
-		want string
-	}{
-		{&net.TCPAddr{IP: net.ParseIP("192.0.2.7"), Port: 110}, "192.0.2.7"},
-		{&net.TCPAddr{IP: net.ParseIP("::ffff:192.0.2.7"), Port: 110}, "192.0.2.7"},
-		{&net.TCPAddr{IP: net.ParseIP("2001:db8:1:2:3:4:5:6"), Port: 110}, "2001:db8:1:2::/64"},
-		{&net.TCPAddr{IP: net.ParseIP("fe80::1"), Port: 110, Zone: "eth0"}, "fe80::/64"},
-		{pipeAddr("sim-node-3:4711"), "sim-node-3"},
-		{pipeAddr("client"), "client"},
-		{nil, ""},
-	} {
-		assert.Equal(t, tc.want, throttleKey(tc.addr), "addr %v", tc.addr)
+// TestThrottleCountsParallelGuesses: attempts count from their start, so
+// guesses sent at once on many connections cannot all reach the password
+// check before the first failure is counted.
+func TestThrottleCountsParallelGuesses(t *testing.T) {
+	cfg := testConfig()
+	cfg.ThrottleMaxFailures = 2
+	ts := startServer(t, cfg, newTestBackend(), nil)
+	entered, release := make(chan struct{}, 10), make(chan struct{})
+	ts.backend.setFault(func(b *memBackend) {
+		b.onLogin = func(string) { entered <- struct{}{}; <-release }
+	})
+	const guesses = 6
+	clients := make([]*Client, guesses)
+	for i := range clients {
+		clients[i] = ts.client(t)
 	}
+	codes := make(chan string, guesses)
+	for _, c := range clients {
+		go func() { codes <- ErrorCode(c.Login("alice", wrongPass)) }()
+	}
+	for range cfg.ThrottleMaxFailures {
+		<-entered
+	}
+	timeout := time.After(10 * time.Second)
+	for range guesses - cfg.ThrottleMaxFailures {
+		select {
+		case code := <-codes:
+			assert.Equal(t, "SYS/TEMP", code, "refused before the password check")
+		case <-timeout:
+			t.Fatal("parallel guesses reached the password check instead of being refused")
+		}
+	}
+	close(release)
+	for range cfg.ThrottleMaxFailures {
+		assert.Equal(t, "AUTH", <-codes)
+	}
+	assert.Equal(t, cfg.ThrottleMaxFailures, ts.backend.loginCount(), "the backend checked only the allowed attempts")
 }
 
 func TestStateAndSyntaxErrors(t *testing.T) {

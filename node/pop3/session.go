@@ -12,6 +12,8 @@ import (
 	"net"
 	"strconv"
 	"time"
+
+	"mailarray/node/throttle"
 )
 
 // state is the RFC 1939 §3 session state. The UPDATE state is entered and
@@ -95,7 +97,7 @@ func newSession(srv *Server, c net.Conn) *session {
 		raw:         c,
 		conn:        c,
 		remote:      c.RemoteAddr(),
-		throttleKey: throttleKey(c.RemoteAddr()),
+		throttleKey: throttle.AddrKey(c.RemoteAddr()),
 		start:       time.Now(),
 		num:         make([]byte, 0, 24),
 	}
@@ -295,7 +297,10 @@ func (s *session) cmdPass(args []string) bool {
 
 	// Throttled: [SYS/TEMP], not [AUTH], since clients take [AUTH] to mean
 	// a wrong password and may drop the saved one; the refusal is temporary.
-	if s.srv.throttle.blocked(s.throttleKey, time.Now()) {
+	// The attempt counts from here, before the password is checked, so
+	// guesses sent in parallel on many connections are all counted; a
+	// login that works (or cannot be checked) gives it back.
+	if ok, _ := s.srv.throttle.Begin(time.Now(), s.throttleKey); !ok {
 		s.log.Warn("pop3: login throttled", "user", user, "addr", s.throttleKey)
 		return s.failedLogin("[SYS/TEMP] too many failed logins from your address, try again later")
 	}
@@ -308,21 +313,21 @@ func (s *session) cmdPass(args []string) bool {
 	}
 	switch {
 	case errors.Is(err, ErrAuth):
-		s.log.Warn("pop3: authentication failed", "user", user)
-		if !s.srv.throttle.fail(s.throttleKey, time.Now()) {
-			s.log.Warn("pop3: login throttle table full; address not tracked", "addr", s.throttleKey)
-		}
+		s.log.Warn("pop3: authentication failed", "user", user, "addr", s.throttleKey)
 		return s.failedLogin("[AUTH] invalid user name or password")
 	case errors.Is(err, ErrInUse):
+		s.srv.throttle.Succeeded(s.throttleKey) // the password was right
 		s.log.Info("pop3: maildrop in use", "user", user)
 		s.errLine("[IN-USE] maildrop already locked by another session")
 		return false
 	case err != nil:
+		s.srv.throttle.Succeeded(s.throttleKey) // not a guess: nothing was checked
 		s.log.Error("pop3: login failed", "user", user, "err", err)
 		s.errLine("[SYS/TEMP] temporary failure, try again later")
 		return false
 	}
 
+	s.srv.throttle.Succeeded(s.throttleKey)
 	list, err := drop.List(ctx)
 	if err == nil {
 		err = s.load(user, list)

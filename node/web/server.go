@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"mailarray/node/throttle"
 )
 
 // Errors a Backend returns.
@@ -120,7 +122,7 @@ type Server struct {
 	b        Backend
 	log      *slog.Logger
 	sessions *sessions
-	failures *throttle
+	failures *throttle.Throttle
 	cache    *summaryCache
 }
 
@@ -132,7 +134,7 @@ func New(cfg Config, b Backend, log *slog.Logger) (*Server, error) {
 	return &Server{
 		cfg: cfg, b: b, log: log,
 		sessions: newSessions(cfg.SessionIdle, cfg.SessionMaxAge, cfg.MaxSessions),
-		failures: newThrottle(cfg.FailedLoginWindow, cfg.MaxFailedLogins, 100000),
+		failures: throttle.New(cfg.FailedLoginWindow, cfg.MaxFailedLogins, 100000),
 		cache:    newSummaryCache(cfg.SummaryCache),
 	}, nil
 }
@@ -223,8 +225,8 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	addr := strings.ToLower(strings.TrimSpace(req.Address))
 	now := time.Now()
-	keys := []string{"ip:" + addressKey(r.RemoteAddr), "mailbox:" + addr}
-	if ok, wait := s.failures.begin(keys, now); !ok {
+	keys := []string{"ip:" + throttle.Key(r.RemoteAddr), "mailbox:" + addr}
+	if ok, wait := s.failures.Begin(now, keys...); !ok {
 		secs := int(wait/time.Second) + 1
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		s.apiError(w, r, http.StatusTooManyRequests, fmt.Sprintf("too many failed logins; try again in %d s", secs))
@@ -233,7 +235,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	mailbox, err := s.b.Authenticate(r.Context(), addr, req.Password)
 	if err != nil {
 		if !errors.Is(err, ErrAuth) {
-			s.failures.succeeded(keys) // not a guess: the password was not checked
+			s.failures.Succeeded(keys...) // not a guess: the password was not checked
 			s.apiError(w, r, http.StatusInternalServerError, "cannot check the password now")
 			return
 		}
@@ -246,7 +248,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.apiError(w, r, http.StatusUnauthorized, "wrong address or password")
 		return
 	}
-	s.failures.succeeded(keys)
+	s.failures.Succeeded(keys...)
 	token := s.sessions.create(mailbox, now)
 	if token == "" {
 		s.apiError(w, r, http.StatusServiceUnavailable, "too many sessions; try again later")

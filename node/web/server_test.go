@@ -355,42 +355,6 @@ func TestWebmailLoginThrottleCountsParallelAttempts(t *testing.T) {
 	assert.Equal(t, map[int]int{http.StatusTooManyRequests: sent - max, http.StatusUnauthorized: max}, got)
 }
 
-func TestThrottle(t *testing.T) {
-	th := newThrottle(time.Minute, 2, 3)
-	now := time.Unix(1000, 0)
-	ok, _ := th.begin([]string{"ip:a", "mailbox:m"}, now)
-	require.True(t, ok)
-	th.succeeded([]string{"ip:a", "mailbox:m"})
-	for range 2 {
-		ok, _ = th.begin([]string{"ip:a", "mailbox:m"}, now)
-		require.True(t, ok)
-	}
-	ok, wait := th.begin([]string{"ip:b", "mailbox:m"}, now.Add(10*time.Second))
-	assert.False(t, ok, "the mailbox used its attempts, whatever the address")
-	assert.Equal(t, 50*time.Second, wait)
-	// A table full of live keys (many addresses) counts no new key, but
-	// forgets none it counts: filling it does not reset the mailbox.
-	for _, k := range []string{"ip:c", "ip:d", "ip:e"} {
-		ok, _ = th.begin([]string{k}, now)
-		assert.True(t, ok, k)
-	}
-	ok, _ = th.begin([]string{"ip:f", "mailbox:m"}, now)
-	assert.False(t, ok, "the mailbox is still counted")
-	ok, _ = th.begin([]string{"ip:b", "mailbox:m"}, now.Add(time.Minute))
-	assert.True(t, ok, "a new window")
-
-	for addr, key := range map[string]string{
-		"192.0.2.7:80":               "192.0.2.7",
-		"[::ffff:192.0.2.7]:80":      "192.0.2.7",
-		"[2001:db8:1:2:3:4:5:6]:80":  "2001:db8:1:2::/64",
-		"[2001:db8:1:2:ffff::9]:443": "2001:db8:1:2::/64",
-		"[::1]:80":                   "::/64",
-		"pipe":                       "pipe",
-	} {
-		assert.Equal(t, key, addressKey(addr), addr)
-	}
-}
-
 func TestSessionsExpire(t *testing.T) {
 	s := newSessions(time.Minute, time.Hour, 2)
 	t0 := time.Unix(1000, 0)
