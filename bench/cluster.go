@@ -537,7 +537,7 @@ func (c *Cluster) Fill(ctx context.Context, rep *sim.Report, wall time.Duration)
 			nr.ShareBytes = round(float64(nr.CopyBytes)/float64(totalBytes), 4)
 		}
 	}
-	rep.Imbalance = sim.Imbalance{CopiesMaxOverMean: maxOverMean(liveCopies), BytesMaxOverMean: maxOverMean(liveBytes), SMTPMaxOverMean: maxOverMean(liveSMTP)}
+	rep.Imbalance = sim.NewImbalance(liveCopies, liveBytes, liveSMTP)
 	return c.checkLost(ctx, rep)
 }
 
@@ -654,19 +654,4 @@ func (c *Cluster) Close() error {
 	}
 	wg.Wait()
 	return nil
-}
-
-func maxOverMean(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	var sum, mx float64
-	for _, x := range xs {
-		sum += x
-		mx = max(mx, x)
-	}
-	if sum == 0 {
-		return 0
-	}
-	return round(mx/(sum/float64(len(xs))), 4)
 }

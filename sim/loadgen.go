@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"math/rand/v2"
 	"net"
@@ -538,12 +537,8 @@ func (sd *sender) connect(ctx context.Context, ips []net.IP, timeout time.Durati
 			continue
 		}
 		// Cancelling the load cuts the session at once.
-		stop = context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-		c = smtp.NewClient(conn)
-		c.CommandTimeout, c.SubmissionTimeout = timeout, timeout
-		if err := c.Hello(sd.name + ".load.test"); err != nil {
-			stop()
-			c.Close()
+		c, stop, err = greet(ctx, conn, timeout, sd.name)
+		if err != nil {
 			lastErr = err
 			continue
 		}
@@ -555,78 +550,9 @@ func (sd *sender) connect(ctx context.Context, ips []net.IP, timeout time.Durati
 // transaction sends one message on c and records the outcome; it reports
 // whether the connection may carry another.
 func (sd *sender) transaction(c *smtp.Client, rec *Record, start time.Duration, node string) bool {
-	err := c.Mail(senderFrom, nil)
-	if err == nil {
-		err = c.Rcpt(rec.Mailbox, nil)
-	}
-	var resp *smtp.DataResponse
-	if err == nil {
-		var w io.WriteCloser
-		var dc *smtp.DataCommand
-		if dc, err = c.Data(); err == nil {
-			w = dc
-			err = sd.writeBody(w, rec)
-			if err == nil {
-				resp, err = dc.CloseWithResponse()
-			} else {
-				w.Close()
-			}
-		}
-	}
-	if err != nil {
-		code, reason := classify(err)
-		if code != 0 {
-			sd.finish(rec, start, Rejected, code, "", node, "")
-			// A rejected transaction leaves the session usable, except
-			// after 421 (the server is closing).
-			if code == 421 {
-				return false
-			}
-			return c.Reset() == nil
-		}
-		sd.finish(rec, start, Failed, 0, reason, node, "")
-		return false
-	}
-	sd.finish(rec, start, Accepted, 250, "", node, queuedID(resp.StatusText))
-	return true
-}
-
-// queuedID extracts the transaction id of "Ok: queued as ID".
-func queuedID(text string) string {
-	const marker = "queued as "
-	if i := strings.LastIndex(text, marker); i >= 0 {
-		return strings.TrimSpace(text[i+len(marker):])
-	}
-	return text
-}
-
-// writeBody writes rec's message: headers naming it, then filler lines up
-// to its size.
-func (sd *sender) writeBody(w io.Writer, rec *Record) error {
-	g := sd.g
-	var hb strings.Builder
-	hb.Grow(256)
-	hb.WriteString("From: <" + senderFrom + ">\r\nTo: <" + rec.Mailbox + ">\r\nSubject: load message ")
-	hb.WriteString(strconv.Itoa(rec.Seq))
-	hb.WriteString("\r\nMessage-ID: <" + strconv.Itoa(rec.Seq) + "." + strconv.FormatUint(g.s.sc.Seed, 10) + "@load.test>\r\n")
-	if rec.Urgent {
-		hb.WriteString("Priority: urgent\r\n")
-	}
-	hb.WriteString("\r\n")
-	h := hb.String()
-	if _, err := io.WriteString(w, h); err != nil {
-		return err
-	}
-	n := rec.Size - len(h)
-	if n < 2 {
-		return nil
-	}
-	// A prefix of whole and partial lines, ending with CRLF.
-	if _, err := w.Write(g.filler[:n-2]); err != nil {
-		return err
-	}
-	_, err := io.WriteString(w, "\r\n")
-	return err
+	return transact(c, rec, sd.g.s.sc.Seed, sd.g.filler, func(o Outcome, code int, reason, id string) {
+		sd.finish(rec, start, o, code, reason, node, id)
+	})
 }
 
 // finish records rec's outcome. Records are written and read under

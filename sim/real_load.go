@@ -433,12 +433,8 @@ func (sd *realSender) connect(ctx context.Context, names []string, timeout time.
 			lastErr = err
 			continue
 		}
-		stop = context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-		c = smtp.NewClient(conn)
-		c.CommandTimeout, c.SubmissionTimeout = timeout, timeout
-		if err := c.Hello(sd.name + ".load.test"); err != nil {
-			stop()
-			c.Close()
+		c, stop, err = greet(ctx, conn, timeout, sd.name)
+		if err != nil {
 			lastErr = err
 			continue
 		}
@@ -448,60 +444,9 @@ func (sd *realSender) connect(ctx context.Context, names []string, timeout time.
 }
 
 func (sd *realSender) transaction(c *smtp.Client, rec *Record, start time.Duration, node string) bool {
-	err := c.Mail(senderFrom, nil)
-	if err == nil {
-		err = c.Rcpt(rec.Mailbox, nil)
-	}
-	var resp *smtp.DataResponse
-	if err == nil {
-		var dc *smtp.DataCommand
-		if dc, err = c.Data(); err == nil {
-			if err = sd.writeBody(dc, rec); err == nil {
-				resp, err = dc.CloseWithResponse()
-			} else {
-				dc.Close()
-			}
-		}
-	}
-	if err != nil {
-		code, reason := classify(err)
-		if code != 0 {
-			sd.finish(rec, start, Rejected, code, "", node, "")
-			if code == 421 {
-				return false
-			}
-			return c.Reset() == nil
-		}
-		sd.finish(rec, start, Failed, 0, reason, node, "")
-		return false
-	}
-	sd.finish(rec, start, Accepted, 250, "", node, queuedID(resp.StatusText))
-	return true
-}
-
-// writeBody writes the message as the simulator's senders do.
-func (sd *realSender) writeBody(w io.Writer, rec *Record) error {
-	var hb strings.Builder
-	hb.WriteString("From: <" + senderFrom + ">\r\nTo: <" + rec.Mailbox + ">\r\nSubject: load message ")
-	hb.WriteString(strconv.Itoa(rec.Seq))
-	hb.WriteString("\r\nMessage-ID: <" + strconv.Itoa(rec.Seq) + "." + strconv.FormatUint(sd.g.sc.Seed, 10) + "@load.test>\r\n")
-	if rec.Urgent {
-		hb.WriteString("Priority: urgent\r\n")
-	}
-	hb.WriteString("\r\n")
-	h := hb.String()
-	if _, err := io.WriteString(w, h); err != nil {
-		return err
-	}
-	n := rec.Size - len(h)
-	if n < 2 {
-		return nil
-	}
-	if _, err := w.Write(sd.g.filler[:n-2]); err != nil {
-		return err
-	}
-	_, err := io.WriteString(w, "\r\n")
-	return err
+	return transact(c, rec, sd.g.sc.Seed, sd.g.filler, func(o Outcome, code int, reason, id string) {
+		sd.finish(rec, start, o, code, reason, node, id)
+	})
 }
 
 func (sd *realSender) finish(rec *Record, start time.Duration, o Outcome, code int, reason, node, id string) {

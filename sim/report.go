@@ -378,10 +378,17 @@ func (s *simulation) nodeReports(r *Report, smtpBy map[string]int) {
 			nr.ShareBytes = roundTo(float64(nr.CopyBytes)/float64(totalBytes), 4)
 		}
 	}
-	r.Imbalance = Imbalance{
-		CopiesMaxOverMean: maxOverMean(liveCopies),
-		BytesMaxOverMean:  maxOverMean(liveBytes),
-		SMTPMaxOverMean:   maxOverMean(liveSMTP),
+	r.Imbalance = NewImbalance(liveCopies, liveBytes, liveSMTP)
+}
+
+// NewImbalance is the imbalance of the live nodes' copies, bytes and SMTP
+// sessions (one value per node each), for the simulated and the real
+// reports alike.
+func NewImbalance(copies, bytes, smtp []float64) Imbalance {
+	return Imbalance{
+		CopiesMaxOverMean: maxOverMean(copies),
+		BytesMaxOverMean:  maxOverMean(bytes),
+		SMTPMaxOverMean:   maxOverMean(smtp),
 	}
 }
 
