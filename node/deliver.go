@@ -121,7 +121,7 @@ func (n *Node) storeMessage(ctx context.Context, data []byte, entries []catalog.
 		b := &store.Batch{}
 		for i := range entries {
 			entries[i].State = catalog.Committed
-			b.PutCopies = append(b.PutCopies, store.Copy{ID: entries[i].ID, Data: data})
+			b.PutCopies = append(b.PutCopies, store.Copy{ID: entries[i].ID, Data: data, Sum: entries[i].Sum})
 		}
 		err := n.env.Inject("store.write")
 		failpoint.InjectCall("store.write", n.cfg.Name, &err) // chaos failpoint: compiled in by make chaos only
@@ -259,7 +259,9 @@ func (n *Node) writeLocal(data []byte, e catalog.Entry) error {
 		return err
 	}
 	err = n.store.Write(&store.Batch{
-		PutCopies:  []store.Copy{{ID: e.ID, Data: data}},
+		// Both callers hold data whose checksum is e.Sum: Deliver computed
+		// it, handlePutCopy verified it.
+		PutCopies:  []store.Copy{{ID: e.ID, Data: data, Sum: e.Sum}},
 		PutRecords: n.cat.Records(e),
 	})
 	if err != nil {

@@ -147,6 +147,14 @@ func (n *Net) appendStream(p *pipe, data []byte) bool {
 	if e == nil || len(e.data)+len(data) > n.cfg.SegmentBytesMax {
 		return false
 	}
+	if len(e.data)+len(data) > cap(e.data) {
+		// Move to a segment of the next class rather than let append
+		// grow one that no pool takes back.
+		grown := newSegment(len(e.data) + len(data))
+		copy(grown, e.data)
+		freeSegment(e.data)
+		e.data = grown[:len(e.data)]
+	}
 	e.data = append(e.data, data...)
 	return true
 }

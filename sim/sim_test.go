@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
 	"testing"
@@ -170,6 +171,8 @@ func BenchmarkSimThreeNodeR2(b *testing.B) {
 	var rep *Report
 	var runErr error
 	cpu0 := processCPU()
+	var ms0 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
 	ok := testing.RunTests(func(string, string) (bool, error) { return true, nil }, []testing.InternalTest{{
 		Name: "SimThreeNodeR2",
 		F: func(t *testing.T) {
@@ -195,6 +198,11 @@ func BenchmarkSimThreeNodeR2(b *testing.B) {
 	b.ReportMetric(rep.Wall.Seconds, "wall-s")
 	// CPU time is less noisy than wall time on a shared machine.
 	b.ReportMetric((processCPU() - cpu0).Seconds(), "cpu-s")
+	// Allocation does not depend on the machine's other load at all, and
+	// the simulator's time follows it (garbage collection, cold memory).
+	var ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms1)
+	b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/1024/float64(max(rep.Accepted, 1)), "alloc-KiB/msg")
 }
 
 // processCPU is the process's user and system CPU time so far.

@@ -401,11 +401,27 @@ func (ss *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 // dataBufferSize is the initial DATA buffer: most mail fits.
 const dataBufferSize = 16 << 10
 
+// dataBufferKeep is the largest DATA buffer kept for reuse; a buffer grown
+// by a bigger message goes back to the garbage collector.
+const dataBufferKeep = 1 << 20
+
+// dataBuffers recycles DATA buffers: withReceived copies the message out,
+// so a buffer is free again when Data returns, and a fresh 16 KiB buffer
+// per message was a tenth of the simulator's allocation.
+var dataBuffers = sync.Pool{New: func() any { return bytes.NewBuffer(make([]byte, 0, dataBufferSize)) }}
+
 func (ss *session) Data(r io.Reader) error {
 	defer ss.setBusy(false)
 	// One buffer for the common message size instead of io.ReadAll's
-	// growth from 512 bytes (a 4 KiB message allocated 17 KB).
-	buf := bytes.NewBuffer(make([]byte, 0, dataBufferSize))
+	// growth from 512 bytes (a 4 KiB message allocated 17 KB), reused
+	// across messages. Nothing keeps raw past this function.
+	buf := dataBuffers.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= dataBufferKeep {
+			dataBuffers.Put(buf)
+		}
+	}()
 	_, err := buf.ReadFrom(r)
 	raw := buf.Bytes()
 	if err != nil {
