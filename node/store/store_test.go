@@ -1,6 +1,7 @@
 package store
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 )
 
 func open(t testing.TB) *Store {
@@ -117,4 +119,135 @@ func BenchmarkWrite4KiBConcurrent(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "writes/s")
+}
+
+// payload is n deterministic bytes that differ with seed.
+func payload(seed, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(seed*31 + i*7)
+	}
+	return b
+}
+
+func TestCopiesOfEverySize(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "node.db")
+	s, err := Open(DefaultOptions(path))
+	require.NoError(t, err)
+	// Inline (under a quarter page), one page, several pages.
+	sizes := map[string]int{"small": 10, "page": 3000, "two": 5000, "big": 100 << 10}
+	for id, n := range sizes {
+		require.NoError(t, s.Write(&Batch{PutCopies: []Copy{{ID: id, Data: payload(n, n)}}}))
+	}
+	// A rewrite replaces the bytes.
+	require.NoError(t, s.Write(&Batch{PutCopies: []Copy{{ID: "two", Data: payload(1, 4500)}}}))
+	sizes["two"] = 4500
+	require.NoError(t, s.Close())
+
+	s, err = Open(DefaultOptions(path))
+	require.NoError(t, err)
+	defer s.Close()
+	got := map[string]int{}
+	require.NoError(t, s.CopyIDs(func(id string, size int) bool { got[id] = size; return true }))
+	assert.Equal(t, sizes, got)
+	for id, n := range sizes {
+		data, err := s.Get(id)
+		require.NoError(t, err, id)
+		want := payload(n, n)
+		if id == "two" {
+			want = payload(1, n)
+		}
+		assert.Equal(t, want, data, id)
+	}
+	st, err := s.Stats()
+	require.NoError(t, err)
+	assert.Equal(t, 4, st.Copies)
+	assert.Equal(t, int64(10+3000+4500+100<<10), st.CopyBytes)
+	require.NoError(t, s.Write(&Batch{DeleteCopies: []string{"small", "big", "absent"}}))
+	assert.False(t, s.Has("big"))
+	assert.False(t, s.Has("small"))
+	assert.True(t, s.Has("page"))
+}
+
+// Files written before copies had buckets of their own hold the framed
+// bytes directly under the copy id: they stay readable, and a rewrite or a
+// delete works on them.
+func TestReadsTheEarlierCopyLayout(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "node.db")
+	s, err := Open(DefaultOptions(path))
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	db, err := bolt.Open(path, 0o600, nil)
+	require.NoError(t, err)
+	old := map[string][]byte{"o1": payload(1, 5000), "o2": payload(2, 20), "o3": payload(3, 9000)}
+	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+		for id, data := range old {
+			sum := sha256.Sum256(data)
+			if err := tx.Bucket(bucketCopies).Put([]byte(id), append(sum[:], data...)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	require.NoError(t, db.Close())
+
+	s, err = Open(DefaultOptions(path))
+	require.NoError(t, err)
+	defer s.Close()
+	for id, data := range old {
+		got, err := s.Get(id)
+		require.NoError(t, err, id)
+		assert.Equal(t, data, got, id)
+		assert.True(t, s.Has(id))
+	}
+	sizes := map[string]int{}
+	require.NoError(t, s.CopyIDs(func(id string, size int) bool { sizes[id] = size; return true }))
+	assert.Equal(t, map[string]int{"o1": 5000, "o2": 20, "o3": 9000}, sizes)
+	require.NoError(t, s.Write(&Batch{PutCopies: []Copy{{ID: "o1", Data: []byte("rewritten")}}, DeleteCopies: []string{"o2"}}))
+	got, err := s.Get("o1")
+	require.NoError(t, err)
+	assert.Equal(t, "rewritten", string(got))
+	assert.False(t, s.Has("o2"))
+	require.NoError(t, s.Corrupt("o3"))
+	_, err = s.Get("o3")
+	assert.ErrorIs(t, err, ErrCorrupt)
+}
+
+// A checksum passed by the caller is written as given: a wrong one is
+// caught on read, never returned as data.
+func TestGivenChecksumIsVerifiedOnRead(t *testing.T) {
+	s := open(t)
+	data := payload(7, 6000)
+	require.NoError(t, s.Write(&Batch{PutCopies: []Copy{{ID: "right", Data: data, Sum: Checksum(data)}}}))
+	require.NoError(t, s.Write(&Batch{PutCopies: []Copy{{ID: "wrong", Data: data, Sum: Checksum([]byte("other"))}}}))
+	got, err := s.Get("right")
+	require.NoError(t, err)
+	assert.Equal(t, data, got)
+	_, err = s.Get("wrong")
+	assert.ErrorIs(t, err, ErrCorrupt)
+}
+
+// Frames are recycled once their commit is done: concurrent writers of
+// different sizes must each find exactly their bytes afterwards.
+func TestConcurrentWritersKeepTheirBytes(t *testing.T) {
+	s := open(t)
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 40 {
+				id := fmt.Sprintf("w%d-%d", w, i)
+				n := 100 + (w*977+i*131)%9000
+				assert.NoError(t, s.Write(&Batch{PutCopies: []Copy{{ID: id, Data: payload(w*100+i, n)}}}))
+			}
+		})
+	}
+	wg.Wait()
+	for w := range 8 {
+		for i := range 40 {
+			id := fmt.Sprintf("w%d-%d", w, i)
+			got, err := s.Get(id)
+			require.NoError(t, err, id)
+			require.Equal(t, payload(w*100+i, 100+(w*977+i*131)%9000), got, id)
+		}
+	}
 }
