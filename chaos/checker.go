@@ -346,7 +346,7 @@ func Check(rep *sim.Report, dataDir string) (*Result, error) {
 
 	// Orphans (informational): copies whose node no entry lists.
 	for _, ln := range nodes {
-		ln.st.CopyIDs(func(id string, _ int) bool {
+		ln.st.CopyIDs(func(id string) bool {
 			if e, ok := ln.entries[id]; !ok || !e.HasLocation(ln.name) {
 				res.Orphans++
 			}

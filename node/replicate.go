@@ -747,7 +747,7 @@ func (r *replicator) cleanOrphans() {
 	want := min(r.n.cfg.Replicas, len(t.Ring))
 	cutoff := uint64(time.Now().Add(-r.n.cfg.Tuning.OrphanGrace).UnixNano())
 	var gone []string
-	r.n.store.CopyIDs(func(id string, _ int) bool {
+	r.n.store.CopyIDs(func(id string) bool {
 		e, ok := r.n.cat.Get(id)
 		switch {
 		case !ok:

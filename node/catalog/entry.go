@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"unique"
 )
 
 // State of an entry.
@@ -179,7 +180,7 @@ func Decode(b []byte) (Entry, error) {
 	e.State = State(d.byte())
 	e.Version = d.uvarint()
 	e.ID = d.string()
-	e.Mailbox = d.string()
+	e.Mailbox = d.shared()
 	e.Size = d.varint()
 	e.Received = d.varint()
 	copy(e.Sum[:], d.bytes(32))
@@ -268,7 +269,20 @@ func (d *decoder) strings() []string {
 	}
 	out := make([]string, 0, n)
 	for range n {
-		out = append(out, d.string())
+		out = append(out, d.shared())
 	}
 	return out
+}
+
+// shared is string for the fields whose values repeat across entries
+// (mailbox, node names, flags, trace lines): it returns one canonical
+// copy of each value. A node holds every entry of the array, tombstones
+// included, so these copies were most of the catalog's memory (and of the
+// simulator's live heap, which its garbage collection time follows).
+func (d *decoder) shared() string {
+	s := d.string()
+	if s == "" {
+		return ""
+	}
+	return unique.Make(s).Value()
 }

@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
+	"unique"
 
 	gosmtp "github.com/emersion/go-smtp"
 )
@@ -311,7 +312,9 @@ func (v *Verdict) validate() error {
 }
 
 func traceLine(filter, verdict, reason string) string {
-	return filter + ": " + verdict + ": " + oneLine(reason)
+	// Catalog entries keep their trace for good, and most lines are
+	// the same for every message: share one copy of each.
+	return unique.Make(filter + ": " + verdict + ": " + oneLine(reason)).Value()
 }
 
 // oneLine makes reason a single bounded line.

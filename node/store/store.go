@@ -498,12 +498,11 @@ func (s *Store) Has(id string) bool {
 
 // CopyIDs calls fn for every copy id held, in order, until fn returns false.
 // fn must not write to the store.
-func (s *Store) CopyIDs(fn func(id string, size int) bool) error {
+func (s *Store) CopyIDs(fn func(id string) bool) error {
 	return s.db.View(func(tx *bolt.Tx) error {
-		cp := tx.Bucket(bucketCopies)
-		c := cp.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			if !fn(string(k), len(cursorCopy(cp, k, v))-sha256.Size) {
+		c := tx.Bucket(bucketCopies).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if !fn(string(k)) {
 				return nil
 			}
 		}
