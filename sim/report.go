@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"mailarray/node/catalog"
-	"mailarray/node/store"
 )
 
 // Report is the outcome of a run. Its JSON (JSON) is a function of the
@@ -286,7 +285,7 @@ func (s *simulation) checkLost(r *Report) {
 				if sn == nil {
 					continue
 				}
-				if data, err := sn.node.Store().Get(id); err == nil && store.Checksum(data) == e.Sum {
+				if sn.node.Store().Verify(id, e.Sum) == nil {
 					return true
 				}
 			}

@@ -486,6 +486,25 @@ func (s *Store) Get(id string) ([]byte, error) {
 	return out, nil
 }
 
+// Verify reports whether the node holds a copy of id whose bytes match
+// both its own checksum and sum (Get without copying the bytes out).
+func (s *Store) Verify(id string, sum [32]byte) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		v := getCopy(tx.Bucket(bucketCopies), []byte(id))
+		if v == nil {
+			return ErrNotFound
+		}
+		if len(v) < sha256.Size {
+			return fmt.Errorf("%w: %s is %d bytes", ErrCorrupt, id, len(v))
+		}
+		got := sha256.Sum256(v[sha256.Size:])
+		if !bytes.Equal(got[:], v[:sha256.Size]) || got != sum {
+			return fmt.Errorf("%w: %s", ErrCorrupt, id)
+		}
+		return nil
+	})
+}
+
 // Has reports whether the node holds a copy of id (without verifying it).
 func (s *Store) Has(id string) bool {
 	var ok bool

@@ -254,3 +254,14 @@ func TestConcurrentWritersKeepTheirBytes(t *testing.T) {
 		}
 	}
 }
+
+func TestVerify(t *testing.T) {
+	s := open(t)
+	data := payload(3, 5000)
+	require.NoError(t, s.Write(&Batch{PutCopies: []Copy{{ID: "m", Data: data}}}))
+	assert.NoError(t, s.Verify("m", Checksum(data)))
+	assert.ErrorIs(t, s.Verify("m", Checksum([]byte("other"))), ErrCorrupt, "another message's checksum")
+	assert.ErrorIs(t, s.Verify("absent", Checksum(data)), ErrNotFound)
+	require.NoError(t, s.Corrupt("m"))
+	assert.ErrorIs(t, s.Verify("m", Checksum(data)), ErrCorrupt, "bytes changed on disk")
+}
