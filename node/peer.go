@@ -66,7 +66,6 @@ const (
 type peerService struct {
 	n      *Node
 	srv    *http.Server
-	client *http.Client
 	tr     *http.Transport
 	tls    *peerTLS // nil: plain HTTP
 	scheme string
@@ -85,7 +84,7 @@ func (n *Node) startPeer() error {
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 	}
-	p := &peerService{n: n, tr: tr, client: &http.Client{Transport: tr, Timeout: peerTimeout}, scheme: "http://"}
+	p := &peerService{n: n, tr: tr, scheme: "http://"}
 	if n.cfg.PeerCA != "" {
 		pt, err := newPeerTLS(n.cfg.PeerCA, n.cfg.PeerCert, n.cfg.PeerCertKey)
 		if err != nil {
@@ -311,8 +310,12 @@ func (p *peerService) do(ctx context.Context, method, node, path string, body []
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
+	// The timeout covers the exchange and the reading of the body; the
+	// body's Close ends it.
+	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
 	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
+		cancel()
 		return nil, err
 	}
 	for k, v := range hdr {
@@ -321,11 +324,28 @@ func (p *peerService) do(ctx context.Context, method, node, path string, body []
 	if p.n.cfg.PeerKey != "" {
 		req.Header.Set(headerKey, p.n.cfg.PeerKey)
 	}
-	resp, err := p.client.Do(req)
+	// The transport itself, not an http.Client: the peer API neither
+	// redirects nor sets cookies, and the client's support for both cloned
+	// every request's header and armed a second timer per request.
+	resp, err := p.tr.RoundTrip(req)
 	if err != nil {
+		cancel()
 		return nil, fmt.Errorf("node: peer %s %s %s: %w", node, method, path, err)
 	}
+	resp.Body = cancelOnClose{resp.Body, cancel}
 	return resp, nil
+}
+
+// cancelOnClose ends a request's context when its response body is closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b cancelOnClose) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
 }
 
 // readBody reads r to its end, at most limit bytes (limit < 0: no limit),
