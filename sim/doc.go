@@ -62,13 +62,18 @@
 // wall time. Writes a goroutine makes within one step travel as one
 // segment. BenchmarkSimThreeNodeR2 reports simulated messages per wall
 // second through three nodes, R=2 W=2, 4 KiB, one SMTP connection per
-// message: on this 2-core VM (shared), ~1,400 msgs/wall-s at 20,000
-// messages and ~1,050 at 100,000 (95 s); scenarios/roundrobin (24,000
-// messages, four nodes) takes 27-42 s. A profile at 100,000: the nodes'
-// bbolt commits ~29% (4 KiB values: each append rewrites the last leaf's
-// few large values), go-smtp server ~14%, net/http ~10%, the clients ~8%,
-// GC ~8%, the driver ~7%. Driver steps are cheap (~2 us); the real code's
-// work is what costs.
+// message, and the bytes allocated per message (the one figure of the
+// benchmark that does not move with the shared host's load: wall time for
+// the same binary varies by a third from run to run). On this 2-core VM:
+// 100,000 messages in 71-78 s when the host was quiet, 95-99 s when it was
+// not (about 135 KiB allocated per message at 10,000, 147 at 100,000);
+// scenarios/roundrobin (24,000 messages, four nodes) takes 25-42 s. A
+// profile at 100,000: the nodes' bbolt commits ~18% (about seven tree
+// updates and eight page writes per message), the go-smtp server ~17%
+// (with the pipeline), net/http ~15% on both ends, the driver ~10%, the
+// load's SMTP clients ~10%, the scheduler ~8% and garbage collection ~7%
+// (a node holds every catalog entry: ~400 bytes each). Driver steps are
+// cheap (~2 us); the real code's work is what costs.
 //
 // # Parts of the network
 //
