@@ -65,11 +65,11 @@
 // message, and the bytes allocated per message (the one figure of the
 // benchmark that does not move with the shared host's load: wall time for
 // the same binary varies by a third from run to run). On this 2-core VM:
-// 100,000 messages in 71-78 s when the host was quiet, 95-99 s when it was
-// not (about 135 KiB allocated per message at 10,000, 147 at 100,000);
+// 100,000 messages in 71-78 s when the host was quiet, 85-99 s when it was
+// not (about 153 KiB allocated per message at 10,000, 164 at 100,000);
 // scenarios/roundrobin (24,000 messages, four nodes) takes 25-42 s. A
-// profile at 100,000: the nodes' bbolt commits ~18% (about seven tree
-// updates and eight page writes per message), the go-smtp server ~17%
+// profile at 100,000: the nodes' bbolt commits ~18% (seven tree updates
+// and about eight page writes per message), the go-smtp server ~17%
 // (with the pipeline), net/http ~15% on both ends, the driver ~10%, the
 // load's SMTP clients ~10%, the scheduler ~8% and garbage collection ~7%
 // (a node holds every catalog entry: ~400 bytes each). Driver steps are

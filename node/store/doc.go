@@ -1,10 +1,7 @@
 // Package store keeps a node's durable state in one bbolt file: the message
 // copies the node holds (each with a SHA-256 checksum verified on every
 // read) and the node's replica of the tracking catalog (opaque encoded
-// entries, owned by package catalog). Each copy is a bucket of its own
-// inside the "copies" bucket, so that adding or deleting one writes no other
-// message (files from before that layout are read and converted as their
-// copies are rewritten or deleted; see putCopy).
+// entries, owned by package catalog).
 //
 // Every write goes through Write and one writer goroutine, which commits
 // everything queued while the previous transaction was syncing in one

@@ -12,7 +12,6 @@ import (
 
 	"github.com/pingcap/failpoint"
 	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Bucket names. One file per node holds them all.
@@ -326,12 +325,12 @@ func (s *Store) commit(group []*writeReq) (err error) {
 		for _, req := range group {
 			b := req.b
 			for i, c := range b.PutCopies {
-				if err := putCopy(cp, []byte(c.ID), req.framed[i]); err != nil {
+				if err := cp.Put([]byte(c.ID), req.framed[i]); err != nil {
 					return err
 				}
 			}
 			for _, id := range b.DeleteCopies {
-				if err := deleteCopy(cp, []byte(id)); err != nil {
+				if err := cp.Delete([]byte(id)); err != nil {
 					return err
 				}
 			}
@@ -358,70 +357,6 @@ func (s *Store) commit(group []*writeReq) (err error) {
 
 // appendFill is the fill percent of the append-mostly buckets.
 const appendFill = 0.9
-
-// Copy layout. Each copy is a bucket of its own, named by the copy id,
-// holding the framed bytes under copyKey. bbolt keeps at least two values
-// in a leaf and splits no leaf of four or fewer, so with the framed bytes
-// stored directly under the id, a leaf held two to four whole messages,
-// and every commit that added or deleted one copied and wrote them all
-// again (about three messages written per message). A copy in its own
-// bucket is written once; its entry in the copies bucket is a 16-byte
-// bucket header, and deleting it frees its pages without rewriting any
-// message. Copies smaller than a quarter page stay inline, as before.
-// Files written before hold the framed bytes directly under the id; every
-// function here reads both, and a rewrite or a delete converts.
-var copyKey = []byte{0}
-
-// putCopy writes one framed copy.
-func putCopy(cp *bolt.Bucket, id, framed []byte) error {
-	b, err := cp.CreateBucketIfNotExists(id)
-	if errors.Is(err, berrors.ErrIncompatibleValue) {
-		// A copy in the earlier layout.
-		if err := cp.Delete(id); err != nil {
-			return err
-		}
-		b, err = cp.CreateBucket(id)
-	}
-	if err != nil {
-		return err
-	}
-	return b.Put(copyKey, framed)
-}
-
-// deleteCopy removes a copy; one that is not there is no error.
-func deleteCopy(cp *bolt.Bucket, id []byte) error {
-	err := cp.DeleteBucket(id)
-	switch {
-	case errors.Is(err, berrors.ErrBucketNotFound):
-		return nil
-	case errors.Is(err, berrors.ErrIncompatibleValue):
-		return cp.Delete(id) // the earlier layout
-	}
-	return err
-}
-
-// getCopy returns a copy's framed bytes (valid during the transaction
-// only), or nil.
-func getCopy(cp *bolt.Bucket, id []byte) []byte {
-	if v := cp.Get(id); v != nil {
-		return v // the earlier layout
-	}
-	if b := cp.Bucket(id); b != nil {
-		return b.Get(copyKey)
-	}
-	return nil
-}
-
-// cursorCopy is getCopy for the copies bucket's cursor position (k, v).
-func cursorCopy(cp *bolt.Bucket, k, v []byte) []byte {
-	if v != nil {
-		return v
-	}
-	if b := cp.Bucket(k); b != nil {
-		return b.Get(copyKey)
-	}
-	return nil
-}
 
 // frame prefixes data with its SHA-256 (sum, computed here if zero), in a
 // buffer from the frame pool.
@@ -463,7 +398,7 @@ func Checksum(data []byte) [32]byte { return sha256.Sum256(data) }
 func (s *Store) Get(id string) ([]byte, error) {
 	var out []byte
 	err := s.db.View(func(tx *bolt.Tx) error {
-		v := getCopy(tx.Bucket(bucketCopies), []byte(id))
+		v := tx.Bucket(bucketCopies).Get([]byte(id))
 		if v == nil {
 			return ErrNotFound
 		}
@@ -490,7 +425,7 @@ func (s *Store) Get(id string) ([]byte, error) {
 // both its own checksum and sum (Get without copying the bytes out).
 func (s *Store) Verify(id string, sum [32]byte) error {
 	return s.db.View(func(tx *bolt.Tx) error {
-		v := getCopy(tx.Bucket(bucketCopies), []byte(id))
+		v := tx.Bucket(bucketCopies).Get([]byte(id))
 		if v == nil {
 			return ErrNotFound
 		}
@@ -509,7 +444,7 @@ func (s *Store) Verify(id string, sum [32]byte) error {
 func (s *Store) Has(id string) bool {
 	var ok bool
 	s.db.View(func(tx *bolt.Tx) error {
-		ok = getCopy(tx.Bucket(bucketCopies), []byte(id)) != nil
+		ok = tx.Bucket(bucketCopies).Get([]byte(id)) != nil
 		return nil
 	})
 	return ok
@@ -552,10 +487,9 @@ func (s *Store) Stats() (Stats, error) {
 	err := s.db.View(func(tx *bolt.Tx) error {
 		st.Transaction = tx.ID()
 		st.FileBytes = tx.Size()
-		cp := tx.Bucket(bucketCopies)
-		cp.ForEach(func(k, v []byte) error {
+		tx.Bucket(bucketCopies).ForEach(func(_, v []byte) error {
 			st.Copies++
-			st.CopyBytes += int64(len(cursorCopy(cp, k, v)) - sha256.Size)
+			st.CopyBytes += int64(len(v) - sha256.Size)
 			return nil
 		})
 		st.Records = tx.Bucket(bucketCatalog).Stats().KeyN
@@ -583,12 +517,12 @@ func (s *Store) PutMeta(key string, value []byte) error {
 func (s *Store) Corrupt(id string) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketCopies)
-		v := getCopy(b, []byte(id))
+		v := b.Get([]byte(id))
 		if v == nil {
 			return ErrNotFound
 		}
 		c := bytes.Clone(v)
 		c[len(c)-1] ^= 0xff
-		return putCopy(b, []byte(id), c)
+		return b.Put([]byte(id), c)
 	})
 }

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"crypto/sha256"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	bolt "go.etcd.io/bbolt"
 )
 
 func open(t testing.TB) *Store {
@@ -134,7 +132,7 @@ func TestCopiesOfEverySize(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "node.db")
 	s, err := Open(DefaultOptions(path))
 	require.NoError(t, err)
-	// Inline (under a quarter page), one page, several pages.
+	// Less than a page, most of one, two, many.
 	sizes := map[string]int{"small": 10, "page": 3000, "two": 5000, "big": 100 << 10}
 	for id, n := range sizes {
 		require.NoError(t, s.Write(&Batch{PutCopies: []Copy{{ID: id, Data: payload(n, n)}}}))
@@ -167,53 +165,6 @@ func TestCopiesOfEverySize(t *testing.T) {
 	assert.False(t, s.Has("big"))
 	assert.False(t, s.Has("small"))
 	assert.True(t, s.Has("page"))
-}
-
-// Files written before copies had buckets of their own hold the framed
-// bytes directly under the copy id: they stay readable, and a rewrite or a
-// delete works on them.
-func TestReadsTheEarlierCopyLayout(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "node.db")
-	s, err := Open(DefaultOptions(path))
-	require.NoError(t, err)
-	require.NoError(t, s.Close())
-	db, err := bolt.Open(path, 0o600, nil)
-	require.NoError(t, err)
-	old := map[string][]byte{"o1": payload(1, 5000), "o2": payload(2, 20), "o3": payload(3, 9000)}
-	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
-		for id, data := range old {
-			sum := sha256.Sum256(data)
-			if err := tx.Bucket(bucketCopies).Put([]byte(id), append(sum[:], data...)); err != nil {
-				return err
-			}
-		}
-		return nil
-	}))
-	require.NoError(t, db.Close())
-
-	s, err = Open(DefaultOptions(path))
-	require.NoError(t, err)
-	defer s.Close()
-	for id, data := range old {
-		got, err := s.Get(id)
-		require.NoError(t, err, id)
-		assert.Equal(t, data, got, id)
-		assert.True(t, s.Has(id))
-	}
-	var ids []string
-	require.NoError(t, s.CopyIDs(func(id string) bool { ids = append(ids, id); return true }))
-	assert.Equal(t, []string{"o1", "o2", "o3"}, ids)
-	st, err := s.Stats()
-	require.NoError(t, err)
-	assert.Equal(t, int64(5000+20+9000), st.CopyBytes)
-	require.NoError(t, s.Write(&Batch{PutCopies: []Copy{{ID: "o1", Data: []byte("rewritten")}}, DeleteCopies: []string{"o2"}}))
-	got, err := s.Get("o1")
-	require.NoError(t, err)
-	assert.Equal(t, "rewritten", string(got))
-	assert.False(t, s.Has("o2"))
-	require.NoError(t, s.Corrupt("o3"))
-	_, err = s.Get("o3")
-	assert.ErrorIs(t, err, ErrCorrupt)
 }
 
 // A checksum passed by the caller is written as given: a wrong one is
