@@ -112,7 +112,11 @@
 //     the net's seeded PCG in that order; push them on a heap keyed by
 //     (due time, canonical order); deliver the earliest due event, and
 //     only that one, before waiting again. Whatever goroutine sent first,
-//     the draws and the delivery order are the same.
+//     the draws and the delivery order are the same. A sender pokes the
+//     driver only when its event could be due before the driver's next
+//     wake-up; events queued without a poke are drawn, when the driver
+//     wakes, as of the instant they were sent, instants in order (a third
+//     fewer driver steps, the same reports).
 //  2. Every random choice comes from the seed: Net.Rand(name) gives each
 //     node its own stream (for env.Env.Rand), derived from the seed and
 //     the name only. Node code must not use global math/rand (nor

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"testing/synctest"
@@ -31,6 +32,7 @@ func (k eventKind) stream() bool { return k <= evFin }
 // Events are pooled by the Net; senders fill them under Net.mu.
 type event struct {
 	at   int64  // due time, ns since Net.epoch
+	sent int64  // when it was queued, ns since Net.epoch
 	ord  uint64 // canonical order, assigned by the driver
 	key  string // stream, socket or timer name
 	seq  uint64 // position within key
@@ -124,13 +126,24 @@ func (n *Net) sendStream(p *pipe, kind eventKind, seq uint64, data []byte) {
 	n.mu.Lock()
 	e := n.newEventLocked()
 	e.kind, e.key, e.seq, e.link, e.pipe, e.data = kind, p.key, seq, p.link, p, data
-	n.pending = append(n.pending, e)
+	wake := n.queueLocked(e, e.link)
 	p.tail = nil
 	if kind == evData {
 		p.tail = e
 	}
 	n.mu.Unlock()
-	n.poke()
+	if wake {
+		n.poke()
+	}
+}
+
+// queueLocked adds a stream segment or datagram sent now over l to the
+// pending events and reports whether the driver must be poked: it need
+// not be when the event cannot arrive before the driver wakes anyway.
+func (n *Net) queueLocked(e *event, l *link) bool {
+	e.sent = int64(time.Since(n.epoch))
+	n.pending = append(n.pending, e)
+	return l == nil || e.sent+int64(l.cfg.Latency) < n.wakeAt
 }
 
 // appendStream adds data to pipe p's last segment if that segment is
@@ -144,7 +157,9 @@ func (n *Net) appendStream(p *pipe, data []byte) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	e := p.tail
-	if e == nil || len(e.data)+len(data) > n.cfg.SegmentBytesMax {
+	if e == nil || e.sent != int64(time.Since(n.epoch)) || len(e.data)+len(data) > n.cfg.SegmentBytesMax {
+		// Nothing pending, or sent at an earlier instant (the driver
+		// schedules late segments as of when they were sent).
 		return false
 	}
 	if len(e.data)+len(data) > cap(e.data) {
@@ -165,9 +180,11 @@ func (n *Net) sendPacket(src *PacketConn, seq uint64, dst *Host, port int, data 
 	e := n.newEventLocked()
 	e.kind, e.key, e.seq, e.src, e.dst, e.port, e.data = evPacket, src.key, seq, src, dst, port, data
 	e.link = n.linkLocked(src.host, dst)
-	n.pending = append(n.pending, e)
+	wake := n.queueLocked(e, e.link)
 	n.mu.Unlock()
-	n.poke()
+	if wake {
+		n.poke()
+	}
 }
 
 // AfterFunc runs f on the driver goroutine d after now, in canonical order
@@ -183,9 +200,13 @@ func (n *Net) AfterFunc(d time.Duration, key string, f func()) {
 	n.timerSeq[key]++
 	e := n.newEventLocked()
 	e.kind, e.key, e.seq, e.at, e.fn = evTimer, key, n.timerSeq[key], at, f
+	e.sent = int64(time.Since(n.epoch))
 	n.pending = append(n.pending, e)
+	wake := at < n.wakeAt
 	n.mu.Unlock()
-	n.poke()
+	if wake {
+		n.poke()
+	}
 }
 
 // Start runs the driver on a new goroutine and returns the function that
@@ -238,6 +259,7 @@ func (n *Net) Run(ctx context.Context) {
 	for {
 		synctest.Wait() // the bubble is quiescent: what happened since the last step is complete
 		n.mu.Lock()
+		n.wakeAt = math.MinInt64 // running: whatever is sent meanwhile, this step sees
 		n.steps++
 		for _, e := range recycle {
 			n.recycleLocked(e)
@@ -246,7 +268,7 @@ func (n *Net) Run(ctx context.Context) {
 		n.flushNotesLocked()
 		now := int64(time.Since(n.epoch))
 		if len(n.pending) > 0 {
-			n.scheduleLocked(now)
+			n.scheduleLocked(math.MaxInt64)
 		}
 		var next *event
 		for len(n.sched) > 0 && n.sched[0].at <= now {
@@ -264,6 +286,7 @@ func (n *Net) Run(ctx context.Context) {
 			continue
 		}
 		if len(n.sched) == 0 {
+			n.wakeAt = math.MaxInt64
 			n.mu.Unlock()
 			if done == nil {
 				return
@@ -276,6 +299,7 @@ func (n *Net) Run(ctx context.Context) {
 			continue
 		}
 		wait := time.Duration(n.sched[0].at - now)
+		n.wakeAt = n.sched[0].at
 		n.mu.Unlock()
 		timer.Reset(wait)
 		select {
@@ -292,26 +316,40 @@ func (n *Net) Run(ctx context.Context) {
 // scheduleLocked orders the pending events canonically and draws their
 // latency and loss in that order, so that the draws do not depend on which
 // goroutine sent first.
-func (n *Net) scheduleLocked(now int64) {
+//
+// Events sent at earlier instants, that the driver was not poked for (they
+// could not be due before it woke), come first, instant by instant, and
+// are drawn as of when they were sent: the draws, the link queues and the
+// canonical order are those a step at each of those instants would have
+// made. Only events sent before until are scheduled (the driver passes the
+// end of time; SetLink, the current instant).
+func (n *Net) scheduleLocked(until int64) {
 	slices.SortFunc(n.pending, func(a, b *event) int {
+		if c := cmp.Compare(a.sent, b.sent); c != 0 {
+			return c
+		}
 		if c := strings.Compare(a.key, b.key); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.seq, b.seq)
 	})
-	for i, e := range n.pending {
+	k := 0
+	for k < len(n.pending) && n.pending[k].sent < until {
+		e := n.pending[k]
 		if e.pipe != nil && e.pipe.tail == e {
 			e.pipe.tail = nil // scheduled: later writes start a new segment
 		}
 		if e.kind != evTimer {
-			e.at = n.drawLocked(e, now)
+			e.at = n.drawLocked(e, e.sent)
 		}
 		e.ord = n.ord
 		n.ord++
 		n.sched.push(e)
-		n.pending[i] = nil
+		k++
 	}
-	n.pending = n.pending[:0]
+	rest := copy(n.pending, n.pending[k:])
+	clear(n.pending[rest:])
+	n.pending = n.pending[:rest]
 }
 
 // drawLocked returns when e arrives: after the link's queue drains and the

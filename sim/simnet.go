@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"hash/fnv"
+	"math"
 	"math/rand/v2"
 	"net"
 	"slices"
@@ -54,6 +55,13 @@ type Net struct {
 	events    int64 // deliveries
 	steps     int64 // quiescent steps of the driver
 	dropped   int64 // datagrams lost or undeliverable
+	// wakeAt is when the blocked driver wakes by itself (math.MaxInt64:
+	// only when poked); math.MinInt64 while it runs a step. An event that
+	// cannot be due before wakeAt needs no poke: the driver schedules it
+	// when it wakes, with the draws it would have made when it was sent
+	// (see scheduleLocked). Two of every five driver steps were pokes that
+	// only queued an event for later.
+	wakeAt int64
 }
 
 type note struct {
@@ -87,6 +95,7 @@ func NewNet(seed uint64, cfg NetConfig) *Net {
 		seed:      seed,
 		epoch:     time.Now(),
 		kick:      make(chan struct{}, 1),
+		wakeAt:    math.MaxInt64,
 		hosts:     map[string]*Host{},
 		links:     map[linkKey]*link{},
 		overrides: map[linkKey]LinkConfig{},
@@ -173,6 +182,10 @@ func (n *Net) SetLink(a, b string, cfg LinkConfig) {
 	a, b = canonicalIP(a), canonicalIP(b)
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	// Segments sent before now were drawn with the old model: draw them
+	// before it changes (those sent at this instant get the new one, as
+	// the driver's next step would give them).
+	n.scheduleLocked(int64(time.Since(n.epoch)))
 	for _, k := range []linkKey{{a, b}, {b, a}} {
 		n.overrides[k] = cfg
 		if l := n.links[k]; l != nil {
@@ -223,6 +236,7 @@ func (n *Net) releaseStalledLocked() {
 			kept = append(kept, e)
 			continue
 		}
+		e.sent = int64(time.Since(n.epoch)) // sent again now
 		n.pending = append(n.pending, e)
 	}
 	clear(n.stalled[len(kept):])
