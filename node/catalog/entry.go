@@ -6,8 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"mailarray/node/intern"
 	"slices"
-	"unique"
 )
 
 // State of an entry.
@@ -275,14 +275,16 @@ func (d *decoder) strings() []string {
 }
 
 // shared is string for the fields whose values repeat across entries
-// (mailbox, node names, flags, trace lines): it returns one canonical
-// copy of each value. A node holds every entry of the array, tombstones
-// included, so these copies were most of the catalog's memory (and of the
-// simulator's live heap, which its garbage collection time follows).
+// (mailbox, node names, flags, trace lines): it returns one shared copy of
+// each value (package intern). A node holds every entry of the array,
+// tombstones included, so these copies were most of the catalog's memory
+// (and of the simulator's live heap, which its garbage collection time
+// follows).
 func (d *decoder) shared() string {
-	s := d.string()
-	if s == "" {
+	n := d.uvarint()
+	if n > maxStringBytes {
+		d.fail()
 		return ""
 	}
-	return unique.Make(s).Value()
+	return intern.Bytes(d.bytes(int(n)))
 }

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"mailarray/node/intern"
 	"net"
 	"runtime/debug"
 	"strings"
 	"time"
-	"unique"
 
 	gosmtp "github.com/emersion/go-smtp"
 )
@@ -314,7 +314,7 @@ func (v *Verdict) validate() error {
 func traceLine(filter, verdict, reason string) string {
 	// Catalog entries keep their trace for good, and most lines are
 	// the same for every message: share one copy of each.
-	return unique.Make(filter + ": " + verdict + ": " + oneLine(reason)).Value()
+	return intern.String(filter + ": " + verdict + ": " + oneLine(reason))
 }
 
 // oneLine makes reason a single bounded line.
