@@ -96,8 +96,9 @@ type pipe struct {
 	// of the same step join it. Guarded by Net.mu.
 	tail *event
 
+	lastAt int64 // due time of the last segment scheduled (FIFO); under Net.mu
+
 	// Driver only.
-	lastAt int64    // due time of the last segment scheduled (FIFO)
 	expect uint64   // next sequence number to apply
 	held   []*event // arrived out of order (released after a partition), by seq
 }

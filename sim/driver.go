@@ -162,10 +162,15 @@ func (n *Net) appendStream(p *pipe, data []byte) bool {
 		// schedules late segments as of when they were sent).
 		return false
 	}
-	if len(e.data)+len(data) > cap(e.data) {
+	if need := len(e.data) + len(data); need > cap(e.data) {
 		// Move to a segment of the next class rather than let append
-		// grow one that no pool takes back.
-		grown := newSegment(len(e.data) + len(data))
+		// grow one that no pool takes back; past the classes, double.
+		var grown []byte
+		if need <= segLarge {
+			grown = newSegment(need)
+		} else {
+			grown = make([]byte, need, max(need, 2*cap(e.data)))
+		}
 		copy(grown, e.data)
 		freeSegment(e.data)
 		e.data = grown[:len(e.data)]

@@ -181,7 +181,6 @@ func (n *Net) SetLink(a, b string, cfg LinkConfig) {
 	}
 	a, b = canonicalIP(a), canonicalIP(b)
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	// Segments sent before now were drawn with the old model: draw them
 	// before it changes (those sent at this instant get the new one, as
 	// the driver's next step would give them).
@@ -192,6 +191,10 @@ func (n *Net) SetLink(a, b string, cfg LinkConfig) {
 			l.cfg = cfg
 		}
 	}
+	n.mu.Unlock()
+	// Events of this instant that did not poke the driver may be due
+	// sooner with the new model (a shorter latency).
+	n.poke()
 }
 
 // Partition cuts every path between a host of groupA and a host of groupB
