@@ -782,3 +782,46 @@ func TestLoopback(t *testing.T) {
 		l.Close()
 	})
 }
+
+// A datagram the driver was not poked for (it could not arrive before the
+// driver's timer) is drawn as of when it was sent: with the link model of
+// that instant, also when SetLink changes the model later, and with the
+// new model when SetLink comes at the same instant, which must then wake
+// the driver in time.
+func TestSetLinkAndQueuedDatagrams(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		setAfter time.Duration // SetLink this long after the send
+		want     time.Duration // arrival, since the send
+	}{
+		{"same instant: the new latency", 0, time.Millisecond},
+		{"later: the latency it was sent with", time.Millisecond, 100 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			simTest(t, func(c *NetConfig) {
+				c.Links = []LinkOverride{{A: cliIP, B: srvIP, Link: LinkConfig{Latency: 100 * time.Millisecond}}}
+			}, func(t *testing.T, n *Net) {
+				rx, err := n.Host(srvIP).ListenPacket("udp", ":9")
+				require.NoError(t, err)
+				defer rx.Close()
+				tx, err := n.Host(cliIP).DialContext(context.Background(), "udp", srvIP+":9")
+				require.NoError(t, err)
+				defer tx.Close()
+				// The driver sleeps until 50 ms: a send at 1 ms over a
+				// 100 ms link does not wake it.
+				n.AfterFunc(50*time.Millisecond, "test", func() {})
+				time.Sleep(time.Millisecond)
+				t0 := time.Now()
+				_, err = tx.Write([]byte("x"))
+				require.NoError(t, err)
+				if tc.setAfter > 0 {
+					time.Sleep(tc.setAfter)
+				}
+				n.SetLink(cliIP, srvIP, LinkConfig{Latency: time.Millisecond})
+				_, _, err = rx.ReadFrom(make([]byte, 8))
+				require.NoError(t, err)
+				assert.Equal(t, tc.want, time.Since(t0))
+			})
+		})
+	}
+}
