@@ -398,19 +398,9 @@ func Checksum(data []byte) [32]byte { return sha256.Sum256(data) }
 func (s *Store) Get(id string) ([]byte, error) {
 	var out []byte
 	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketCopies).Get([]byte(id))
-		if v == nil {
-			return ErrNotFound
-		}
-		if len(v) < sha256.Size {
-			return fmt.Errorf("%w: %s is %d bytes", ErrCorrupt, id, len(v))
-		}
-		sum := sha256.Sum256(v[sha256.Size:])
-		if !bytes.Equal(sum[:], v[:sha256.Size]) {
-			return fmt.Errorf("%w: %s", ErrCorrupt, id)
-		}
-		out = bytes.Clone(v[sha256.Size:])
-		return nil
+		data, _, err := checkedCopy(tx, id)
+		out = bytes.Clone(data)
+		return err
 	})
 	if err != nil {
 		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrCorrupt) {
@@ -425,19 +415,29 @@ func (s *Store) Get(id string) ([]byte, error) {
 // both its own checksum and sum (Get without copying the bytes out).
 func (s *Store) Verify(id string, sum [32]byte) error {
 	return s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketCopies).Get([]byte(id))
-		if v == nil {
-			return ErrNotFound
+		_, got, err := checkedCopy(tx, id)
+		if err == nil && got != sum {
+			err = fmt.Errorf("%w: %s is not the message expected", ErrCorrupt, id)
 		}
-		if len(v) < sha256.Size {
-			return fmt.Errorf("%w: %s is %d bytes", ErrCorrupt, id, len(v))
-		}
-		got := sha256.Sum256(v[sha256.Size:])
-		if !bytes.Equal(got[:], v[:sha256.Size]) || got != sum {
-			return fmt.Errorf("%w: %s", ErrCorrupt, id)
-		}
-		return nil
+		return err
 	})
+}
+
+// checkedCopy returns a copy's bytes (valid only in tx) and their checksum,
+// verified against the one stored with them.
+func checkedCopy(tx *bolt.Tx, id string) ([]byte, [32]byte, error) {
+	v := tx.Bucket(bucketCopies).Get([]byte(id))
+	if v == nil {
+		return nil, [32]byte{}, ErrNotFound
+	}
+	if len(v) < sha256.Size {
+		return nil, [32]byte{}, fmt.Errorf("%w: %s is %d bytes", ErrCorrupt, id, len(v))
+	}
+	sum := sha256.Sum256(v[sha256.Size:])
+	if !bytes.Equal(sum[:], v[:sha256.Size]) {
+		return nil, sum, fmt.Errorf("%w: %s", ErrCorrupt, id)
+	}
+	return v[sha256.Size:], sum, nil
 }
 
 // Has reports whether the node holds a copy of id (without verifying it).
