@@ -44,17 +44,17 @@ var clusterUsers = []string{
 	"bob@" + testDomain + ":{PLAIN}secret",
 }
 
-// startCluster starts n gossiping nodes with R=2 W=2, the second and later
-// joining the first, and waits until every node sees all of them alive and
-// is ready.
-func startCluster(t *testing.T, n int) []*proc {
+// startCluster starts n gossiping nodes with R=2 W=2 (and the extra flags),
+// the second and later joining the first, and waits until every node sees
+// all of them alive and is ready.
+func startCluster(t *testing.T, n int, extra ...string) []*proc {
 	t.Helper()
 	dir := t.TempDir()
 	users := writeUsers(t, dir, clusterUsers...)
 	nodes := make([]*proc, 0, n)
 	for i := 1; i <= n; i++ {
 		o := nodeOpts{name: fmt.Sprintf("n%d", i), dir: dir, users: users, gossip: true,
-			extra: []string{"--replicas", "2", "--write-quorum", "2"}}
+			extra: append([]string{"--replicas", "2", "--write-quorum", "2"}, extra...)}
 		if i > 1 {
 			o.join = []string{nodes[0].gossip}
 		}

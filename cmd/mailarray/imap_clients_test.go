@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -100,26 +99,8 @@ print(json.dumps(out))
 // UID. Each part skips with a message when its tool is missing.
 func TestIMAPWithRealClients(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	users := writeUsers(t, dir, clusterUsers...)
-	var nodes []*proc
-	for i := 1; i <= 3; i++ {
-		o := nodeOpts{name: fmt.Sprintf("n%d", i), dir: dir, users: users, gossip: true,
-			extra: []string{"--replicas", "2", "--write-quorum", "2", "--imap", "127.0.0.1:0"}}
-		if i > 1 {
-			o.join = []string{nodes[0].gossip}
-		}
-		nodes = append(nodes, startNode(t, o))
-	}
-	require.Eventually(t, func() bool {
-		for _, p := range nodes {
-			st, err := p.status()
-			if err != nil || !p.ready() || aliveMembers(st.Members) != 3 || len(st.Mirror.Ring) != 3 {
-				return false
-			}
-		}
-		return true
-	}, joinTimeout, 50*time.Millisecond, "every node sees three alive members and is ready")
+	nodes := startCluster(t, 3, "--imap", "127.0.0.1:0")
+	dir := t.TempDir() // the client scripts
 	for _, p := range nodes {
 		require.NotEmpty(t, p.addrs["imap"], "%s serves IMAP", p.name)
 	}
