@@ -345,18 +345,19 @@ func (n *Notifier) attempt(ctx context.Context, j *job) {
 	retry, err := n.send(ctx, j)
 	switch {
 	case err == nil:
-		n.sent.Add(1)
+		// Logged before counted: whoever sees the count sees the line.
 		n.log.Info("notify: sent", "mailbox", j.ev.Mailbox, "id", j.ev.ID, "target", j.target.logAs, "attempt", j.attempt)
+		n.sent.Add(1)
 	case ctx.Err() != nil:
-		n.abandoned.Add(1)
 		n.log.Info("notify: abandoned at close", "mailbox", j.ev.Mailbox, "id", j.ev.ID, "target", j.target.logAs)
+		n.abandoned.Add(1)
 	case !retry || j.attempt >= n.cfg.MaxAttempts:
-		n.failed.Add(1)
 		n.log.Warn("notify: failed", "mailbox", j.ev.Mailbox, "id", j.ev.ID, "target", j.target.logAs, "attempt", j.attempt, "err", err.Error())
+		n.failed.Add(1)
 	default:
 		delay := n.backoff(j.attempt)
-		n.retried.Add(1)
 		n.log.Info("notify: retrying", "mailbox", j.ev.Mailbox, "id", j.ev.ID, "target", j.target.logAs, "attempt", j.attempt, "in_ms", delay.Milliseconds(), "err", err.Error())
+		n.retried.Add(1)
 		n.mu.Lock()
 		if !n.closed {
 			j.due = time.Now().Add(delay)
