@@ -583,6 +583,13 @@ func (s *imapSession) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error 
 func (s *imapSession) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 	s.idleMu.Lock()
 	defer s.idleMu.Unlock()
+	// go-imap runs Idle on a goroutine of its own, which may first run
+	// after the connection closed: Close cancels the context before its
+	// barrier (idleDone) and only then unselects, so an Idle that gets the
+	// lock after the barrier must not look at the selection.
+	if s.ctx.Err() != nil {
+		return nil
+	}
 	if s.sel == nil {
 		select {
 		case <-stop:
