@@ -64,11 +64,19 @@ const (
 )
 
 type peerService struct {
-	n      *Node
-	srv    *http.Server
-	tr     *http.Transport
-	tls    *peerTLS // nil: plain HTTP
-	scheme string
+	n       *Node
+	srv     *http.Server
+	tr      *http.Transport
+	tls     *peerTLS // nil: plain HTTP
+	scheme  string
+	streams streams // client side of the peer streams (peerstream.go)
+
+	// The streams served, which the HTTP server no longer tracks once
+	// upgraded.
+	smu     sync.Mutex
+	sconns  map[net.Conn]struct{}
+	sclosed bool
+	swg     sync.WaitGroup
 }
 
 func (n *Node) startPeer() error {
@@ -85,6 +93,7 @@ func (n *Node) startPeer() error {
 		DisableCompression:  true,
 	}
 	p := &peerService{n: n, tr: tr, scheme: "http://"}
+	p.streams.p = p
 	if n.cfg.PeerCA != "" {
 		pt, err := newPeerTLS(n.cfg.PeerCA, n.cfg.PeerCert, n.cfg.PeerCertKey)
 		if err != nil {
@@ -118,10 +127,12 @@ func (n *Node) startPeer() error {
 // client connections first, then the server (Close, not Shutdown, whose
 // polling uses global randomness).
 func (p *peerService) close() {
+	p.streams.close()
 	p.tr.CloseIdleConnections()
 	if p.srv != nil {
 		p.srv.Close()
 	}
+	p.closeStreams()
 }
 
 func (p *peerService) handler() http.Handler {
@@ -137,6 +148,7 @@ func (p *peerService) handler() http.Handler {
 	mux.HandleFunc("DELETE /v1/locks/{mailbox}", p.handleDeleteLock)
 	mux.HandleFunc("GET /v1/uids/{mailbox}", p.handleGetUIDs)
 	mux.HandleFunc("POST /v1/copy-batch", p.handleCopyBatch)
+	mux.HandleFunc("GET "+streamPath, p.handleStream)
 	mux.HandleFunc("GET /v1/load", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, p.n.Load()) })
 	mux.HandleFunc("GET /v1/mirror", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, p.n.members.Table()) })
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, p.n.Status()) })
@@ -176,17 +188,32 @@ func (p *peerService) handlePutCopy(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "read body", http.StatusBadRequest)
 		return
 	}
+	status, text := p.storeCopy(e, data)
+	writeStatus(w, status, text)
+}
+
+// storeCopy stores a copy sent by a peer with its pending entry e: the
+// status to answer (204 once durable) and the error's text.
+func (p *peerService) storeCopy(e catalog.Entry, data []byte) (int, string) {
 	p.n.env.ChargeCPU(len(data))
 	if store.Checksum(data) != e.Sum {
-		http.Error(w, "checksum mismatch", http.StatusBadRequest)
-		return
+		return http.StatusBadRequest, "checksum mismatch"
 	}
 	if err := p.n.writeLocal(data, e); err != nil {
-		p.n.log.Error("peer: store copy", "id", id, "err", err)
-		http.Error(w, "store failed", http.StatusInsufficientStorage)
+		p.n.log.Error("peer: store copy", "id", e.ID, "err", err)
+		return http.StatusInsufficientStorage, "store failed"
+	}
+	return http.StatusNoContent, ""
+}
+
+// writeStatus answers with status, and text as the error when it is not
+// a success.
+func writeStatus(w http.ResponseWriter, status int, text string) {
+	if status/100 == 2 {
+		w.WriteHeader(status)
 		return
 	}
-	w.WriteHeader(http.StatusNoContent)
+	http.Error(w, text, status)
 }
 
 func (p *peerService) handleGetCopy(w http.ResponseWriter, r *http.Request) {
@@ -230,16 +257,21 @@ func (p *peerService) handlePostEntries(w http.ResponseWriter, r *http.Request) 
 		http.Error(w, "bad body", http.StatusBadRequest)
 		return
 	}
+	status, text := p.applyEntries(body)
+	writeStatus(w, status, text)
+}
+
+// applyEntries merges a pushed batch of entries (encodeEntries): the
+// status to answer and the error's text.
+func (p *peerService) applyEntries(body []byte) (int, string) {
 	entries, err := decodeEntries(body)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
+		return http.StatusBadRequest, err.Error()
 	}
 	if _, err := p.n.cat.Apply(entries...); err != nil {
-		http.Error(w, "apply failed", http.StatusInternalServerError)
-		return
+		return http.StatusInternalServerError, "apply failed"
 	}
-	w.WriteHeader(http.StatusNoContent)
+	return http.StatusNoContent, ""
 }
 
 func (p *peerService) handleGetEntry(w http.ResponseWriter, r *http.Request) {
@@ -407,8 +439,20 @@ func (p *peerService) call(ctx context.Context, method, node, path string, body 
 }
 
 func (p *peerService) putCopy(ctx context.Context, node string, data []byte, e *catalog.Entry) error {
-	_, _, err := p.call(ctx, http.MethodPut, node, "/v1/copies/"+url.PathEscape(e.ID), data,
-		map[string]string{headerEntry: base64.StdEncoding.EncodeToString(e.Encode(nil))})
+	ok, err := false, error(nil)
+	if len(data) <= streamMaxCopy {
+		ok, err = p.streams.call(ctx, node, "put copy", opPutCopy, func(b []byte) []byte {
+			b = append(b, 0, 0, 0, 0)
+			k := len(b)
+			b = e.Encode(b)
+			binary.BigEndian.PutUint32(b[k-4:], uint32(len(b)-k))
+			return append(b, data...)
+		})
+	}
+	if !ok {
+		_, _, err = p.call(ctx, http.MethodPut, node, "/v1/copies/"+url.PathEscape(e.ID), data,
+			map[string]string{headerEntry: base64.StdEncoding.EncodeToString(e.Encode(nil))})
+	}
 	if err == nil {
 		// Chaos failpoint (make chaos only): the copy landed on node but its
 		// acknowledgement is lost on the way back.
@@ -438,7 +482,12 @@ func (p *peerService) hasCopy(ctx context.Context, node, id string) (bool, error
 }
 
 func (p *peerService) pushEntries(ctx context.Context, node string, entries []catalog.Entry) error {
-	_, _, err := p.call(ctx, http.MethodPost, node, "/v1/entries", encodeEntries(entries), nil)
+	ok, err := p.streams.call(ctx, node, "push entries", opPushEntries, func(b []byte) []byte {
+		return appendEntries(b, entries)
+	})
+	if !ok {
+		_, _, err = p.call(ctx, http.MethodPost, node, "/v1/entries", encodeEntries(entries), nil)
+	}
 	return err
 }
 
@@ -502,7 +551,11 @@ func (p *peerService) getJSON(ctx context.Context, node, path string, v any) err
 // --- encoding ---
 
 func encodeEntries(entries []catalog.Entry) []byte {
-	var buf []byte
+	return appendEntries(nil, entries)
+}
+
+// appendEntries appends entries to buf, each led by its length (uvarint).
+func appendEntries(buf []byte, entries []catalog.Entry) []byte {
 	var tmp []byte
 	for i := range entries {
 		tmp = entries[i].Encode(tmp[:0])

@@ -39,6 +39,9 @@ func TestPeerAPIRefusesRequestsWithoutTheKey(t *testing.T) {
 		{"PUT", "/v1/copies/x", "", http.StatusUnauthorized},
 		{"POST", "/v1/entries", "", http.StatusUnauthorized},
 		{"GET", "/v1/buckets/0", "", http.StatusUnauthorized},
+		{"GET", "/v1/stream", "", http.StatusUnauthorized},
+		{"GET", "/v1/stream", "wrong", http.StatusUnauthorized},
+		{"GET", "/v1/stream", "s3cret-array-key", http.StatusUpgradeRequired}, // a stream needs the Upgrade header
 		{"GET", "/v1/copies/" + id, "s3cret-array-key", http.StatusOK},
 	}
 	for _, tc := range tests {

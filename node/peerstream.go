@@ -1,0 +1,523 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"mailarray/node/catalog"
+)
+
+// The peer stream carries the replication hot path, a copy with its
+// pending entry (what PUT /v1/copies/{id} does) and pushed catalog entries
+// (POST /v1/entries), over one long-lived, pipelined connection per peer
+// instead of one HTTP/1.1 exchange each: no request line, header block,
+// request and response objects or transport goroutine hand-offs per
+// message. It is opened by an HTTP upgrade on the peer listener, so mutual
+// TLS and the peer key guard it exactly as every other peer request:
+//
+//	GET /v1/stream HTTP/1.1
+//	Connection: Upgrade
+//	Upgrade: mailarray-peer/1
+//
+//	HTTP/1.1 101 Switching Protocols
+//
+// Then both sides send frames, each led by the big-endian length of what
+// follows it:
+//
+//	request:  len u32 | id u32 | op u8 | body
+//	reply:    len u32 | id u32 | status u16 | text
+//
+// The server runs requests concurrently (so copies still share group
+// commits) and replies in any order, by id; status is the HTTP status the
+// same request would have had, text its error. A peer that does not answer
+// the upgrade with 101 (a node of an older version, during a rolling
+// upgrade) is spoken to over plain HTTP until streamRetry has passed.
+const (
+	streamPath  = "/v1/stream"
+	streamProto = "mailarray-peer/1"
+
+	opPutCopy     byte = 1 // body: entry length u32 | catalog entry | copy
+	opPushEntries byte = 2 // body: encodeEntries
+
+	// streamMaxCopy: larger copies go over HTTP, so that a big message does
+	// not hold up the small ones queued behind it on the stream.
+	streamMaxCopy = 256 << 10
+	// streamMaxInflight bounds the requests of one stream that its server
+	// runs at once; the stream's reader waits beyond.
+	streamMaxInflight = 256
+	// streamMaxReply bounds a reply's text.
+	streamMaxReply = 64 << 10
+	// streamRetry is how long a peer that refused the upgrade is spoken to
+	// over HTTP before the upgrade is tried again.
+	streamRetry = time.Minute
+
+	streamReqHeader   = 9
+	streamReplyHeader = 10
+)
+
+// errStreamRefused: the peer answered the upgrade with something else
+// than 101; the request goes over HTTP.
+var errStreamRefused = errors.New("node: peer stream refused")
+
+// streams is a node's client side: one stream per peer address.
+type streams struct {
+	p       *peerService
+	mu      sync.Mutex
+	conns   map[string]*peerStream // by peer address
+	refused map[string]time.Time   // address -> until when HTTP is used
+	closed  bool
+	wg      sync.WaitGroup // the streams' reply readers
+}
+
+// peerStream is one upgraded connection to a peer.
+type peerStream struct {
+	s     *streams
+	node  string
+	addr  string
+	ready chan struct{} // closed once dialled (or failed to)
+	conn  net.Conn      // set before ready is closed
+
+	wmu sync.Mutex // one frame written at a time
+
+	mu      sync.Mutex
+	seq     uint32
+	pending map[uint32]chan streamReply
+	err     error // set once the stream is broken; nothing more is sent
+}
+
+type streamReply struct {
+	status int
+	text   []byte
+	err    error
+	unsent bool // the request never left: the stream was broken already
+}
+
+// call sends one request to node over its stream and waits for the reply.
+// fill appends the request's body to the frame it is given. ok is false
+// when node does not speak the stream (the caller uses HTTP).
+func (s *streams) call(ctx context.Context, node, op string, code byte, fill func([]byte) []byte) (ok bool, err error) {
+	st, err := s.get(ctx, node)
+	if errors.Is(err, errStreamRefused) {
+		return false, nil
+	}
+	if err != nil {
+		return true, fmt.Errorf("node: peer %s %s: %w", node, op, err)
+	}
+	if _, has := ctx.Deadline(); !has {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, peerTimeout)
+		defer cancel()
+	}
+	r := st.roundTrip(ctx, code, fill)
+	if r.unsent && ctx.Err() == nil {
+		// The stream broke before this request went out (the peer closed
+		// an idle stream, say): once more on a fresh one.
+		if st, err = s.get(ctx, node); errors.Is(err, errStreamRefused) {
+			return false, nil
+		} else if err != nil {
+			return true, fmt.Errorf("node: peer %s %s: %w", node, op, err)
+		}
+		r = st.roundTrip(ctx, code, fill)
+	}
+	switch {
+	case r.err != nil:
+		return true, fmt.Errorf("node: peer %s %s: %w", node, op, r.err)
+	case r.status/100 != 2:
+		return true, fmt.Errorf("node: peer %s %s: %d %s: %s", node, op, r.status, http.StatusText(r.status), r.text)
+	}
+	return true, nil
+}
+
+// get returns the stream to node, dialling it if there is none.
+func (s *streams) get(ctx context.Context, node string) (*peerStream, error) {
+	addr := s.p.n.members.PeerAddr(node)
+	if addr == "" {
+		return nil, fmt.Errorf("%w: %s", errPeerUnreachable, node)
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, net.ErrClosed
+	}
+	st := s.conns[addr]
+	if st == nil {
+		if until, ok := s.refused[addr]; ok {
+			if time.Now().Before(until) {
+				s.mu.Unlock()
+				return nil, errStreamRefused
+			}
+			delete(s.refused, addr)
+		}
+		st = &peerStream{s: s, node: node, addr: addr, ready: make(chan struct{}), pending: make(map[uint32]chan streamReply)}
+		if s.conns == nil {
+			s.conns = make(map[string]*peerStream)
+		}
+		s.conns[addr] = st
+		s.mu.Unlock()
+		st.dial(ctx)
+	} else {
+		s.mu.Unlock()
+	}
+	select {
+	case <-st.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	st.mu.Lock()
+	err := st.err
+	st.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// dial connects the stream and starts its reply reader; on failure the
+// stream is broken (and forgotten, so the next call dials again).
+func (st *peerStream) dial(ctx context.Context) {
+	defer close(st.ready)
+	conn, br, err := st.s.p.dialStream(ctx, st.addr)
+	if err != nil {
+		if errors.Is(err, errStreamRefused) {
+			st.s.mu.Lock()
+			if st.s.refused == nil {
+				st.s.refused = make(map[string]time.Time)
+			}
+			st.s.refused[st.addr] = time.Now().Add(streamRetry)
+			st.s.mu.Unlock()
+			st.s.p.n.log.Info("peer: stream refused; using HTTP", "peer", st.node, "err", err)
+		}
+		st.fail(err)
+		return
+	}
+	st.s.mu.Lock()
+	if st.s.closed {
+		st.s.mu.Unlock()
+		conn.Close()
+		st.fail(net.ErrClosed)
+		return
+	}
+	st.conn = conn
+	st.s.wg.Add(1)
+	st.s.mu.Unlock()
+	go st.readReplies(br)
+}
+
+// dialStream connects to addr and upgrades the connection.
+func (p *peerService) dialStream(ctx context.Context, addr string) (net.Conn, *bufio.Reader, error) {
+	ctx, cancel := context.WithTimeout(ctx, peerDialTimeout)
+	defer cancel()
+	conn, err := p.n.env.Net.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The upgrade exchange is bounded like the dial; the stream itself is
+	// bounded per request, by its caller's context.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	if p.tls != nil {
+		tc := tls.Client(conn, p.tls.client)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, nil, err
+		}
+		conn = tc
+	}
+	var req strings.Builder
+	req.WriteString("GET " + streamPath + " HTTP/1.1\r\nHost: " + addr + "\r\nConnection: Upgrade\r\nUpgrade: " + streamProto + "\r\n")
+	if p.n.cfg.PeerKey != "" {
+		req.WriteString(headerKey + ": " + p.n.cfg.PeerKey + "\r\n")
+	}
+	req.WriteString("\r\n")
+	if _, err := io.WriteString(conn, req.String()); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSwitchingProtocols || !strings.EqualFold(resp.Header.Get("Upgrade"), streamProto) {
+		conn.Close()
+		return nil, nil, fmt.Errorf("%w: %s", errStreamRefused, resp.Status)
+	}
+	if !stop() {
+		conn.Close()
+		return nil, nil, ctx.Err()
+	}
+	return conn, br, nil
+}
+
+// roundTrip writes one request frame and waits for its reply. A request
+// whose context ends before its reply is abandoned; if its deadline
+// passed, or its frame was not wholly written, the stream is broken too
+// (closed, its other requests failed), so that the next request dials
+// afresh instead of queueing behind a peer that does not answer, as
+// net/http closes the connection of a request that timed out.
+func (st *peerStream) roundTrip(ctx context.Context, code byte, fill func([]byte) []byte) streamReply {
+	reply := make(chan streamReply, 1)
+	st.mu.Lock()
+	if st.err != nil {
+		err := st.err
+		st.mu.Unlock()
+		return streamReply{err: err, unsent: true}
+	}
+	st.seq++
+	id := st.seq
+	st.pending[id] = reply
+	st.mu.Unlock()
+
+	frame := append(takeBodyBuffer(), make([]byte, streamReqHeader)...)
+	frame = fill(frame)
+	binary.BigEndian.PutUint32(frame[0:], uint32(len(frame)-4))
+	binary.BigEndian.PutUint32(frame[4:], id)
+	frame[8] = code
+
+	var written atomic.Bool
+	stop := context.AfterFunc(ctx, func() {
+		if !written.Load() || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			st.fail(fmt.Errorf("stream: %w", ctx.Err()))
+		} else {
+			st.deliver(id, streamReply{err: ctx.Err()})
+		}
+	})
+	st.wmu.Lock()
+	_, err := st.conn.Write(frame)
+	st.wmu.Unlock()
+	written.Store(true)
+	releaseBodyBuffer(frame)
+	if err != nil {
+		st.fail(err)
+	}
+	r := <-reply // fail and the reader answer every pending request
+	stop()
+	return r
+}
+
+// deliver hands a reply to the request with that id, if it still waits.
+func (st *peerStream) deliver(id uint32, r streamReply) {
+	st.mu.Lock()
+	ch := st.pending[id]
+	delete(st.pending, id)
+	st.mu.Unlock()
+	if ch != nil {
+		ch <- r
+	}
+}
+
+// fail breaks the stream: closed, forgotten by its node, and every pending
+// request answered with err.
+func (st *peerStream) fail(err error) {
+	st.mu.Lock()
+	if st.err != nil {
+		st.mu.Unlock()
+		return
+	}
+	st.err = err
+	pending := st.pending
+	st.pending = nil
+	st.mu.Unlock()
+	if st.conn != nil {
+		st.conn.Close()
+	}
+	st.s.mu.Lock()
+	if st.s.conns[st.addr] == st {
+		delete(st.s.conns, st.addr)
+	}
+	st.s.mu.Unlock()
+	for _, ch := range pending {
+		ch <- streamReply{err: err}
+	}
+}
+
+// readReplies reads reply frames until the connection ends.
+func (st *peerStream) readReplies(br *bufio.Reader) {
+	defer st.s.wg.Done()
+	var hdr [streamReplyHeader]byte
+	for {
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			st.fail(err)
+			return
+		}
+		n := binary.BigEndian.Uint32(hdr[0:])
+		if n < streamReplyHeader-4 || n-(streamReplyHeader-4) > streamMaxReply {
+			st.fail(fmt.Errorf("stream: bad reply frame (%d bytes)", n))
+			return
+		}
+		r := streamReply{status: int(binary.BigEndian.Uint16(hdr[8:]))}
+		if k := n - (streamReplyHeader - 4); k > 0 {
+			r.text = make([]byte, k)
+			if _, err := io.ReadFull(br, r.text); err != nil {
+				st.fail(err)
+				return
+			}
+		}
+		st.deliver(binary.BigEndian.Uint32(hdr[4:]), r)
+	}
+}
+
+// close breaks every stream and waits for their readers.
+func (s *streams) close() {
+	s.mu.Lock()
+	s.closed = true
+	var all []*peerStream
+	for _, st := range s.conns {
+		all = append(all, st)
+	}
+	s.mu.Unlock()
+	for _, st := range all {
+		<-st.ready
+		st.fail(net.ErrClosed)
+	}
+	s.wg.Wait()
+}
+
+// --- server side ---
+
+// handleStream upgrades a peer's connection to a stream and serves it.
+func (p *peerService) handleStream(w http.ResponseWriter, r *http.Request) {
+	if !strings.EqualFold(r.Header.Get("Upgrade"), streamProto) {
+		w.Header().Set("Upgrade", streamProto)
+		http.Error(w, "upgrade to "+streamProto+" required", http.StatusUpgradeRequired)
+		return
+	}
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		http.Error(w, "cannot upgrade", http.StatusInternalServerError)
+		return
+	}
+	// The server forgets a hijacked connection: the peer service closes
+	// it on shutdown, and waits for it.
+	p.smu.Lock()
+	if p.sclosed {
+		p.smu.Unlock()
+		conn.Close()
+		return
+	}
+	if p.sconns == nil {
+		p.sconns = make(map[net.Conn]struct{})
+	}
+	p.sconns[conn] = struct{}{}
+	p.swg.Add(1)
+	p.smu.Unlock()
+	defer func() {
+		p.smu.Lock()
+		delete(p.sconns, conn)
+		p.smu.Unlock()
+		p.swg.Done()
+	}()
+	// net/http leaves its header deadlines on a hijacked connection.
+	conn.SetDeadline(time.Time{})
+	brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + streamProto + "\r\n\r\n")
+	if err := brw.Flush(); err != nil {
+		conn.Close()
+		return
+	}
+	p.serveStream(conn, brw.Reader)
+}
+
+// serveStream runs the requests of one stream until it ends.
+func (p *peerService) serveStream(conn net.Conn, br *bufio.Reader) {
+	defer conn.Close()
+	var (
+		wmu sync.Mutex
+		wg  sync.WaitGroup
+		sem = make(chan struct{}, streamMaxInflight)
+	)
+	defer wg.Wait()
+	limit := max(int64(maxEntriesBody), p.n.cfg.MaxMessageBytes+1<<20)
+	var hdr [streamReqHeader]byte
+	for {
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				p.n.log.Debug("peer: stream ended", "remote", conn.RemoteAddr().String(), "err", err)
+			}
+			return
+		}
+		n := int64(binary.BigEndian.Uint32(hdr[0:])) - (streamReqHeader - 4)
+		if n < 0 || n > limit {
+			p.n.log.Warn("peer: stream frame refused; closing the stream", "remote", conn.RemoteAddr().String(), "bytes", n)
+			return
+		}
+		body := takeBodyBuffer()
+		if int64(cap(body)) >= n {
+			body = body[:n]
+		} else {
+			body = make([]byte, n)
+		}
+		if _, err := io.ReadFull(br, body); err != nil {
+			p.n.log.Debug("peer: stream ended inside a frame", "remote", conn.RemoteAddr().String(), "err", err)
+			return
+		}
+		id, code := binary.BigEndian.Uint32(hdr[4:]), hdr[8]
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			status, text := p.streamRequest(code, body)
+			releaseBodyBuffer(body)
+			if len(text) > streamMaxReply {
+				text = text[:streamMaxReply]
+			}
+			var buf [streamReplyHeader + 64]byte
+			reply := append(buf[:streamReplyHeader], text...)
+			binary.BigEndian.PutUint32(reply[0:], uint32(len(reply)-4))
+			binary.BigEndian.PutUint32(reply[4:], id)
+			binary.BigEndian.PutUint16(reply[8:], uint16(status))
+			wmu.Lock()
+			_, err := conn.Write(reply)
+			wmu.Unlock()
+			if err != nil {
+				conn.Close()
+			}
+		}()
+	}
+}
+
+// streamRequest runs one stream request: the status and error text the
+// HTTP request of the same meaning would have answered.
+func (p *peerService) streamRequest(code byte, body []byte) (int, string) {
+	switch code {
+	case opPutCopy:
+		if len(body) < 4 {
+			return http.StatusBadRequest, "bad entry"
+		}
+		k := binary.BigEndian.Uint32(body)
+		if uint64(k) > uint64(len(body)-4) {
+			return http.StatusBadRequest, "bad entry"
+		}
+		e, err := catalog.Decode(body[4 : 4+k])
+		if err != nil {
+			return http.StatusBadRequest, "bad entry"
+		}
+		return p.storeCopy(e, body[4+k:])
+	case opPushEntries:
+		return p.applyEntries(body)
+	}
+	return http.StatusBadRequest, fmt.Sprintf("unknown stream op %d", code)
+}
+
+// closeStreams closes the served streams and waits for their requests.
+func (p *peerService) closeStreams() {
+	p.smu.Lock()
+	p.sclosed = true
+	for c := range p.sconns {
+		c.Close()
+	}
+	p.smu.Unlock()
+	p.swg.Wait()
+}
