@@ -39,6 +39,8 @@ import (
 //	DELETE /v1/locks/{mailbox}  release it (owner)
 //	GET    /v1/uids/{mailbox}   highest IMAP UID and entries above since=N (imap_uid.go)
 //	POST   /v1/copy-batch       many copies in one answer (readbatch.go)
+//	GET    /v1/stream           upgrade to the replication stream (peerstream.go):
+//	                            copies and pushes, pipelined on one connection
 //	GET    /v1/load             the node's load report (JSON)
 //	GET    /v1/mirror           the node's mirroring table (JSON)
 //	GET    /v1/status           the node's status (JSON)
