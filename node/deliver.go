@@ -143,6 +143,31 @@ func (n *Node) storeMessage(ctx context.Context, data []byte, entries []catalog.
 	var errs []error
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	write := func(i int, loc string, e catalog.Entry, fb *fallbacks) {
+		defer wg.Done()
+		for {
+			cctx, cancel := context.WithTimeout(ctx, copyTimeout)
+			err := n.writeCopy(cctx, loc, data, &e)
+			cancel()
+			mu.Lock()
+			if err == nil {
+				ok[i] = append(ok[i], loc)
+				mu.Unlock()
+				return
+			}
+			errs = append(errs, err)
+			mu.Unlock()
+			n.log.Warn("node: copy not stored", "id", e.ID, "on", loc, "err", err)
+			if loc = fb.next(); loc == "" || ctx.Err() != nil {
+				return
+			}
+		}
+	}
+	type localCopy struct {
+		i  int
+		fb *fallbacks
+	}
+	var locals []localCopy
 	for i := range entries {
 		fb := &fallbacks{}
 		for _, c := range table.Ring {
@@ -152,27 +177,17 @@ func (n *Node) storeMessage(ctx context.Context, data []byte, entries []catalog.
 		}
 		for _, loc := range entries[i].Locations {
 			wg.Add(1)
-			go func(i int, loc string, e catalog.Entry) {
-				defer wg.Done()
-				for {
-					cctx, cancel := context.WithTimeout(ctx, copyTimeout)
-					err := n.writeCopy(cctx, loc, data, &e)
-					cancel()
-					mu.Lock()
-					if err == nil {
-						ok[i] = append(ok[i], loc)
-						mu.Unlock()
-						return
-					}
-					errs = append(errs, err)
-					mu.Unlock()
-					n.log.Warn("node: copy not stored", "id", e.ID, "on", loc, "err", err)
-					if loc = fb.next(); loc == "" || ctx.Err() != nil {
-						return
-					}
-				}
-			}(i, loc, entries[i])
+			if loc == n.cfg.Name {
+				locals = append(locals, localCopy{i, fb})
+				continue
+			}
+			go write(i, loc, entries[i], fb)
 		}
+	}
+	// This node's own copies are written here, while the remote ones are
+	// on their way: a goroutine less per message.
+	for _, l := range locals {
+		write(l.i, n.cfg.Name, entries[l.i], l.fb)
 	}
 	wg.Wait()
 	failed := false
