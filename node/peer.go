@@ -441,19 +441,17 @@ func (p *peerService) call(ctx context.Context, method, node, path string, body 
 }
 
 func (p *peerService) putCopy(ctx context.Context, node string, data []byte, e *catalog.Entry) error {
+	enc := e.Encode(nil)
 	ok, err := false, error(nil)
-	if len(data) <= streamMaxCopy {
+	if len(data) <= streamMaxCopy && len(enc) <= streamMaxEntry {
 		ok, err = p.streams.call(ctx, node, "put copy", opPutCopy, func(b []byte) []byte {
-			b = append(b, 0, 0, 0, 0)
-			k := len(b)
-			b = e.Encode(b)
-			binary.BigEndian.PutUint32(b[k-4:], uint32(len(b)-k))
-			return append(b, data...)
+			b = binary.BigEndian.AppendUint32(b, uint32(len(enc)))
+			return append(append(b, enc...), data...)
 		})
 	}
 	if !ok {
 		_, _, err = p.call(ctx, http.MethodPut, node, "/v1/copies/"+url.PathEscape(e.ID), data,
-			map[string]string{headerEntry: base64.StdEncoding.EncodeToString(e.Encode(nil))})
+			map[string]string{headerEntry: base64.StdEncoding.EncodeToString(enc)})
 	}
 	if err == nil {
 		// Chaos failpoint (make chaos only): the copy landed on node but its

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"mailarray/node/catalog"
@@ -53,9 +52,13 @@ const (
 	// streamMaxCopy: larger copies go over HTTP, so that a big message does
 	// not hold up the small ones queued behind it on the stream.
 	streamMaxCopy = 256 << 10
-	// streamMaxInflight bounds the requests of one stream that its server
-	// runs at once; the stream's reader waits beyond.
-	streamMaxInflight = 256
+	// A stream's server holds at most streamBudget bytes of requests at
+	// once, counted in units of streamBudgetUnit (a request takes at least
+	// one: at most 1,024 run at once); its reader waits beyond.
+	streamBudget     = 64 << 20
+	streamBudgetUnit = 64 << 10
+	// streamMaxEntry bounds the entry that leads a copy.
+	streamMaxEntry = 64 << 10
 	// streamMaxReply bounds a reply's text.
 	streamMaxReply = 64 << 10
 	// streamRetry is how long a peer that refused the upgrade is spoken to
@@ -88,19 +91,29 @@ type peerStream struct {
 	ready chan struct{} // closed once dialled (or failed to)
 	conn  net.Conn      // set before ready is closed
 
-	wmu sync.Mutex // one frame written at a time
+	// wlock lets one frame be written at a time. A channel, not a mutex:
+	// a writer waiting for a blocked Write must still see its context end,
+	// and in the simulator a goroutine waiting on a mutex would stop the
+	// clock (DESIGN.md).
+	wlock chan struct{}
 
 	mu      sync.Mutex
 	seq     uint32
-	pending map[uint32]chan streamReply
+	pending map[uint32]*streamRequest
 	err     error // set once the stream is broken; nothing more is sent
+}
+
+// streamRequest is a request waiting for its reply.
+type streamRequest struct {
+	reply chan streamReply
+	sent  bool // its whole frame was written (under peerStream.mu)
 }
 
 type streamReply struct {
 	status int
 	text   []byte
 	err    error
-	unsent bool // the request never left: the stream was broken already
+	unsent bool // the request never wholly left: it may be sent again
 }
 
 // call sends one request to node over its stream and waits for the reply.
@@ -159,13 +172,16 @@ func (s *streams) get(ctx context.Context, node string) (*peerStream, error) {
 			}
 			delete(s.refused, addr)
 		}
-		st = &peerStream{s: s, node: node, addr: addr, ready: make(chan struct{}), pending: make(map[uint32]chan streamReply)}
+		st = &peerStream{s: s, node: node, addr: addr, ready: make(chan struct{}), wlock: make(chan struct{}, 1), pending: make(map[uint32]*streamRequest)}
 		if s.conns == nil {
 			s.conns = make(map[string]*peerStream)
 		}
 		s.conns[addr] = st
 		s.mu.Unlock()
-		st.dial(ctx)
+		// The dial serves every request waiting for it: the context of the
+		// one that started it bounds it only by its deadline's values, not
+		// by its cancellation (peerDialTimeout bounds it anyway).
+		st.dial(context.WithoutCancel(ctx))
 	} else {
 		s.mu.Unlock()
 	}
@@ -218,13 +234,14 @@ func (st *peerStream) dial(ctx context.Context) {
 func (p *peerService) dialStream(ctx context.Context, addr string) (net.Conn, *bufio.Reader, error) {
 	ctx, cancel := context.WithTimeout(ctx, peerDialTimeout)
 	defer cancel()
-	conn, err := p.n.env.Net.DialContext(ctx, "tcp", addr)
+	raw, err := p.n.env.Net.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, nil, err
 	}
+	conn := raw
 	// The upgrade exchange is bounded like the dial; the stream itself is
 	// bounded per request, by its caller's context.
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
 	if p.tls != nil {
 		tc := tls.Client(conn, p.tls.client)
@@ -263,13 +280,14 @@ func (p *peerService) dialStream(ctx context.Context, addr string) (net.Conn, *b
 }
 
 // roundTrip writes one request frame and waits for its reply. A request
-// whose context ends before its reply is abandoned; if its deadline
-// passed, or its frame was not wholly written, the stream is broken too
-// (closed, its other requests failed), so that the next request dials
-// afresh instead of queueing behind a peer that does not answer, as
-// net/http closes the connection of a request that timed out.
+// whose context is cancelled is abandoned alone (a frame being written is
+// finished first: the stream stays usable). One whose deadline passes
+// breaks the stream too (closed, its other requests failed), so that the
+// next request dials afresh instead of queueing behind a peer that does
+// not answer, as net/http closes the connection of a request that timed
+// out.
 func (st *peerStream) roundTrip(ctx context.Context, code byte, fill func([]byte) []byte) streamReply {
-	reply := make(chan streamReply, 1)
+	req := &streamRequest{reply: make(chan streamReply, 1)}
 	st.mu.Lock()
 	if st.err != nil {
 		err := st.err
@@ -278,32 +296,39 @@ func (st *peerStream) roundTrip(ctx context.Context, code byte, fill func([]byte
 	}
 	st.seq++
 	id := st.seq
-	st.pending[id] = reply
+	st.pending[id] = req
 	st.mu.Unlock()
 
+	select {
+	case st.wlock <- struct{}{}:
+	case <-ctx.Done():
+		// Still queued: nothing of it was written.
+		st.deliver(id, streamReply{err: fmt.Errorf("stream: %w", ctx.Err())})
+		return <-req.reply
+	}
 	frame := append(takeBodyBuffer(), make([]byte, streamReqHeader)...)
 	frame = fill(frame)
 	binary.BigEndian.PutUint32(frame[0:], uint32(len(frame)-4))
 	binary.BigEndian.PutUint32(frame[4:], id)
 	frame[8] = code
-
-	var written atomic.Bool
 	stop := context.AfterFunc(ctx, func() {
-		if !written.Load() || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			st.fail(fmt.Errorf("stream: %w", ctx.Err()))
 		} else {
-			st.deliver(id, streamReply{err: ctx.Err()})
+			st.deliver(id, streamReply{err: fmt.Errorf("stream: %w", ctx.Err())})
 		}
 	})
-	st.wmu.Lock()
 	_, err := st.conn.Write(frame)
-	st.wmu.Unlock()
-	written.Store(true)
+	<-st.wlock
 	releaseBodyBuffer(frame)
 	if err != nil {
 		st.fail(err)
+	} else {
+		st.mu.Lock()
+		req.sent = true
+		st.mu.Unlock()
 	}
-	r := <-reply // fail and the reader answer every pending request
+	r := <-req.reply // fail, the reader or the context answers it
 	stop()
 	return r
 }
@@ -311,11 +336,11 @@ func (st *peerStream) roundTrip(ctx context.Context, code byte, fill func([]byte
 // deliver hands a reply to the request with that id, if it still waits.
 func (st *peerStream) deliver(id uint32, r streamReply) {
 	st.mu.Lock()
-	ch := st.pending[id]
+	req := st.pending[id]
 	delete(st.pending, id)
 	st.mu.Unlock()
-	if ch != nil {
-		ch <- r
+	if req != nil {
+		req.reply <- r
 	}
 }
 
@@ -339,8 +364,9 @@ func (st *peerStream) fail(err error) {
 		delete(st.s.conns, st.addr)
 	}
 	st.s.mu.Unlock()
-	for _, ch := range pending {
-		ch <- streamReply{err: err}
+	for _, req := range pending {
+		// A request not wholly written was not run: it may be sent again.
+		req.reply <- streamReply{err: err, unsent: !req.sent}
 	}
 }
 
@@ -434,12 +460,13 @@ func (p *peerService) handleStream(w http.ResponseWriter, r *http.Request) {
 func (p *peerService) serveStream(conn net.Conn, br *bufio.Reader) {
 	defer conn.Close()
 	var (
-		wmu sync.Mutex
-		wg  sync.WaitGroup
-		sem = make(chan struct{}, streamMaxInflight)
+		wg sync.WaitGroup
+		// One reply written at a time; a channel for the reason of
+		// peerStream.wlock.
+		wlock  = make(chan struct{}, 1)
+		budget = make(chan struct{}, streamBudget/streamBudgetUnit)
 	)
 	defer wg.Wait()
-	limit := max(int64(maxEntriesBody), p.n.cfg.MaxMessageBytes+1<<20)
 	var hdr [streamReqHeader]byte
 	for {
 		if _, err := io.ReadFull(br, hdr[:]); err != nil {
@@ -449,9 +476,15 @@ func (p *peerService) serveStream(conn net.Conn, br *bufio.Reader) {
 			return
 		}
 		n := int64(binary.BigEndian.Uint32(hdr[0:])) - (streamReqHeader - 4)
-		if n < 0 || n > limit {
-			p.n.log.Warn("peer: stream frame refused; closing the stream", "remote", conn.RemoteAddr().String(), "bytes", n)
+		if n < 0 || n > streamLimit(hdr[8]) {
+			p.n.log.Warn("peer: stream frame refused; closing the stream", "remote", conn.RemoteAddr().String(), "op", hdr[8], "bytes", n)
 			return
+		}
+		// The budget is taken before the body is allocated: a peer cannot
+		// make the node hold more than streamBudget for it at once.
+		units := 1 + int(n/streamBudgetUnit)
+		for range units {
+			budget <- struct{}{}
 		}
 		body := takeBodyBuffer()
 		if int64(cap(body)) >= n {
@@ -461,13 +494,21 @@ func (p *peerService) serveStream(conn net.Conn, br *bufio.Reader) {
 		}
 		if _, err := io.ReadFull(br, body); err != nil {
 			p.n.log.Debug("peer: stream ended inside a frame", "remote", conn.RemoteAddr().String(), "err", err)
+			releaseBodyBuffer(body)
+			for range units {
+				<-budget
+			}
 			return
 		}
 		id, code := binary.BigEndian.Uint32(hdr[4:]), hdr[8]
-		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
-			defer func() { <-sem; wg.Done() }()
+			defer func() {
+				for range units {
+					<-budget
+				}
+				wg.Done()
+			}()
 			status, text := p.streamRequest(code, body)
 			releaseBodyBuffer(body)
 			if len(text) > streamMaxReply {
@@ -478,14 +519,26 @@ func (p *peerService) serveStream(conn net.Conn, br *bufio.Reader) {
 			binary.BigEndian.PutUint32(reply[0:], uint32(len(reply)-4))
 			binary.BigEndian.PutUint32(reply[4:], id)
 			binary.BigEndian.PutUint16(reply[8:], uint16(status))
-			wmu.Lock()
+			wlock <- struct{}{}
 			_, err := conn.Write(reply)
-			wmu.Unlock()
+			<-wlock
 			if err != nil {
 				conn.Close()
 			}
 		}()
 	}
+}
+
+// streamLimit is the largest body a request of op may have: the client
+// sends larger copies over HTTP, and an unknown op gets an error reply.
+func streamLimit(op byte) int64 {
+	switch op {
+	case opPutCopy:
+		return 4 + streamMaxEntry + streamMaxCopy
+	case opPushEntries:
+		return maxEntriesBody
+	}
+	return streamBudgetUnit
 }
 
 // streamRequest runs one stream request: the status and error text the
@@ -497,7 +550,7 @@ func (p *peerService) streamRequest(code byte, body []byte) (int, string) {
 			return http.StatusBadRequest, "bad entry"
 		}
 		k := binary.BigEndian.Uint32(body)
-		if uint64(k) > uint64(len(body)-4) {
+		if uint64(k) > uint64(len(body)-4) || k > streamMaxEntry {
 			return http.StatusBadRequest, "bad entry"
 		}
 		e, err := catalog.Decode(body[4 : 4+k])
@@ -515,9 +568,13 @@ func (p *peerService) streamRequest(code byte, body []byte) (int, string) {
 func (p *peerService) closeStreams() {
 	p.smu.Lock()
 	p.sclosed = true
+	conns := make([]net.Conn, 0, len(p.sconns))
 	for c := range p.sconns {
-		c.Close()
+		conns = append(conns, c)
 	}
 	p.smu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
 	p.swg.Wait()
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -175,7 +176,8 @@ func startSilentPeer(t *testing.T) *silentPeer {
 }
 
 // A request to a peer that never answers ends at its deadline, breaks the
-// stream, and the next request dials a new one.
+// stream, and the next request dials a new one; a cancelled one does not
+// break it.
 func TestPeerStreamTimeoutRedials(t *testing.T) {
 	c := newTestCluster(t, 1, 1, 1)
 	silent := startSilentPeer(t)
@@ -184,13 +186,23 @@ func TestPeerStreamTimeoutRedials(t *testing.T) {
 	require.Eventually(t, func() bool { return n1.members.PeerAddr("mute") != "" }, 5*time.Second, 5*time.Millisecond)
 	data := []byte("a copy nobody acknowledges")
 	e := catalog.Entry{ID: "x1", Mailbox: "alice@example.com", Size: int64(len(data)), Sum: store.Checksum(data), State: catalog.Pending}
+	// A cancelled request (its client went away) is abandoned alone.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := n1.peer.putCopy(ctx, "mute", data, &e)
+	require.ErrorIs(t, err, context.Canceled)
+	n1.peer.streams.mu.Lock()
+	require.Len(t, n1.peer.streams.conns, 1, "the stream is kept")
+	n1.peer.streams.mu.Unlock()
 	for i := range 2 {
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		err := n1.peer.putCopy(ctx, "mute", data, &e)
 		cancel()
 		require.Error(t, err)
 		assert.True(t, errors.Is(err, context.DeadlineExceeded), "attempt %d: %v", i, err)
-		assert.EqualValues(t, i+1, silent.upgrades.Load(), "attempt %d dialled a fresh stream", i)
+		// The first uses the stream dialled above, and its timeout breaks
+		// it; the second dials a fresh one.
+		assert.EqualValues(t, i+1, silent.upgrades.Load(), "attempt %d", i)
 	}
 	n1.peer.streams.mu.Lock()
 	defer n1.peer.streams.mu.Unlock()
@@ -283,4 +295,83 @@ func TestPeerStreamWithThePeerKey(t *testing.T) {
 	conn, _, err := n.peer.dialStream(context.Background(), n.Addr("peer"))
 	require.NoError(t, err, "with the key")
 	conn.Close()
+}
+
+// pipeStream is a client stream over net.Pipe (unbuffered: a Write waits
+// for the other end to read), and that other end.
+func pipeStream() (*peerStream, net.Conn) {
+	c, srv := net.Pipe()
+	st := &peerStream{s: &streams{}, node: "p", addr: "a", ready: make(chan struct{}), conn: c,
+		wlock: make(chan struct{}, 1), pending: map[uint32]*streamRequest{}}
+	close(st.ready)
+	return st, srv
+}
+
+func fill100(b []byte) []byte { return append(b, make([]byte, 100)...) }
+
+// A request cancelled while it waits to be written is abandoned alone: the
+// request being written goes on and gets its reply. (It used to break the
+// stream, failing every copy in flight to that peer.)
+func TestPeerStreamCancelledRequestLeavesOthers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st, srv := pipeStream()
+		defer srv.Close()
+		resA := make(chan streamReply, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			resA <- st.roundTrip(ctx, opPutCopy, fill100) // waits in Write: nobody reads yet
+		}()
+		synctest.Wait()
+		ctxB, cancelB := context.WithCancel(context.Background())
+		resB := make(chan streamReply, 1)
+		go func() { resB <- st.roundTrip(ctxB, opPutCopy, fill100) }() // waits for A's write
+		synctest.Wait()
+		cancelB()
+		b := <-resB
+		require.ErrorIs(t, b.err, context.Canceled)
+		// The peer reads A's frame and answers it.
+		br := bufio.NewReader(srv)
+		var h [streamReqHeader]byte
+		_, err := io.ReadFull(br, h[:])
+		require.NoError(t, err)
+		_, err = io.ReadFull(br, make([]byte, binary.BigEndian.Uint32(h[:])-5))
+		require.NoError(t, err)
+		st.s.wg.Add(1)
+		go st.readReplies(bufio.NewReader(st.conn))
+		reply := binary.BigEndian.AppendUint32(nil, 6)
+		reply = append(reply, h[4:8]...)
+		reply = binary.BigEndian.AppendUint16(reply, http.StatusNoContent)
+		_, err = srv.Write(reply)
+		require.NoError(t, err)
+		a := <-resA
+		require.NoError(t, a.err)
+		assert.Equal(t, http.StatusNoContent, a.status)
+		srv.Close()
+		st.s.wg.Wait()
+	})
+}
+
+// Requests queued behind a Write that never completes end at their
+// deadlines. (Queued on a mutex, they stopped the simulator's clock, and
+// with it every deadline: the run hung.)
+func TestPeerStreamQueuedRequestsMeetTheirDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st, srv := pipeStream()
+		defer srv.Close()
+		done := make(chan streamReply, 3)
+		for range 3 {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				defer cancel()
+				done <- st.roundTrip(ctx, opPutCopy, fill100)
+			}()
+		}
+		start := time.Now()
+		for range 3 {
+			r := <-done
+			assert.ErrorIs(t, r.err, context.DeadlineExceeded)
+		}
+		assert.Equal(t, 3*time.Second, time.Since(start), "all end at their deadline, in virtual time")
+	})
 }
