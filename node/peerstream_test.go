@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -92,15 +93,23 @@ func startOldPeer(t *testing.T) *oldPeer {
 	return o
 }
 
+// addFakePeer makes a storage member name whose peer API is at addr, and
+// returns n1 once it has it in its ring.
+func (c *testCluster) addFakePeer(name, addr string) *Node {
+	c.t.Helper()
+	c.group.Set(env.Member{Name: name, Addr: net.IPv4(127, 0, 0, 1), Status: env.StatusAlive, Tags: map[string]string{env.TagPeer: addr, env.TagRoles: "store"}})
+	n1 := c.nodes["n1"]
+	require.Eventually(c.t, func() bool { return slices.Contains(n1.members.Table().Ring, name) }, 5*time.Second, 5*time.Millisecond)
+	return n1
+}
+
 // A peer that does not speak the stream (a rolling upgrade) gets its
 // copies and pushes over HTTP, and is asked to upgrade once per
 // streamRetry, not once per request.
 func TestPeerStreamFallsBackToHTTP(t *testing.T) {
 	c := newTestCluster(t, 1, 2, 2)
 	old := startOldPeer(t)
-	c.group.Set(env.Member{Name: "old", Addr: net.IPv4(127, 0, 0, 1), Status: env.StatusAlive, Tags: map[string]string{env.TagPeer: old.addr, env.TagRoles: "store"}})
-	n1 := c.nodes["n1"]
-	require.Eventually(t, func() bool { return len(n1.members.Table().Ring) == 2 }, 5*time.Second, 5*time.Millisecond)
+	n1 := c.addFakePeer("old", old.addr)
 	for i := range 5 {
 		_, err := send(t, n1.Addr("smtp"), []string{"alice@example.com"}, testMessage("to an old peer "+string(rune('a'+i)), 800))
 		require.NoError(t, err, "250 once the old peer holds the second copy")
@@ -181,9 +190,7 @@ func startSilentPeer(t *testing.T) *silentPeer {
 func TestPeerStreamTimeoutRedials(t *testing.T) {
 	c := newTestCluster(t, 1, 1, 1)
 	silent := startSilentPeer(t)
-	c.group.Set(env.Member{Name: "mute", Addr: net.IPv4(127, 0, 0, 1), Status: env.StatusAlive, Tags: map[string]string{env.TagPeer: silent.addr, env.TagRoles: "store"}})
-	n1 := c.nodes["n1"]
-	require.Eventually(t, func() bool { return n1.members.PeerAddr("mute") != "" }, 5*time.Second, 5*time.Millisecond)
+	n1 := c.addFakePeer("mute", silent.addr)
 	data := []byte("a copy nobody acknowledges")
 	e := catalog.Entry{ID: "x1", Mailbox: "alice@example.com", Size: int64(len(data)), Sum: store.Checksum(data), State: catalog.Pending}
 	// A cancelled request (its client went away) is abandoned alone.
