@@ -64,16 +64,23 @@
 // second through three nodes, R=2 W=2, 4 KiB, one SMTP connection per
 // message, and the bytes allocated per message (the one figure of the
 // benchmark that does not move with the shared host's load: wall time for
-// the same binary varies by a third from run to run). On this 2-core VM:
-// 100,000 messages in 71-78 s when the host was quiet, 85-99 s when it was
-// not (about 153 KiB allocated per message at 10,000, 164 at 100,000);
-// scenarios/roundrobin (24,000 messages, four nodes) takes 25-42 s. A
-// profile at 100,000: the nodes' bbolt commits ~18% (seven tree updates
-// and about eight page writes per message), the go-smtp server ~17%
-// (with the pipeline), net/http ~15% on both ends, the driver ~10%, the
-// load's SMTP clients ~10%, the scheduler ~8% and garbage collection ~7%
-// (a node holds every catalog entry: ~400 bytes each). Driver steps are
-// cheap (~2 us); the real code's work is what costs.
+// the same binary varies by a third from run to run, and by more from day
+// to day). On this 2-core VM, with the replication stream
+// (node/peerstream.go): 100,000 messages in 84 s where the code before it
+// took 109 s run back to back (133 s earlier the same day, 71-78 s on the
+// quietest day seen);
+// about 138 KiB allocated per message at 10,000, 148 at 100,000;
+// scenarios/roundrobin (24,000 messages, four nodes) takes 21-25 s. A
+// profile at 100,000: the nodes' bbolt commits ~32% (seven tree updates
+// and about twelve single-page writes per message, each a syscall that
+// costs ~2-5 us in this VM), the go-smtp server ~19% (with the pipeline,
+// ~5%), the load's SMTP clients ~11%, the driver ~8%, garbage collection
+// ~7% of background marking besides allocation (a node holds every
+// catalog entry: ~400 bytes each), the peer stream ~6% on both ends. Work
+// per message grows by about half from 10,000 to 100,000 messages: the
+// stores' files and trees, the catalogs and the heap grow, and fresh
+// memory costs more than reused. Driver steps are cheap (~2 us); the real
+// code's work is what costs.
 //
 // # Parts of the network
 //
