@@ -70,7 +70,7 @@
 // took 109 s run back to back (133 s earlier the same day, 71-78 s on the
 // quietest day seen);
 // about 138 KiB allocated per message at 10,000, 148 at 100,000;
-// scenarios/roundrobin (24,000 messages, four nodes) takes 21-25 s. A
+// scenarios/roundrobin (24,000 messages, four nodes) takes 20-25 s. A
 // profile at 100,000: the nodes' bbolt commits ~32% (seven tree updates
 // and about twelve single-page writes per message, each a syscall that
 // costs ~2-5 us in this VM), the go-smtp server ~19% (with the pipeline,
