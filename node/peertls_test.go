@@ -69,6 +69,13 @@ func TestPeerAPIMutualTLS(t *testing.T) {
 	sent := deliverMany(t, c, 10)
 	c.waitConverged(10 * time.Second)
 	assertMailbox(t, c.nodes["n2"], sent)
+	for name, nd := range c.nodes {
+		nd.peer.streams.mu.Lock()
+		streams, refused := len(nd.peer.streams.conns), len(nd.peer.streams.refused)
+		nd.peer.streams.mu.Unlock()
+		assert.Equal(t, 1, streams, "%s replicates over a stream inside TLS", name)
+		assert.Zero(t, refused, "%s: no upgrade refused", name)
+	}
 
 	peer := c.nodes["n1"].Addr("peer")
 	// Plain HTTP is not spoken on the peer port.
