@@ -83,10 +83,11 @@ var (
 	descSessions   = prometheus.NewDesc("mailarray_smtp_sessions", "SMTP sessions open now.", nil, nil)
 	descDNS        = prometheus.NewDesc("mailarray_dns_answers_total", "DNS answers by rcode and by strategy.", []string{"kind", "value"}, nil)
 	descMailboxes  = prometheus.NewDesc("mailarray_directory_mailboxes", "Mailboxes in the directory.", nil, nil)
+	descStreams    = prometheus.NewDesc("mailarray_peer_streams", "Replication streams open to peers (outgoing) and from them (incoming), and peers spoken to over HTTP because they refused the stream (http).", []string{"kind"}, nil)
 )
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEntries, descCopies, descBytes, descUnder, descRebuilt, descRebuiltB, descLag, descDropped, descAE, descAERepaired, descMembers, descSessions, descDNS, descMailboxes} {
+	for _, d := range []*prometheus.Desc{descEntries, descCopies, descBytes, descUnder, descRebuilt, descRebuiltB, descLag, descDropped, descAE, descAERepaired, descMembers, descSessions, descDNS, descMailboxes, descStreams} {
 		ch <- d
 	}
 }
@@ -128,4 +129,8 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(descMailboxes, prometheus.GaugeValue, float64(n.dir.Len()))
+	out, in, http := n.peer.streamCounts()
+	ch <- prometheus.MustNewConstMetric(descStreams, prometheus.GaugeValue, float64(out), "outgoing")
+	ch <- prometheus.MustNewConstMetric(descStreams, prometheus.GaugeValue, float64(in), "incoming")
+	ch <- prometheus.MustNewConstMetric(descStreams, prometheus.GaugeValue, float64(http), "http")
 }

@@ -578,3 +578,22 @@ func (p *peerService) closeStreams() {
 	}
 	p.swg.Wait()
 }
+
+// streamCounts returns how many streams this node has open to its peers
+// and from them, and to how many peers it speaks HTTP because they
+// refused the stream (for metrics).
+func (p *peerService) streamCounts() (out, in, http int) {
+	now := time.Now()
+	p.streams.mu.Lock()
+	out = len(p.streams.conns)
+	for _, until := range p.streams.refused {
+		if now.Before(until) {
+			http++
+		}
+	}
+	p.streams.mu.Unlock()
+	p.smu.Lock()
+	in = len(p.sconns)
+	p.smu.Unlock()
+	return out, in, http
+}

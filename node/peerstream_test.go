@@ -32,14 +32,10 @@ func TestPeerStreamCarriesReplication(t *testing.T) {
 	assertMailbox(t, c.nodes["n2"], sent)
 	assertMailbox(t, c.nodes["n1"], sent)
 	for name, nd := range c.nodes {
-		nd.peer.streams.mu.Lock()
-		streams := len(nd.peer.streams.conns)
-		nd.peer.streams.mu.Unlock()
-		assert.Equal(t, 1, streams, "%s replicates over one stream to its one peer", name)
-		nd.peer.smu.Lock()
-		served := len(nd.peer.sconns)
-		nd.peer.smu.Unlock()
-		assert.Equal(t, 1, served, "%s serves one stream, its peer's", name)
+		out, in, http := nd.peer.streamCounts()
+		assert.Equal(t, 1, out, "%s replicates over one stream to its one peer", name)
+		assert.Equal(t, 1, in, "%s serves one stream, its peer's", name)
+		assert.Zero(t, http, "%s speaks HTTP to no peer", name)
 	}
 }
 
@@ -124,6 +120,9 @@ func TestPeerStreamFallsBackToHTTP(t *testing.T) {
 		return old.entries >= 5
 	}, 5*time.Second, 10*time.Millisecond, "the commits were pushed over HTTP")
 	assert.EqualValues(t, 1, old.upgrades.Load(), "one upgrade attempt within streamRetry")
+	out, _, http := n1.peer.streamCounts()
+	assert.Equal(t, 0, out, "no stream to the old peer")
+	assert.Equal(t, 1, http, "one peer spoken to over HTTP (mailarray_peer_streams{kind=\"http\"})")
 }
 
 // silentPeer accepts the upgrade, then reads requests and never answers;

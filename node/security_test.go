@@ -134,5 +134,6 @@ func TestMetricsPageParses(t *testing.T) {
 	assert.Equal(t, 1.0, val("mailarray_catalog_entries", map[string]string{"state": "committed"}))
 	assert.Equal(t, 1.0, val("mailarray_store_copies", nil))
 	assert.Equal(t, 0.0, val("mailarray_under_replicated_messages", nil))
+	assert.Equal(t, 0.0, val("mailarray_peer_streams", map[string]string{"kind": "outgoing"}), "a lone node has no peer to stream to")
 	assert.Equal(t, 1.0, val("mailarray_members", map[string]string{"status": "alive"}))
 }
