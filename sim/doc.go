@@ -68,7 +68,7 @@
 // to day). On this 2-core VM, with the replication stream
 // (node/peerstream.go): 100,000 messages in 84 s where the code before it
 // took 109 s run back to back (133 s earlier the same day, 71-78 s on the
-// quietest day seen);
+// quietest day seen), and in 72-79 s later that day;
 // about 138 KiB allocated per message at 10,000, 148 at 100,000;
 // scenarios/roundrobin (24,000 messages, four nodes) takes 20-25 s. A
 // profile at 100,000: the nodes' bbolt commits ~32% (seven tree updates
