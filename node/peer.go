@@ -22,6 +22,7 @@ import (
 
 	"github.com/pingcap/failpoint"
 
+	"mailarray/node/bufpool"
 	"mailarray/node/catalog"
 	"mailarray/node/store"
 )
@@ -184,8 +185,8 @@ func (p *peerService) handlePutCopy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The store frames its own copy of data: the body buffer is reused.
-	data, err := readBodyInto(takeBodyBuffer(), r.Body, r.ContentLength, p.n.cfg.MaxMessageBytes+1<<20)
-	defer releaseBodyBuffer(data)
+	data, err := readBodyInto(bufpool.Get(0), r.Body, r.ContentLength, p.n.cfg.MaxMessageBytes+1<<20)
+	defer bufpool.Put(data)
 	if err != nil {
 		http.Error(w, "read body", http.StatusBadRequest)
 		return
@@ -253,8 +254,8 @@ func (p *peerService) handleHeadCopy(w http.ResponseWriter, r *http.Request) {
 
 func (p *peerService) handlePostEntries(w http.ResponseWriter, r *http.Request) {
 	// Decoding copies everything out of body: the buffer is reused.
-	body, err := readBodyInto(takeBodyBuffer(), r.Body, r.ContentLength, maxEntriesBody+1)
-	defer releaseBodyBuffer(body)
+	body, err := readBodyInto(bufpool.Get(0), r.Body, r.ContentLength, maxEntriesBody+1)
+	defer bufpool.Put(body)
 	if err != nil || len(body) > maxEntriesBody {
 		http.Error(w, "bad body", http.StatusBadRequest)
 		return
@@ -604,27 +605,4 @@ func hostPort(a string) string {
 		return a
 	}
 	return h
-}
-
-// Request bodies the peer handlers copy out of (a copy the store frames
-// anew, entries the decoder copies) are read into recycled buffers: a
-// fresh one per mirrored message was a twentieth of what the simulator
-// allocated.
-var bodyBuffers sync.Pool
-
-// bodyBufferKeep is the largest body buffer kept for reuse.
-const bodyBufferKeep = 1 << 20
-
-func takeBodyBuffer() []byte {
-	if bp, _ := bodyBuffers.Get().(*[]byte); bp != nil {
-		return *bp
-	}
-	return nil
-}
-
-func releaseBodyBuffer(b []byte) {
-	if b != nil && cap(b) <= bodyBufferKeep {
-		b = b[:0]
-		bodyBuffers.Put(&b)
-	}
 }

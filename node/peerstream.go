@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"mailarray/node/bufpool"
 	"mailarray/node/catalog"
 )
 
@@ -306,8 +307,8 @@ func (st *peerStream) roundTrip(ctx context.Context, code byte, fill func([]byte
 		st.deliver(id, streamReply{err: fmt.Errorf("stream: %w", ctx.Err())})
 		return <-req.reply
 	}
-	frame := append(takeBodyBuffer(), make([]byte, streamReqHeader)...)
-	frame = fill(frame)
+	// The header is filled in below, once the body's length is known.
+	frame := fill(bufpool.Get(0)[:streamReqHeader])
 	binary.BigEndian.PutUint32(frame[0:], uint32(len(frame)-4))
 	binary.BigEndian.PutUint32(frame[4:], id)
 	frame[8] = code
@@ -320,7 +321,7 @@ func (st *peerStream) roundTrip(ctx context.Context, code byte, fill func([]byte
 	})
 	_, err := st.conn.Write(frame)
 	<-st.wlock
-	releaseBodyBuffer(frame)
+	bufpool.Put(frame)
 	if err != nil {
 		st.fail(err)
 	} else {
@@ -486,15 +487,10 @@ func (p *peerService) serveStream(conn net.Conn, br *bufio.Reader) {
 		for range units {
 			budget <- struct{}{}
 		}
-		body := takeBodyBuffer()
-		if int64(cap(body)) >= n {
-			body = body[:n]
-		} else {
-			body = make([]byte, n)
-		}
+		body := bufpool.Get(int(n))[:n]
 		if _, err := io.ReadFull(br, body); err != nil {
 			p.n.log.Debug("peer: stream ended inside a frame", "remote", conn.RemoteAddr().String(), "err", err)
-			releaseBodyBuffer(body)
+			bufpool.Put(body)
 			for range units {
 				<-budget
 			}
@@ -510,7 +506,7 @@ func (p *peerService) serveStream(conn net.Conn, br *bufio.Reader) {
 				wg.Done()
 			}()
 			status, text := p.streamRequest(code, body)
-			releaseBodyBuffer(body)
+			bufpool.Put(body)
 			if len(text) > streamMaxReply {
 				text = text[:streamMaxReply]
 			}

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
+
+	"mailarray/node/bufpool"
 )
 
 // Errors a Backend returns to choose the reply. Any other error is a
@@ -401,27 +403,14 @@ func (ss *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 // dataBufferSize is the initial DATA buffer: most mail fits.
 const dataBufferSize = 16 << 10
 
-// dataBufferKeep is the largest DATA buffer kept for reuse; a buffer grown
-// by a bigger message goes back to the garbage collector.
-const dataBufferKeep = 1 << 20
-
-// dataBuffers recycles DATA buffers: withReceived copies the message out,
-// so a buffer is free again when Data returns, and a fresh 16 KiB buffer
-// per message was a tenth of the simulator's allocation.
-var dataBuffers = sync.Pool{New: func() any { return bytes.NewBuffer(make([]byte, 0, dataBufferSize)) }}
-
 func (ss *session) Data(r io.Reader) error {
 	defer ss.setBusy(false)
 	// One buffer for the common message size instead of io.ReadAll's
 	// growth from 512 bytes (a 4 KiB message allocated 17 KB), reused
-	// across messages. Nothing keeps raw past this function.
-	buf := dataBuffers.Get().(*bytes.Buffer)
-	buf.Reset()
-	defer func() {
-		if buf.Cap() <= dataBufferKeep {
-			dataBuffers.Put(buf)
-		}
-	}()
+	// across messages (package bufpool): withReceived copies the message
+	// out, and nothing keeps raw past this function.
+	buf := bytes.NewBuffer(bufpool.Get(dataBufferSize))
+	defer func() { bufpool.Put(buf.Bytes()) }()
 	_, err := buf.ReadFrom(r)
 	raw := buf.Bytes()
 	if err != nil {

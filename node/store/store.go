@@ -7,11 +7,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/pingcap/failpoint"
 	bolt "go.etcd.io/bbolt"
+
+	"mailarray/node/bufpool"
 )
 
 // Bucket names. One file per node holds them all.
@@ -229,7 +230,7 @@ func (s *Store) Write(b *Batch) error {
 		// bbolt copied the values into its pages during the commit and
 		// keeps no reference to them once Update returns.
 		for _, f := range framed {
-			releaseFrame(f)
+			bufpool.Put(f)
 		}
 	case <-s.stopped:
 		// The writer drained the queue and exited; a request that slipped
@@ -359,35 +360,14 @@ func (s *Store) commit(group []*writeReq) (err error) {
 const appendFill = 0.9
 
 // frame prefixes data with its SHA-256 (sum, computed here if zero), in a
-// buffer from the frame pool.
+// recycled buffer (package bufpool) that Write returns once committed.
 func frame(data []byte, sum [32]byte) []byte {
 	if sum == ([32]byte{}) {
 		sum = sha256.Sum256(data)
 	}
-	need := len(sum) + len(data)
-	var out []byte
-	if bp, _ := frames.Get().(*[]byte); bp != nil && cap(*bp) >= need {
-		out = (*bp)[:0]
-	} else {
-		out = make([]byte, 0, need)
-	}
+	out := bufpool.Get(len(sum) + len(data))
 	out = append(out, sum[:]...)
 	return append(out, data...)
-}
-
-// frameKeep is the largest frame buffer kept for reuse.
-const frameKeep = 1 << 20
-
-// frames recycles the framed copies of committed writes: every copy was
-// framed into a fresh buffer, garbage as soon as its commit returned (a
-// tenth of the simulator's allocation with the SMTP DATA buffer).
-var frames sync.Pool
-
-// releaseFrame returns a framed copy whose write has completed.
-func releaseFrame(b []byte) {
-	if cap(b) <= frameKeep {
-		frames.Put(&b)
-	}
 }
 
 // Checksum is the checksum every copy of data carries.
