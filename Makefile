@@ -58,10 +58,11 @@ compose-up: image
 compose-down:
 	$(COMPOSE) down -v
 
-# The simulator: scenarios/<name>.yaml -> results/<name>.json. One P and
-# GOGC=400 are its fastest settings (the simulator sets them itself when
-# run otherwise). Without SCENARIO every scenario runs in turn.
-SIM_ENV := GOMAXPROCS=1 GOGC=400
+# The simulator: scenarios/<name>.yaml -> results/<name>.json. One P is
+# its fastest setting (the simulator sets it itself when run otherwise,
+# and collects garbage at a memory limit: sim/gc.go). Without SCENARIO
+# every scenario runs in turn.
+SIM_ENV := GOMAXPROCS=1
 # Simulator benchmarks: see docs/bench.md. SCENARIO=name runs one
 # scenario (scale: the growth sweep); without it every scenario runs, then
 # the saturation search and the growth sweep, then the comparison page.

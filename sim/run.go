@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,7 +55,8 @@ const (
 	// removeGrace bounds a graceful remove_node (drain of SMTP sessions
 	// and push queues).
 	removeGrace = 30 * time.Second
-	// simGCPercent is the GC target during a run (GOGC).
+	// simGCPercent is the GC target of a run that does not collect at a
+	// memory limit (gc.go).
 	simGCPercent = 400
 	// Port numbers of every node's listeners.
 	portSMTP = "25"
@@ -81,12 +81,8 @@ func Run(t *testing.T, sc Scenario, opts Options) (*Report, error) {
 	// connections, ports and random stream. It is also the fastest
 	// setting (DESIGN.md).
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	// Garbage collection is most of the simulator's overhead; the heap is
-	// small, so trading memory for fewer cycles pays (DESIGN.md: GOGC=400).
-	// An explicit GOGC in the environment wins.
-	if os.Getenv("GOGC") == "" {
-		defer debug.SetGCPercent(debug.SetGCPercent(simGCPercent))
-	}
+	// Fewer garbage collections, traded for memory (see gc.go).
+	defer setRunGC()()
 	var (
 		rep *Report
 		err error

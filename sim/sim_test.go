@@ -167,7 +167,7 @@ func benchScenario(msgs int, rate float64) Scenario {
 // testing.RunTests (see BenchmarkHTTPPutSim); the report's own wall clock
 // times it.
 func BenchmarkSimThreeNodeR2(b *testing.B) {
-	sc := benchScenario(b.N, 2000)
+	sc := benchScenario(b.N, float64(benchEnvInt("SIM_BENCH_RATE", 2000)))
 	var rep *Report
 	var runErr error
 	cpu0 := processCPU()

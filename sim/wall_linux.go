@@ -19,3 +19,12 @@ func WallNow() time.Duration {
 	}
 	return time.Duration(ts.Nano())
 }
+
+// physicalMemory is the machine's memory in bytes (0 if unknown).
+func physicalMemory() uint64 {
+	var si syscall.Sysinfo_t
+	if err := syscall.Sysinfo(&si); err != nil {
+		return 0
+	}
+	return uint64(si.Totalram) * uint64(si.Unit)
+}

@@ -1,0 +1,69 @@
+package sim
+
+import (
+	"math"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestRunGCPolicy: a run collects at a memory limit and restores the
+// process's settings after; under -race or with GOGC set it does not.
+func TestRunGCPolicy(t *testing.T) {
+	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
+		t.Skip("GOGC or GOMEMLIMIT is set: the environment's settings win")
+	}
+	percent0 := debug.SetGCPercent(123)
+	limit0 := debug.SetMemoryLimit(5 << 40)
+	defer func() {
+		debug.SetGCPercent(percent0)
+		debug.SetMemoryLimit(limit0)
+	}()
+	restore := setRunGC()
+	percent, limit := debug.SetGCPercent(-1), debug.SetMemoryLimit(-1) // read (a negative limit only reads)
+	debug.SetGCPercent(percent)
+	if raceEnabled || physicalMemory() < 6<<30 {
+		assert.Equal(t, simGCPercent, percent)
+		assert.Equal(t, int64(5<<40), limit)
+	} else {
+		assert.Equal(t, -1, percent, "collection is off but for the limit")
+		assert.Equal(t, gcLimit(), limit)
+		assert.Positive(t, gcLimit())
+		assert.LessOrEqual(t, gcLimit(), int64(gcLimitMax))
+	}
+	restore()
+	assert.Equal(t, 123, debug.SetGCPercent(123))
+	assert.Equal(t, int64(5<<40), debug.SetMemoryLimit(-1))
+}
+
+// TestRunGCFallsBack: once the live heap passes a third of the limit, the
+// run collects by GOGC again, without a limit.
+func TestRunGCFallsBack(t *testing.T) {
+	percent0 := debug.SetGCPercent(-1)
+	limit0 := debug.SetMemoryLimit(1 << 40)
+	defer func() {
+		debug.SetGCPercent(percent0)
+		debug.SetMemoryLimit(limit0)
+	}()
+	// A limit far below this test binary's live heap: the first
+	// collection's check must fall back.
+	w := &gcWatch{limit: 3}
+	w.arm()
+	for i := 0; ; i++ {
+		runtime.GC()
+		w.mu.Lock()
+		stopped := w.stopped
+		w.mu.Unlock()
+		if stopped {
+			break
+		}
+		require.Less(t, i, 100, "the finalizer never ran")
+		runtime.Gosched()
+	}
+	assert.Equal(t, simGCPercent, debug.SetGCPercent(-1))
+	assert.Equal(t, int64(math.MaxInt64), debug.SetMemoryLimit(-1))
+}
