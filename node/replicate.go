@@ -662,7 +662,7 @@ func (r *replicator) repair(ctx context.Context, t mirror.Table, e catalog.Entry
 func (r *replicator) resolvePending(ctx context.Context) {
 	cutoff := uint64(time.Now().Add(-r.n.cfg.Tuning.PendingTimeout).UnixNano())
 	var stale []catalog.Entry
-	r.n.cat.ForEach(func(e *catalog.Entry) bool {
+	r.n.cat.ForEachPending(func(e *catalog.Entry) bool {
 		// A fallback holder is not among the placed locations but resolves
 		// too: it may hold the last copy.
 		if e.State == catalog.Pending && e.Version < cutoff && (e.HasLocation(r.n.cfg.Name) || r.n.store.Has(e.ID)) {

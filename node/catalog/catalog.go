@@ -36,9 +36,15 @@ type Catalog struct {
 	// bucketIDs indexes the ids of each bucket, so that anti-entropy's
 	// Bucket reads one bucket instead of scanning the whole catalog (a
 	// full scan per bucket made rounds quadratic in the catalog's size).
-	bucketIDs [Buckets]map[string]struct{}
-	clock     uint64 // hybrid logical clock, ns
-	subs      []func([]Entry)
+	// Unordered (Bucket sorts): an id is appended when its entry first
+	// arrives, cheaper than a map insert on every new entry.
+	bucketIDs [Buckets][]string
+	// pending indexes the pending entries, which pending resolution
+	// visits every maintenance round: a scan of the whole catalog per
+	// round cost more than the resolution itself.
+	pending map[string]*Entry
+	clock   uint64 // hybrid logical clock, ns
+	subs    []func([]Entry)
 }
 
 type mailboxIndex struct {
@@ -49,7 +55,7 @@ type mailboxIndex struct {
 
 // Open loads the catalog replica held in st.
 func Open(st *store.Store, log *slog.Logger) (*Catalog, error) {
-	c := &Catalog{st: st, log: log, entries: map[string]*Entry{}, byMailbox: map[string]*mailboxIndex{}}
+	c := &Catalog{st: st, log: log, entries: map[string]*Entry{}, byMailbox: map[string]*mailboxIndex{}, pending: map[string]*Entry{}}
 	var bad int
 	err := st.Records(func(id string, v []byte) error {
 		e, err := Decode(v)
@@ -183,7 +189,8 @@ func (c *Catalog) OnChange(fn func([]Entry)) {
 
 func (c *Catalog) installLocked(e *Entry) {
 	b := bucketOf(e.ID)
-	if old, ok := c.entries[e.ID]; ok {
+	old, ok := c.entries[e.ID]
+	if ok {
 		c.buckets[b] ^= entryHash(old)
 		if old.Live() {
 			if mi := c.byMailbox[old.Mailbox]; mi != nil {
@@ -191,12 +198,14 @@ func (c *Catalog) installLocked(e *Entry) {
 				mi.sorted = nil
 			}
 		}
-	}
-	if _, ok := c.entries[e.ID]; !ok {
-		if c.bucketIDs[b] == nil {
-			c.bucketIDs[b] = map[string]struct{}{}
+		if old.State == Pending && e.State != Pending {
+			delete(c.pending, e.ID)
 		}
-		c.bucketIDs[b][e.ID] = struct{}{}
+	} else {
+		c.bucketIDs[b] = append(c.bucketIDs[b], e.ID)
+	}
+	if e.State == Pending {
+		c.pending[e.ID] = e
 	}
 	c.entries[e.ID] = e
 	c.buckets[b] ^= entryHash(e)
@@ -268,6 +277,18 @@ func (c *Catalog) ForEach(fn func(e *Entry) bool) {
 	}
 }
 
+// ForEachPending calls fn with every pending entry in unspecified order,
+// under a read lock: fn must be quick and must not call the catalog.
+func (c *Catalog) ForEachPending(fn func(e *Entry) bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for _, e := range c.pending {
+		if !fn(e) {
+			return
+		}
+	}
+}
+
 // Len counts entries (tombstones included).
 func (c *Catalog) Len() int {
 	c.mu.RLock()
@@ -304,7 +325,7 @@ func (c *Catalog) Bucket(b int) []Entry {
 	if b < 0 || b >= Buckets {
 		return nil
 	}
-	for id := range c.bucketIDs[b] {
+	for _, id := range c.bucketIDs[b] {
 		out = append(out, *c.entries[id])
 	}
 	slices.SortFunc(out, func(x, y Entry) int { return strings.Compare(x.ID, y.ID) })
@@ -351,7 +372,11 @@ func (c *Catalog) Collect(cutoff uint64, limit int) (int, error) {
 			b := bucketOf(id)
 			c.buckets[b] ^= entryHash(e)
 			delete(c.entries, id)
-			delete(c.bucketIDs[b], id)
+			if i := slices.Index(c.bucketIDs[b], id); i >= 0 {
+				last := len(c.bucketIDs[b]) - 1
+				c.bucketIDs[b][i] = c.bucketIDs[b][last]
+				c.bucketIDs[b] = c.bucketIDs[b][:last]
+			}
 		}
 	}
 	c.mu.Unlock()

@@ -125,6 +125,31 @@ func TestCollectDropsOldTombstones(t *testing.T) {
 	assert.False(t, ok)
 	_, ok = c.Get("new")
 	assert.True(t, ok)
+	// The anti-entropy bucket index follows: every id in its bucket once,
+	// the collected one in none.
+	bucketIDs := func(id string) []string {
+		var ids []string
+		for _, e := range c.Bucket(bucketOf(id)) {
+			ids = append(ids, e.ID)
+		}
+		return ids
+	}
+	assert.NotContains(t, bucketIDs("old"), "old")
+	for _, id := range []string{"new", "live"} {
+		assert.Equal(t, 1, countOf(bucketIDs(id), id), "bucket of %s: %v", id, bucketIDs(id))
+	}
+	_, err = c.Apply(entry("new", 2000, Deleted)) // a newer version: not a second id
+	require.NoError(t, err)
+	assert.Equal(t, 1, countOf(bucketIDs("new"), "new"), "%v", bucketIDs("new"))
+}
+
+func countOf(ids []string, id string) (n int) {
+	for _, x := range ids {
+		if x == id {
+			n++
+		}
+	}
+	return n
 }
 
 func TestClockIsMonotonicAndAboveSeen(t *testing.T) {
@@ -262,4 +287,32 @@ func TestCollectKeepsHighestUIDTombstone(t *testing.T) {
 	st.Close()
 	c2, _ := openCatalog(t, path)
 	assert.Equal(t, uint32(2), c2.MaxUID("a@x.test"), "the highest UID survives a restart")
+}
+
+// TestPendingIndex: ForEachPending visits exactly the pending entries,
+// as they change state, and after a restart.
+func TestPendingIndex(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.db")
+	c, st := openCatalog(t, path)
+	pending := func(c *Catalog) map[string]uint64 {
+		out := map[string]uint64{}
+		c.ForEachPending(func(e *Entry) bool { out[e.ID] = e.Version; return true })
+		return out
+	}
+	_, err := c.Apply(entry("a", 1, Pending), entry("b", 1, Pending), entry("c", 1, Committed), entry("d", 1, Pending))
+	require.NoError(t, err)
+	assert.Equal(t, map[string]uint64{"a": 1, "b": 1, "d": 1}, pending(c))
+	_, err = c.Apply(entry("a", 2, Committed), entry("b", 3, Pending), entry("d", 2, Deleted))
+	require.NoError(t, err)
+	assert.Equal(t, map[string]uint64{"b": 3}, pending(c), "resolved entries leave, a newer pending version replaces")
+	_, err = c.Apply(entry("b", 2, Committed)) // older: loses
+	require.NoError(t, err)
+	assert.Equal(t, map[string]uint64{"b": 3}, pending(c))
+	n := 0
+	c.ForEachPending(func(*Entry) bool { n++; return false })
+	assert.Equal(t, 1, n, "fn returning false stops the walk")
+	require.NoError(t, st.Close())
+	c, _ = openCatalog(t, path)
+	assert.Equal(t, map[string]uint64{"b": 3}, pending(c), "rebuilt when the replica loads")
+	assert.Equal(t, map[State]int{Committed: 2, Pending: 1, Deleted: 1}, c.Counts())
 }
