@@ -56,31 +56,33 @@
 //
 // # Speed
 //
-// A run sets GOMAXPROCS=1 and GOGC=400 (unless GOGC is set) and keeps the
-// nodes' files in /dev/shm when it exists (SIM_DATA_DIR overrides): file
-// I/O takes no virtual time, and bbolt's writes are a large share of the
-// wall time. Writes a goroutine makes within one step travel as one
-// segment. BenchmarkSimThreeNodeR2 reports simulated messages per wall
-// second through three nodes, R=2 W=2, 4 KiB, one SMTP connection per
-// message, and the bytes allocated per message (the one figure of the
-// benchmark that does not move with the shared host's load: wall time for
-// the same binary varies by a third from run to run, and by more from day
-// to day). On this 2-core VM, with the replication stream
-// (node/peerstream.go): 100,000 messages in 84 s where the code before it
-// took 109 s run back to back (133 s earlier the same day, 71-78 s on the
-// quietest day seen), and in 72-79 s later that day;
-// about 138 KiB allocated per message at 10,000, 148 at 100,000;
-// scenarios/roundrobin (24,000 messages, four nodes) takes 20-25 s. A
-// profile at 100,000: the nodes' bbolt commits ~32% (seven tree updates
-// and about twelve single-page writes per message, each a syscall that
-// costs ~2-5 us in this VM), the go-smtp server ~19% (with the pipeline,
-// ~5%), the load's SMTP clients ~11%, the driver ~8%, garbage collection
-// ~7% of background marking besides allocation (a node holds every
-// catalog entry: ~400 bytes each), the peer stream ~6% on both ends. Work
-// per message grows by about half from 10,000 to 100,000 messages: the
-// stores' files and trees, the catalogs and the heap grow, and fresh
-// memory costs more than reused. Driver steps are cheap (~2 us); the real
-// code's work is what costs.
+// A run sets GOMAXPROCS=1, collects garbage at a memory limit (gc.go:
+// 3 GiB, falling back to GOGC=400 when the live heap passes a third of
+// it; GOGC or GOMEMLIMIT in the environment win) and keeps the nodes'
+// files in /dev/shm when it exists (SIM_DATA_DIR overrides): file I/O
+// takes no virtual time, and bbolt's writes are a large share of the wall
+// time. Writes a goroutine makes within one step travel as one segment.
+// BenchmarkSimThreeNodeR2 reports simulated messages per wall second
+// through three nodes, R=2 W=2, 4 KiB, one SMTP connection per message,
+// 2,000 messages per virtual second (SIM_BENCH_RATE), and the bytes
+// allocated per message (the one figure of the benchmark that does not
+// move with the shared host's load: wall time for the same binary varies
+// by a tenth from one run to the next, and by half from one hour to
+// another). On this 2-core VM, 100,000 messages took 41-53 s (1,900-2,450
+// msgs/wall-s) in the runs of 2026-11-29 after the host became faster;
+// the code of the day before took 67 s when the session began and 43-47 s
+// later, and 72-84 s on 2026-11-28. About 141 KiB are allocated per
+// message at 20,000, 148 at 100,000; scenarios/roundrobin (24,000
+// messages, four nodes) takes 16-25 s. A profile at 100,000: the nodes'
+// bbolt commits ~28% (about 13.5 single-page writes per message, each a
+// syscall that costs ~2-5 us in this VM, more for pages the file did not
+// have yet), the go-smtp server ~19% (with the pipeline, ~5%), the load's
+// SMTP clients ~11%, the driver ~7%, the peer stream ~7% on both ends,
+// garbage collection ~4% (6 cycles where GOGC=400 ran 44; a node holds
+// every catalog entry). Network events per message: 17 for the SMTP
+// dialogue, about 4 for replication, 7 settle steps (the store's group
+// commit and the commit and push loops), 3 CPU and disk completions.
+// Driver steps are cheap (~2 us); the real code's work is what costs.
 //
 // # Parts of the network
 //
