@@ -16,11 +16,13 @@ import (
 // such a run collects 44 times, 30 of them in its first seconds while the
 // live heap is small, and write barriers slow everything while a cycle
 // marks. So a run collects only when the heap reaches a memory limit
-// (gcLimit), 6 times in that run. Measured at 100,000 messages, two runs
-// at once (one per core, so both see the same host): 3 GiB took 1-11%
-// less time than GOGC=400 in three of four pairs, and less than 6 GiB
-// (the heap outgrows the caches and more pages are faulted in fresh) and
-// 1.5 GiB. Run one at a time, the difference is within the host's noise.
+// (gcLimit), 6 times in that run. Measured at 100,000 messages: run
+// alternately with GOGC=400 (same binary, one at a time), 3 GiB took 4-7%
+// less wall time in three pairs of three; run two at once (one per core,
+// so both see the same host), 3-10% less in three pairs of four (0.4%
+// more in the fourth), and less than 6 GiB (the heap outgrows the caches
+// and more pages are faulted in fresh) and 1.5 GiB, one pair each. The
+// host's own noise is ±10% from one run to the next.
 //
 // A run whose live heap stays above a third of the limit (large clusters
 // keep every node's catalog in memory) would collect back to back at the
