@@ -295,6 +295,7 @@ func (r *replicator) queue(peer string) *pushQueue {
 }
 
 func (r *replicator) pushLoop(ctx context.Context, peer string, q *pushQueue) {
+	who := "push " + peer
 	for {
 		select {
 		case <-ctx.Done():
@@ -302,7 +303,7 @@ func (r *replicator) pushLoop(ctx context.Context, peer string, q *pushQueue) {
 		case <-q.wake:
 		}
 		for {
-			r.n.settle("push " + peer) // see drainCommits
+			r.n.settle(who) // see drainCommits
 			q.mu.Lock()
 			k := min(len(q.entries), pushBatchMax)
 			batch := slices.Clone(q.entries[:k])

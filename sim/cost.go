@@ -50,6 +50,12 @@ type nodeCost struct {
 	diskBusy  bool       // a sync is scheduled or running
 	diskQueue []*costReq // waiting for the next sync
 
+	// Settle's event keys by caller, and its idle waiters: a settle per
+	// store write and per commit or push round allocated more than a
+	// percent of a run.
+	settleKeys map[string]string
+	settleIdle []*settler
+
 	// Counters for the report.
 	cpuTime   time.Duration
 	cpuJobs   int64
@@ -170,9 +176,36 @@ func (c *nodeCost) diskRelease(group []*costReq) {
 // calling loop, unique within the node: callers with different names wake
 // in canonical order, one per step.
 func (c *nodeCost) Settle(who string) {
-	done := make(chan struct{})
-	c.n.AfterFunc(0, c.settleKey+" "+who, func() { close(done) })
-	<-done
+	c.mu.Lock()
+	key, ok := c.settleKeys[who]
+	if !ok {
+		if c.settleKeys == nil {
+			c.settleKeys = map[string]string{}
+		}
+		key = c.settleKey + " " + who
+		c.settleKeys[who] = key
+	}
+	var w *settler
+	if k := len(c.settleIdle); k > 0 {
+		w, c.settleIdle = c.settleIdle[k-1], c.settleIdle[:k-1]
+	} else {
+		w = &settler{done: make(chan struct{}, 1)}
+		w.fire = func() { w.done <- struct{}{} }
+	}
+	c.mu.Unlock()
+	c.n.AfterFunc(0, key, w.fire)
+	<-w.done
+	// The token is taken: w is idle again. A waiter whose goroutine never
+	// got here (its node crashed) is simply not reused.
+	c.mu.Lock()
+	c.settleIdle = append(c.settleIdle, w)
+	c.mu.Unlock()
+}
+
+// settler is one Settle call's wake-up, reused by later calls.
+type settler struct {
+	done chan struct{} // one token: the step ended
+	fire func()
 }
 
 // setSlow multiplies the disk's sync latency and divides its bandwidth by
