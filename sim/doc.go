@@ -68,10 +68,13 @@
 // allocated per message (the one figure of the benchmark that does not
 // move with the shared host's load: wall time for the same binary varies
 // by a tenth from one run to the next, and by half from one hour to
-// another). On this 2-core VM, 100,000 messages took 41-53 s (1,900-2,450
-// msgs/wall-s) in the runs of 2026-11-29 after the host became faster;
-// the code of the day before took 67 s when the session began and 43-47 s
-// later, and 72-84 s on 2026-11-28. About 141 KiB are allocated per
+// another). On this 2-core VM, 100,000 messages took 41-54 s (1,860-2,450
+// msgs/wall-s) in the runs of 2026-11-29; the code of the day before took
+// 67 s in the first run after the machine booted and 43-50 s later that
+// morning, and 72-84 s on 2026-11-28. A run touches ~4.5 GB of memory
+// (heap, and the stores' files in /dev/shm), and memory the VM never
+// touched since boot costs 9.6 us per 4 KiB page to fault in, against 3.9
+// us once touched: the first large run after a boot is slower. About 141 KiB are allocated per
 // message at 20,000, 148 at 100,000; scenarios/roundrobin (24,000
 // messages, four nodes) takes 16-25 s. A profile at 100,000: the nodes'
 // bbolt commits ~28% (about 13.5 single-page writes per message, each a
