@@ -49,8 +49,36 @@ func gcLimit() int64 {
 	return limit
 }
 
+// runGC counts the runs in progress: the first applies the policy, the
+// last restores the process's settings (runs that overlapped would
+// otherwise restore each other's).
+var runGC struct {
+	sync.Mutex
+	active  int
+	restore func()
+}
+
 // setRunGC applies the run's collection policy; restore undoes it.
 func setRunGC() (restore func()) {
+	runGC.Lock()
+	defer runGC.Unlock()
+	if runGC.active++; runGC.active == 1 {
+		runGC.restore = applyRunGC()
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			runGC.Lock()
+			defer runGC.Unlock()
+			if runGC.active--; runGC.active == 0 {
+				runGC.restore()
+				runGC.restore = nil
+			}
+		})
+	}
+}
+
+func applyRunGC() (restore func()) {
 	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
 		return func() {}
 	}

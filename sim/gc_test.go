@@ -67,3 +67,26 @@ func TestRunGCFallsBack(t *testing.T) {
 	assert.Equal(t, simGCPercent, debug.SetGCPercent(-1))
 	assert.Equal(t, int64(math.MaxInt64), debug.SetMemoryLimit(-1))
 }
+
+// TestRunGCOverlapping: runs that overlap leave the process's settings as
+// they found them, whichever ends first.
+func TestRunGCOverlapping(t *testing.T) {
+	percent0 := debug.SetGCPercent(77)
+	limit0 := debug.SetMemoryLimit(7 << 40)
+	defer func() {
+		debug.SetGCPercent(percent0)
+		debug.SetMemoryLimit(limit0)
+	}()
+	a := setRunGC()
+	during := debug.SetGCPercent(-1)
+	debug.SetGCPercent(during)
+	b := setRunGC()
+	a()
+	got := debug.SetGCPercent(-1)
+	debug.SetGCPercent(got)
+	assert.Equal(t, during, got, "b still runs under the policy after a ended")
+	b()
+	b() // a second call does nothing
+	assert.Equal(t, 77, debug.SetGCPercent(77))
+	assert.Equal(t, int64(7<<40), debug.SetMemoryLimit(-1))
+}
