@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -365,7 +367,12 @@ func (st *peerStream) fail(err error) {
 		delete(st.s.conns, st.addr)
 	}
 	st.s.mu.Unlock()
-	for _, req := range pending {
+	// In the order they were sent, not the map's: the callers woken here
+	// may each send again (a retry, or a copy moved to a fallback node on
+	// one shared stream), and the simulator replays a run only if they
+	// wake, and so write, in the same order every time.
+	for _, id := range slices.Sorted(maps.Keys(pending)) {
+		req := pending[id]
 		// A request not wholly written was not run: it may be sent again.
 		req.reply <- streamReply{err: err, unsent: !req.sent}
 	}
@@ -402,8 +409,8 @@ func (s *streams) close() {
 	s.mu.Lock()
 	s.closed = true
 	var all []*peerStream
-	for _, st := range s.conns {
-		all = append(all, st)
+	for _, addr := range slices.Sorted(maps.Keys(s.conns)) { // replayable order (see fail)
+		all = append(all, s.conns[addr])
 	}
 	s.mu.Unlock()
 	for _, st := range all {
