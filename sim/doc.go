@@ -74,9 +74,9 @@
 // morning, and 72-84 s on 2026-11-28. A run touches ~4.5 GB of memory
 // (heap, and the stores' files in /dev/shm), and memory the VM never
 // touched since boot costs 9.6 us per 4 KiB page to fault in, against 3.9
-// us once touched: the first large run after a boot is slower. About 141 KiB are allocated per
-// message at 20,000, 148 at 100,000; scenarios/roundrobin (24,000
-// messages, four nodes) takes 16-25 s. A profile at 100,000: the nodes'
+// us once touched: the first large run after a boot is slower. About
+// 141 KiB are allocated per message at 20,000, 148 at 100,000;
+// scenarios/roundrobin (24,000 messages, four nodes) takes 12-25 s. A profile at 100,000: the nodes'
 // bbolt commits ~28% (about 13.5 single-page writes per message, each a
 // syscall that costs ~2-5 us in this VM, more for pages the file did not
 // have yet), the go-smtp server ~19% (with the pipeline, ~5%), the load's

@@ -17,15 +17,9 @@ func TestRunGCPolicy(t *testing.T) {
 	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
 		t.Skip("GOGC or GOMEMLIMIT is set: the environment's settings win")
 	}
-	percent0 := debug.SetGCPercent(123)
-	limit0 := debug.SetMemoryLimit(5 << 40)
-	defer func() {
-		debug.SetGCPercent(percent0)
-		debug.SetMemoryLimit(limit0)
-	}()
+	setGC(t, 123, 5<<40)
 	restore := setRunGC()
-	percent, limit := debug.SetGCPercent(-1), debug.SetMemoryLimit(-1) // read (a negative limit only reads)
-	debug.SetGCPercent(percent)
+	percent, limit := gcPercent(), debug.SetMemoryLimit(-1) // a negative limit only reads
 	if raceEnabled || physicalMemory() < 6<<30 {
 		assert.Equal(t, simGCPercent, percent)
 		assert.Equal(t, int64(5<<40), limit)
@@ -43,12 +37,7 @@ func TestRunGCPolicy(t *testing.T) {
 // TestRunGCFallsBack: once the live heap passes a third of the limit, the
 // run collects by GOGC again, without a limit.
 func TestRunGCFallsBack(t *testing.T) {
-	percent0 := debug.SetGCPercent(-1)
-	limit0 := debug.SetMemoryLimit(1 << 40)
-	defer func() {
-		debug.SetGCPercent(percent0)
-		debug.SetMemoryLimit(limit0)
-	}()
+	setGC(t, -1, 1<<40)
 	// A limit far below this test binary's live heap: the first
 	// collection's check must fall back.
 	w := &gcWatch{limit: 3}
@@ -71,22 +60,32 @@ func TestRunGCFallsBack(t *testing.T) {
 // TestRunGCOverlapping: runs that overlap leave the process's settings as
 // they found them, whichever ends first.
 func TestRunGCOverlapping(t *testing.T) {
-	percent0 := debug.SetGCPercent(77)
-	limit0 := debug.SetMemoryLimit(7 << 40)
-	defer func() {
-		debug.SetGCPercent(percent0)
-		debug.SetMemoryLimit(limit0)
-	}()
+	setGC(t, 77, 7<<40)
 	a := setRunGC()
-	during := debug.SetGCPercent(-1)
-	debug.SetGCPercent(during)
+	during := gcPercent()
 	b := setRunGC()
 	a()
-	got := debug.SetGCPercent(-1)
-	debug.SetGCPercent(got)
-	assert.Equal(t, during, got, "b still runs under the policy after a ended")
+	assert.Equal(t, during, gcPercent(), "b still runs under the policy after a ended")
 	b()
 	b() // a second call does nothing
 	assert.Equal(t, 77, debug.SetGCPercent(77))
 	assert.Equal(t, int64(7<<40), debug.SetMemoryLimit(-1))
+}
+
+// setGC sets the process's GC percent and memory limit for the test and
+// restores the previous ones after it.
+func setGC(t *testing.T, percent int, limit int64) {
+	percent0 := debug.SetGCPercent(percent)
+	limit0 := debug.SetMemoryLimit(limit)
+	t.Cleanup(func() {
+		debug.SetGCPercent(percent0)
+		debug.SetMemoryLimit(limit0)
+	})
+}
+
+// gcPercent reads the process's GC percent.
+func gcPercent() int {
+	p := debug.SetGCPercent(-1)
+	debug.SetGCPercent(p)
+	return p
 }

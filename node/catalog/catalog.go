@@ -37,7 +37,8 @@ type Catalog struct {
 	// Bucket reads one bucket instead of scanning the whole catalog (a
 	// full scan per bucket made rounds quadratic in the catalog's size).
 	// Unordered (Bucket sorts): an id is appended when its entry first
-	// arrives, cheaper than a map insert on every new entry.
+	// arrives, cheaper than a map insert on every new entry; Collect,
+	// rare, removes by a scan of the bucket.
 	bucketIDs [Buckets][]string
 	// pending indexes the pending entries, which pending resolution
 	// visits every maintenance round: a scan of the whole catalog per
@@ -267,22 +268,15 @@ func (c *Catalog) MaxUID(mailbox string) uint32 {
 
 // ForEach calls fn with every entry in unspecified order, under a read
 // lock: fn must be quick and must not call the catalog.
-func (c *Catalog) ForEach(fn func(e *Entry) bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	for _, e := range c.entries {
-		if !fn(e) {
-			return
-		}
-	}
-}
+func (c *Catalog) ForEach(fn func(e *Entry) bool) { c.each(c.entries, fn) }
 
-// ForEachPending calls fn with every pending entry in unspecified order,
-// under a read lock: fn must be quick and must not call the catalog.
-func (c *Catalog) ForEachPending(fn func(e *Entry) bool) {
+// ForEachPending is ForEach over the pending entries only.
+func (c *Catalog) ForEachPending(fn func(e *Entry) bool) { c.each(c.pending, fn) }
+
+func (c *Catalog) each(m map[string]*Entry, fn func(e *Entry) bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	for _, e := range c.pending {
+	for _, e := range m {
 		if !fn(e) {
 			return
 		}
@@ -372,11 +366,7 @@ func (c *Catalog) Collect(cutoff uint64, limit int) (int, error) {
 			b := bucketOf(id)
 			c.buckets[b] ^= entryHash(e)
 			delete(c.entries, id)
-			if i := slices.Index(c.bucketIDs[b], id); i >= 0 {
-				last := len(c.bucketIDs[b]) - 1
-				c.bucketIDs[b][i] = c.bucketIDs[b][last]
-				c.bucketIDs[b] = c.bucketIDs[b][:last]
-			}
+			c.bucketIDs[b] = slices.DeleteFunc(c.bucketIDs[b], func(x string) bool { return x == id })
 		}
 	}
 	c.mu.Unlock()
