@@ -7,6 +7,6 @@ COPY bin/mailarray /mailarray
 COPY --chown=65532:65532 deploy/empty/ /data/
 USER 65532:65532
 VOLUME ["/data"]
-EXPOSE 25 110 995 53/udp 53/tcp 7000 7946/udp 7946/tcp 8080
+EXPOSE 25 110 995 143 993 53/udp 53/tcp 7000 7946/udp 7946/tcp 8080
 ENTRYPOINT ["/mailarray"]
 CMD ["serve", "--data", "/data"]

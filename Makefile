@@ -8,7 +8,7 @@ PKGS := ./...
 RACE_PKGS := ./node/... ./sim/...
 SCENARIO ?=
 
-.PHONY: bench bench-compare bench-saturation bench-scale bench-real chaos sim-test image compose-up compose-down all build test test-race vet fmt-check cluster bench bench-real chaos clean deps sim-test
+.PHONY: bench bench-compare bench-saturation bench-scale bench-real chaos sim-test image compose-up compose-down compose-purge all build test test-race vet fmt-check cluster bench bench-real chaos clean deps sim-test
 
 all: build
 
@@ -53,9 +53,15 @@ image: build
 
 compose-up: image
 	$(COMPOSE) up -d --no-build
-	@echo "n1: smtp 127.0.0.1:12525 pop3 127.0.0.1:11110 dns 127.0.0.1:15353 http 127.0.0.1:18080 (n2, n3: +1, +2)"
+	@echo "n1: smtp 127.0.0.1:12525 pop3 127.0.0.1:11110 imap 127.0.0.1:11143 dns 127.0.0.1:15353 http 127.0.0.1:18080 (n2, n3: +1, +2)"
 
+# Stops the containers and keeps their volumes, which hold the mail.
+# compose-purge deletes the volumes too: every message in the array.
 compose-down:
+	$(COMPOSE) down
+
+compose-purge:
+	@echo "make: deleting the cluster's volumes: all of its mail"
 	$(COMPOSE) down -v
 
 # The simulator: scenarios/<name>.yaml -> results/<name>.json. One P is

@@ -247,6 +247,9 @@ func serve(args []string) error {
 		}
 		return err
 	}
+	if err := checkSecrets(cfg); err != nil {
+		return err
+	}
 	// Catch signals before anything starts: a SIGTERM that arrives while
 	// the node is starting (a supervisor's stop right after its start) is
 	// then a graceful shutdown once Start returns, not an abrupt exit with

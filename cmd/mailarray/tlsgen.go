@@ -33,11 +33,22 @@ func tlsCmd(args []string) error {
 	name := fs.String("name", "", "node name (certificate common name)")
 	ips := fs.String("ip", "", "comma-separated IP addresses to include")
 	days := fs.Int("days", 825, "validity in days")
+	force := fs.Bool("force", false, "tls ca: replace an existing CA (every node certificate it signed stops being trusted)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(*out, 0o700); err != nil {
 		return err
+	}
+	if verb == "ca" && !*force {
+		// A new CA key orphans every node certificate the old one signed:
+		// the array's peers stop trusting each other at their next
+		// handshake. Never do that by accident.
+		for _, f := range []string{"ca-key.pem", "ca.pem"} {
+			if _, err := os.Stat(filepath.Join(*out, f)); err == nil {
+				return fmt.Errorf("tls ca: %s exists; refusing to replace the array's CA (pass --force to replace it and re-issue every node certificate)", filepath.Join(*out, f))
+			}
+		}
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
