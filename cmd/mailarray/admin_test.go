@@ -92,7 +92,7 @@ func TestStatusCommand(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	users := writeUsers(t, dir, clusterUsers...)
-	p := startNode(t, nodeOpts{name: "stat1", dir: dir, users: users, gossip: true})
+	p := startNode(t, nodeOpts{name: "stat1", dir: dir, users: users, gossip: true, extra: []string{"--replicas", "1"}})
 	require.Eventually(t, p.ready, startTimeout, 20*time.Millisecond)
 	_, err := send(t.Context(), p.addrs["smtp"], []string{"alice@" + testDomain}, testMessage("status-1", 800))
 	require.NoError(t, err)

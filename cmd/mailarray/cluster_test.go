@@ -276,7 +276,10 @@ func TestServeSIGTERM(t *testing.T) {
 			extra := []string{"--shutdown-grace", grace.String()}
 			var peer *proc
 			if tc.gossip {
-				peer = startNode(t, nodeOpts{name: "peer", dir: dir, users: users, gossip: true})
+				// One copy, as this test was written for: the array
+				// default (R=2 W=2) is TestCopiesDefault's.
+				peer = startNode(t, nodeOpts{name: "peer", dir: dir, users: users, gossip: true, extra: []string{"--replicas", "1"}})
+				extra = append(extra, "--replicas", "1")
 			}
 			o := nodeOpts{name: "n1", dir: dir, users: users, gossip: tc.gossip, extra: extra}
 			if peer != nil {
@@ -368,7 +371,7 @@ func TestServeBadConfig(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"replicas 0", []string{"--replicas", "0"}, "config: replicas: 0 must be 1..16"},
+		{"replicas 17", []string{"--replicas", "17"}, "config: replicas: 17 must be 1..16"},
 		{"quorum above replicas", []string{"--replicas", "2", "--write-quorum", "3"}, "config: write-quorum: 3 must be 1..replicas (2)"},
 		{"bad domain", []string{"--domain", "not a domain"}, "config: domain"},
 		{"bad listen address", []string{"--smtp", "nowhere"}, "config: smtp"},
@@ -377,7 +380,7 @@ func TestServeBadConfig(t *testing.T) {
 		{"unknown role", []string{"--roles", "smtp,fax"}, "config: roles"},
 		{"bad log level", []string{"--log-level", "loud"}, "log-level"},
 		{"unknown flag", []string{"--replica", "2"}, "flag provided but not defined: -replica"},
-		{"yaml value", []string{"--config", yamlFile("bad-value.yaml", "replicas: 0\n")}, "config: replicas"},
+		{"yaml value", []string{"--config", yamlFile("bad-value.yaml", "replicas: 17\n")}, "config: replicas"},
 		{"yaml unknown key", []string{"--config", yamlFile("bad-key.yaml", "replica: 2\n")}, "field replica not found"},
 		{"yaml tuning", []string{"--config", yamlFile("bad-tuning.yaml", "tuning:\n  rebuild-per-scan: -1\n")}, "config: tuning.rebuild-per-scan"},
 		{"gossip profile", []string{"--gossip", "127.0.0.1:0", "--gossip-profile", "fast"}, "profile"},

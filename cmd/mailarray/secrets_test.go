@@ -59,3 +59,25 @@ func TestTLSCARefusesToOverwrite(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotEqual(t, before, after, "--force replaces it")
 }
+
+// An array mirrors by default; a lone node keeps one copy; what the
+// operator sets is kept.
+func TestCopiesDefault(t *testing.T) {
+	for _, tt := range []struct {
+		args         []string
+		wantR, wantW int
+	}{
+		{nil, 1, 1},
+		{[]string{"--gossip", "127.0.0.1:7946"}, 2, 2},
+		{[]string{"--gossip", "127.0.0.1:7946", "--replicas", "3"}, 3, 2},
+		{[]string{"--gossip", "127.0.0.1:7946", "--replicas", "1"}, 1, 1},
+		{[]string{"--gossip", "127.0.0.1:7946", "--write-quorum", "1"}, 2, 1},
+		{[]string{"--replicas", "3", "--write-quorum", "3"}, 3, 3},
+	} {
+		var stderr strings.Builder
+		cfg, _, err := loadConfig(append([]string{"--name", "n1", "--domain", "example.com", "--users", "users"}, tt.args...), &stderr)
+		require.NoError(t, err, "%v: %s", tt.args, stderr.String())
+		assert.Equal(t, tt.wantR, cfg.Replicas, "R for %v", tt.args)
+		assert.Equal(t, tt.wantW, cfg.WriteQuorum, "W for %v", tt.args)
+	}
+}

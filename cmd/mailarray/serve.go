@@ -40,6 +40,9 @@ func (l *listFlag) Set(v string) error {
 // the flags that were set, which win.
 func loadConfig(args []string, stderr io.Writer) (node.Config, *slog.Logger, error) {
 	cfg := node.DefaultConfig()
+	// R and W left unset (0) are chosen by resolveCopies once the whole
+	// configuration is known: an array mirrors by default.
+	cfg.Replicas, cfg.WriteQuorum = 0, 0
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configFile := fs.String("config", "", "YAML config file; flags given on the command line override its keys")
@@ -65,8 +68,8 @@ func loadConfig(args []string, stderr io.Writer) (node.Config, *slog.Logger, err
 	fs.Var(&roles, "roles", "roles: smtp,pop3,imap,dns,store (default: by listeners, plus store)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for STARTTLS/STLS/POP3S/IMAPS (reloaded on change)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key for --tls-cert")
-	fs.IntVar(&c.Replicas, "replicas", cfg.Replicas, "copies of each message (R)")
-	fs.IntVar(&c.WriteQuorum, "write-quorum", cfg.WriteQuorum, "copies durable before 250 (W)")
+	fs.IntVar(&c.Replicas, "replicas", cfg.Replicas, "copies of each message (R); 0: 2 in an array (--gossip), 1 for a lone node")
+	fs.IntVar(&c.WriteQuorum, "write-quorum", cfg.WriteQuorum, "copies durable before 250 (W); 0: min(R, 2)")
 	fs.StringVar(&c.PeerKey, "peer-key", "", "shared key required on the peer API")
 	fs.StringVar(&c.PeerCA, "peer-ca", "", "array CA (PEM): the peer API speaks mutual TLS with certificates it signed")
 	fs.StringVar(&c.PeerCert, "peer-cert", "", "this node's peer certificate (PEM), signed by --peer-ca")
@@ -191,6 +194,7 @@ func loadConfig(args []string, stderr io.Writer) (node.Config, *slog.Logger, err
 	if err != nil {
 		return cfg, nil, err
 	}
+	resolveCopies(&cfg)
 	if err := cfg.Validate(); err != nil {
 		return cfg, nil, err
 	}
@@ -321,4 +325,21 @@ func serve(args []string) error {
 		return nil
 	}
 	return err
+}
+
+// resolveCopies fills R and W left at 0. A node that gossips is part of
+// an array, and an array's point is that no message lives on one disk:
+// R=2, W=2 unless the operator says otherwise. A lone node (no --gossip)
+// has nowhere to mirror to and keeps one copy. W defaults to min(R, 2):
+// every copy up to two is durable before the 250.
+func resolveCopies(cfg *node.Config) {
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+		if cfg.GossipAddr != "" {
+			cfg.Replicas = 2
+		}
+	}
+	if cfg.WriteQuorum == 0 {
+		cfg.WriteQuorum = min(cfg.Replicas, 2)
+	}
 }
