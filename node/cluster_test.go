@@ -33,6 +33,9 @@ type testCluster struct {
 	r, w   int
 	users  []string
 	mutate func(*Config) // applied to each node's config by start
+	// env, if set, adjusts each node's Env before start (fault hooks, a
+	// network a test can cut).
+	env func(name string, e *Env)
 }
 
 var testUsers = []string{
@@ -108,6 +111,9 @@ func (c *testCluster) start(name string) *Node {
 	}
 	view := c.group.View(env.Member{Name: name, Addr: net.IPv4(127, 0, 0, 1)})
 	e := &Env{Net: &env.RealNet{}, Rand: env.NewRand(uint64(len(c.nodes)) + 7), Membership: view, DataDir: cfg.DataDir, Log: testLogger(c.t)}
+	if c.env != nil {
+		c.env(name, e)
+	}
 	nd, err := New(cfg, e)
 	require.NoError(c.t, err)
 	require.NoError(c.t, nd.Start())

@@ -180,6 +180,13 @@ type Tuning struct {
 	// TombstoneTTL is how long deletions are remembered; a node away
 	// longer than this must be wiped before it rejoins.
 	TombstoneTTL time.Duration `yaml:"tombstone-ttl"`
+	// DeleteSyncTimeout bounds how long a deletion (POP3 QUIT, IMAP
+	// EXPUNGE, webmail) retries pushing its tombstones to a live node that
+	// failed to take them before answering a temporary failure. Longer
+	// than failure detection (serf: about 5 s), so a node that died is
+	// declared failed within it and no longer counts; shorter than the
+	// POP3 server's BackendTimeout (30 s), which bounds the whole QUIT.
+	DeleteSyncTimeout time.Duration `yaml:"delete-sync-timeout"`
 }
 
 // DefaultTuning returns the production pace.
@@ -191,6 +198,8 @@ func DefaultTuning() Tuning {
 		OrphanGrace:      time.Minute,
 		RebuildPerScan:   512,
 		TombstoneTTL:     7 * 24 * time.Hour,
+
+		DeleteSyncTimeout: 10 * time.Second,
 	}
 }
 
@@ -386,6 +395,7 @@ func (c *Config) Validate() error {
 		{"tuning.pending-timeout", &t.PendingTimeout, d.PendingTimeout},
 		{"tuning.orphan-grace", &t.OrphanGrace, d.OrphanGrace},
 		{"tuning.tombstone-ttl", &t.TombstoneTTL, d.TombstoneTTL},
+		{"tuning.delete-sync-timeout", &t.DeleteSyncTimeout, d.DeleteSyncTimeout},
 	} {
 		if *f.v == 0 {
 			*f.v = f.def

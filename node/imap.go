@@ -842,6 +842,11 @@ func (s *imapSession) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) er
 	}
 	if err := s.n.deleteExclusive(s.ctx, "imap", v.mailbox, ids); errors.Is(err, errLocked) {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeInUse, Text: "a POP3 session holds the mailbox; expunge later"}
+	} else if errors.Is(err, errDeleteIncomplete) {
+		// Applied here and on its way to the rest; the client's retry
+		// gets OK once every live node has the tombstones.
+		s.n.log.Warn("imap: expunge", "mailbox", v.mailbox, "err", err)
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "expunge not yet confirmed by every node, try again"}
 	} else if err != nil {
 		s.n.log.Error("imap: expunge", "mailbox", v.mailbox, "err", err)
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "expunge failed, try again"}

@@ -17,10 +17,16 @@ import (
 // lives on one manager node, the top of a rendezvous hash of the mailbox
 // over live members, so two POP3 sessions on different nodes contend on
 // the same table. Locks are leases: a session renews its lease while it
-// lives, and a lock whose holder died expires by itself.
+// lives, and a lock whose holder died expires by itself; sooner, once
+// membership declares the holder's node failed or left (gone).
 type lockTable struct {
 	mu    sync.Mutex
 	locks map[string]lease
+	// gone reports whether membership declared a node failed or left. A
+	// lease whose owner is on such a node holds nothing: its session died
+	// with the node, and waiting out the TTL would lock the mailbox out
+	// of every surviving node for up to lockTTL.
+	gone func(node string) bool
 }
 
 type lease struct {
@@ -31,14 +37,38 @@ type lease struct {
 // maxLocks bounds the table (one entry per open POP3 session in the array).
 const maxLocks = 100000
 
-func newLockTable() *lockTable { return &lockTable{locks: map[string]lease{}} }
+func newLockTable(gone func(node string) bool) *lockTable {
+	return &lockTable{locks: map[string]lease{}, gone: gone}
+}
+
+// ownerNode is the node an owner names: owners are "<node>/<rest>" (see
+// pop3Backend.Login, deleteExclusive, assignUIDs); "" if owner has no node.
+func ownerNode(owner string) string {
+	node, _, ok := strings.Cut(owner, "/")
+	if !ok {
+		return ""
+	}
+	return node
+}
+
+// held reports whether l still holds its lock at now: not expired, and its
+// owner's node not gone. Checked on every acquire as well as dropped on
+// membership events (dropGone), so a manager that has seen the failure
+// never refuses because an event is still on its way.
+func (t *lockTable) held(l lease, now time.Time) bool {
+	if !now.Before(l.expires) {
+		return false
+	}
+	node := ownerNode(l.owner)
+	return node == "" || t.gone == nil || !t.gone(node)
+}
 
 // acquire takes or renews mailbox's lock for owner.
 func (t *lockTable) acquire(mailbox, owner string, ttl time.Duration) bool {
 	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if l, ok := t.locks[mailbox]; ok && l.owner != owner && now.Before(l.expires) {
+	if l, ok := t.locks[mailbox]; ok && l.owner != owner && t.held(l, now) {
 		return false
 	}
 	if len(t.locks) >= maxLocks {
@@ -53,6 +83,24 @@ func (t *lockTable) acquire(mailbox, owner string, ttl time.Duration) bool {
 	}
 	t.locks[mailbox] = lease{owner: owner, expires: now.Add(ttl)}
 	return true
+}
+
+// dropGone deletes every lease whose owner's node is gone and returns how
+// many it dropped. The node runs it on each membership change.
+func (t *lockTable) dropGone() int {
+	if t.gone == nil {
+		return 0
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	dropped := 0
+	for k, l := range t.locks {
+		if node := ownerNode(l.owner); node != "" && t.gone(node) {
+			delete(t.locks, k)
+			dropped++
+		}
+	}
+	return dropped
 }
 
 func (t *lockTable) release(mailbox, owner string) {

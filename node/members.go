@@ -121,6 +121,14 @@ func (v *memberView) Alive(name string) bool {
 	return ok && m.Status == env.StatusAlive
 }
 
+// Gone reports whether membership declared name failed or left. A name it
+// does not know is not gone: a node that just joined may ask for a lease
+// before this node hears of it.
+func (v *memberView) Gone(name string) bool {
+	m, ok := v.Get(name)
+	return ok && (m.Status == env.StatusFailed || m.Status == env.StatusLeft)
+}
+
 // PeerAddr is the peer API address of a live member, or "".
 func (v *memberView) PeerAddr(name string) string {
 	m, ok := v.Get(name)

@@ -108,7 +108,7 @@ func New(cfg Config, e *Env) (*Node, error) {
 		}
 	}
 	n.members = newMemberView(e.Membership, cfg.Replicas)
-	n.locks = newLockTable()
+	n.locks = newLockTable(n.members.Gone)
 	n.repl = newReplicator(n)
 	n.metrics = newMetrics(n)
 	if n.in, err = newInbound(n); err != nil {

@@ -271,6 +271,11 @@ func (p *peerService) applyEntries(body []byte) (int, string) {
 	if err != nil {
 		return http.StatusBadRequest, err.Error()
 	}
+	// The env twin of the catalog.apply failpoint, for pushed entries: a
+	// node whose catalog refuses merges from its peers.
+	if err := p.n.env.Inject("catalog.apply"); err != nil {
+		return http.StatusInternalServerError, "apply failed"
+	}
 	if _, err := p.n.cat.Apply(entries...); err != nil {
 		return http.StatusInternalServerError, "apply failed"
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -218,26 +219,35 @@ func (n *Node) deleteExclusive(ctx context.Context, who, mailbox string, ids []s
 }
 
 // deleteMessages tombstones ids durably here and pushes the tombstones to
-// every live node before returning, so no node shows them afterwards.
+// every live node (pushEverywhere). It returns nil only once every live
+// node has them, so no node shows them afterwards; otherwise
+// errDeleteIncomplete, the tombstones staying applied here and reaching
+// the missing nodes later by anti-entropy. Ids already deleted here are
+// pushed again with their tombstone: a client retrying a deletion that
+// failed that way gets success only once every live node has it.
 func (n *Node) deleteMessages(ctx context.Context, ids []string) error {
-	var tomb []catalog.Entry
+	var tomb, fresh []catalog.Entry
 	for _, id := range ids {
 		e, ok := n.cat.Get(id)
-		if !ok || e.State == catalog.Deleted {
+		if !ok {
 			continue
 		}
-		e.State = catalog.Deleted
-		e.Version = n.cat.Now()
+		if e.State != catalog.Deleted {
+			e.State = catalog.Deleted
+			e.Version = n.cat.Now()
+			fresh = append(fresh, e)
+		}
 		tomb = append(tomb, e)
 	}
 	if len(tomb) == 0 {
 		return nil
 	}
-	if _, err := n.cat.Apply(tomb...); err != nil {
+	if _, err := n.cat.Apply(fresh...); err != nil {
 		return fmt.Errorf("node: delete: %w", err)
 	}
-	if err := n.repl.broadcastSync(ctx, tomb); err != nil {
-		n.log.Warn("node: deletion not yet on every node; anti-entropy will finish it", "err", err)
+	if missing := n.repl.pushEverywhere(ctx, tomb, n.cfg.Tuning.DeleteSyncTimeout); len(missing) > 0 {
+		n.log.Warn("node: deletion applied here but not yet on every live node; anti-entropy will finish it", "messages", len(tomb), "missing", missing)
+		return fmt.Errorf("%w: %d messages not confirmed by %s", errDeleteIncomplete, len(tomb), strings.Join(missing, ", "))
 	}
 	return nil
 }

@@ -53,6 +53,9 @@ func (n *Node) onMembership(ev *env.Event) {
 	}
 	t := n.members.Table()
 	n.log.Info("node: mirroring table", "version", fmt.Sprintf("%016x", t.Version), "ring", t.Ring)
+	if k := n.locks.dropGone(); k > 0 {
+		n.log.Info("node: released the mailbox leases of failed or departed nodes", "leases", k)
+	}
 	n.repl.triggerMaintenance()
 }
 

@@ -37,7 +37,11 @@ type Maildrop interface {
 	// Open returns the whole message (CRLF line endings).
 	Open(ctx context.Context, id string) (io.ReadCloser, error)
 	// Commit deletes the given ids (UPDATE state after QUIT). Only called if
-	// at least one message was deleted.
+	// at least one message was deleted. An error is answered "-ERR
+	// [SYS/TEMP] some deleted messages not removed" (RFC 1939 section 6);
+	// it may leave the deletion partly done (a clustered backend may have
+	// recorded it without confirming it everywhere), which that answer
+	// allows.
 	Commit(ctx context.Context, deleted []string) error
 	// Close releases the lock. Always called once at session end (QUIT,
 	// error, timeout, server close).

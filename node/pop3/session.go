@@ -663,8 +663,9 @@ func (s *session) cmdRset(args []string) bool {
 }
 
 // update is the RFC 1939 §6 UPDATE state: remove the deleted messages, then
-// answer and end the session. If the commit fails nothing is removed (the
-// Maildrop contract) and the answer is "-ERR [SYS/TEMP]".
+// answer and end the session. If the commit fails the answer is "-ERR
+// [SYS/TEMP] some deleted messages not removed" (RFC 1939 section 6: some
+// may have been, see Maildrop.Commit).
 func (s *session) update() bool {
 	var deleted []string
 	for i := range s.msgs {

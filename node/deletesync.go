@@ -1,0 +1,93 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"mailarray/node/catalog"
+	"mailarray/node/env"
+)
+
+// A deletion (POP3 DELE + QUIT, IMAP EXPUNGE, webmail delete, quarantine
+// delete) is answered as done only once every live node has its
+// tombstones: a client told +OK must not find the message again on another
+// access node. deleteMessages applies the tombstones durably here first,
+// so they reach every node eventually (push and anti-entropy) whatever the
+// answer; pushEverywhere decides the answer.
+
+// errDeleteIncomplete is returned by deleteMessages when the tombstones
+// are durable on this node but some live node did not take them within
+// Tuning.DeleteSyncTimeout. The deletion is not undone: anti-entropy
+// carries it to that node later, and until then that node may still list
+// the messages. Callers answer a temporary failure.
+var errDeleteIncomplete = errors.New("node: deletion not yet on every live node")
+
+// Retry pace of pushEverywhere: the first retry of a failed node after
+// deleteRetryMin, doubling up to deleteRetryMax. Fixed, without jitter:
+// a deletion is rare and its session's goroutine is the only one waiting.
+const (
+	deleteRetryMin = 50 * time.Millisecond
+	deleteRetryMax = time.Second
+)
+
+// pushEverywhere pushes entries to every other live member that
+// advertises a peer address, retrying each one that fails until it takes
+// them, membership no longer lists it live (declared failed or left: it no
+// longer counts), bound elapses or ctx ends. Members that join meanwhile
+// are pushed to as well. It returns the live members that still lack the
+// entries, sorted by name (nil: every live node has them).
+func (r *replicator) pushEverywhere(ctx context.Context, entries []catalog.Entry, bound time.Duration) []string {
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	done := map[string]bool{}
+	wait := deleteRetryMin
+	for {
+		todo := r.lacking(done)
+		if len(todo) == 0 {
+			return nil
+		}
+		ok := make([]bool, len(todo))
+		var wg sync.WaitGroup
+		for i, name := range todo {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := r.n.peer.pushEntries(ctx, name, entries)
+				if err != nil {
+					r.n.log.Debug("node: tombstone push failed; retrying", "peer", name, "err", err)
+				}
+				ok[i] = err == nil
+			}()
+		}
+		wg.Wait()
+		for i, name := range todo {
+			if ok[i] {
+				done[name] = true
+			}
+		}
+		if len(r.lacking(done)) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return r.lacking(done)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, deleteRetryMax)
+	}
+}
+
+// lacking lists the other live members with a peer address not in done,
+// in Live's order (by name).
+func (r *replicator) lacking(done map[string]bool) []string {
+	var out []string
+	for _, m := range r.n.members.Live() {
+		if m.Name == r.n.cfg.Name || m.Tags[env.TagPeer] == "" || done[m.Name] {
+			continue
+		}
+		out = append(out, m.Name)
+	}
+	return out
+}
