@@ -180,6 +180,17 @@ type Tuning struct {
 	// TombstoneTTL is how long deletions are remembered; a node away
 	// longer than this must be wiped before it rejoins.
 	TombstoneTTL time.Duration `yaml:"tombstone-ttl"`
+	// VerifyEvery is the interval between slices of the store verifier's
+	// continuous pass (node/verify.go): each slice checksums up to
+	// VerifyPerScan of the copies the catalog says this node holds, so a
+	// copy lost under the catalog (a restored backup, a replaced disk, a
+	// bad sector) is found and rebuilt elsewhere. Entries that change are
+	// checked at once, and every entry at start, whatever the pace.
+	VerifyEvery time.Duration `yaml:"verify-every"`
+	// VerifyPerScan bounds copies checksummed per slice (throttle): with
+	// the defaults, 256 copies a second, a pass over 100,000 copies takes
+	// about 7 minutes and reads about 1 MB/s of 4 KiB messages.
+	VerifyPerScan int `yaml:"verify-per-scan"`
 }
 
 // DefaultTuning returns the production pace.
@@ -191,6 +202,8 @@ func DefaultTuning() Tuning {
 		OrphanGrace:      time.Minute,
 		RebuildPerScan:   512,
 		TombstoneTTL:     7 * 24 * time.Hour,
+		VerifyEvery:      time.Second,
+		VerifyPerScan:    256,
 	}
 }
 
@@ -386,6 +399,7 @@ func (c *Config) Validate() error {
 		{"tuning.pending-timeout", &t.PendingTimeout, d.PendingTimeout},
 		{"tuning.orphan-grace", &t.OrphanGrace, d.OrphanGrace},
 		{"tuning.tombstone-ttl", &t.TombstoneTTL, d.TombstoneTTL},
+		{"tuning.verify-every", &t.VerifyEvery, d.VerifyEvery},
 	} {
 		if *f.v == 0 {
 			*f.v = f.def
@@ -399,6 +413,12 @@ func (c *Config) Validate() error {
 	}
 	if t.RebuildPerScan < 1 {
 		bad("tuning.rebuild-per-scan", "%d must be >= 1", t.RebuildPerScan)
+	}
+	if t.VerifyPerScan == 0 {
+		t.VerifyPerScan = d.VerifyPerScan
+	}
+	if t.VerifyPerScan < 1 {
+		bad("tuning.verify-per-scan", "%d must be >= 1", t.VerifyPerScan)
 	}
 	return errors.Join(errs...)
 }
