@@ -770,5 +770,8 @@ func (r *replicator) cleanOrphans() {
 		if err := r.n.store.Write(&store.Batch{DeleteCopies: gone}); err != nil {
 			r.n.log.Error("node: orphan cleanup", "err", err)
 		}
+		// A repair may have written one of these copies again, listing
+		// this node, between the scan and the delete (see verifier.recheck).
+		r.n.verify.recheck(gone)
 	}
 }

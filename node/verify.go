@@ -49,7 +49,7 @@ const verifySeedSalt = 0x5645524946590001
 // locations; pending resolution lists the nodes that answered that they
 // hold one). Pending entries list placed nodes before the copies land
 // and are never checked. Orphan cleanup deletes only copies whose entry no
-// longer lists this node. A committed entry that lists this node without
+// longer lists this node, and rechecks them after the delete (recheck). A committed entry that lists this node without
 // a copy is therefore wrong, never early, with one benign exception: a
 // repair writing copies to several new holders in turn makes an entry
 // naming all of them reach the later ones (by anti-entropy from an
@@ -119,6 +119,23 @@ func (v *verifier) noteChanged(changed []catalog.Entry) {
 		default:
 		}
 	}
+}
+
+// recheck queues ids for the immediate check as if their entries had just
+// changed. Orphan cleanup calls it with the copies it deleted: it decides
+// from the catalog, then deletes, and a rebuild or rebalance that writes
+// the copy again in between (copy and entry listing this node in one
+// batch) would otherwise leave an entry listing this node without a copy
+// until the continuous pass reaches it. An entry applied after this check
+// is caught by the hook (its copy is already gone by then).
+func (v *verifier) recheck(ids []string) {
+	var entries []catalog.Entry
+	for _, id := range ids {
+		if e, ok := v.n.cat.Get(id); ok {
+			entries = append(entries, e)
+		}
+	}
+	v.noteChanged(entries)
 }
 
 // start runs the verifier until ctx ends; rnd jitters its timer.

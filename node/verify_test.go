@@ -301,3 +301,19 @@ func TestVerifierHookAndStartPass(t *testing.T) {
 	assert.Equal(t, []string{"n1", "n2"}, got.Locations)
 	assert.Equal(t, int64(1), n.Verify().Missing)
 }
+
+// Orphan cleanup's deletes are rechecked: an entry that came to list this
+// node again between cleanup's scan and its delete is unlisted at once.
+func TestVerifierRecheckAfterOrphanCleanup(t *testing.T) {
+	n := newLoneNode(t)
+	data := []byte("Subject: z\r\n\r\nbody\r\n")
+	sum := store.Checksum(data)
+	e := catalog.Entry{ID: "o1", Mailbox: "alice@example.com", Sum: sum, Locations: []string{"n2", "n1"}, State: catalog.Committed, Version: n.cat.Now()}
+	require.NoError(t, n.store.Write(&store.Batch{PutCopies: []store.Copy{{ID: e.ID, Data: data, Sum: sum}}, PutRecords: n.cat.Records(e)}))
+	n.cat.Installed(e)
+	require.NoError(t, n.store.Write(&store.Batch{DeleteCopies: []string{e.ID}})) // cleanup's delete, decided earlier
+	n.verify.recheck([]string{e.ID, "unknown"})
+	n.verify.checkQueued(context.Background())
+	got, _ := n.cat.Get(e.ID)
+	assert.Equal(t, []string{"n2"}, got.Locations)
+}
