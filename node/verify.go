@@ -203,12 +203,7 @@ func (v *verifier) checkAll(ctx context.Context) {
 		return
 	}
 	absent = append(absent, ids[i:]...)
-	for _, id := range absent {
-		if ctx.Err() != nil {
-			return
-		}
-		v.check(ctx, id)
-	}
+	v.checkIDs(ctx, absent)
 }
 
 // checkQueued decides about the changed entries the hook queued.
@@ -227,12 +222,7 @@ func (v *verifier) checkQueued(ctx context.Context) {
 		return
 	}
 	slices.Sort(ids)
-	for _, id := range ids {
-		if ctx.Err() != nil {
-			return
-		}
-		v.check(ctx, id)
-	}
+	v.checkIDs(ctx, ids)
 }
 
 // checkSome runs one slice of the continuous pass: up to VerifyPerScan
@@ -243,42 +233,62 @@ func (v *verifier) checkSome(ctx context.Context) {
 		v.pass, v.next = v.listed(), 0
 	}
 	end := min(len(v.pass), v.next+v.n.cfg.Tuning.VerifyPerScan)
-	for ; v.next < end; v.next++ {
+	ids := v.pass[v.next:end]
+	v.next = end
+	v.checked.Add(int64(len(ids)))
+	v.checkIDs(ctx, ids)
+}
+
+// verifyBatchMax bounds the entries republished in one catalog write.
+const verifyBatchMax = 1024
+
+// checkIDs checks ids in order and republishes, in batches, the entries
+// whose copy is missing here (an empty disk can make that most of the
+// catalog: one write and one push per entry would take minutes).
+func (v *verifier) checkIDs(ctx context.Context, ids []string) {
+	var out []catalog.Entry
+	for _, id := range ids {
 		if ctx.Err() != nil {
 			return
 		}
-		v.checked.Add(1)
-		v.check(ctx, v.pass[v.next])
+		if e, ok := v.check(ctx, id); ok {
+			out = append(out, e)
+		}
+		if len(out) == verifyBatchMax {
+			v.publish(out)
+			out = nil
+		}
 	}
+	v.publish(out)
 }
 
 // check verifies this node's copy of id against the catalog's current
-// entry and acts on what it finds.
-func (v *verifier) check(ctx context.Context, id string) {
+// entry and returns the entry to republish, if any (see unlist).
+func (v *verifier) check(ctx context.Context, id string) (catalog.Entry, bool) {
 	e, ok := v.n.cat.Get(id)
 	if !ok || e.State != catalog.Committed || !e.HasLocation(v.n.cfg.Name) {
 		v.forget(id)
-		return
+		return catalog.Entry{}, false
 	}
 	err := v.n.store.Verify(id, e.Sum)
 	switch {
 	case err == nil:
 		v.forget(id)
-		return
+		return catalog.Entry{}, false
 	case !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrCorrupt):
 		// Not a verdict on the copy (the store is closing, say): look
 		// again on the next pass.
 		v.n.log.Debug("node: verify: store read failed", "id", id, "err", err)
-		return
+		return catalog.Entry{}, false
 	}
-	v.unlist(ctx, e, err)
+	return v.unlist(ctx, e, err)
 }
 
-// unlist republishes e, whose copy this node lacks (why says how), without
-// this node, adding the live nodes that hold an unlisted copy when no
-// other listed holder is live. It reports the message lost, and keeps e
-// as it is, when no location would remain.
-func (v *verifier) unlist(ctx context.Context, e catalog.Entry, why error) {
+// unlist returns e, whose copy this node lacks (why says how), without
+// this node and at a new version, adding the live nodes that hold an
+// unlisted copy when no other listed holder is live. When no location
+// would remain it reports the message lost and returns false: e stays.
+func (v *verifier) unlist(ctx context.Context, e catalog.Entry, why error) (catalog.Entry, bool) {
 	self := v.n.cfg.Name
 	locs := slices.DeleteFunc(slices.Clone(e.Locations), func(l string) bool { return l == self })
 	t := v.n.members.Table()
@@ -294,18 +304,29 @@ func (v *verifier) unlist(ctx context.Context, e catalog.Entry, why error) {
 			v.n.log.Error("node: verify: the only listed copy of an acknowledged message is missing and no live node holds one; restore it from a backup",
 				"id", e.ID, "mailbox", e.Mailbox, "err", why)
 		}
-		return
+		return catalog.Entry{}, false
 	}
 	v.forget(e.ID)
+	v.n.log.Debug("node: verify: a copy listed here is missing", "id", e.ID, "locations", locs, "err", why)
 	e.Locations = locs
 	e.Version = v.n.cat.Now()
-	if _, err := v.n.cat.Apply(e); err != nil {
-		v.n.log.Warn("node: verify: republishing an entry without this node", "id", e.ID, "err", err)
+	return e, true
+}
+
+// publish applies the unlisted entries here and pushes them to every
+// node; rebuild then counts them short and copies them from a holder.
+func (v *verifier) publish(entries []catalog.Entry) {
+	if len(entries) == 0 {
 		return
 	}
-	v.missing.Add(1)
-	v.n.log.Warn("node: verify: a copy listed here is missing; entry republished without this node for rebuild", "id", e.ID, "locations", locs, "err", why)
-	v.n.repl.broadcast([]catalog.Entry{e})
+	if _, err := v.n.cat.Apply(entries...); err != nil {
+		v.n.log.Warn("node: verify: republishing entries without this node", "entries", len(entries), "err", err)
+		return
+	}
+	v.missing.Add(int64(len(entries)))
+	v.n.log.Warn("node: verify: copies listed here are missing; entries republished without this node for rebuild",
+		"entries", len(entries), "first", entries[0].ID, "missing_total", v.missing.Load())
+	v.n.repl.broadcast(entries)
 	v.n.repl.suspect.Store(true)
 	v.n.repl.triggerMaintenance()
 }
