@@ -49,12 +49,14 @@ const verifySeedSalt = 0x5645524946590001
 // locations; pending resolution lists the nodes that answered that they
 // hold one). Pending entries list placed nodes before the copies land
 // and are never checked. Orphan cleanup deletes only copies whose entry no
-// longer lists this node, and rechecks them after the delete (recheck). A committed entry that lists this node without
-// a copy is therefore wrong, never early, with one benign exception: a
-// repair writing copies to several new holders in turn makes an entry
-// naming all of them reach the later ones (by anti-entropy from an
-// earlier one) before their copy; such a node drops itself, leaves an
-// orphan copy and rebuild writes the copy again.
+// longer lists this node, and rechecks them after the delete (recheck).
+// A committed entry that lists this node without a copy is therefore
+// wrong, never early, with one benign exception: a repair writing copies
+// to several new holders in turn makes an entry naming all of them reach
+// the later ones (by anti-entropy from an earlier one) before their copy;
+// such a node drops itself, leaves an orphan copy and rebuild writes the
+// copy again. Dropping itself is always safe: it removes a location that
+// holds nothing readable.
 //
 // An entry is never left without locations. If this node is the only
 // listed holder left, or no other listed holder is live, the verifier
