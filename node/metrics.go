@@ -83,11 +83,14 @@ var (
 	descSessions   = prometheus.NewDesc("mailarray_smtp_sessions", "SMTP sessions open now.", nil, nil)
 	descDNS        = prometheus.NewDesc("mailarray_dns_answers_total", "DNS answers by rcode and by strategy.", []string{"kind", "value"}, nil)
 	descMailboxes  = prometheus.NewDesc("mailarray_directory_mailboxes", "Mailboxes in the directory.", nil, nil)
+	descVerified   = prometheus.NewDesc("mailarray_verify_checked_total", "Copies checksummed by the store verifier's continuous pass.", nil, nil)
+	descVMissing   = prometheus.NewDesc("mailarray_verify_missing_total", "Catalog entries that listed this node for a copy it lacked or held damaged, republished without it for rebuild.", nil, nil)
+	descVLost      = prometheus.NewDesc("mailarray_verify_lost_messages", "Messages listed only on this node whose copy is missing here and on every live node: lost unless restored.", nil, nil)
 	descStreams    = prometheus.NewDesc("mailarray_peer_streams", "Replication streams open to peers (outgoing) and from them (incoming), and peers spoken to over HTTP because they refused the stream (http).", []string{"kind"}, nil)
 )
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEntries, descCopies, descBytes, descUnder, descRebuilt, descRebuiltB, descLag, descDropped, descAE, descAERepaired, descMembers, descSessions, descDNS, descMailboxes, descStreams} {
+	for _, d := range []*prometheus.Desc{descEntries, descCopies, descBytes, descUnder, descRebuilt, descRebuiltB, descLag, descDropped, descAE, descAERepaired, descMembers, descSessions, descDNS, descMailboxes, descStreams, descVerified, descVMissing, descVLost} {
 		ch <- d
 	}
 }
@@ -110,6 +113,10 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(r.pushDropped.Load()))
 	ch <- prometheus.MustNewConstMetric(descAE, prometheus.CounterValue, float64(r.aeRounds.Load()))
 	ch <- prometheus.MustNewConstMetric(descAERepaired, prometheus.CounterValue, float64(r.aeRepaired.Load()))
+	vs := n.Verify()
+	ch <- prometheus.MustNewConstMetric(descVerified, prometheus.CounterValue, float64(vs.Checked))
+	ch <- prometheus.MustNewConstMetric(descVMissing, prometheus.CounterValue, float64(vs.Missing))
+	ch <- prometheus.MustNewConstMetric(descVLost, prometheus.GaugeValue, float64(vs.Lost))
 	byStatus := map[string]int{"alive": 0, "failed": 0, "left": 0}
 	for _, m := range n.members.Members() {
 		byStatus[m.Status.String()]++

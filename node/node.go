@@ -49,6 +49,7 @@ type Node struct {
 	members *memberView
 	locks   *lockTable
 	repl    *replicator
+	verify  *verifier
 	metrics *metrics
 	in      *inbound
 	loads   *loadTracker
@@ -110,6 +111,7 @@ func New(cfg Config, e *Env) (*Node, error) {
 	n.members = newMemberView(e.Membership, cfg.Replicas)
 	n.locks = newLockTable(n.members.Gone)
 	n.repl = newReplicator(n)
+	n.verify = newVerifier(n)
 	n.metrics = newMetrics(n)
 	if n.in, err = newInbound(n); err != nil {
 		n.store.Close()

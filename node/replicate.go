@@ -197,7 +197,12 @@ func (r *replicator) start(ctx context.Context, wg *sync.WaitGroup) {
 	// the shared stream in varying order, and the simulator could not
 	// replay a run from its seed.
 	aeRand := env.NewRand(r.n.env.Rand.Uint64())
-	maintainRand := env.NewRand(r.n.env.Rand.Uint64())
+	maintainSeed := r.n.env.Rand.Uint64()
+	maintainRand := env.NewRand(maintainSeed)
+	// The verifier's stream derives from the maintain loop's seed rather
+	// than from a draw of its own: the node's stream, and every run
+	// recorded before the verifier existed, stay as they were.
+	r.n.verify.start(ctx, wg, env.NewRand(maintainSeed^verifySeedSalt))
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
@@ -765,5 +770,8 @@ func (r *replicator) cleanOrphans() {
 		if err := r.n.store.Write(&store.Batch{DeleteCopies: gone}); err != nil {
 			r.n.log.Error("node: orphan cleanup", "err", err)
 		}
+		// A repair may have written one of these copies again, listing
+		// this node, between the scan and the delete (see verifier.recheck).
+		r.n.verify.recheck(gone)
 	}
 }

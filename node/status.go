@@ -107,6 +107,7 @@ type Status struct {
 	CopyBytes       int64               `json:"copy_bytes"`
 	UnderReplicated int64               `json:"under_replicated"`
 	Rebuild         RebuildStatus       `json:"rebuild"`
+	Verify          VerifyStatus        `json:"verify"`
 	Mailboxes       int                 `json:"mailboxes"`
 	Load            Load                `json:"load"`
 }
@@ -152,7 +153,7 @@ func (n *Node) Status() Status {
 		Mirror: n.members.Table(), Replicas: n.cfg.Replicas, WriteQuorum: n.cfg.WriteQuorum,
 		CatalogDigest: n.cat.Digest(), Entries: map[string]int{},
 		UnderReplicated: n.UnderReplicated(), Mailboxes: n.dir.Len(), Load: n.Load(),
-		Rebuild: n.Rebuild(),
+		Rebuild: n.Rebuild(), Verify: n.Verify(),
 	}
 	st.MirrorPairs = st.Mirror.Pairs()
 	for s, c := range n.cat.Counts() {

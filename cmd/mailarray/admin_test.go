@@ -109,6 +109,7 @@ func TestStatusCommand(t *testing.T) {
 		"copies held: 1",
 		"under-replicated messages: 0",
 		"rebuild:",
+		"store verify: ",
 	} {
 		assert.Contains(t, out, want)
 	}
