@@ -184,3 +184,24 @@ func TestPendingStalenessIgnoresTheListenersClock(t *testing.T) {
 	got, _ := c.nodes["n2"].Catalog().Get(e.ID)
 	assert.Equal(t, catalog.Deleted, got.State, "no copy exists: dropped")
 }
+
+// A holder's catalog that already holds an id as a tombstone refuses a
+// copy of it (409): a 204 would count the copy towards the quorum of a
+// transaction that pending resolution already dropped.
+func TestCopyPutRefusedForTombstonedID(t *testing.T) {
+	c := newTestCluster(t, 2, 2, 2)
+	n2 := c.nodes["n2"]
+	data := []byte("a message resolved away")
+	e := catalog.Entry{ID: "gone.0", Mailbox: "alice@example.com", Size: int64(len(data)), Sum: storeChecksum(data),
+		Locations: []string{"n1", "n2"}, State: catalog.Pending, Version: n2.Catalog().Now()}
+	tomb := e
+	tomb.State, tomb.Version = catalog.Deleted, n2.Catalog().Now()
+	_, err := n2.Catalog().Apply(tomb)
+	require.NoError(t, err)
+
+	status, text := n2.peer.storeCopy(e, data)
+	assert.Equal(t, 409, status, "refused: %s", text)
+	assert.False(t, n2.Store().Has(e.ID), "no copy stored")
+	got, _ := n2.Catalog().Get(e.ID)
+	assert.Equal(t, catalog.Deleted, got.State)
+}
