@@ -37,9 +37,18 @@ func (h *stallHook) arm() {
 }
 
 func (h *stallHook) Fault(point string) error {
-	if point != h.point {
-		return nil
+	if point == h.point {
+		h.stall()
 	}
+	return nil
+}
+
+// Disk and CPU make the hook a cost model (env.Cost) whose disk stalls:
+// the store's group commit blocks inside its writer, as on a slow disk.
+func (h *stallHook) Disk(int) { h.stall() }
+func (h *stallHook) CPU(int)  {}
+
+func (h *stallHook) stall() {
 	h.mu.Lock()
 	fire := h.armed
 	h.armed = false
@@ -48,12 +57,11 @@ func (h *stallHook) Fault(point string) error {
 		close(h.entered)
 		<-h.release
 	}
-	return nil
 }
 
-// newFaultCluster is newTestCluster with a fault hook per node (nil: none)
-// and a config mutation.
-func newFaultCluster(t *testing.T, n, r, w int, faults map[string]env.FaultHook, mutate func(*Config)) *testCluster {
+// newFaultCluster is newTestCluster with each node's Env amended by
+// setEnv (fault hooks, cost models) and a config mutation.
+func newFaultCluster(t *testing.T, n, r, w int, setEnv func(name string, e *Env), mutate func(*Config)) *testCluster {
 	c := &testCluster{t: t, group: member.NewGroup(), nodes: map[string]*Node{}, dirs: map[string]string{}, r: r, w: w, users: testUsers, mutate: mutate}
 	t.Cleanup(func() {
 		for _, nd := range c.nodes {
@@ -67,7 +75,10 @@ func newFaultCluster(t *testing.T, n, r, w int, faults map[string]env.FaultHook,
 			mutate(&cfg)
 		}
 		view := c.group.View(env.Member{Name: name, Addr: net.IPv4(127, 0, 0, 1)})
-		e := &Env{Net: &env.RealNet{}, Rand: env.NewRand(uint64(i) + 7), Membership: view, DataDir: cfg.DataDir, Log: testLogger(t), Fault: faults[name]}
+		e := &Env{Net: &env.RealNet{}, Rand: env.NewRand(uint64(i) + 7), Membership: view, DataDir: cfg.DataDir, Log: testLogger(t)}
+		if setEnv != nil {
+			setEnv(name, e)
+		}
 		nd, err := New(cfg, e)
 		require.NoError(t, err)
 		require.NoError(t, nd.Start())
@@ -97,7 +108,11 @@ func entriesOf(nd *Node, mailbox string) []catalog.Entry {
 // failure and the message is visible nowhere.
 func TestStalledListenerWriteIsNotAcknowledgedThenDeleted(t *testing.T) {
 	stall := newStallHook("store.write")
-	c := newFaultCluster(t, 3, 2, 2, map[string]env.FaultHook{"n1": stall}, func(cfg *Config) {
+	c := newFaultCluster(t, 3, 2, 2, func(name string, e *Env) {
+		if name == "n1" {
+			e.Fault = stall
+		}
+	}, func(cfg *Config) {
 		cfg.Tuning.PendingTimeout = 200 * time.Millisecond
 		cfg.Tuning.MaintainEvery = 50 * time.Millisecond
 	})
@@ -204,4 +219,55 @@ func TestCopyPutRefusedForTombstonedID(t *testing.T) {
 	assert.False(t, n2.Store().Has(e.ID), "no copy stored")
 	got, _ := n2.Catalog().Get(e.ID)
 	assert.Equal(t, catalog.Deleted, got.State)
+}
+
+// The listener's own copy is bounded by the delivery's deadlines: a disk
+// that stalls inside its sync does not hold the transaction (and the
+// client) until it recovers. The copy moves to another node, or the
+// transaction fails; either way the outcome holds after the disk recovers.
+func TestStalledLocalDiskDoesNotHoldTheDelivery(t *testing.T) {
+	stall := newStallHook("")
+	c := newFaultCluster(t, 3, 2, 2, func(name string, e *Env) {
+		if name == "n1" {
+			e.Cost = stall
+		}
+	}, nil)
+	type result struct {
+		text string
+		err  error
+	}
+	done := make(chan result, 1)
+	msg := testMessage("stalled disk", 2048)
+	stall.arm()
+	go func() {
+		text, err := send(t, c.nodes["n1"].Addr("smtp"), []string{"alice@example.com"}, msg)
+		done <- result{text, err}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(25 * time.Second): // the copy timeout is 3 s, the delivery deadline 30 s
+		close(stall.release)
+		t.Fatal("the delivery waited for the stalled disk")
+	}
+	select {
+	case <-stall.entered:
+	default:
+		t.Fatal("the disk never stalled: the test proves nothing")
+	}
+	close(stall.release)
+	c.waitConverged(30 * time.Second)
+	if r.err != nil {
+		t.Logf("refused: %v", r.err)
+		require.ErrorContains(t, r.err, "451")
+		for _, nd := range c.nodes {
+			assert.Empty(t, nd.Catalog().List("alice@example.com"), "a failed transaction leaves no visible message on %s", nd.Name())
+		}
+		return
+	}
+	t.Logf("acknowledged: %s", r.text)
+	for _, nd := range c.nodes {
+		got := readAll(t, nd.Addr("pop3"), "alice@example.com", "secret")
+		require.Len(t, got, 1, "the acknowledged message is readable via %s", nd.Name())
+	}
 }
