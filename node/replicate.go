@@ -672,17 +672,19 @@ func (r *replicator) resolvePending(ctx context.Context) {
 	seen := make(map[string]time.Time, len(r.pendingSeen))
 	var stale []catalog.Entry
 	r.n.cat.ForEachPending(func(e *catalog.Entry) bool {
-		// A fallback holder is not among the placed locations but resolves
-		// too: it may hold the last copy.
-		if e.State == catalog.Pending && (e.HasLocation(r.n.cfg.Name) || r.n.store.Has(e.ID)) {
-			first, ok := r.pendingSeen[e.ID]
-			if !ok {
-				first = now
-			}
-			seen[e.ID] = first
-			if now.Sub(first) >= r.n.cfg.Tuning.PendingTimeout {
-				stale = append(stale, *e)
-			}
+		if e.State != catalog.Pending {
+			return true
+		}
+		first, ok := r.pendingSeen[e.ID]
+		if !ok {
+			first = now
+		}
+		seen[e.ID] = first
+		// The store is read only for the stale: most pending entries are
+		// young. A fallback holder is not among the placed locations but
+		// resolves too: it may hold the last copy.
+		if now.Sub(first) >= r.n.cfg.Tuning.PendingTimeout && (e.HasLocation(r.n.cfg.Name) || r.n.store.Has(e.ID)) {
+			stale = append(stale, *e)
 		}
 		return true
 	})
