@@ -170,7 +170,10 @@ type Tuning struct {
 	// orphan cleanup scans.
 	MaintainEvery time.Duration `yaml:"maintain-every"`
 	// PendingTimeout is how long a pending entry waits for its commit
-	// before its holders resolve it themselves.
+	// before its holders resolve it themselves, measured on each holder's
+	// monotonic clock from when it first saw the entry pending (never
+	// against the listener's wall-clock version). A live listener is then
+	// asked to abort rather than overruled.
 	PendingTimeout time.Duration `yaml:"pending-timeout"`
 	// OrphanGrace: a copy its entry no longer lists is deleted only after
 	// the entry is this old.

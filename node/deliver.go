@@ -115,12 +115,16 @@ func (n *Node) storeMessage(ctx context.Context, data []byte, entries []catalog.
 		entries[i].Locations = locs
 		entries[i].State = catalog.Pending
 		entries[i].Version = n.cat.Now()
+		// The holders ask this listener, of this boot, before they resolve
+		// the entry (txn.go).
+		entries[i].Origin, entries[i].Boot = n.cfg.Name, n.boot
 		local = local && len(locs) == 1 && locs[0] == n.cfg.Name
 	}
 	if local {
 		b := &store.Batch{}
 		for i := range entries {
 			entries[i].State = catalog.Committed
+			entries[i].Origin, entries[i].Boot = "", 0
 			b.PutCopies = append(b.PutCopies, store.Copy{ID: entries[i].ID, Data: data, Sum: entries[i].Sum})
 		}
 		err := n.env.Inject("store.write")
@@ -129,7 +133,13 @@ func (n *Node) storeMessage(ctx context.Context, data []byte, entries []catalog.
 			return err
 		}
 		b.PutRecords = n.cat.Records(entries...)
-		if err := n.store.Write(b); err != nil {
+		if err := n.store.WriteContext(ctx, b); err != nil {
+			if ctx.Err() != nil {
+				// The abandoned write may still land, committed: a
+				// tombstone queued behind it keeps the refused message
+				// invisible (invariant 4).
+				n.repl.commit(deletedVersions(n.cat, entries))
+			}
 			return fmt.Errorf("node: store: %w", err)
 		}
 		n.cat.Installed(entries...)
@@ -139,6 +149,12 @@ func (n *Node) storeMessage(ctx context.Context, data []byte, entries []catalog.
 	// written (a node that died but is not yet declared failed) moves to
 	// the next ring member not yet holding one, so the array stays
 	// available during the failure-detection window.
+	ids := make([]string, len(entries))
+	for i := range entries {
+		ids[i] = entries[i].ID
+	}
+	tx := n.txs.begin(ids)
+	defer n.txs.end(tx) // after the final entries are queued: the catalog answers from then on
 	ok := make([][]string, len(entries))
 	var errs []error
 	var mu sync.Mutex
@@ -158,6 +174,9 @@ func (n *Node) storeMessage(ctx context.Context, data []byte, entries []catalog.
 			errs = append(errs, err)
 			mu.Unlock()
 			n.log.Warn("node: copy not stored", "id", e.ID, "on", loc, "err", err)
+			if errors.Is(err, errCopyDeleted) {
+				return // resolved away meanwhile: no other node may take the copy
+			}
 			if loc = fb.next(); loc == "" || ctx.Err() != nil {
 				return
 			}
@@ -196,9 +215,17 @@ func (n *Node) storeMessage(ctx context.Context, data []byte, entries []catalog.
 			failed = true
 		}
 	}
+	// The copies are durable, but a holder may have resolved the pending
+	// entries meanwhile (this node was slower than Tuning.PendingTimeout).
+	// The 250 is allowed only under the lock the abort request takes.
+	if !failed && !n.txs.ack(tx, n.deletedHere) {
+		failed = true
+		errs = append(errs, errTxAborted)
+	}
 	final := make([]catalog.Entry, len(entries))
 	for i, e := range entries {
 		e.Version = n.cat.Now()
+		e.Origin, e.Boot = "", 0 // final: nobody asks the listener any more
 		if failed {
 			// All or nothing: one recipient short of quorum fails the
 			// transaction, so none of its copies may become visible.
@@ -256,7 +283,7 @@ func (n *Node) place(t mirror.Table, e *catalog.Entry, data []byte) []string {
 // writeCopy stores one copy with its pending entry on node.
 func (n *Node) writeCopy(ctx context.Context, node string, data []byte, e *catalog.Entry) error {
 	if node == n.cfg.Name {
-		return n.writeLocal(data, *e)
+		return n.writeLocal(ctx, data, *e)
 	}
 	err := n.env.Inject("mirror.send")
 	failpoint.InjectCall("mirror.send", n.cfg.Name, &err) // chaos failpoint: compiled in by make chaos only
@@ -266,14 +293,49 @@ func (n *Node) writeCopy(ctx context.Context, node string, data []byte, e *catal
 	return n.peer.putCopy(ctx, node, data, e)
 }
 
-// writeLocal stores a copy and its entry in one durable batch.
-func (n *Node) writeLocal(data []byte, e catalog.Entry) error {
+// Errors of the delivery path.
+var (
+	// errCopyDeleted: writeLocal, and a peer's copy PUT (409), refuse a
+	// copy whose entry this node already holds as a tombstone. The
+	// transaction lost it to pending resolution: the copy must not count
+	// towards its quorum, nor move to a fallback node.
+	errCopyDeleted = errors.New("node: copy refused: entry deleted")
+	// errTxAborted: a holder's pending resolution aborted the transaction
+	// before its 250 (txn.go).
+	errTxAborted = errors.New("node: transaction aborted by pending resolution")
+)
+
+// deletedHere reports whether this node's catalog holds id as a tombstone.
+func (n *Node) deletedHere(id string) bool {
+	e, ok := n.cat.Get(id)
+	return ok && e.State == catalog.Deleted
+}
+
+// deletedVersions returns entries as new tombstone versions.
+func deletedVersions(c *catalog.Catalog, entries []catalog.Entry) []catalog.Entry {
+	out := make([]catalog.Entry, len(entries))
+	for i, e := range entries {
+		e.State, e.Version, e.Origin, e.Boot = catalog.Deleted, c.Now(), "", 0
+		out[i] = e
+	}
+	return out
+}
+
+// writeLocal stores a copy and its entry in one durable batch. It returns
+// when ctx ends even if the disk has not answered (the write may land
+// later: the caller fails the copy, and a failed transaction's entries are
+// committed deleted), and refuses with errCopyDeleted an id this node's
+// catalog holds as a tombstone.
+func (n *Node) writeLocal(ctx context.Context, data []byte, e catalog.Entry) error {
+	if n.deletedHere(e.ID) {
+		return errCopyDeleted
+	}
 	err := n.env.Inject("store.write")
 	failpoint.InjectCall("store.write", n.cfg.Name, &err) // chaos failpoint: compiled in by make chaos only
 	if err != nil {
 		return err
 	}
-	err = n.store.Write(&store.Batch{
+	err = n.store.WriteContext(ctx, &store.Batch{
 		// Both callers hold data whose checksum is e.Sum: Deliver computed
 		// it, handlePutCopy verified it.
 		PutCopies:  []store.Copy{{ID: e.ID, Data: data, Sum: e.Sum}},
@@ -283,6 +345,10 @@ func (n *Node) writeLocal(data []byte, e catalog.Entry) error {
 		return err
 	}
 	n.cat.Installed(e)
+	if e.State != catalog.Deleted && n.deletedHere(e.ID) {
+		// The tombstone won the merge: the copy is an orphan (cleanOrphans).
+		return errCopyDeleted
+	}
 	return nil
 }
 

@@ -54,6 +54,8 @@ type Node struct {
 	in      *inbound
 	loads   *loadTracker
 	bal     *balancer
+	txs     *txTable // this listener's transactions in flight (txn.go)
+	boot    uint64   // boot id, drawn at each start (txn.go)
 
 	mu        sync.Mutex
 	addrs     map[string]string // bound listener addresses by config key
@@ -108,6 +110,8 @@ func New(cfg Config, e *Env) (*Node, error) {
 			return nil, fmt.Errorf("node: %w", err)
 		}
 	}
+	n.boot = newBootID(e, time.Now().UnixNano())
+	n.txs = newTxTable()
 	n.members = newMemberView(e.Membership, cfg.Replicas)
 	n.locks = newLockTable(n.members.Gone)
 	n.repl = newReplicator(n)
@@ -403,7 +407,7 @@ func (n *Node) hostname() string {
 
 // advertise publishes the node's endpoints and roles in membership.
 func (n *Node) advertise() error {
-	tags := map[string]string{env.TagRoles: strings.Join(n.cfg.Roles, ","), env.TagWeight: strconv.Itoa(n.cfg.Weight)}
+	tags := map[string]string{env.TagRoles: strings.Join(n.cfg.Roles, ","), env.TagWeight: strconv.Itoa(n.cfg.Weight), env.TagBoot: bootString(n.boot)}
 	for key, tag := range map[string]string{"smtp": env.TagSMTP, "pop3": env.TagPOP3, "imap": env.TagIMAP, "dns": env.TagDNS, "peer": env.TagPeer} {
 		if a := n.Addr(key); a != "" {
 			tags[tag] = n.advertisedAddr(a)

@@ -34,6 +34,7 @@ import (
 //	HEAD   /v1/copies/{id}      does the node hold a copy
 //	POST   /v1/entries          merge a batch of catalog entries (push)
 //	GET    /v1/entries/{id}     one catalog entry
+//	POST   /v1/abort/{id}       abort the listener's transaction of a pending entry (txn.go)
 //	GET    /v1/buckets          the anti-entropy bucket digests (catalog.Buckets)
 //	GET    /v1/buckets/{b}      the entries of one bucket
 //	POST   /v1/locks/{mailbox}  take a mailbox lock (owner, ttl_ms); 409 if held
@@ -145,6 +146,7 @@ func (p *peerService) handler() http.Handler {
 	mux.HandleFunc("HEAD /v1/copies/{id}", p.handleHeadCopy)
 	mux.HandleFunc("POST /v1/entries", p.handlePostEntries)
 	mux.HandleFunc("GET /v1/entries/{id}", p.handleGetEntry)
+	mux.HandleFunc("POST /v1/abort/{id}", p.handleAbort)
 	mux.HandleFunc("GET /v1/buckets", p.handleGetBuckets)
 	mux.HandleFunc("GET /v1/buckets/{b}", p.handleGetBucket)
 	mux.HandleFunc("POST /v1/locks/{mailbox}", p.handlePostLock)
@@ -202,12 +204,21 @@ func (p *peerService) storeCopy(e catalog.Entry, data []byte) (int, string) {
 	if store.Checksum(data) != e.Sum {
 		return http.StatusBadRequest, "checksum mismatch"
 	}
-	if err := p.n.writeLocal(data, e); err != nil {
+	if err := p.n.writeLocal(context.Background(), data, e); err != nil {
+		if errors.Is(err, errCopyDeleted) {
+			// The id is final here: a 204 would count a copy towards a
+			// quorum whose transaction was already resolved away.
+			return http.StatusConflict, copyDeletedText
+		}
 		p.n.log.Error("peer: store copy", "id", e.ID, "err", err)
 		return http.StatusInsufficientStorage, "store failed"
 	}
 	return http.StatusNoContent, ""
 }
+
+// copyDeletedText is the error text of the 409 that refuses a copy whose
+// entry is a tombstone on the receiving node.
+const copyDeletedText = "entry deleted"
 
 // writeStatus answers with status, and text as the error when it is not
 // a success.
@@ -456,8 +467,14 @@ func (p *peerService) putCopy(ctx context.Context, node string, data []byte, e *
 		})
 	}
 	if !ok {
-		_, _, err = p.call(ctx, http.MethodPut, node, "/v1/copies/"+url.PathEscape(e.ID), data,
+		var code int
+		code, _, err = p.call(ctx, http.MethodPut, node, "/v1/copies/"+url.PathEscape(e.ID), data,
 			map[string]string{headerEntry: base64.StdEncoding.EncodeToString(enc)})
+		if code == http.StatusConflict {
+			err = fmt.Errorf("%w: on %s: %w", errCopyDeleted, node, err)
+		}
+	} else if se := (*streamStatusError)(nil); errors.As(err, &se) && se.status == http.StatusConflict {
+		err = fmt.Errorf("%w: on %s: %w", errCopyDeleted, node, err)
 	}
 	if err == nil {
 		// Chaos failpoint (make chaos only): the copy landed on node but its

@@ -150,7 +150,7 @@ func (s *streams) call(ctx context.Context, node, op string, code byte, fill fun
 	case r.err != nil:
 		return true, fmt.Errorf("node: peer %s %s: %w", node, op, r.err)
 	case r.status/100 != 2:
-		return true, fmt.Errorf("node: peer %s %s: %d %s: %s", node, op, r.status, http.StatusText(r.status), r.text)
+		return true, fmt.Errorf("node: peer %s %s: %w", node, op, &streamStatusError{r.status, string(r.text)})
 	}
 	return true, nil
 }
@@ -599,4 +599,15 @@ func (p *peerService) streamCounts() (out, in, http int) {
 	in = len(p.sconns)
 	p.smu.Unlock()
 	return out, in, http
+}
+
+// streamStatusError is a stream request's answer that is not a success,
+// by the HTTP status the same request would have had.
+type streamStatusError struct {
+	status int
+	text   string
+}
+
+func (e *streamStatusError) Error() string {
+	return fmt.Sprintf("%d %s: %s", e.status, http.StatusText(e.status), e.text)
 }

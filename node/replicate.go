@@ -48,6 +48,13 @@ type replicator struct {
 	suspect    atomic.Bool
 	// lastOrphanScan paces cleanOrphans (maintain loop only).
 	lastOrphanScan time.Time
+	// pendingSeen holds, for each pending entry this node may resolve, the
+	// instant (with its monotonic reading) this node first saw it pending
+	// (maintain loop only). Staleness is measured on this clock: the
+	// version stamp is the listener's wall clock, and a node whose clock
+	// ran ahead saw every pending entry as stale on arrival. In memory:
+	// after a restart every entry waits a whole timeout again.
+	pendingSeen map[string]time.Time
 
 	commitMu   sync.Mutex
 	commits    []catalog.Entry
@@ -666,16 +673,27 @@ func (r *replicator) repair(ctx context.Context, t mirror.Table, e catalog.Entry
 // (possibly acknowledged: never lose it), deleted if every holder answered
 // and fewer than W have it.
 func (r *replicator) resolvePending(ctx context.Context) {
-	cutoff := uint64(time.Now().Add(-r.n.cfg.Tuning.PendingTimeout).UnixNano())
+	now := time.Now()
+	seen := make(map[string]time.Time, len(r.pendingSeen))
 	var stale []catalog.Entry
 	r.n.cat.ForEachPending(func(e *catalog.Entry) bool {
-		// A fallback holder is not among the placed locations but resolves
-		// too: it may hold the last copy.
-		if e.State == catalog.Pending && e.Version < cutoff && (e.HasLocation(r.n.cfg.Name) || r.n.store.Has(e.ID)) {
+		if e.State != catalog.Pending {
+			return true
+		}
+		first, ok := r.pendingSeen[e.ID]
+		if !ok {
+			first = now
+		}
+		seen[e.ID] = first
+		// The store is read only for the stale: most pending entries are
+		// young. A fallback holder is not among the placed locations but
+		// resolves too: it may hold the last copy.
+		if now.Sub(first) >= r.n.cfg.Tuning.PendingTimeout && (e.HasLocation(r.n.cfg.Name) || r.n.store.Has(e.ID)) {
 			stale = append(stale, *e)
 		}
 		return true
 	})
+	r.pendingSeen = seen // entries no longer pending are forgotten
 	// Map order is random: sort so runs replay in the simulator.
 	slices.SortFunc(stale, func(a, b catalog.Entry) int { return compareStrings(a.ID, b.ID) })
 	if len(stale) > r.n.cfg.Tuning.RebuildPerScan {
@@ -690,6 +708,10 @@ func (r *replicator) resolvePending(ctx context.Context) {
 // (a failed copy moves to a fallback node), so every live member is
 // asked. The rules, biased so an acknowledged message is never lost:
 //   - a final state (committed or deleted) anywhere wins;
+//   - a live listener of the entry's boot decides (askOrigin): it is asked
+//     to abort, and the entry is deleted only if it did; committed if it
+//     acknowledged and W copies are seen; otherwise nothing is decided.
+//     The rules below apply only when the listener is gone or restarted;
 //   - W or more live copies: the message may have been acknowledged, so
 //     it is committed where the copies are (rebuild restores R);
 //   - a placed node is gone and a copy survives: it may have been
@@ -730,6 +752,23 @@ func (r *replicator) resolve(ctx context.Context, e catalog.Entry) {
 			allPlacedAnswered = false
 		}
 	}
+	switch r.askOrigin(ctx, &e) {
+	case originWait:
+		return
+	case originCommitted:
+		if len(holders) < r.n.cfg.WriteQuorum {
+			return // the listener's own commit is on its way
+		}
+		// W copies: committed by the first rule below.
+	case originAborted:
+		r.n.log.Warn("node: dropping a pending message its listener aborted", "id", e.ID, "listener", e.Origin, "holders", holders)
+		e.State, e.Version, e.Origin, e.Boot = catalog.Deleted, r.n.cat.Now(), "", 0
+		if _, err := r.n.cat.Apply(e); err == nil {
+			r.broadcast([]catalog.Entry{e})
+		}
+		return
+	}
+	e.Origin, e.Boot = "", 0 // final below
 	switch {
 	case len(holders) >= r.n.cfg.WriteQuorum || (!allPlacedAnswered && len(holders) > 0):
 		e.State, e.Version, e.Locations = catalog.Committed, r.n.cat.Now(), holders

@@ -51,6 +51,14 @@ type Entry struct {
 	UID uint32
 	// Trace records the inbound pipeline's decisions, one line each.
 	Trace []string
+	// Origin and Boot name the listener whose transaction wrote a pending
+	// entry, and that listener's boot id (drawn at each start): pending
+	// resolution asks a live listener of the same boot to abort instead of
+	// deciding for it, and decides alone only when the listener is gone
+	// or restarted. Empty on final entries and on entries of older
+	// versions.
+	Origin string
+	Boot   uint64
 }
 
 // Live reports whether readers see the entry.
@@ -98,7 +106,8 @@ func (e *Entry) encodeRanked() []byte {
 func sameContent(a, b *Entry) bool {
 	return a.ID == b.ID && a.Mailbox == b.Mailbox && a.Size == b.Size && a.Received == b.Received &&
 		a.Sum == b.Sum && slices.Equal(a.Locations, b.Locations) &&
-		slices.Equal(a.Flags, b.Flags) && slices.Equal(a.Trace, b.Trace)
+		slices.Equal(a.Flags, b.Flags) && slices.Equal(a.Trace, b.Trace) &&
+		a.Origin == b.Origin && a.Boot == b.Boot
 }
 
 // Wins reports whether merging a into b changes b: a outranks it, or a
@@ -130,11 +139,21 @@ func Merge(a, b *Entry) Entry {
 	return out
 }
 
-const encodingVersion = 1
+// Encoding versions: 2 adds Origin and Boot at the end. An entry without
+// an origin is written as version 1, which every node decodes, so final
+// entries (and the catalogs' records) stay readable by older nodes.
+const (
+	encodingVersion       = 1
+	encodingVersionOrigin = 2
+)
 
 // Encode appends the entry's binary form to buf.
 func (e *Entry) Encode(buf []byte) []byte {
-	buf = append(buf, encodingVersion, byte(e.State))
+	v := byte(encodingVersion)
+	if e.Origin != "" || e.Boot != 0 {
+		v = encodingVersionOrigin
+	}
+	buf = append(buf, v, byte(e.State))
 	buf = binary.AppendUvarint(buf, e.Version)
 	buf = appendString(buf, e.ID)
 	buf = appendString(buf, e.Mailbox)
@@ -145,6 +164,10 @@ func (e *Entry) Encode(buf []byte) []byte {
 	buf = appendStrings(buf, e.Locations)
 	buf = appendStrings(buf, e.Flags)
 	buf = appendStrings(buf, e.Trace)
+	if v == encodingVersionOrigin {
+		buf = appendString(buf, e.Origin)
+		buf = binary.AppendUvarint(buf, e.Boot)
+	}
 	return buf
 }
 
@@ -174,7 +197,8 @@ const (
 func Decode(b []byte) (Entry, error) {
 	d := decoder{b: b}
 	var e Entry
-	if v := d.byte(); v != encodingVersion {
+	v := d.byte()
+	if v != encodingVersion && v != encodingVersionOrigin {
 		return e, fmt.Errorf("%w: version %d", ErrBadEncoding, v)
 	}
 	e.State = State(d.byte())
@@ -188,6 +212,10 @@ func Decode(b []byte) (Entry, error) {
 	e.Locations = d.strings()
 	e.Flags = d.strings()
 	e.Trace = d.strings()
+	if v == encodingVersionOrigin {
+		e.Origin = d.shared()
+		e.Boot = d.uvarint()
+	}
 	if d.err != nil {
 		return Entry{}, d.err
 	}

@@ -43,6 +43,10 @@ const (
 	// >= 1 (default 1): its speed and bandwidth relative to the others, as
 	// the weighted, size and content strategies read it.
 	TagWeight = "weight"
+	// TagBoot is the node's boot id, 16 hex digits drawn at each start: a
+	// node that restarted has a new one, so its peers know that the
+	// transactions of its previous life are gone.
+	TagBoot = "boot"
 )
 
 // Status is a member's liveness as membership last judged it.

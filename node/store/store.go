@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -203,7 +204,15 @@ type Batch struct {
 // bbolt's own Batch, whose batches close after MaxBatchDelay even while
 // the previous commit still holds the lock, convoyed into commits of 2-3
 // writes when fsync took longer than the delay.
-func (s *Store) Write(b *Batch) error {
+func (s *Store) Write(b *Batch) error { return s.WriteContext(context.Background(), b) }
+
+// WriteContext is Write that stops waiting when ctx is done and then
+// returns an error wrapping ctx.Err(). The batch may still be committed
+// later (a stalled disk that recovers): a caller bounded by a deadline
+// must treat the write as failed, never as absent, and make the records it
+// wrote harmless (the delivery path commits its entries Deleted). Group
+// commit is unchanged: the request stays in the writer's queue.
+func (s *Store) WriteContext(ctx context.Context, b *Batch) error {
 	if len(b.PutCopies)+len(b.DeleteCopies)+len(b.PutRecords)+len(b.DeleteRecords) == 0 {
 		return nil
 	}
@@ -223,9 +232,14 @@ func (s *Store) Write(b *Batch) error {
 	case s.reqs <- req:
 	case <-s.stop:
 		return ErrClosed
+	case <-ctx.Done():
+		return fmt.Errorf("store: write not queued: %w", ctx.Err())
 	}
 	var err error
 	select {
+	case <-ctx.Done():
+		// The writer still holds framed: it is not returned to the pool.
+		return fmt.Errorf("store: write abandoned: %w", ctx.Err())
 	case err = <-req.done:
 		// bbolt copied the values into its pages during the commit and
 		// keeps no reference to them once Update returns.
