@@ -110,7 +110,7 @@ func New(cfg Config, e *Env) (*Node, error) {
 			return nil, fmt.Errorf("node: %w", err)
 		}
 	}
-	n.boot = newBootID(e, time.Now().UnixNano())
+	n.boot = newBootID(cfg.Name, time.Now().UnixNano())
 	n.txs = newTxTable()
 	n.members = newMemberView(e.Membership, cfg.Replicas)
 	n.locks = newLockTable(n.members.Gone)

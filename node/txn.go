@@ -2,9 +2,11 @@ package node
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net/http"
 	"net/url"
 	"sync"
@@ -230,12 +232,18 @@ func (r *replicator) askOrigin(ctx context.Context, e *catalog.Entry) originVerd
 	return originWait
 }
 
-// newBootID draws this start's boot id. The wall clock is mixed in so that
-// a node restarted with a replayed random stream still gets a new one.
-func newBootID(e *env.Env, nowNano int64) uint64 {
-	b := e.Rand.Uint64() ^ uint64(nowNano)
-	if b == 0 {
-		b = 1 // 0 marks entries without an origin
+// newBootID returns this start's boot id: a hash of the node's name and
+// the instant it starts. Two starts of one node never share an instant,
+// and no random draw is taken from the node's stream, so the simulator's
+// runs keep every other draw (and their reports) as they were.
+func newBootID(name string, nowNano int64) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], uint64(nowNano))
+	h.Write(b[:])
+	if v := h.Sum64(); v != 0 {
+		return v
 	}
-	return b
+	return 1 // 0 marks entries without an origin
 }
