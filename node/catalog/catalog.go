@@ -46,6 +46,9 @@ type Catalog struct {
 	pending map[string]*Entry
 	clock   uint64 // hybrid logical clock, ns
 	subs    []func([]Entry)
+	// horizon and complete: see the horizon rules (horizon.go).
+	horizon  uint64
+	complete bool
 }
 
 type mailboxIndex struct {
@@ -73,6 +76,9 @@ func Open(st *store.Store, log *slog.Logger) (*Catalog, error) {
 	}
 	if bad > 0 {
 		log.Warn("catalog: skipped undecodable records; anti-entropy will restore them", "count", bad)
+	}
+	if err := c.loadHorizon(); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -128,7 +134,8 @@ func (c *Catalog) Apply(entries ...Entry) ([]Entry, error) {
 	fresh := entries[:0:0]
 	c.mu.RLock()
 	for i := range entries {
-		if cur, ok := c.entries[entries[i].ID]; !ok || Wins(&entries[i], cur) {
+		cur, ok := c.entries[entries[i].ID]
+		if (!ok && !c.belowHorizonLocked(&entries[i])) || (ok && Wins(&entries[i], cur)) {
 			fresh = append(fresh, entries[i])
 		}
 	}
@@ -348,15 +355,16 @@ func (c *Catalog) Collect(cutoff uint64, limit int) (int, error) {
 	for id, e := range c.entries {
 		if e.State == Deleted && e.Version < cutoff && !c.holdsMaxUIDLocked(e) {
 			ids = append(ids, id)
-			if len(ids) >= limit {
-				break
-			}
 		}
 	}
 	c.mu.RUnlock()
 	if len(ids) == 0 {
 		return 0, nil
 	}
+	// Map order is random: take the lowest ids, so that a limited pass
+	// removes the same ones on every replica (and the simulator replays).
+	slices.Sort(ids)
+	ids = ids[:min(len(ids), limit)]
 	if err := c.st.Write(&store.Batch{DeleteRecords: ids, DeleteCopies: ids}); err != nil {
 		return 0, fmt.Errorf("catalog: collect: %w", err)
 	}
