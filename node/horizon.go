@@ -49,10 +49,12 @@ type horizonState struct {
 	synced map[string]syncMark
 	// marks: each peer's advertised watermark, as last heard.
 	marks       map[string]uint64
-	lastCollect time.Time
-	started     time.Time
+	lastCollect time.Time // maintenance loop only
+	started     time.Time // set by init, before the loops start
 }
 
+// init is called by replicator.start before its loops; the other calls
+// cover handlers that may run first (the peer listener starts earlier).
 func (h *horizonState) init() {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -195,6 +195,7 @@ func (r *replicator) start(ctx context.Context, wg *sync.WaitGroup) {
 	r.mu.Lock()
 	r.ctx, r.wg = ctx, wg
 	r.mu.Unlock()
+	r.hz.init()
 	// Each timed loop draws from its own stream, split from the node's here
 	// in a fixed order: loops started together would otherwise draw from
 	// the shared stream in varying order, and the simulator could not
