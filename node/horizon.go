@@ -28,6 +28,10 @@ const (
 	headerFrom    = "X-Mailarray-From"
 	headerHorizon = "X-Mailarray-Horizon"
 	headerMark    = "X-Mailarray-Mark"
+	// headerComplete: "1" when the sender's catalog is complete
+	// (catalog.Complete): a reset replica takes the catalog from such a
+	// member only.
+	headerComplete = "X-Mailarray-Complete"
 )
 
 // metaLastMember is the store meta key of the wall-clock time (unix ns)
@@ -47,8 +51,10 @@ type horizonState struct {
 	// synced: start of the last complete anti-entropy round with each
 	// peer, since this process started (a restart forgets: conservative).
 	synced map[string]syncMark
-	// marks: each peer's advertised watermark, as last heard.
+	// marks: each peer's advertised watermark, as last heard; complete:
+	// whether its catalog was complete.
 	marks       map[string]uint64
+	complete    map[string]bool
 	lastCollect time.Time // maintenance loop only
 	started     time.Time // set by init, before the loops start
 }
@@ -59,7 +65,7 @@ func (h *horizonState) init() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.synced == nil {
-		h.synced, h.marks = map[string]syncMark{}, map[string]uint64{}
+		h.synced, h.marks, h.complete = map[string]syncMark{}, map[string]uint64{}, map[string]bool{}
 		h.started = time.Now()
 	}
 }
@@ -77,13 +83,30 @@ func (r *replicator) noteSynced(peer string, m syncMark) {
 	r.hz.mu.Lock()
 	r.hz.synced[peer] = m
 	r.hz.mu.Unlock()
-	if _, ok, peers := r.watermark(); ok && peers > 0 && !r.n.cat.Complete() {
+	if r.n.cat.Complete() {
+		return
+	}
+	if _, ok, peers := r.watermark(); ok && peers > 0 && (!r.n.cat.WasReset() || r.completePeerLive()) {
 		if err := r.n.cat.MarkComplete(); err != nil {
 			r.n.log.Warn("node: catalog not marked complete", "err", err)
 		} else {
 			r.n.log.Info("node: catalog complete: in step with every live member")
 		}
 	}
+}
+
+// completePeerLive reports whether some live member's catalog was complete
+// when last heard.
+func (r *replicator) completePeerLive() bool {
+	live := r.otherLive()
+	r.hz.mu.Lock()
+	defer r.hz.mu.Unlock()
+	for _, p := range live {
+		if r.hz.complete[p] {
+			return true
+		}
+	}
+	return false
 }
 
 // watermark is the oldest start of the last complete rounds with every
@@ -155,11 +178,13 @@ func (r *replicator) candidateHorizon() uint64 {
 // adopt takes a peer's horizon and watermark heard in an exchange: the
 // replica raises its horizon to the peer's (collecting below it) so both
 // compare digests at the same horizon.
-func (r *replicator) adopt(peer string, horizon, mark uint64) {
+func (r *replicator) adopt(peer string, h http.Header) {
 	r.hz.init()
+	horizon := headerUint(h, headerHorizon)
 	if peer != "" && peer != r.n.cfg.Name {
 		r.hz.mu.Lock()
-		r.hz.marks[peer] = mark
+		r.hz.marks[peer] = headerUint(h, headerMark)
+		r.hz.complete[peer] = h.Get(headerComplete) == "1"
 		r.hz.mu.Unlock()
 	}
 	if horizon > r.n.cat.Horizon() {
@@ -229,9 +254,10 @@ func (p *peerService) bucketsExchange(ctx context.Context, node string) ([catalo
 	var out [catalog.Buckets]uint64
 	r := p.n.repl
 	hdr := map[string]string{
-		headerFrom:    p.n.cfg.Name,
-		headerHorizon: strconv.FormatUint(p.n.cat.Horizon(), 10),
-		headerMark:    strconv.FormatUint(r.advertisedMark(), 10),
+		headerFrom:     p.n.cfg.Name,
+		headerHorizon:  strconv.FormatUint(p.n.cat.Horizon(), 10),
+		headerMark:     strconv.FormatUint(r.advertisedMark(), 10),
+		headerComplete: completeFlag(p.n.cat.Complete()),
 	}
 	resp, err := p.do(ctx, http.MethodGet, node, "/v1/buckets", nil, hdr)
 	if err != nil {
@@ -250,7 +276,7 @@ func (p *peerService) bucketsExchange(ctx context.Context, node string) ([catalo
 	}
 	// The answer's digests were taken at the peer's horizon (at least
 	// ours): take it before ours are taken.
-	r.adopt(node, headerUint(resp.Header, headerHorizon), headerUint(resp.Header, headerMark))
+	r.adopt(node, resp.Header)
 	for i := range out {
 		out[i] = binary.LittleEndian.Uint64(b[8*i:])
 	}
@@ -261,10 +287,18 @@ func (p *peerService) bucketsExchange(ctx context.Context, node string) ([catalo
 // digests.
 func (r *replicator) answerHorizon(w http.ResponseWriter, req *http.Request) {
 	if from := req.Header.Get(headerFrom); from != "" {
-		r.adopt(from, headerUint(req.Header, headerHorizon), headerUint(req.Header, headerMark))
+		r.adopt(from, req.Header)
 	}
 	w.Header().Set(headerHorizon, strconv.FormatUint(r.n.cat.Horizon(), 10))
 	w.Header().Set(headerMark, strconv.FormatUint(r.advertisedMark(), 10))
+	w.Header().Set(headerComplete, completeFlag(r.n.cat.Complete()))
+}
+
+func completeFlag(ok bool) string {
+	if ok {
+		return "1"
+	}
+	return "0"
 }
 
 func headerUint(h http.Header, key string) uint64 {
@@ -278,7 +312,12 @@ func headerUint(h http.Header, key string) uint64 {
 // remain after a resync (Config.ResyncCatalog). A copy whose id does not
 // carry its time is kept.
 func (r *replicator) orphanBelowHorizon(id string) bool {
-	if len(id) < 12 || !r.n.cat.Complete() {
+	return r.n.cat.Complete() && r.orphanBelowHorizonIfComplete(id)
+}
+
+// orphanBelowHorizonIfComplete is the time test of orphanBelowHorizon.
+func (r *replicator) orphanBelowHorizonIfComplete(id string) bool {
+	if len(id) < 12 {
 		return false
 	}
 	ms, err := strconv.ParseUint(id[:12], 16, 64)

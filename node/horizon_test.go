@@ -160,3 +160,50 @@ func readAllBodies(t *testing.T, n *Node) map[string][]byte {
 	}
 	return out
 }
+
+// --resync-catalog takes the catalog from a member that has it. Were every
+// node resynced at once there would be none: the nodes must then keep
+// their copies (no entry lists them, and they are older than the horizon)
+// rather than take them for orphans.
+func TestResyncEveryNodeKeepsCopies(t *testing.T) {
+	c := newClusterWith(t, 2, 2, 2, shortTombstones(300*time.Millisecond))
+	deliverMany(t, c, 3)
+	c.waitConverged(10 * time.Second)
+	newest := c.nodes["n1"].Catalog().List(alice)[2].ID
+	require.Eventually(t, func() bool {
+		for _, n := range c.nodes {
+			if !n.repl.orphanBelowHorizonIfComplete(newest) {
+				return false
+			}
+		}
+		return true
+	}, 20*time.Second, 20*time.Millisecond, "the horizon passes every message's time")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, name := range []string{"n1", "n2"} {
+		require.NoError(t, c.nodes[name].Shutdown(ctx))
+		delete(c.nodes, name)
+	}
+	mutate := c.mutate
+	c.mutate = func(cfg *Config) { mutate(cfg); cfg.ResyncCatalog = true }
+	c.start("n1")
+	c.start("n2")
+	c.mutate = mutate
+	from := c.aeRoundsNow()
+	require.Eventually(t, func() bool {
+		for name, n := range c.nodes {
+			if n.repl.aeRounds.Load() < from[name]+5 {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 20*time.Millisecond, "anti-entropy rounds run")
+	for name, n := range c.nodes {
+		n.repl.cleanOrphans() // as the maintenance loop does
+		assert.Empty(t, n.Catalog().List(alice), "%s: the catalog is gone", name)
+		assert.False(t, n.Catalog().Complete(), "%s: no member had the catalog", name)
+		st, err := n.Store().Stats()
+		require.NoError(t, err)
+		assert.Equal(t, 3, st.Copies, "%s keeps its copies", name)
+	}
+}

@@ -49,6 +49,7 @@ type Catalog struct {
 	// horizon and complete: see the horizon rules (horizon.go).
 	horizon  uint64
 	complete bool
+	reset    bool
 }
 
 type mailboxIndex struct {

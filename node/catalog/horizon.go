@@ -41,7 +41,8 @@ import (
 //     node back from a long absence) and must not resurrect it. A replica
 //     that starts empty or resynced is incomplete until the node has
 //     completed anti-entropy with every live member (MarkComplete): until
-//     then it accepts old live entries, which it lacks legitimately.
+//     then it accepts old live entries, which it lacks legitimately. A
+//     reset replica becomes complete only by a complete one (WasReset).
 //  5. A node absent longer than tombstone-ttl may hold live versions of
 //     tombstones collected meanwhile above what rule 4 filters (versions
 //     it wrote just before leaving); it refuses to start (node/rejoin.go)
@@ -65,20 +66,30 @@ const (
 // raising the horizon.
 const collectBatchMax = 10000
 
+// Values of metaIncomplete: why the replica is incomplete.
+const (
+	completeYes     = 0
+	incompleteReset = 1 // dropped by Reset: the array's catalog is elsewhere
+	incompleteFresh = 2 // empty when opened: a new node (or a new array)
+)
+
 // loadHorizon restores the persisted horizon state; an empty replica
 // without state is incomplete (a new node).
 func (c *Catalog) loadHorizon() error {
 	if b := c.st.GetMeta(metaHorizon); len(b) == 8 {
 		c.horizon = binary.BigEndian.Uint64(b)
 	}
-	incomplete := slices.Equal(c.st.GetMeta(metaIncomplete), []byte{1})
-	if !incomplete && len(c.entries) == 0 {
-		if err := c.st.PutMeta(metaIncomplete, []byte{1}); err != nil {
+	why := byte(completeYes)
+	if b := c.st.GetMeta(metaIncomplete); len(b) == 1 {
+		why = b[0]
+	}
+	if why == completeYes && len(c.entries) == 0 {
+		if err := c.st.PutMeta(metaIncomplete, []byte{incompleteFresh}); err != nil {
 			return fmt.Errorf("catalog: mark incomplete: %w", err)
 		}
-		incomplete = true
+		why = incompleteFresh
 	}
-	c.complete = !incomplete
+	c.complete, c.reset = why == completeYes, why == incompleteReset
 	return nil
 }
 
@@ -98,6 +109,16 @@ func (c *Catalog) Complete() bool {
 	return c.complete
 }
 
+// WasReset reports whether the replica is incomplete because Reset dropped
+// it. Such a replica must take the catalog from a complete one: were every
+// replica reset at once, the catalog would be gone, and marking them
+// complete would let the nodes delete every copy as an orphan.
+func (c *Catalog) WasReset() bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.reset
+}
+
 // MarkComplete records that the replica has completed anti-entropy with
 // every live member since it started empty or was reset.
 func (c *Catalog) MarkComplete() error {
@@ -107,11 +128,11 @@ func (c *Catalog) MarkComplete() error {
 	if done {
 		return nil
 	}
-	if err := c.st.PutMeta(metaIncomplete, []byte{0}); err != nil {
+	if err := c.st.PutMeta(metaIncomplete, []byte{completeYes}); err != nil {
 		return fmt.Errorf("catalog: mark complete: %w", err)
 	}
 	c.mu.Lock()
-	c.complete = true
+	c.complete, c.reset = true, false
 	c.mu.Unlock()
 	return nil
 }
@@ -162,7 +183,7 @@ func (c *Catalog) belowHorizonLocked(e *Entry) bool {
 // of offering its own (a node back after longer than tombstone-ttl). The
 // copies in the store stay; those no entry lists are orphans.
 func (c *Catalog) Reset() error {
-	if err := c.st.PutMeta(metaIncomplete, []byte{1}); err != nil {
+	if err := c.st.PutMeta(metaIncomplete, []byte{incompleteReset}); err != nil {
 		return fmt.Errorf("catalog: reset: %w", err)
 	}
 	c.mu.Lock()
@@ -185,7 +206,7 @@ func (c *Catalog) Reset() error {
 	c.buckets = [Buckets]uint64{}
 	c.bucketIDs = [Buckets][]string{}
 	c.pending = map[string]*Entry{}
-	c.complete = false
+	c.complete, c.reset = false, true
 	c.mu.Unlock()
 	return nil
 }

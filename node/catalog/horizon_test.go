@@ -133,9 +133,17 @@ func TestResetDropsEverythingAndIsIncomplete(t *testing.T) {
 	assert.False(t, c.Complete())
 	assert.Empty(t, c.List("a@x.test"))
 	require.NoError(t, st.Close())
-	c, _ = openCatalog(t, path)
+	c, st = openCatalog(t, path)
 	assert.Zero(t, c.Len(), "the reset is durable")
 	assert.False(t, c.Complete(), "and stays incomplete until the node marks it")
+	assert.True(t, c.WasReset(), "a reset replica waits for a complete one (a fresh replica does not)")
+	require.NoError(t, c.MarkComplete())
+	assert.False(t, c.WasReset())
+	require.NoError(t, st.Close())
+
+	fresh, _ := openCatalog(t, filepath.Join(t.TempDir(), "fresh.db"))
+	assert.False(t, fresh.Complete())
+	assert.False(t, fresh.WasReset())
 }
 
 func ptr(e Entry) *Entry { return &e }
