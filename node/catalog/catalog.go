@@ -351,6 +351,18 @@ func (c *Catalog) Digest() string {
 // the longest outage after which a node may rejoin with its old data, or
 // that node's stale entry could resurrect a deleted message.
 func (c *Catalog) Collect(cutoff uint64, limit int) (int, error) {
+	ids := c.collectable(cutoff)
+	ids = ids[:min(len(ids), limit)]
+	if err := c.remove(ids); err != nil {
+		return 0, err
+	}
+	return len(ids), nil
+}
+
+// collectable returns the ids of the tombstones Collect removes below
+// cutoff, sorted: map order is random, and a limited pass must remove the
+// same ones on every replica (and the simulator must replay).
+func (c *Catalog) collectable(cutoff uint64) []string {
 	var ids []string
 	c.mu.RLock()
 	for id, e := range c.entries {
@@ -359,15 +371,17 @@ func (c *Catalog) Collect(cutoff uint64, limit int) (int, error) {
 		}
 	}
 	c.mu.RUnlock()
-	if len(ids) == 0 {
-		return 0, nil
-	}
-	// Map order is random: take the lowest ids, so that a limited pass
-	// removes the same ones on every replica (and the simulator replays).
 	slices.Sort(ids)
-	ids = ids[:min(len(ids), limit)]
+	return ids
+}
+
+// remove deletes tombstones (and any copies) durably, then from memory.
+func (c *Catalog) remove(ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
 	if err := c.st.Write(&store.Batch{DeleteRecords: ids, DeleteCopies: ids}); err != nil {
-		return 0, fmt.Errorf("catalog: collect: %w", err)
+		return fmt.Errorf("catalog: collect: %w", err)
 	}
 	c.mu.Lock()
 	for _, id := range ids {
@@ -379,7 +393,7 @@ func (c *Catalog) Collect(cutoff uint64, limit int) (int, error) {
 		}
 	}
 	c.mu.Unlock()
-	return len(ids), nil
+	return nil
 }
 
 // holdsMaxUIDLocked reports whether e carries its mailbox's highest UID.

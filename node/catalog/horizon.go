@@ -154,14 +154,13 @@ func (c *Catalog) RaiseHorizon(h uint64) (int, error) {
 			return 0, fmt.Errorf("catalog: persist horizon: %w", err)
 		}
 	}
-	total := 0
-	for {
-		k, err := c.Collect(h, collectBatchMax)
-		total += k
-		if err != nil || k < collectBatchMax {
-			return total, err
+	ids := c.collectable(h)
+	for done := 0; done < len(ids); done += collectBatchMax {
+		if err := c.remove(ids[done:min(len(ids), done+collectBatchMax)]); err != nil {
+			return done, err
 		}
 	}
+	return len(ids), nil
 }
 
 // belowHorizonLocked reports whether Apply must drop e (rule 4): its id is
