@@ -347,9 +347,10 @@ func (c *Catalog) Digest() string {
 }
 
 // Collect removes tombstones whose version is older than cutoff (unix ns)
-// from the store and memory, and returns how many. A tombstone must outlive
-// the longest outage after which a node may rejoin with its old data, or
-// that node's stale entry could resurrect a deleted message.
+// from the store and memory, and returns how many (the lowest ids first, at
+// most limit). It acts on this replica alone, with no horizon: anti-entropy
+// hands what it removed back. Nodes collect through RaiseHorizon, whose
+// rules (horizon.go) make the replicas forget together.
 func (c *Catalog) Collect(cutoff uint64, limit int) (int, error) {
 	ids := c.collectable(cutoff)
 	ids = ids[:min(len(ids), limit)]
