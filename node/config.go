@@ -128,6 +128,13 @@ type Config struct {
 	// SyncWrites is false only in the simulator, whose disk cost is modeled.
 	// A real node always fsyncs before acknowledging.
 	NoSync bool `yaml:"-"`
+	// ResyncCatalog (flag --resync-catalog only) starts a node that was
+	// away longer than tuning.tombstone-ttl: its catalog is dropped and
+	// taken from the array, so it cannot bring back mail deleted while it
+	// was away; its copies that no entry lists are removed as orphans.
+	// Without it such a node refuses to start (ErrAwayTooLong). No YAML
+	// key: a config file would resync at every restart.
+	ResyncCatalog bool `yaml:"-"`
 }
 
 // PipelineConfig configures the inbound pipeline (antivirus, spam
@@ -180,8 +187,10 @@ type Tuning struct {
 	OrphanGrace time.Duration `yaml:"orphan-grace"`
 	// RebuildPerScan bounds copies rebuilt or moved per scan (throttle).
 	RebuildPerScan int `yaml:"rebuild-per-scan"`
-	// TombstoneTTL is how long deletions are remembered; a node away
-	// longer than this must be wiped before it rejoins.
+	// TombstoneTTL is how long deletions are remembered after every live
+	// member has them (the collection horizon, node/catalog horizon.go);
+	// a node away longer than this refuses to start unless told to resync
+	// its catalog (Config.ResyncCatalog).
 	TombstoneTTL time.Duration `yaml:"tombstone-ttl"`
 	// DeleteSyncTimeout bounds how long a deletion (POP3 QUIT, IMAP
 	// EXPUNGE, webmail) retries pushing its tombstones to a live node that
@@ -201,6 +210,11 @@ type Tuning struct {
 	// the defaults, 256 copies a second, a pass over 100,000 copies takes
 	// about 7 minutes and reads about 1 MB/s of 4 KiB messages.
 	VerifyPerScan int `yaml:"verify-per-scan"`
+	// CollectEvery is how often a node computes the collection horizon,
+	// collects the tombstones below it and records that it is a member
+	// (for the tombstone-ttl check at start). The horizon advances in
+	// steps of this interval, so replicas agree on it between rounds.
+	CollectEvery time.Duration `yaml:"collect-every"`
 }
 
 // DefaultTuning returns the production pace.
@@ -216,6 +230,7 @@ func DefaultTuning() Tuning {
 		DeleteSyncTimeout: 10 * time.Second,
 		VerifyEvery:       time.Second,
 		VerifyPerScan:     256,
+		CollectEvery:      10 * time.Minute,
 	}
 }
 
@@ -413,6 +428,7 @@ func (c *Config) Validate() error {
 		{"tuning.tombstone-ttl", &t.TombstoneTTL, d.TombstoneTTL},
 		{"tuning.delete-sync-timeout", &t.DeleteSyncTimeout, d.DeleteSyncTimeout},
 		{"tuning.verify-every", &t.VerifyEvery, d.VerifyEvery},
+		{"tuning.collect-every", &t.CollectEvery, d.CollectEvery},
 	} {
 		if *f.v == 0 {
 			*f.v = f.def

@@ -100,6 +100,10 @@ func New(cfg Config, e *Env) (*Node, error) {
 		n.store.Close()
 		return nil, fmt.Errorf("node: %w", err)
 	}
+	if err := n.checkRejoin(); err != nil {
+		n.store.Close()
+		return nil, err
+	}
 	if n.dir, err = openDirectory(cfg, log); err != nil {
 		n.store.Close()
 		return nil, fmt.Errorf("node: %w", err)
@@ -451,6 +455,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.imap.bye(ctx)
 	}
 	n.repl.flush(ctx)
+	n.repl.recordMembership() // a clean stop was a member until now
 	// Leave waits for the goodbye to spread (serf: up to 5 s); never past
 	// the grace deadline.
 	left := make(chan error, 1)

@@ -303,6 +303,7 @@ func (p *peerService) handleGetEntry(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *peerService) handleGetBuckets(w http.ResponseWriter, r *http.Request) {
+	p.n.repl.answerHorizon(w, r) // before the digests: see bucketsExchange
 	d := p.n.cat.BucketDigests()
 	buf := make([]byte, 0, 8*len(d))
 	for _, v := range d {

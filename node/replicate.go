@@ -71,6 +71,9 @@ type replicator struct {
 	aeRepaired      atomic.Int64
 	pushDropped     atomic.Int64
 	lastRebuildLog  time.Time
+
+	// hz: the array's progress for tombstone collection (horizon.go).
+	hz horizonState
 }
 
 type pushQueue struct {
@@ -199,6 +202,7 @@ func (r *replicator) start(ctx context.Context, wg *sync.WaitGroup) {
 	r.mu.Lock()
 	r.ctx, r.wg = ctx, wg
 	r.mu.Unlock()
+	r.hz.init()
 	// Each timed loop draws from its own stream, split from the node's here
 	// in a fixed order: loops started together would otherwise draw from
 	// the shared stream in varying order, and the simulator could not
@@ -405,7 +409,8 @@ func (r *replicator) syncWith(ctx context.Context, peer string) error {
 		return err
 	}
 	r.aeRounds.Add(1)
-	theirs, err := r.n.peer.buckets(ctx, peer)
+	start := r.startMark()
+	theirs, err := r.n.peer.bucketsExchange(ctx, peer)
 	if err != nil {
 		return err
 	}
@@ -429,13 +434,13 @@ func (r *replicator) syncWith(ctx context.Context, peer string) error {
 			}
 		}
 	}
+	r.noteSynced(peer, start)
 	return nil
 }
 
 // --- maintenance: rebuild, pending resolution, rebalance, cleanup ---
 
 func (r *replicator) maintainLoop(ctx context.Context, rnd *env.Rand) {
-	lastGC := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -452,12 +457,7 @@ func (r *replicator) maintainLoop(ctx context.Context, rnd *env.Rand) {
 			r.lastOrphanScan = time.Now()
 			r.cleanOrphans()
 		}
-		if time.Since(lastGC) > time.Hour {
-			lastGC = time.Now()
-			if k, err := r.n.cat.Collect(uint64(time.Now().Add(-r.n.cfg.Tuning.TombstoneTTL).UnixNano()), 100000); err == nil && k > 0 {
-				r.n.log.Info("node: collected tombstones", "count", k)
-			}
-		}
+		r.collectTick()
 	}
 }
 
@@ -797,7 +797,11 @@ func (r *replicator) cleanOrphans() {
 		switch {
 		case !ok:
 			// A copy without entry: its entry arrives by anti-entropy or
-			// never existed; keep it (pending resolution owns it).
+			// never existed; keep it (pending resolution owns it), unless
+			// its entry was collected (a resynced node's old copies).
+			if r.orphanBelowHorizon(id) {
+				gone = append(gone, id)
+			}
 		case e.State == catalog.Deleted:
 			gone = append(gone, id)
 		case e.State == catalog.Committed && !e.HasLocation(r.n.cfg.Name) && e.Version < cutoff && countLive(t, &e) >= want:

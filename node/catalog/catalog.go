@@ -46,6 +46,10 @@ type Catalog struct {
 	pending map[string]*Entry
 	clock   uint64 // hybrid logical clock, ns
 	subs    []func([]Entry)
+	// horizon and complete: see the horizon rules (horizon.go).
+	horizon  uint64
+	complete bool
+	reset    bool
 }
 
 type mailboxIndex struct {
@@ -73,6 +77,9 @@ func Open(st *store.Store, log *slog.Logger) (*Catalog, error) {
 	}
 	if bad > 0 {
 		log.Warn("catalog: skipped undecodable records; anti-entropy will restore them", "count", bad)
+	}
+	if err := c.loadHorizon(); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -128,7 +135,8 @@ func (c *Catalog) Apply(entries ...Entry) ([]Entry, error) {
 	fresh := entries[:0:0]
 	c.mu.RLock()
 	for i := range entries {
-		if cur, ok := c.entries[entries[i].ID]; !ok || Wins(&entries[i], cur) {
+		cur, ok := c.entries[entries[i].ID]
+		if (!ok && !c.belowHorizonLocked(&entries[i])) || (ok && Wins(&entries[i], cur)) {
 			fresh = append(fresh, entries[i])
 		}
 	}
@@ -339,26 +347,42 @@ func (c *Catalog) Digest() string {
 }
 
 // Collect removes tombstones whose version is older than cutoff (unix ns)
-// from the store and memory, and returns how many. A tombstone must outlive
-// the longest outage after which a node may rejoin with its old data, or
-// that node's stale entry could resurrect a deleted message.
+// from the store and memory, and returns how many (the lowest ids first, at
+// most limit). It acts on this replica alone, with no horizon: anti-entropy
+// hands what it removed back. Nodes collect through RaiseHorizon, whose
+// rules (horizon.go) make the replicas forget together.
 func (c *Catalog) Collect(cutoff uint64, limit int) (int, error) {
+	ids := c.collectable(cutoff)
+	ids = ids[:min(len(ids), limit)]
+	if err := c.remove(ids); err != nil {
+		return 0, err
+	}
+	return len(ids), nil
+}
+
+// collectable returns the ids of the tombstones Collect removes below
+// cutoff, sorted: map order is random, and a limited pass must remove the
+// same ones on every replica (and the simulator must replay).
+func (c *Catalog) collectable(cutoff uint64) []string {
 	var ids []string
 	c.mu.RLock()
 	for id, e := range c.entries {
 		if e.State == Deleted && e.Version < cutoff && !c.holdsMaxUIDLocked(e) {
 			ids = append(ids, id)
-			if len(ids) >= limit {
-				break
-			}
 		}
 	}
 	c.mu.RUnlock()
+	slices.Sort(ids)
+	return ids
+}
+
+// remove deletes tombstones (and any copies) durably, then from memory.
+func (c *Catalog) remove(ids []string) error {
 	if len(ids) == 0 {
-		return 0, nil
+		return nil
 	}
 	if err := c.st.Write(&store.Batch{DeleteRecords: ids, DeleteCopies: ids}); err != nil {
-		return 0, fmt.Errorf("catalog: collect: %w", err)
+		return fmt.Errorf("catalog: collect: %w", err)
 	}
 	c.mu.Lock()
 	for _, id := range ids {
@@ -370,7 +394,7 @@ func (c *Catalog) Collect(cutoff uint64, limit int) (int, error) {
 		}
 	}
 	c.mu.Unlock()
-	return len(ids), nil
+	return nil
 }
 
 // holdsMaxUIDLocked reports whether e carries its mailbox's highest UID.

@@ -20,4 +20,8 @@
 // Anti-entropy compares 256 bucket digests (XOR of per-entry hashes,
 // maintained incrementally) and exchanges only differing buckets; Digest
 // summarises the whole replica for operators and tests.
+//
+// Tombstones are forgotten together, below a collection horizon the
+// replicas agree on at every anti-entropy round: the rules, and why they
+// never bring a deleted message back, are in horizon.go.
 package catalog

@@ -1,0 +1,328 @@
+package node
+
+// Array-agreed tombstone collection (node/catalog horizon.go has the rules
+// and why they are safe). This file supplies what the catalog cannot know:
+// when this node last completed anti-entropy with each live member (its
+// watermark), the watermarks the other members advertise, and the
+// exchange of horizons and watermarks at the start of every anti-entropy
+// round. It also keeps the record of when the node was last a member of
+// the array, which node/rejoin.go checks at start.
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"mailarray/node/catalog"
+)
+
+// Headers of the horizon exchange on GET /v1/buckets: the caller sends its
+// name, horizon and watermark; the answer carries the callee's horizon
+// (after raising it to the caller's) and watermark. Peers that do not send
+// them count as having no watermark, which stops collection (safe).
+const (
+	headerFrom    = "X-Mailarray-From"
+	headerHorizon = "X-Mailarray-Horizon"
+	headerMark    = "X-Mailarray-Mark"
+	// headerComplete: "1" when the sender's catalog is complete
+	// (catalog.Complete): a reset replica takes the catalog from such a
+	// member only.
+	headerComplete = "X-Mailarray-Complete"
+)
+
+// metaLastMember is the store meta key of the wall-clock time (unix ns)
+// the node was last a member of the array in step with every live member.
+const metaLastMember = "node.last-member"
+
+// syncMark is when an anti-entropy round with a peer started: the
+// catalog's clock (a version stamp) and the wall clock.
+type syncMark struct {
+	stamp uint64
+	wall  time.Time
+}
+
+// horizonState is the replicator's view of the array's progress.
+type horizonState struct {
+	mu sync.Mutex
+	// synced: start of the last complete anti-entropy round with each
+	// peer, since this process started (a restart forgets: conservative).
+	synced map[string]syncMark
+	// marks: each peer's advertised watermark, as last heard; complete:
+	// whether its catalog was complete.
+	marks       map[string]uint64
+	complete    map[string]bool
+	lastCollect time.Time // maintenance loop only
+	started     time.Time // set by init, before the loops start
+}
+
+// init is called by replicator.start before its loops; the other calls
+// cover handlers that may run first (the peer listener starts earlier).
+func (h *horizonState) init() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.synced == nil {
+		h.synced, h.marks, h.complete = map[string]syncMark{}, map[string]uint64{}, map[string]bool{}
+		h.started = time.Now()
+	}
+}
+
+// startMark stamps the start of an anti-entropy round.
+func (r *replicator) startMark() syncMark {
+	return syncMark{stamp: r.n.cat.Now(), wall: time.Now()}
+}
+
+// noteSynced records a complete round with peer that started at m. Once
+// the node has completed a round with every live member since it started,
+// a replica that started empty or reset holds the array's catalog.
+func (r *replicator) noteSynced(peer string, m syncMark) {
+	r.hz.init()
+	r.hz.mu.Lock()
+	r.hz.synced[peer] = m
+	r.hz.mu.Unlock()
+	if r.n.cat.Complete() {
+		return
+	}
+	if _, ok, peers := r.watermark(); ok && peers > 0 && (!r.n.cat.WasReset() || r.completePeerLive()) {
+		if err := r.n.cat.MarkComplete(); err != nil {
+			r.n.log.Warn("node: catalog not marked complete", "err", err)
+		} else {
+			r.n.log.Info("node: catalog complete: in step with every live member")
+		}
+	}
+}
+
+// completePeerLive reports whether some live member's catalog was complete
+// when last heard.
+func (r *replicator) completePeerLive() bool {
+	live := r.otherLive()
+	r.hz.mu.Lock()
+	defer r.hz.mu.Unlock()
+	for _, p := range live {
+		if r.hz.complete[p] {
+			return true
+		}
+	}
+	return false
+}
+
+// watermark is the oldest start of the last complete rounds with every
+// live member: everything any of them held then, this node holds, and
+// they hold what it held. ok is false while some live member has had no
+// complete round yet; peers counts the live members. Alone, the node is
+// the array and its watermark is now.
+func (r *replicator) watermark() (m syncMark, ok bool, peers int) {
+	r.hz.init()
+	live := r.otherLive()
+	if len(live) == 0 {
+		return r.startMark(), true, 0
+	}
+	r.hz.mu.Lock()
+	defer r.hz.mu.Unlock()
+	for i, p := range live {
+		s, has := r.hz.synced[p]
+		if !has {
+			return syncMark{}, false, len(live)
+		}
+		if i == 0 || s.stamp < m.stamp {
+			m.stamp = s.stamp
+		}
+		if i == 0 || s.wall.Before(m.wall) {
+			m.wall = s.wall
+		}
+	}
+	return m, true, len(live)
+}
+
+// advertisedMark is the watermark this node advertises: 0 (none) until it
+// has completed a round with every live member.
+func (r *replicator) advertisedMark() uint64 {
+	m, ok, _ := r.watermark()
+	if !ok {
+		return 0
+	}
+	return m.stamp
+}
+
+// candidateHorizon is the horizon this node proposes: the lowest
+// watermark of the live members (itself included) minus tombstone-ttl,
+// rounded down to a multiple of CollectEvery so that the replicas'
+// proposals coincide and raises stay rare. 0 while any watermark is
+// unknown.
+func (r *replicator) candidateHorizon() uint64 {
+	m, ok, _ := r.watermark()
+	if !ok {
+		return 0
+	}
+	lo := m.stamp
+	r.hz.mu.Lock()
+	for _, p := range r.otherLive() {
+		pm := r.hz.marks[p]
+		if pm == 0 {
+			r.hz.mu.Unlock()
+			return 0
+		}
+		lo = min(lo, pm)
+	}
+	r.hz.mu.Unlock()
+	ttl, step := uint64(r.n.cfg.Tuning.TombstoneTTL), uint64(r.n.cfg.Tuning.CollectEvery)
+	if lo <= ttl {
+		return 0
+	}
+	return (lo - ttl) / step * step
+}
+
+// adopt takes a peer's horizon and watermark heard in an exchange: the
+// replica raises its horizon to the peer's (collecting below it) so both
+// compare digests at the same horizon.
+func (r *replicator) adopt(peer string, h http.Header) {
+	r.hz.init()
+	horizon := headerUint(h, headerHorizon)
+	if peer != "" && peer != r.n.cfg.Name {
+		r.hz.mu.Lock()
+		r.hz.marks[peer] = headerUint(h, headerMark)
+		r.hz.complete[peer] = h.Get(headerComplete) == "1"
+		r.hz.mu.Unlock()
+	}
+	if horizon > r.n.cat.Horizon() {
+		r.raiseHorizon(horizon)
+	}
+}
+
+func (r *replicator) raiseHorizon(h uint64) {
+	k, err := r.n.cat.RaiseHorizon(h)
+	if err != nil {
+		r.n.log.Warn("node: tombstone collection failed", "err", err)
+		return
+	}
+	if k > 0 {
+		r.n.log.Info("node: collected tombstones", "count", k, "horizon", r.n.cat.Horizon())
+	}
+}
+
+// collectTick runs every Tuning.CollectEvery from the maintenance loop:
+// it raises the horizon to this node's proposal (or collects stragglers
+// at the current one) and records that the node is a member.
+func (r *replicator) collectTick() {
+	r.hz.init()
+	if time.Since(r.hz.lastCollect) < r.n.cfg.Tuning.CollectEvery {
+		return
+	}
+	r.hz.lastCollect = time.Now()
+	r.raiseHorizon(r.candidateHorizon())
+	// The first tick comes one interval after start, by when membership
+	// shows the other members: a node alone for a moment at start is not
+	// taken for a lone array.
+	if time.Since(r.hz.started) >= r.n.cfg.Tuning.CollectEvery {
+		r.recordMembership()
+	}
+}
+
+// recordMembership persists the wall-clock time the node was last in
+// step with every live member (node/rejoin.go). It only moves forward.
+func (r *replicator) recordMembership() {
+	m, ok, _ := r.watermark()
+	if !ok {
+		return
+	}
+	if err := r.n.putLastMember(m.wall); err != nil {
+		r.n.log.Warn("node: last-member time not recorded", "err", err)
+	}
+}
+
+func (n *Node) lastMember() (time.Time, bool) {
+	b := n.store.GetMeta(metaLastMember)
+	if len(b) != 8 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(b))), true
+}
+
+func (n *Node) putLastMember(t time.Time) error {
+	if old, ok := n.lastMember(); ok && !t.After(old) {
+		return nil
+	}
+	return n.store.PutMeta(metaLastMember, binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano())))
+}
+
+// bucketsExchange fetches peer's bucket digests, trading horizons and
+// watermarks on the way (see the header constants).
+func (p *peerService) bucketsExchange(ctx context.Context, node string) ([catalog.Buckets]uint64, error) {
+	var out [catalog.Buckets]uint64
+	r := p.n.repl
+	hdr := map[string]string{
+		headerFrom:     p.n.cfg.Name,
+		headerHorizon:  strconv.FormatUint(p.n.cat.Horizon(), 10),
+		headerMark:     strconv.FormatUint(r.advertisedMark(), 10),
+		headerComplete: completeFlag(p.n.cat.Complete()),
+	}
+	resp, err := p.do(ctx, http.MethodGet, node, "/v1/buckets", nil, hdr)
+	if err != nil {
+		return out, err
+	}
+	defer resp.Body.Close()
+	b, err := readBody(resp.Body, resp.ContentLength, -1)
+	if err != nil {
+		return out, fmt.Errorf("node: peer %s /v1/buckets: read: %w", node, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return out, fmt.Errorf("node: peer %s GET /v1/buckets: %s", node, resp.Status)
+	}
+	if len(b) != 8*catalog.Buckets {
+		return out, fmt.Errorf("node: peer %s: bucket digests of %d bytes", node, len(b))
+	}
+	// The answer's digests were taken at the peer's horizon (at least
+	// ours): take it before ours are taken.
+	r.adopt(node, resp.Header)
+	for i := range out {
+		out[i] = binary.LittleEndian.Uint64(b[8*i:])
+	}
+	return out, nil
+}
+
+// answerHorizon is the callee's side of the exchange, before it takes its
+// digests.
+func (r *replicator) answerHorizon(w http.ResponseWriter, req *http.Request) {
+	if from := req.Header.Get(headerFrom); from != "" {
+		r.adopt(from, req.Header)
+	}
+	w.Header().Set(headerHorizon, strconv.FormatUint(r.n.cat.Horizon(), 10))
+	w.Header().Set(headerMark, strconv.FormatUint(r.advertisedMark(), 10))
+	w.Header().Set(headerComplete, completeFlag(r.n.cat.Complete()))
+}
+
+func completeFlag(ok bool) string {
+	if ok {
+		return "1"
+	}
+	return "0"
+}
+
+func headerUint(h http.Header, key string) uint64 {
+	v, _ := strconv.ParseUint(h.Get(key), 10, 64)
+	return v
+}
+
+// orphanBelowHorizon reports whether a copy without entry is an orphan:
+// the replica is complete and the copy's transaction is older than the
+// horizon, so its entry was collected (or never existed). Such copies
+// remain after a resync (Config.ResyncCatalog). A copy whose id does not
+// carry its time is kept.
+func (r *replicator) orphanBelowHorizon(id string) bool {
+	return r.n.cat.Complete() && r.orphanBelowHorizonIfComplete(id)
+}
+
+// orphanBelowHorizonIfComplete is the time test of orphanBelowHorizon.
+func (r *replicator) orphanBelowHorizonIfComplete(id string) bool {
+	if len(id) < 12 {
+		return false
+	}
+	ms, err := strconv.ParseUint(id[:12], 16, 64)
+	if err != nil {
+		return false
+	}
+	return ms*uint64(time.Millisecond) < r.n.cat.Horizon()
+}
