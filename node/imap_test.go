@@ -1,12 +1,14 @@
 package node
 
+// Cluster tests of IMAP: UID assignment across nodes (imap_uid.go) and the
+// server through the node's adapter (imap_backend.go). Protocol-level
+// tests, over an in-memory Backend, are in node/imap.
+
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -518,113 +520,6 @@ func TestReadMessagesBatchesAndFallsBack(t *testing.T) {
 		}
 		require.NoError(t, err, "RETR %d", k+1)
 		assert.Equal(t, sentByID[e.ID], body(t, m))
-	}
-}
-
-// rawIMAP is a line-level IMAP client, for exchanges imapclient does not
-// make (ending IDLE with something other than DONE, dropping a connection
-// in the middle of a command).
-type rawIMAP struct {
-	t testing.TB
-	c net.Conn
-	r *bufio.Reader
-}
-
-func rawIMAPDial(t testing.TB, addr string) *rawIMAP {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close() })
-	r := &rawIMAP{t: t, c: conn, r: bufio.NewReader(conn)}
-	r.until("* ")
-	return r
-}
-
-func (r *rawIMAP) send(line string) {
-	r.t.Helper()
-	_, err := r.c.Write([]byte(line + "\r\n"))
-	require.NoError(r.t, err)
-}
-
-// until reads lines up to and including the first that starts with
-// prefix, and returns them.
-func (r *rawIMAP) until(prefix string) []string {
-	r.t.Helper()
-	var lines []string
-	require.NoError(r.t, r.c.SetReadDeadline(time.Now().Add(10*time.Second)))
-	for {
-		l, err := r.r.ReadString('\n')
-		require.NoError(r.t, err, "waiting for %q after %q", prefix, lines)
-		l = strings.TrimRight(l, "\r\n")
-		lines = append(lines, l)
-		if strings.HasPrefix(l, prefix) {
-			return lines
-		}
-	}
-}
-
-// assigning reports whether nd is assigning UIDs to mailbox.
-func assigning(nd *Node, mailbox string) bool {
-	nd.uids.mu.Lock()
-	defer nd.uids.mu.Unlock()
-	_, ok := nd.uids.inFlight[mailbox]
-	return ok
-}
-
-func TestIMAPIdleEndedWithoutDone(t *testing.T) {
-	// imapserver waits for Idle to return only when the client says DONE.
-	// A client that ends IDLE with another line, or drops the connection,
-	// gets its next command (or the Poll after IDLE) run while Idle is
-	// still refreshing the view: here Idle is held in a UID assignment
-	// (another owner holds the lease) when that happens. The view must come
-	// out whole (go test -race also watches the two goroutines).
-	for _, drop := range []bool{false, true} {
-		t.Run(fmt.Sprintf("drop=%v", drop), func(t *testing.T) {
-			c := newIMAPCluster(t, 1, 1, 1)
-			nd := c.nodes["n1"]
-			c.deliverN("n1", 1, "before")
-			r := rawIMAPDial(t, nd.Addr("imap"))
-			r.send("a1 LOGIN " + alice + " secret")
-			r.until("a1 OK")
-			r.send("a2 SELECT INBOX")
-			r.until("a2 OK")
-
-			ctx := context.Background()
-			key := uidLockPrefix + alice
-			mgrs, err := nd.lockMailbox(ctx, key, "test", time.Minute)
-			require.NoError(t, err)
-			r.send("a3 IDLE")
-			r.until("+ ")
-			c.deliverN("n1", 1, "during")
-			require.Eventually(t, func() bool { return assigning(nd, alice) }, 10*time.Second, time.Millisecond,
-				"the idling session waits for the UID lease")
-			if drop {
-				require.NoError(t, r.c.Close())
-				nd.unlockMailbox(ctx, mgrs, key, "test")
-				require.Eventually(t, func() bool { return nd.imap.SessionCount() == 0 }, 10*time.Second, time.Millisecond,
-					"the session ends once its Idle is done")
-				return
-			}
-			r.send("not DONE")
-			assert.Contains(t, r.until("a3 ")[0], "a3 BAD")
-			r.send("a4 NOOP")
-			nd.unlockMailbox(ctx, mgrs, key, "test")
-			var exists []string
-			for _, l := range r.until("a4 ") {
-				if strings.HasSuffix(l, " EXISTS") {
-					exists = append(exists, l)
-				}
-			}
-			assert.Equal(t, []string{"* 2 EXISTS"}, exists, "the new message is announced once")
-			r.send("a5 UID FETCH 1:* (UID)")
-			var fetched []string
-			for _, l := range r.until("a5 ") {
-				if strings.HasPrefix(l, "* ") && strings.Contains(l, " FETCH ") {
-					fetched = append(fetched, l)
-				}
-			}
-			assert.Equal(t, []string{"* 1 FETCH (UID 1)", "* 2 FETCH (UID 2)"}, fetched)
-		})
 	}
 }
 

@@ -31,7 +31,11 @@ type memBackend struct {
 	bodies map[string][]byte // by entry id
 	next   int               // for ids
 	inUse  bool              // Expunge answers ErrInUse (a POP3 session holds the mailbox)
-	assign sync.Mutex        // one UID assignment at a time, as the node's lease
+	// hold, when set, keeps AssignUIDs waiting until it is closed (another
+	// node holds the UID lease); assigning is told each time one waits.
+	hold      chan struct{}
+	assigning chan struct{}
+	assign    sync.Mutex // one UID assignment at a time, as the node's lease
 }
 
 var (
@@ -46,7 +50,7 @@ func newMemBackend(t testing.TB) *memBackend {
 	t.Cleanup(func() { st.Close() })
 	cat, err := catalog.Open(st, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	return &memBackend{cat: cat, users: map[string]string{}, bodies: map[string][]byte{}}
+	return &memBackend{cat: cat, users: map[string]string{}, bodies: map[string][]byte{}, assigning: make(chan struct{}, 1)}
 }
 
 func (b *memBackend) addUser(address, pass string) {
@@ -93,6 +97,20 @@ func (m *memMailbox) Local(*catalog.Entry) bool           { return true }
 
 // AssignUIDs numbers as the node does (node/imap_uid.go), without peers.
 func (m *memMailbox) AssignUIDs(ctx context.Context) error {
+	m.b.mu.Lock()
+	hold := m.b.hold
+	m.b.mu.Unlock()
+	if hold != nil {
+		select {
+		case m.b.assigning <- struct{}{}:
+		default:
+		}
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	m.b.assign.Lock()
 	defer m.b.assign.Unlock()
 	list := m.b.cat.List(m.name)

@@ -20,6 +20,8 @@ const (
 	// ioTimeout bounds every test read so a bug fails the test instead of
 	// hanging it.
 	ioTimeout = 10 * time.Second
+	// pollTick is how often require.Eventually looks again.
+	pollTick = time.Millisecond
 )
 
 // testConfig is DefaultConfig without the delay after a failed login.
