@@ -1,12 +1,14 @@
 package node
 
+// Cluster tests of IMAP: UID assignment across nodes (imap_uid.go) and the
+// server through the node's adapter (imap_backend.go). Protocol-level
+// tests, over an in-memory Backend, are in node/imap.
+
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailarray/node/catalog"
+	imapd "mailarray/node/imap"
 	"mailarray/node/member"
 	"mailarray/node/store"
 )
@@ -75,7 +78,7 @@ func TestUIDAssignmentOrderAndStickiness(t *testing.T) {
 	require.NoError(t, c.nodes["n2"].assignUIDs(ctx, alice))
 
 	list := c.nodes["n2"].Catalog().List(alice)
-	slices.SortFunc(list, byArrival)
+	slices.SortFunc(list, imapd.ByArrival)
 	for i, e := range list {
 		assert.Equal(t, uint32(i+1), e.UID, "UIDs follow (Received, ID) order: %s", e.ID)
 	}
@@ -196,7 +199,7 @@ func TestUIDAssignerLearnsAssignmentsItMissed(t *testing.T) {
 	// but its push to n2 was lost.
 	n1 := c.nodes["n1"]
 	list := n1.Catalog().List(alice)
-	slices.SortFunc(list, byArrival)
+	slices.SortFunc(list, imapd.ByArrival)
 	for i := range list {
 		list[i].UID = uint32(i + 5)
 		list[i].Version = n1.Catalog().Now()
@@ -227,7 +230,7 @@ func TestUIDDuplicateFromPartitionIsRenumbered(t *testing.T) {
 	ctx := context.Background()
 	// Both sides of a partition gave UID 1 to a different message.
 	list := c.nodes["n1"].Catalog().List(alice)
-	slices.SortFunc(list, byArrival)
+	slices.SortFunc(list, imapd.ByArrival)
 	for i := range list {
 		list[i].UID = 1
 		list[i].Version = c.nodes["n1"].Catalog().Now()
@@ -235,13 +238,13 @@ func TestUIDDuplicateFromPartitionIsRenumbered(t *testing.T) {
 	_, err := c.nodes["n1"].Catalog().Apply(list...)
 	require.NoError(t, err)
 	require.NoError(t, c.nodes["n1"].repl.broadcastSync(ctx, list))
-	require.True(t, needsUIDs(c.nodes["n2"].Catalog().List(alice)))
+	require.True(t, imapd.NeedsUIDs(c.nodes["n2"].Catalog().List(alice)))
 
 	require.NoError(t, c.nodes["n2"].assignUIDs(ctx, alice))
 	got := uidsOf(c.nodes["n1"])
 	assert.Equal(t, uint32(1), got[list[0].ID], "the first arrival keeps the UID")
 	assert.Equal(t, uint32(2), got[list[1].ID], "the other gets a fresh one")
-	assert.False(t, needsUIDs(c.nodes["n1"].Catalog().List(alice)))
+	assert.False(t, imapd.NeedsUIDs(c.nodes["n1"].Catalog().List(alice)))
 }
 
 func TestUIDAssignmentIgnoresPOP3Lock(t *testing.T) {
@@ -251,13 +254,7 @@ func TestUIDAssignmentIgnoresPOP3Lock(t *testing.T) {
 	require.NoError(t, err)
 	defer cl.Quit()
 	require.NoError(t, c.nodes["n2"].assignUIDs(context.Background(), alice), "the POP3 session's lock is another lock")
-	assert.False(t, needsUIDs(c.nodes["n2"].Catalog().List(alice)))
-}
-
-func TestUIDValidityIsStableAndNonzero(t *testing.T) {
-	assert.Equal(t, uidValidity(alice), uidValidity("ALICE@example.com"), "the address's case does not matter")
-	assert.NotEqual(t, uidValidity(alice), uidValidity("bob@example.com"))
-	assert.NotZero(t, uidValidity(""))
+	assert.False(t, imapd.NeedsUIDs(c.nodes["n2"].Catalog().List(alice)))
 }
 
 // --- protocol ---
@@ -358,7 +355,7 @@ func TestIMAPAcrossTheCluster(t *testing.T) {
 	sel, err := a.Select("INBOX", nil).Wait()
 	require.NoError(t, err)
 	assert.Equal(t, uint32(3), sel.NumMessages)
-	assert.Equal(t, uidValidity(alice), sel.UIDValidity)
+	assert.Equal(t, imapd.UIDValidity(alice), sel.UIDValidity)
 	assert.Equal(t, imap.UID(4), sel.UIDNext)
 	peek := &imap.FetchItemBodySection{Peek: true}
 	msgs := fetchAll(t, a, &imap.FetchOptions{UID: true, Flags: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{peek}})
@@ -453,51 +450,6 @@ func TestIMAPAcrossTheCluster(t *testing.T) {
 	require.NoError(t, d.Logout().Wait())
 }
 
-func TestIMAPLoginAndMailboxes(t *testing.T) {
-	c := newIMAPCluster(t, 1, 1, 1)
-	imapLoginLimits(c.nodes["n1"], imapThrottleMaxFailures, 0)
-	cl := imapDial(t, c.nodes["n1"].Addr("imap"), nil)
-	for range imapMaxFailedLogins {
-		assert.Error(t, cl.Login(alice, "wrong").Wait(), "a wrong password is refused")
-	}
-	assert.Error(t, cl.Login(alice, "secret").Wait(), "after too many failures even the right password is refused on this connection")
-
-	cl = imapDial(t, c.nodes["n1"].Addr("imap"), nil)
-	require.NoError(t, cl.Login(alice, "secret").Wait())
-	list, err := cl.List("", "*", nil).Collect()
-	require.NoError(t, err)
-	require.Len(t, list, 1)
-	assert.Equal(t, "INBOX", list[0].Mailbox)
-	for _, cmd := range []error{
-		cl.Create("Sent", nil).Wait(),
-		cl.Delete("INBOX").Wait(),
-		cl.Rename("INBOX", "Old", nil).Wait(),
-	} {
-		assert.ErrorContains(t, cmd, "only INBOX", "one mailbox: a clear NO")
-	}
-	_, err = cl.Select("Sent", nil).Wait()
-	assert.Error(t, err)
-	st, err := cl.Status("INBOX", &imap.StatusOptions{NumMessages: true, UIDValidity: true, UIDNext: true}).Wait()
-	require.NoError(t, err)
-	assert.Equal(t, uint32(0), *st.NumMessages)
-	assert.Equal(t, uidValidity(alice), st.UIDValidity)
-	assert.Equal(t, imap.UID(1), st.UIDNext)
-
-	// An empty mailbox: FETCH 1:* names nothing, new mail shows on NOOP.
-	_, err = cl.Select("INBOX", nil).Wait()
-	require.NoError(t, err)
-	assert.Empty(t, fetchAll(t, cl, &imap.FetchOptions{UID: true}))
-	c.deliverN("n1", 2, "search")
-	require.NoError(t, cl.Noop().Wait())
-	assert.Equal(t, uint32(2), cl.Mailbox().NumMessages)
-	res, err := cl.UIDSearch(&imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "Subject", Value: "SEARCH 1"}}}, nil).Wait()
-	require.NoError(t, err)
-	assert.Equal(t, []imap.UID{2}, res.AllUIDs())
-	res, err = cl.Search(&imap.SearchCriteria{NotFlag: []imap.Flag{imap.FlagSeen}}, nil).Wait()
-	require.NoError(t, err)
-	assert.Equal(t, []uint32{1, 2}, res.AllSeqNums())
-}
-
 func TestIMAPShutdownSaysBye(t *testing.T) {
 	c := newIMAPCluster(t, 1, 1, 1)
 	nd := c.nodes["n1"]
@@ -517,7 +469,7 @@ func TestIMAPShutdownSaysBye(t *testing.T) {
 		t.Fatal("the client's connection is still open after Shutdown")
 	}
 	idle.Close()
-	assert.Zero(t, nd.imap.sessionCount(), "every session ended")
+	assert.Zero(t, nd.imap.SessionCount(), "every session ended")
 }
 
 func TestReadMessagesBatchesAndFallsBack(t *testing.T) {
@@ -526,7 +478,7 @@ func TestReadMessagesBatchesAndFallsBack(t *testing.T) {
 	sent := c.deliverN("n1", 5, "batch")
 	n2 := c.nodes["n2"]
 	list := n2.Catalog().List(alice)
-	slices.SortFunc(list, byArrival)
+	slices.SortFunc(list, imapd.ByArrival)
 	require.Len(t, list, 5)
 	for _, e := range list {
 		require.Equal(t, []string{"n1"}, e.Locations)
@@ -569,199 +521,6 @@ func TestReadMessagesBatchesAndFallsBack(t *testing.T) {
 		require.NoError(t, err, "RETR %d", k+1)
 		assert.Equal(t, sentByID[e.ID], body(t, m))
 	}
-}
-
-// rawIMAP is a line-level IMAP client, for exchanges imapclient does not
-// make (ending IDLE with something other than DONE, dropping a connection
-// in the middle of a command).
-type rawIMAP struct {
-	t testing.TB
-	c net.Conn
-	r *bufio.Reader
-}
-
-func rawIMAPDial(t testing.TB, addr string) *rawIMAP {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close() })
-	r := &rawIMAP{t: t, c: conn, r: bufio.NewReader(conn)}
-	r.until("* ")
-	return r
-}
-
-func (r *rawIMAP) send(line string) {
-	r.t.Helper()
-	_, err := r.c.Write([]byte(line + "\r\n"))
-	require.NoError(r.t, err)
-}
-
-// until reads lines up to and including the first that starts with
-// prefix, and returns them.
-func (r *rawIMAP) until(prefix string) []string {
-	r.t.Helper()
-	var lines []string
-	require.NoError(r.t, r.c.SetReadDeadline(time.Now().Add(10*time.Second)))
-	for {
-		l, err := r.r.ReadString('\n')
-		require.NoError(r.t, err, "waiting for %q after %q", prefix, lines)
-		l = strings.TrimRight(l, "\r\n")
-		lines = append(lines, l)
-		if strings.HasPrefix(l, prefix) {
-			return lines
-		}
-	}
-}
-
-// assigning reports whether nd is assigning UIDs to mailbox.
-func assigning(nd *Node, mailbox string) bool {
-	nd.uids.mu.Lock()
-	defer nd.uids.mu.Unlock()
-	_, ok := nd.uids.inFlight[mailbox]
-	return ok
-}
-
-func TestIMAPIdleEndedWithoutDone(t *testing.T) {
-	// imapserver waits for Idle to return only when the client says DONE.
-	// A client that ends IDLE with another line, or drops the connection,
-	// gets its next command (or the Poll after IDLE) run while Idle is
-	// still refreshing the view: here Idle is held in a UID assignment
-	// (another owner holds the lease) when that happens. The view must come
-	// out whole (go test -race also watches the two goroutines).
-	for _, drop := range []bool{false, true} {
-		t.Run(fmt.Sprintf("drop=%v", drop), func(t *testing.T) {
-			c := newIMAPCluster(t, 1, 1, 1)
-			nd := c.nodes["n1"]
-			c.deliverN("n1", 1, "before")
-			r := rawIMAPDial(t, nd.Addr("imap"))
-			r.send("a1 LOGIN " + alice + " secret")
-			r.until("a1 OK")
-			r.send("a2 SELECT INBOX")
-			r.until("a2 OK")
-
-			ctx := context.Background()
-			key := uidLockPrefix + alice
-			mgrs, err := nd.lockMailbox(ctx, key, "test", time.Minute)
-			require.NoError(t, err)
-			r.send("a3 IDLE")
-			r.until("+ ")
-			c.deliverN("n1", 1, "during")
-			require.Eventually(t, func() bool { return assigning(nd, alice) }, 10*time.Second, time.Millisecond,
-				"the idling session waits for the UID lease")
-			if drop {
-				require.NoError(t, r.c.Close())
-				nd.unlockMailbox(ctx, mgrs, key, "test")
-				require.Eventually(t, func() bool { return nd.imap.sessionCount() == 0 }, 10*time.Second, time.Millisecond,
-					"the session ends once its Idle is done")
-				return
-			}
-			r.send("not DONE")
-			assert.Contains(t, r.until("a3 ")[0], "a3 BAD")
-			r.send("a4 NOOP")
-			nd.unlockMailbox(ctx, mgrs, key, "test")
-			var exists []string
-			for _, l := range r.until("a4 ") {
-				if strings.HasSuffix(l, " EXISTS") {
-					exists = append(exists, l)
-				}
-			}
-			assert.Equal(t, []string{"* 2 EXISTS"}, exists, "the new message is announced once")
-			r.send("a5 UID FETCH 1:* (UID)")
-			var fetched []string
-			for _, l := range r.until("a5 ") {
-				if strings.HasPrefix(l, "* ") && strings.Contains(l, " FETCH ") {
-					fetched = append(fetched, l)
-				}
-			}
-			assert.Equal(t, []string{"* 1 FETCH (UID 1)", "* 2 FETCH (UID 2)"}, fetched)
-		})
-	}
-}
-
-// imapLoginLimits sets nd's IMAP login throttle.
-func imapLoginLimits(nd *Node, maxFailures int, delay time.Duration) {
-	svc := nd.imap
-	svc.loginMu.Lock()
-	defer svc.loginMu.Unlock()
-	svc.logins, svc.loginDelay = newIMAPLoginThrottle(maxFailures), delay
-}
-
-func TestIMAPLoginThrottlePerAddress(t *testing.T) {
-	// The per-connection limit alone costs a guesser a reconnect: failures
-	// count per address across connections, as for POP3.
-	c := newIMAPCluster(t, 1, 1, 1)
-	nd := c.nodes["n1"]
-	imapLoginLimits(nd, 4, 0)
-	for i := range 6 {
-		cl := imapDial(t, nd.Addr("imap"), nil)
-		require.NoError(t, cl.Login(alice, "secret").Wait(), "login %d: good logins are not counted", i)
-		cl.Close()
-	}
-	a := imapDial(t, nd.Addr("imap"), nil)
-	for range imapMaxFailedLogins {
-		require.ErrorContains(t, a.Login(alice, "wrong").Wait(), "AUTHENTICATIONFAILED")
-	}
-	b := imapDial(t, nd.Addr("imap"), nil)
-	require.ErrorContains(t, b.Login(alice, "wrong").Wait(), "AUTHENTICATIONFAILED", "the fourth failure, on another connection")
-	err := b.Login(alice, "secret").Wait()
-	require.Error(t, err, "the address used its attempts: not even the right password is checked")
-	assert.ErrorContains(t, err, "UNAVAILABLE")
-	d := imapDial(t, nd.Addr("imap"), nil)
-	assert.ErrorContains(t, d.Login(alice, "secret").Wait(), "try again later", "nor on a new connection")
-	require.ErrorContains(t, d.Authenticate(sasl.NewPlainClient("", alice, "secret")), "try again later", "nor with AUTHENTICATE")
-}
-
-func TestIMAPStarNamesTheLastMessage(t *testing.T) {
-	// "*" is the last message (or the highest UID), and n:* with n above
-	// it still names it (RFC 9051 section 6.4.8), in SEARCH and UID
-	// EXPUNGE as in FETCH.
-	c := newIMAPCluster(t, 1, 1, 1)
-	nd := c.nodes["n1"]
-	c.deliverN("n1", 3, "star")
-	cl := imapDial(t, nd.Addr("imap"), nil)
-	require.NoError(t, cl.Login(alice, "secret").Wait())
-	_, err := cl.Select("INBOX", nil).Wait()
-	require.NoError(t, err)
-	res, err := cl.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{{{Start: 7, Stop: 0}}}}, nil).Wait()
-	require.NoError(t, err)
-	assert.Equal(t, []imap.UID{3}, res.AllUIDs(), "UID SEARCH UID 7:*")
-	res, err = cl.Search(&imap.SearchCriteria{SeqNum: []imap.SeqSet{{{Start: 0, Stop: 0}}}}, nil).Wait()
-	require.NoError(t, err)
-	assert.Equal(t, []uint32{3}, res.AllSeqNums(), "SEARCH *")
-
-	_, err = cl.Store(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Collect()
-	require.NoError(t, err)
-	expunged, err := cl.UIDExpunge(imap.UIDSet{{Start: 0, Stop: 0}}).Collect()
-	require.NoError(t, err)
-	assert.Equal(t, []uint32{3}, expunged, "UID EXPUNGE * removes the highest UID only")
-	var uids []imap.UID
-	for _, m := range fetchAll(t, cl, &imap.FetchOptions{UID: true}) {
-		uids = append(uids, m.UID)
-	}
-	assert.Equal(t, []imap.UID{1, 2}, uids)
-}
-
-func TestIMAPByeRefusesNewSessions(t *testing.T) {
-	// Shutdown says BYE to the sessions, then flushes and leaves before it
-	// closes the listeners: a client connecting meanwhile is told BYE at
-	// once rather than served by a node going away.
-	c := newIMAPCluster(t, 1, 1, 1)
-	nd := c.nodes["n1"]
-	cl := imapDial(t, nd.Addr("imap"), nil)
-	require.NoError(t, cl.Login(alice, "secret").Wait())
-	nd.imap.bye(context.Background())
-	select {
-	case <-cl.Closed():
-	case <-time.After(5 * time.Second):
-		t.Fatal("the session is still open after bye")
-	}
-	conn, err := net.DialTimeout("tcp", nd.Addr("imap"), 5*time.Second)
-	require.NoError(t, err)
-	defer conn.Close()
-	require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
-	greeting, err := bufio.NewReader(conn).ReadString('\n')
-	require.NoError(t, err)
-	assert.True(t, strings.HasPrefix(greeting, "* BYE "), "greeting %q", greeting)
 }
 
 func TestUIDAssignmentKeepsNewerLocations(t *testing.T) {

@@ -31,10 +31,10 @@ package node
 // live node before the lease is released and before any session shows it,
 // and the next assigner, holding the lease, reads the maximum across all
 // live nodes: UIDs never repeat and never go backwards, so UIDVALIDITY is a
-// constant per mailbox (uidValidity) that never has to change. The catalog
-// merge keeps an assigned UID against newer versions written without it
-// (catalog.Merge), and Collect keeps the tombstone holding a mailbox's
-// highest UID, so a restart cannot lower the maximum either.
+// constant per mailbox (node/imap UIDValidity) that never has to change.
+// The catalog merge keeps an assigned UID against newer versions written
+// without it (catalog.Merge), and Collect keeps the tombstone holding a
+// mailbox's highest UID, so a restart cannot lower the maximum either.
 //
 // The corner case: the lease is only as good as the lock managers' view of
 // membership. If the array splits so that each side declares the other
@@ -54,22 +54,20 @@ package node
 // theoretical, way.
 
 import (
-	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"math"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"mailarray/node/catalog"
+	imapd "mailarray/node/imap"
 )
 
 // Timings and limits of UID assignment.
@@ -91,43 +89,6 @@ const (
 	// theirs in the next round.
 	uidAssignMax = 100000
 )
-
-// uidValidity is mailbox's UIDVALIDITY: a nonzero hash of its address, the
-// same on every node and forever (see the file comment for why it never
-// has to change).
-func uidValidity(mailbox string) uint32 {
-	h := fnv.New32a()
-	h.Write([]byte(strings.ToLower(mailbox)))
-	if v := h.Sum32(); v != 0 {
-		return v
-	}
-	return 1
-}
-
-// needsUIDs reports whether a listing has committed entries without a UID
-// or two entries sharing one (the partition corner case).
-func needsUIDs(list []catalog.Entry) bool {
-	seen := make(map[uint32]struct{}, len(list))
-	for i := range list {
-		u := list[i].UID
-		if u == 0 {
-			return true
-		}
-		if _, dup := seen[u]; dup {
-			return true
-		}
-		seen[u] = struct{}{}
-	}
-	return false
-}
-
-// byArrival orders entries by (Received, ID), the order UIDs follow.
-func byArrival(a, b catalog.Entry) int {
-	if c := cmp.Compare(a.Received, b.Received); c != 0 {
-		return c
-	}
-	return strings.Compare(a.ID, b.ID)
-}
 
 // uidAssigner runs at most one assignment per mailbox on this node at a
 // time; sessions that ask meanwhile wait for it.
@@ -163,7 +124,7 @@ func (n *Node) assignUIDs(ctx context.Context, mailbox string) error {
 		a.mu.Unlock()
 		close(ch)
 	}()
-	if !needsUIDs(n.cat.List(mailbox)) {
+	if !imapd.NeedsUIDs(n.cat.List(mailbox)) {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, uidAssignTimeout)
@@ -187,7 +148,7 @@ func (n *Node) assignUIDs(ctx context.Context, mailbox string) error {
 			return ctx.Err()
 		case <-time.After(n.env.Rand.Jitter(min(time.Duration(attempt)*uidLockBackoff, uidLockBackoffMax), 0.5)):
 		}
-		if !needsUIDs(n.cat.List(mailbox)) {
+		if !imapd.NeedsUIDs(n.cat.List(mailbox)) {
 			return nil
 		}
 	}
@@ -201,7 +162,7 @@ func (n *Node) assignUIDs(ctx context.Context, mailbox string) error {
 		return err
 	}
 	list := n.cat.List(mailbox)
-	slices.SortFunc(list, byArrival)
+	slices.SortFunc(list, imapd.ByArrival)
 	var todo []catalog.Entry
 	kept := make(map[uint32]struct{}, len(list))
 	for _, e := range list {

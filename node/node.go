@@ -19,6 +19,7 @@ import (
 	"mailarray/node/ddns"
 	"mailarray/node/directory"
 	"mailarray/node/env"
+	imapd "mailarray/node/imap"
 	"mailarray/node/pop3"
 	"mailarray/node/smtp"
 	"mailarray/node/store"
@@ -40,7 +41,7 @@ type Node struct {
 
 	smtp *smtp.Server
 	pop3 *pop3.Server
-	imap *imapService
+	imap *imapd.Server
 	uids uidAssigner
 	dns  *ddns.Server
 	peer *peerService
@@ -452,7 +453,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	}
 	if n.imap != nil {
 		// IMAP sessions are long-lived (IDLE): say BYE rather than wait.
-		n.imap.bye(ctx)
+		n.imap.Bye(ctx)
 	}
 	n.repl.flush(ctx)
 	n.repl.recordMembership() // a clean stop was a member until now
@@ -496,7 +497,7 @@ func (n *Node) Close() error {
 		n.pop3.Close()
 	}
 	if n.imap != nil {
-		n.imap.close()
+		n.imap.Close()
 	}
 	if n.dns != nil {
 		n.dns.Close()

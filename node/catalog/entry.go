@@ -118,7 +118,7 @@ func Wins(a, b *Entry) bool { return rank(a, b) > 0 || a.UID > b.UID }
 // of one entry: every field of the version that ranks higher, and the
 // higher of the two UIDs.
 //
-// UIDs are sticky. They are assigned lazily by an IMAP node (node/imap.go)
+// UIDs are sticky. They are assigned lazily by an IMAP node (node/imap_uid.go)
 // as a new version of a committed entry, while other writers (a commit
 // resolved from a copy, a rebuild moving a copy, a flag change made on a
 // replica that has not yet seen the assignment) make newer versions that
@@ -129,7 +129,7 @@ func Wins(a, b *Entry) bool { return rank(a, b) > 0 || a.UID > b.UID }
 // ignores the UID) and the UID is a maximum of numbers, so any order and
 // any repetition of merges ends in the same entry, and the replicas'
 // digests (which hash the UID) converge. A UID can still be replaced on
-// purpose by a higher one (duplicate repair, see node/imap.go).
+// purpose by a higher one (duplicate repair, see node/imap_uid.go).
 func Merge(a, b *Entry) Entry {
 	out := *a
 	if rank(b, a) > 0 {

@@ -1,0 +1,235 @@
+package imap
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-message/textproto"
+
+	"mailarray/node/catalog"
+)
+
+func (s *session) read(id string) ([]byte, error) {
+	e, ok := s.mb.Get(id)
+	if !ok || !e.Live() {
+		return nil, errExpunged
+	}
+	return s.mb.Read(s.ctx, &e)
+}
+
+var errExpunged = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeNonExistent, Text: "some of the messages were expunged"}
+
+func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+	defer s.svc.observe("fetch", time.Now())
+	s.idleDone()
+	v := s.sel
+	idx := v.resolve(numSet)
+	needBody := options.Envelope || options.BodyStructure != nil || len(options.BodySection) > 0 ||
+		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
+	markSeen := false
+	if !v.readOnly {
+		for _, bs := range options.BodySection {
+			markSeen = markSeen || !bs.Peek
+		}
+		for _, bs := range options.BinarySection {
+			markSeen = markSeen || !bs.Peek
+		}
+	}
+	var pf *prefetcher
+	if needBody {
+		ids := make([]string, 0, len(idx))
+		for _, i := range idx {
+			if !v.msgs[i].gone {
+				ids = append(ids, v.msgs[i].e.ID)
+			}
+		}
+		pf = prefetch(s.ctx, s.mb, ids, fetchWindow)
+		defer pf.stop()
+	}
+	var missing bool
+	var seen []string
+	for _, i := range idx {
+		m := &v.msgs[i]
+		if m.gone {
+			if needBody {
+				missing = true // RFC 2180 section 4.1.3: NO for expunged messages
+				continue
+			}
+		}
+		var data []byte
+		if needBody {
+			var err error
+			if data, err = pf.next(); err != nil {
+				s.svc.log.Warn("imap: fetch", "id", m.e.ID, "err", err)
+				missing = true
+				continue
+			}
+			s.svc.chargeCPU(len(data))
+		}
+		flags := m.e.Flags
+		newlySeen := markSeen && !m.gone && !hasFlag(flags, string(imap.FlagSeen))
+		if newlySeen {
+			flags = addFlags(flags, string(imap.FlagSeen))
+			seen = append(seen, m.e.ID)
+		}
+		rw := w.CreateMessage(uint32(i + 1))
+		rw.WriteUID(imap.UID(m.e.UID))
+		if options.Flags || newlySeen {
+			rw.WriteFlags(imapFlags(flags))
+		}
+		if options.InternalDate {
+			rw.WriteInternalDate(time.Unix(0, m.e.Received))
+		}
+		if options.RFC822Size {
+			rw.WriteRFC822Size(m.e.Size)
+		}
+		if options.Envelope {
+			hdr, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(data)))
+			rw.WriteEnvelope(imapserver.ExtractEnvelope(hdr))
+		}
+		if options.BodyStructure != nil {
+			rw.WriteBodyStructure(imapserver.ExtractBodyStructure(bytes.NewReader(data)))
+		}
+		for _, bs := range options.BodySection {
+			part := data
+			if bs.Specifier != imap.PartSpecifierNone || len(bs.Part) > 0 || bs.Partial != nil {
+				part = imapserver.ExtractBodySection(bytes.NewReader(data), bs)
+			}
+			if err := writeLiteral(rw.WriteBodySection(bs, int64(len(part))), part); err != nil {
+				return err
+			}
+		}
+		for _, bs := range options.BinarySection {
+			part := imapserver.ExtractBinarySection(bytes.NewReader(data), bs)
+			if err := writeLiteral(rw.WriteBinarySection(bs, int64(len(part))), part); err != nil {
+				return err
+			}
+		}
+		for _, bs := range options.BinarySectionSize {
+			rw.WriteBinarySectionSize(bs, imapserver.ExtractBinarySectionSize(bytes.NewReader(data), bs))
+		}
+		if err := rw.Close(); err != nil {
+			return err
+		}
+	}
+	if len(seen) > 0 {
+		// One catalog write and one push for the whole FETCH.
+		updated, err := s.setFlags(seen, func(f []string) []string { return addFlags(f, string(imap.FlagSeen)) })
+		if err != nil {
+			s.svc.log.Warn("imap: setting \\Seen", "err", err)
+		}
+		for _, i := range idx {
+			if f, ok := updated[v.msgs[i].e.ID]; ok {
+				v.msgs[i].e.Flags = f
+			}
+		}
+	}
+	if missing {
+		return errExpunged
+	}
+	return nil
+}
+
+func writeLiteral(wc interface {
+	Write([]byte) (int, error)
+	Close() error
+}, b []byte) error {
+	_, err := wc.Write(b)
+	if cerr := wc.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// --- reading ahead ---
+
+// prefetcher reads the messages a FETCH will send, in order: copies this
+// node holds when they are needed, copies only other nodes hold ahead of
+// need, in batches (Mailbox.ReadBatch) of up to fetchBatch, at most window
+// messages ahead of the writer, so the response is paced neither by one
+// peer round trip per message nor by the peers' request overhead.
+type prefetcher struct {
+	mb     Mailbox
+	ctx    context.Context
+	cancel context.CancelFunc
+	ids    []string
+	slots  []chan ReadResult // nil for local copies
+	window chan struct{}     // one token per remote read not yet consumed
+	pos    int
+	wg     sync.WaitGroup
+}
+
+// fetchBatch bounds the remote messages of one read-ahead batch.
+const fetchBatch = 32
+
+func prefetch(ctx context.Context, mb Mailbox, ids []string, window int) *prefetcher {
+	ctx, cancel := context.WithCancel(ctx)
+	p := &prefetcher{mb: mb, ctx: ctx, cancel: cancel, ids: ids, slots: make([]chan ReadResult, len(ids)), window: make(chan struct{}, window)}
+	var remote []int
+	var entries []catalog.Entry
+	for i, id := range ids {
+		if e, ok := mb.Get(id); ok && e.Live() && !mb.Local(&e) {
+			p.slots[i] = make(chan ReadResult, 1)
+			remote = append(remote, i)
+			entries = append(entries, e)
+		}
+	}
+	if len(remote) == 0 {
+		return p
+	}
+	batch := min(fetchBatch, window)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for start := 0; start < len(remote); start += batch {
+			end := min(start+batch, len(remote))
+			for range end - start {
+				select {
+				case p.window <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
+			}
+			p.wg.Add(1)
+			go func() {
+				defer p.wg.Done()
+				for k, r := range mb.ReadBatch(ctx, entries[start:end]) {
+					p.slots[remote[start+k]] <- r
+				}
+			}()
+		}
+	}()
+	return p
+}
+
+// next returns the next message's bytes.
+func (p *prefetcher) next() ([]byte, error) {
+	i := p.pos
+	p.pos++
+	if p.slots[i] == nil {
+		e, ok := p.mb.Get(p.ids[i])
+		if !ok || !e.Live() {
+			return nil, errExpunged
+		}
+		return p.mb.Read(p.ctx, &e)
+	}
+	select {
+	case r := <-p.slots[i]:
+		<-p.window
+		return r.Data, r.Err
+	case <-p.ctx.Done():
+		return nil, p.ctx.Err()
+	}
+}
+
+// stop abandons what was not read and waits for the readers.
+func (p *prefetcher) stop() {
+	p.cancel()
+	// The producer sees ctx done; readers send into buffered slots.
+	p.wg.Wait()
+}
