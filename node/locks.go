@@ -21,6 +21,10 @@ import (
 type lockTable struct {
 	mu    sync.Mutex
 	locks map[string]lease
+	// observe, if set, hears every grant and refusal, with mu held: the
+	// simulator checks that no lease outlives its holder's failure by
+	// more than the detection time.
+	observe env.LeaseObserver
 }
 
 type lease struct {
@@ -39,6 +43,9 @@ func (t *lockTable) acquire(mailbox, owner string, ttl time.Duration) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if l, ok := t.locks[mailbox]; ok && l.owner != owner && now.Before(l.expires) {
+		if t.observe != nil {
+			t.observe.Refused(mailbox, l.owner, owner)
+		}
 		return false
 	}
 	if len(t.locks) >= maxLocks {
@@ -52,6 +59,9 @@ func (t *lockTable) acquire(mailbox, owner string, ttl time.Duration) bool {
 		}
 	}
 	t.locks[mailbox] = lease{owner: owner, expires: now.Add(ttl)}
+	if t.observe != nil {
+		t.observe.Granted(mailbox, owner)
+	}
 	return true
 }
 

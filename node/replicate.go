@@ -442,7 +442,7 @@ func (r *replicator) maintainLoop(ctx context.Context, rnd *env.Rand) {
 		}
 		if time.Since(lastGC) > time.Hour {
 			lastGC = time.Now()
-			if k, err := r.n.cat.Collect(uint64(time.Now().Add(-r.n.cfg.Tuning.TombstoneTTL).UnixNano()), 100000); err == nil && k > 0 {
+			if k, err := r.n.cat.Collect(uint64(r.n.env.Wall().Add(-r.n.cfg.Tuning.TombstoneTTL).UnixNano()), 100000); err == nil && k > 0 {
 				r.n.log.Info("node: collected tombstones", "count", k)
 			}
 		}
@@ -661,7 +661,7 @@ func (r *replicator) repair(ctx context.Context, t mirror.Table, e catalog.Entry
 // (possibly acknowledged: never lose it), deleted if every holder answered
 // and fewer than W have it.
 func (r *replicator) resolvePending(ctx context.Context) {
-	cutoff := uint64(time.Now().Add(-r.n.cfg.Tuning.PendingTimeout).UnixNano())
+	cutoff := uint64(r.n.env.Wall().Add(-r.n.cfg.Tuning.PendingTimeout).UnixNano())
 	var stale []catalog.Entry
 	r.n.cat.ForEachPending(func(e *catalog.Entry) bool {
 		// A fallback holder is not among the placed locations but resolves
@@ -746,7 +746,7 @@ func (r *replicator) resolve(ctx context.Context, e catalog.Entry) {
 func (r *replicator) cleanOrphans() {
 	t := r.n.members.Table()
 	want := min(r.n.cfg.Replicas, len(t.Ring))
-	cutoff := uint64(time.Now().Add(-r.n.cfg.Tuning.OrphanGrace).UnixNano())
+	cutoff := uint64(r.n.env.Wall().Add(-r.n.cfg.Tuning.OrphanGrace).UnixNano())
 	var gone []string
 	r.n.store.CopyIDs(func(id string) bool {
 		e, ok := r.n.cat.Get(id)
