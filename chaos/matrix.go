@@ -160,5 +160,6 @@ func Matrix() []Cell {
 		}
 	}
 	out = append(out, Mixes()...)
+	out = append(out, TimeCells()...)
 	return out
 }

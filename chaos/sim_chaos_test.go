@@ -237,6 +237,9 @@ func TestSimChaos(t *testing.T) {
 								c := rr.Counts[name]
 								t.Errorf("failpoint %s never fired: %d calls, %d inside the window %v", name, c.Calls, c.Eligible, cell.Window)
 							}
+							for _, u := range rr.Unproven {
+								t.Errorf("time fault not proven to fire: %s", u)
+							}
 							for _, v := range rr.Check.Violations() {
 								t.Error(v)
 							}

@@ -424,6 +424,7 @@ func (n *Net) admitLocked(e *event) bool {
 		l.bytes += int64(len(e.data))
 		l.from.sent++
 		l.to.received++
+		l.maxDelay = max(l.maxDelay, e.at-e.sent)
 	}
 	return true
 }

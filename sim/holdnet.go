@@ -115,3 +115,20 @@ func (n *Net) SetPath(a, b string, cfg LinkConfig, oneway bool) {
 	n.mu.Unlock()
 	n.poke()
 }
+
+// MaxDelay returns the longest time a packet took from its send to its
+// delivery on any link from or to host ip since the last call, and
+// starts counting again: what proves a slow link was slow.
+func (n *Net) MaxDelay(ip string) time.Duration {
+	ip = canonicalIP(ip)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var d int64
+	for _, l := range n.links {
+		if l.from.ip == ip || l.to.ip == ip {
+			d = max(d, l.maxDelay)
+			l.maxDelay = 0
+		}
+	}
+	return time.Duration(d)
+}

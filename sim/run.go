@@ -405,9 +405,12 @@ type FaultResult struct {
 	Node   string  `json:"node,omitempty"`
 	Nodes  string  `json:"nodes,omitempty"`
 	Error  string  `json:"error"`
-	// Evidence is what a time fault measurably did (timefaults.go): for a
-	// resume, the packets the node sent and received while paused (0 when
-	// the pause held), the packets held and the goroutines parked.
+	// Evidence is what a time fault measurably did (timefaults.go). A
+	// resume: paused_ms, the packets the node sent and received while
+	// paused (0: the pause held), the packets held and the goroutines
+	// parked. A restore_link: the packets held from or to its first node,
+	// and the longest delay of a packet on its links since the slow_link
+	// (max_delay_ms). A skew_clock: the clock's offset just after.
 	Evidence map[string]int64 `json:"evidence,omitempty"`
 }
 

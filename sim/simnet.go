@@ -79,6 +79,7 @@ type link struct {
 	cfg       LinkConfig
 	cut       bool  // partitioned
 	hold      bool  // stalled (StallLink): every packet held, none lost
+	maxDelay  int64 // longest send-to-delivery of a packet since MaxDelay
 	busyUntil int64 // end of the last segment's serialisation, ns since epoch
 
 	messages, bytes, dropped int64

@@ -150,8 +150,12 @@ func (s *simulation) linkFault(f FaultSpec) {
 	}
 	cfg := s.sc.Link.config()
 	var held int
-	if f.Action == FaultRestoreLink {
-		held = s.net.Held(a)
+	var slowest time.Duration
+	switch f.Action {
+	case FaultRestoreLink:
+		held, slowest = s.net.Held(a), s.net.MaxDelay(a)
+	case FaultSlowLink:
+		s.net.MaxDelay(a) // count from now
 	}
 	for _, b := range bs {
 		switch f.Action {
@@ -167,7 +171,7 @@ func (s *simulation) linkFault(f FaultSpec) {
 		}
 	}
 	if f.Action == FaultRestoreLink {
-		s.evidence = map[string]int64{"held_packets": int64(held)}
+		s.evidence = map[string]int64{"held_packets": int64(held), "max_delay_ms": slowest.Milliseconds()}
 	}
 }
 

@@ -168,6 +168,12 @@ func TestTimeFaults(t *testing.T) {
 			assert.Zero(t, f.Evidence["received"], "the paused node received nothing: %v", f.Evidence)
 			assert.Positive(t, f.Evidence["held_packets"]+f.Evidence["parked"], "the pause held something: %v", f.Evidence)
 			assert.InDelta(t, 3000, f.Evidence["paused_ms"], 1)
+		case FaultRestoreLink:
+			if f.Nodes == "n1,n3" {
+				assert.GreaterOrEqual(t, f.Evidence["max_delay_ms"], int64(50), "the slow link was slow: %v", f.Evidence)
+			} else {
+				assert.Positive(t, f.Evidence["held_packets"], "the stalled link held packets: %v", f.Evidence)
+			}
 		case FaultSkewClock:
 			assert.Equal(t, int64(30000), f.Evidence["wall_offset_ms"])
 		}

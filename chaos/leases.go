@@ -1,0 +1,37 @@
+package chaos
+
+import (
+	"fmt"
+	"time"
+
+	"mailarray/sim"
+)
+
+// leaseMargin is what a lease may outlive its holder's failure by beyond
+// the membership's longest detection delay: the lock manager acts on the
+// failure event, and a request already in flight is answered after it.
+const leaseMargin = time.Second
+
+// checkLeases applies the rule "no mailbox lease outlives its holder's
+// failure by more than the detection time": a lock manager that refused a
+// lease because of a holder whose node had been down (crashed, removed or
+// paused) for longer than detect_max + leaseMargin honoured a dead
+// holder's lease. The simulator records every refusal made for a down
+// holder (sim/leases.go); refusals for live holders are contention.
+func checkLeases(rep *sim.Report) Finding {
+	var f Finding
+	limit := rep.Config.Membership.DetectMax.D() + leaseMargin
+	for _, r := range rep.LeaseRefusals {
+		late := time.Duration((r.AtS - r.HolderDownS) * float64(time.Second))
+		if late > limit {
+			f.add(fmt.Sprintf("%s held by %s (down at %.3fs) refused to %s by %s at %.3fs, %v after",
+				r.Mailbox, r.Holder, r.HolderDownS, r.Requester, r.Manager, r.AtS, late.Round(time.Millisecond)))
+		}
+	}
+	if rep.LeaseRefusalsMore > 0 && f.Count > 0 {
+		// The record keeps the first refusals only; the rest are as late
+		// or later.
+		f.Count += rep.LeaseRefusalsMore
+	}
+	return f
+}
