@@ -13,24 +13,25 @@ import (
 const leaseMargin = time.Second
 
 // checkLeases applies the rule "no mailbox lease outlives its holder's
-// failure by more than the detection time": a lock manager that refused a
-// lease because of a holder whose node had been down (crashed, removed or
-// paused) for longer than detect_max + leaseMargin honoured a dead
-// holder's lease. The simulator records every refusal made for a down
-// holder (sim/leases.go); refusals for live holders are contention.
+// failure by more than the detection time": a lease that lock managers
+// still honoured (refused to another session) longer than detect_max +
+// leaseMargin after its holder's node went down (crashed, removed or
+// paused) outlived its holder. One finding per lease. The simulator
+// records every lease honoured for a down holder (sim/leases.go);
+// refusals for live holders are contention.
 func checkLeases(rep *sim.Report) Finding {
 	var f Finding
 	limit := rep.Config.Membership.DetectMax.D() + leaseMargin
 	for _, r := range rep.LeaseRefusals {
-		late := time.Duration((r.AtS - r.HolderDownS) * float64(time.Second))
+		late := time.Duration((r.LastS - r.HolderDownS) * float64(time.Second))
 		if late > limit {
-			f.add(fmt.Sprintf("%s held by %s (down at %.3fs) refused to %s by %s at %.3fs, %v after",
-				r.Mailbox, r.Holder, r.HolderDownS, r.Requester, r.Manager, r.AtS, late.Round(time.Millisecond)))
+			f.add(fmt.Sprintf("%s held by %s (down at %.3fs) refused %d times until %.3fs, %v after",
+				r.Mailbox, r.Holder, r.HolderDownS, r.Refusals, r.LastS, late.Round(time.Millisecond)))
 		}
 	}
 	if rep.LeaseRefusalsMore > 0 && f.Count > 0 {
-		// The record keeps the first refusals only; the rest are as late
-		// or later.
+		// The record keeps the first leases only; the rest are likely as
+		// stale.
 		f.Count += rep.LeaseRefusalsMore
 	}
 	return f

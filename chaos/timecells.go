@@ -43,6 +43,32 @@ func TimeCells() []Cell {
 			Doc:    "every path of n4 takes 300 ms one way for 4 s mid-load",
 			Window: Window{time.Second, 5 * time.Second},
 			Faults: []string{"{at: 1s, action: slow_link, nodes: [n4], latency: 300ms, for: 4s}"}},
+		{Group: "time", Name: "crash-reader",
+			Doc:    "busy readers (" + busyReadersDoc + "); n2 crashes 2 s into the load and stays down: a session it served holds the hot mailbox's lease",
+			Window: Window{2 * time.Second, 3 * time.Second},
+			Faults: []string{"{at: 500ms, action: slow_link, nodes: [n2], latency: 200ms, for: 20s}", "{at: 2s, action: crash, node: n2}"}},
+		{Group: "time", Name: "pause-reader",
+			Doc:    "busy readers (" + busyReadersDoc + "); n2 is paused 2 s into the load for 20 s: its sessions freeze holding their leases",
+			Window: Window{2 * time.Second, 22 * time.Second},
+			Faults: []string{"{at: 500ms, action: slow_link, nodes: [n2], latency: 200ms, for: 20s}", "{at: 2s, action: pause, node: n2, for: 20s}"}},
+	}
+}
+
+// busyReaders are the cells whose POP3 readers keep one hot mailbox
+// locked most of the time, so that a crash or a pause is likely to catch
+// a session holding its lease: the lease rule's cells.
+var busyReaders = map[string]bool{"time/crash-reader": true, "time/pause-reader": true}
+
+const busyReadersDoc = "8 readers every ~100 ms, up to 20 messages each, recipients Zipf s=3: one mailbox gets most of the mail"
+
+// tweakScenario adjusts the base scenario for the cells that need another
+// load.
+func tweakScenario(c Cell, sc *sim.Scenario) {
+	if busyReaders[c.ID()] {
+		sc.Load.Readers = 8
+		sc.Load.ReadInterval = sim.Duration(100 * time.Millisecond)
+		sc.Load.ReadMax = 20
+		sc.Load.ZipfS = 3
 	}
 }
 

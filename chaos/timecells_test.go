@@ -31,8 +31,8 @@ func checkTimeCell(t *testing.T, c Cell) {
 func TestCheckLeases(t *testing.T) {
 	rep := &sim.Report{}
 	rep.Config.Membership.DetectMax = sim.Duration(time.Second)
-	refuse := func(at, down float64) sim.LeaseRefusal {
-		return sim.LeaseRefusal{AtS: at, Manager: "n1", Mailbox: "user1@example.com", Holder: "n2", HolderDownS: down, Requester: "n3"}
+	refuse := func(last, down float64) sim.LeaseRefusal {
+		return sim.LeaseRefusal{Mailbox: "user1@example.com", Holder: "n2", HolderDownS: down, FirstS: down + 0.1, LastS: last, Refusals: 3}
 	}
 	for _, tc := range []struct {
 		name     string
@@ -42,7 +42,7 @@ func TestCheckLeases(t *testing.T) {
 	}{
 		{"none", nil, 0, 0},
 		{"within detection", []sim.LeaseRefusal{refuse(1.5, 1), refuse(3, 1)}, 0, 0},
-		{"beyond detection and margin", []sim.LeaseRefusal{refuse(1.5, 1), refuse(3.2, 1), refuse(40, 1)}, 0, 2},
+		{"beyond detection and margin, one finding per lease", []sim.LeaseRefusal{refuse(1.5, 1), refuse(3.2, 1), refuse(40, 1)}, 0, 2},
 		{"the record's overflow counts once one is late", []sim.LeaseRefusal{refuse(10, 1)}, 5, 6},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

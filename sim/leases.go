@@ -20,24 +20,25 @@ import (
 // are contention, ordinary, and not recorded, so runs without crashes or
 // pauses report nothing.
 
-// LeaseRefusal is one lock manager's refusal of a mailbox lease because
-// a holder whose node was down held it.
+// LeaseRefusal is one mailbox lease that lock managers honoured, by
+// refusing it to other sessions, while its holder's node was down.
 type LeaseRefusal struct {
-	// AtS is when, in seconds since the load started.
-	AtS     float64 `json:"at_s"`
-	Manager string  `json:"manager"`
-	Mailbox string  `json:"mailbox"`
+	Mailbox string `json:"mailbox"`
 	// Holder is the holding session's node; HolderDownS is when that
-	// node's incarnation went down (crash, remove or pause), since the
-	// load started.
+	// node's incarnation went down (crash, remove or pause), in seconds
+	// since the load started.
 	Holder      string  `json:"holder"`
 	HolderDownS float64 `json:"holder_down_s"`
-	Requester   string  `json:"requester"`
+	// FirstS and LastS are the first and the last refusal, since the load
+	// started; Refusals counts them (every manager, every requester).
+	FirstS   float64 `json:"first_s"`
+	LastS    float64 `json:"last_s"`
+	Refusals int     `json:"refusals"`
 }
 
 // Limits of the lease record.
 const (
-	maxLeaseRefusals = 1000    // kept for the report; the rest are counted
+	maxLeaseRefusals = 1000    // leases kept for the report; the rest are counted
 	maxLeaseOwners   = 1 << 20 // owners remembered; later ones go unnamed
 )
 
@@ -46,10 +47,12 @@ type nodeInc struct {
 	inc  int
 }
 
+type leaseKey struct{ mailbox, owner string }
+
 type leaseRefusal struct {
-	at                               time.Time
-	manager, mailbox, holder, reqstr string
-	down                             time.Time
+	holder            string
+	down, first, last time.Time
+	refusals          int
 }
 
 // leaseLog is the run's lease record, shared by every node's observer.
@@ -60,12 +63,12 @@ type leaseLog struct {
 	cur      map[string]int        // node -> current incarnation
 	owners   map[string]int        // owner -> incarnation of its node when first granted
 	downs    map[nodeInc]time.Time // incarnations down, since when
-	refusals []leaseRefusal
-	more     int // refusals beyond maxLeaseRefusals
+	refusals map[leaseKey]*leaseRefusal
+	more     int // leases beyond maxLeaseRefusals
 }
 
 func newLeaseLog(n *Net) *leaseLog {
-	return &leaseLog{n: n, cur: map[string]int{}, owners: map[string]int{}, downs: map[nodeInc]time.Time{}}
+	return &leaseLog{n: n, cur: map[string]int{}, owners: map[string]int{}, downs: map[nodeInc]time.Time{}, refusals: map[leaseKey]*leaseRefusal{}}
 }
 
 // nodeOf is the node part of a lease owner ("<node>/<id>").
@@ -131,32 +134,34 @@ func (o *nodeLeases) Refused(mailbox, holder, requester string) {
 		l.mu.Unlock()
 		return
 	}
-	if len(l.refusals) < maxLeaseRefusals {
-		l.refusals = append(l.refusals, leaseRefusal{at: time.Now(), manager: o.manager, mailbox: mailbox, holder: hn, reqstr: nodeOf(requester), down: down})
-	} else {
+	now := time.Now()
+	k := leaseKey{mailbox, holder}
+	switch r := l.refusals[k]; {
+	case r != nil:
+		r.last = now
+		r.refusals++
+	case len(l.refusals) < maxLeaseRefusals:
+		l.refusals[k] = &leaseRefusal{holder: hn, down: down, first: now, last: now, refusals: 1}
+	default:
 		l.more++
 	}
 	l.mu.Unlock()
 	l.n.Note("lease %s refused to %s by %s: holder %s down", mailbox, nodeOf(requester), o.manager, hn)
 }
 
-// report lists the refusals in canonical order, times since load.
+// report lists the leases in canonical order, times since load.
 func (l *leaseLog) report(load time.Time) ([]LeaseRefusal, int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := make([]LeaseRefusal, 0, len(l.refusals))
-	for _, r := range l.refusals {
-		out = append(out, LeaseRefusal{
-			AtS: roundTo(r.at.Sub(load).Seconds(), 3), Manager: r.manager, Mailbox: r.mailbox,
-			Holder: r.holder, HolderDownS: roundTo(r.down.Sub(load).Seconds(), 3), Requester: r.reqstr,
-		})
+	var out []LeaseRefusal
+	since := func(t time.Time) float64 { return roundTo(t.Sub(load).Seconds(), 3) }
+	for k, r := range l.refusals {
+		out = append(out, LeaseRefusal{Mailbox: k.mailbox, Holder: r.holder, HolderDownS: since(r.down),
+			FirstS: since(r.first), LastS: since(r.last), Refusals: r.refusals})
 	}
 	slices.SortFunc(out, func(a, b LeaseRefusal) int {
-		return cmp.Or(cmp.Compare(a.AtS, b.AtS), strings.Compare(a.Manager, b.Manager), strings.Compare(a.Mailbox, b.Mailbox),
-			strings.Compare(a.Holder, b.Holder), strings.Compare(a.Requester, b.Requester))
+		return cmp.Or(cmp.Compare(a.FirstS, b.FirstS), strings.Compare(a.Mailbox, b.Mailbox), strings.Compare(a.Holder, b.Holder),
+			cmp.Compare(a.LastS, b.LastS), cmp.Compare(a.Refusals, b.Refusals))
 	})
-	if len(out) == 0 {
-		out = nil
-	}
 	return out, l.more
 }
