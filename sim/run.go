@@ -481,8 +481,8 @@ func (s *simulation) apply(f FaultSpec) error {
 		s.cluster.Add(m)
 		return s.startNode(sn)
 	case FaultRemoveNode:
-		if sn.state != stateAlive {
-			return fmt.Errorf("sim: remove %s: node is %s", f.Node, sn.state)
+		if sn.state != stateAlive || sn.paused {
+			return fmt.Errorf("sim: remove %s: node is %s", f.Node, s.stateOf(sn)) // a stopped process cannot leave
 		}
 		s.mu.Lock()
 		nd := sn.node
