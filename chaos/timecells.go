@@ -118,8 +118,11 @@ func provePause(f sim.FaultSpec, resumes []sim.FaultResult) []string {
 	if ev["held_packets"]+ev["parked"] == 0 {
 		out = append(out, fmt.Sprintf("pause %s: nothing was held or parked: %v", f.Node, ev))
 	}
-	if want := f.For.D().Milliseconds(); want > 0 && ev["paused_ms"] != want {
-		out = append(out, fmt.Sprintf("pause %s: paused %d ms, want %d", f.Node, ev["paused_ms"], want))
+	// The resume is applied when the fault goroutine gets to it: late, if
+	// another fault it applies waits (a crash waits for the node's
+	// goroutines).
+	if want := f.For.D().Milliseconds(); want > 0 && ev["paused_ms"] < want {
+		out = append(out, fmt.Sprintf("pause %s: paused %d ms, want at least %d", f.Node, ev["paused_ms"], want))
 	}
 	return out
 }

@@ -6,6 +6,8 @@ import (
 
 	"sync/atomic"
 	"time"
+
+	"mailarray/node/env"
 )
 
 // Time faults: a node's wall clock skewed and drifting, a paused node
@@ -207,6 +209,8 @@ func (s *simulation) resumeAll() {
 type skewClock struct {
 	p atomic.Pointer[skew]
 }
+
+var _ env.Clock = (*skewClock)(nil)
 
 type skew struct {
 	offset time.Duration // at anchor
