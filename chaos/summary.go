@@ -226,6 +226,7 @@ func (s *Summary) failures() []string {
 		if len(r.NotFired) > 0 {
 			why = append(why, "never fired: "+strings.Join(r.NotFired, ", "))
 		}
+		why = append(why, r.Unproven...)
 		if r.Check != nil {
 			why = append(why, r.Check.Violations()...)
 		}
