@@ -40,7 +40,9 @@ import (
 //     reader's acknowledged DELE removed is committed again (resurrected);
 //  4. a transaction the array refused (4xx/5xx), or never received, left
 //     no visible message (phantom); a visible message is the one the 250
-//     named (else: duplicated).
+//     named (else: duplicated);
+//  5. no mailbox lease outlives its holder's failure by more than the
+//     detection time (else: stale lease; leases.go).
 
 // storeFile is a node's bbolt file under its data directory (node/node.go).
 const storeFile = "node.db"
@@ -90,6 +92,7 @@ type Result struct {
 	Duplicated      Finding `json:"duplicated"`
 	Resurrected     Finding `json:"resurrected"`
 	Phantom         Finding `json:"phantom"`
+	StaleLeases     Finding `json:"stale_leases"`
 }
 
 // Violations describes every broken invariant; empty means the run is
@@ -112,6 +115,7 @@ func (r *Result) Violations() []string {
 	add("duplicated (one message twice in a mailbox, or under another transaction)", r.Duplicated)
 	add("resurrected (deleted by a reader, committed again)", r.Resurrected)
 	add("phantom (a refused or unsent transaction left a visible message)", r.Phantom)
+	add("stale lease (a mailbox lease honoured longer than detection after its holder's node failed)", r.StaleLeases)
 	return out
 }
 
@@ -343,6 +347,8 @@ func Check(rep *sim.Report, dataDir string) (*Result, error) {
 		top = max(top, freq[d])
 	}
 	res.Diverging = len(res.ContentDigests) - top
+
+	res.StaleLeases = checkLeases(rep)
 
 	// Orphans (informational): copies whose node no entry lists.
 	for _, ln := range nodes {

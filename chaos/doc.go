@@ -27,6 +27,16 @@
 // targets: EnableCall succeeds even when nothing was rewritten, so only
 // the counts prove the faults happened.
 //
+// Time cells (TimeCells, timecells.go) fail no failpoint: their schedule
+// is a time fault of the simulator (a pause past PendingTimeout, a short
+// pause, clocks skewed by ±30 s, a stalled and a slow link, and a crash
+// and a pause of a node serving busy POP3 readers for the lease rule,
+// checker.go's fifth invariant). ProveFaults
+// proves from the report that each fired: applied without error, undone,
+// and with its measured effect (a paused node exchanged no packet, a stall
+// held packets, a slow link delayed them, a skewed listener's Received
+// stamps are offset by its skew).
+//
 // After each run, Check opens every live node's store and catalog from
 // its files and compares them with the load generator's records
 // (checker.go says exactly what it checks). TestCheckerCatches, which

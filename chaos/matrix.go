@@ -140,6 +140,7 @@ func (c Cell) Scenario(seed uint64) (sim.Scenario, error) {
 	}
 	sc.Name = "chaos-" + strings.NewReplacer("/", "-", ".", "-").Replace(c.ID())
 	sc.Seed = seed
+	tweakScenario(c, &sc)
 	if slices.Contains(c.Targets, "load.query") {
 		sc.DNSStrategy = loadStrategy
 	}
@@ -160,5 +161,6 @@ func Matrix() []Cell {
 		}
 	}
 	out = append(out, Mixes()...)
+	out = append(out, TimeCells()...)
 	return out
 }

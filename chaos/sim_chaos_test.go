@@ -162,11 +162,11 @@ func TestSimChaosClock(t *testing.T) {
 
 // TestSimChaosReplay runs cells twice: the same seed must give the same
 // faults, network digest and findings, or the replay command a failure
-// prints would not reproduce it. One cell is a mix; the other queries
-// the nodes' load (p2c).
+// prints would not reproduce it. One cell is a mix; one pauses a node
+// (time faults); the last queries the nodes' load (p2c).
 func TestSimChaosReplay(t *testing.T) {
 	requireRewritten(t)
-	for _, id := range []string{"mix/crash-restart", "load.query/during-rebuild"} {
+	for _, id := range []string{"mix/crash-restart", "time/pause-reader", "load.query/during-rebuild"} {
 		t.Run(id, func(t *testing.T) {
 			if id == "load.query/during-rebuild" && os.Getenv("CHAOS_REPLAY_LOAD") != "1" {
 				// Open: with load-querying strategies a run still does not
@@ -236,6 +236,9 @@ func TestSimChaos(t *testing.T) {
 							for _, name := range rr.NotFired {
 								c := rr.Counts[name]
 								t.Errorf("failpoint %s never fired: %d calls, %d inside the window %v", name, c.Calls, c.Eligible, cell.Window)
+							}
+							for _, u := range rr.Unproven {
+								t.Errorf("time fault not proven to fire: %s", u)
 							}
 							for _, v := range rr.Check.Violations() {
 								t.Error(v)

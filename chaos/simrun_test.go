@@ -118,6 +118,7 @@ func runCell(t *testing.T, cell Cell, seed uint64) RunResult {
 			rr.NotFired = append(rr.NotFired, name)
 		}
 	}
+	rr.Unproven = ProveFaults(cell, r.rep, r.dir)
 	return rr
 }
 

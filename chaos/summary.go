@@ -15,6 +15,7 @@ type RunResult struct {
 	Seed     uint64
 	Counts   map[string]Count // by failpoint
 	NotFired []string         // targeted failpoints that never fired
+	Unproven []string         // time faults not proven to have fired (ProveFaults)
 	Offered  int
 	Accepted int
 	Rejected int
@@ -59,7 +60,7 @@ func (s *Summary) totals() (map[string]*cellTotals, map[string]int64) {
 		c.accepted += int64(r.Accepted)
 		c.rejected += int64(r.Rejected)
 		c.failed += int64(r.Failed)
-		c.notFired += int64(len(r.NotFired))
+		c.notFired += int64(len(r.NotFired) + len(r.Unproven))
 		if r.Err != "" {
 			c.unfinished++
 		}
@@ -177,6 +178,11 @@ func (s *Summary) Markdown(wall time.Duration) []byte {
 		p("- `%s` %v, rate %.2f: %s; fails %s\n", c.ID(), c.Window, c.Probability, c.Doc, strings.Join(c.Targets, ", "))
 	}
 
+	p("\nTime faults (no failpoint; ProveFaults proves from the report that each fired):\n\n")
+	for _, c := range TimeCells() {
+		p("- `%s`: %s; %s\n", c.ID(), c.Doc, strings.Join(c.Faults, ", "))
+	}
+
 	p("\n## Cells\n\n")
 	p("| cell | runs | faults injected | acknowledged | refused | no reply | lost | duplicated | diverging | under-replicated | pending | phantom | visible without reply |\n")
 	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -220,6 +226,7 @@ func (s *Summary) failures() []string {
 		if len(r.NotFired) > 0 {
 			why = append(why, "never fired: "+strings.Join(r.NotFired, ", "))
 		}
+		why = append(why, r.Unproven...)
 		if r.Check != nil {
 			why = append(why, r.Check.Violations()...)
 		}

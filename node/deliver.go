@@ -24,7 +24,7 @@ var _ smtp.Backend = (*smtpBackend)(nil)
 
 func (b *smtpBackend) NewID() string {
 	n := (*Node)(b)
-	return newTxID(n.env.Rand, time.Now())
+	return newTxID(n.env.Rand, n.env.Wall())
 }
 
 func (b *smtpBackend) CheckRecipient(ctx context.Context, addr string) error {
@@ -56,7 +56,7 @@ func (b *smtpBackend) Deliver(ctx context.Context, m *smtp.Message) error {
 		return err
 	}
 	data := res.Data
-	now := time.Now().UnixNano()
+	now := n.env.Wall().UnixNano()
 	sum := store.Checksum(data)
 	entries := make([]catalog.Entry, len(m.To))
 	for i, rcpt := range m.To {

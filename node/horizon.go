@@ -72,7 +72,7 @@ func (h *horizonState) init() {
 
 // startMark stamps the start of an anti-entropy round.
 func (r *replicator) startMark() syncMark {
-	return syncMark{stamp: r.n.cat.Now(), wall: time.Now()}
+	return syncMark{stamp: r.n.cat.Now(), wall: r.n.env.Wall()}
 }
 
 // noteSynced records a complete round with peer that started at m. Once

@@ -27,6 +27,10 @@ type lockTable struct {
 	// with the node, and waiting out the TTL would lock the mailbox out
 	// of every surviving node for up to lockTTL.
 	gone func(node string) bool
+	// observe, if set, hears every grant and refusal, with mu held: the
+	// simulator checks that no lease outlives its holder's failure by
+	// more than the detection time.
+	observe env.LeaseObserver
 }
 
 type lease struct {
@@ -69,6 +73,9 @@ func (t *lockTable) acquire(mailbox, owner string, ttl time.Duration) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if l, ok := t.locks[mailbox]; ok && l.owner != owner && t.held(l, now) {
+		if t.observe != nil {
+			t.observe.Refused(mailbox, l.owner, owner)
+		}
 		return false
 	}
 	if len(t.locks) >= maxLocks {
@@ -82,6 +89,9 @@ func (t *lockTable) acquire(mailbox, owner string, ttl time.Duration) bool {
 		}
 	}
 	t.locks[mailbox] = lease{owner: owner, expires: now.Add(ttl)}
+	if t.observe != nil {
+		t.observe.Granted(mailbox, owner)
+	}
 	return true
 }
 

@@ -97,7 +97,7 @@ func New(cfg Config, e *Env) (*Node, error) {
 	if n.store, err = store.Open(sopts); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	if n.cat, err = catalog.Open(n.store, log); err != nil {
+	if n.cat, err = catalog.Open(n.store, log, catalog.WithWall(e.Wall)); err != nil {
 		n.store.Close()
 		return nil, fmt.Errorf("node: %w", err)
 	}
@@ -119,6 +119,7 @@ func New(cfg Config, e *Env) (*Node, error) {
 	n.txs = newTxTable()
 	n.members = newMemberView(e.Membership, cfg.Replicas)
 	n.locks = newLockTable(n.members.Gone)
+	n.locks.observe = e.LeaseObserver()
 	n.repl = newReplicator(n)
 	n.verify = newVerifier(n)
 	n.metrics = newMetrics(n)

@@ -21,7 +21,7 @@ var ErrAwayTooLong = errors.New("node: away from the array longer than tuning.to
 // recordMembership); a store written before that record existed falls back
 // to the newest version in its catalog, the last change it saw.
 func (n *Node) checkRejoin() error {
-	now := time.Now()
+	now := n.env.Wall() // compared with recorded wall stamps
 	if n.cfg.ResyncCatalog {
 		k := n.cat.Len()
 		if err := n.cat.Reset(); err != nil {

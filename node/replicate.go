@@ -790,7 +790,7 @@ func (r *replicator) resolve(ctx context.Context, e catalog.Entry) {
 func (r *replicator) cleanOrphans() {
 	t := r.n.members.Table()
 	want := min(r.n.cfg.Replicas, len(t.Ring))
-	cutoff := uint64(time.Now().Add(-r.n.cfg.Tuning.OrphanGrace).UnixNano())
+	cutoff := uint64(r.n.env.Wall().Add(-r.n.cfg.Tuning.OrphanGrace).UnixNano())
 	var gone []string
 	r.n.store.CopyIDs(func(id string) bool {
 		e, ok := r.n.cat.Get(id)

@@ -50,6 +50,10 @@ type nodeCost struct {
 	diskBusy  bool       // a sync is scheduled or running
 	diskQueue []*costReq // waiting for the next sync
 
+	// A paused node's callers park here until resume (pause.go).
+	paused bool
+	parked []chan struct{}
+
 	// Settle's event keys by caller, and its idle waiters: a settle per
 	// store write and per commit or push round allocated more than a
 	// percent of a run.
@@ -89,6 +93,8 @@ func newNodeCost(n *Net, spec NodeSpec) *nodeCost {
 
 // CPU holds one of the node's CPUs while it processes a message of bytes.
 func (c *nodeCost) CPU(bytes int) {
+	c.gate()
+	defer c.gate()
 	d := c.perMsg + time.Duration(int64(bytes)*int64(c.perKiB)/1024)
 	if d <= 0 {
 		return
@@ -126,6 +132,8 @@ func (c *nodeCost) cpuDone(r *costReq) {
 
 // Disk waits until bytes are durable on the node's disk.
 func (c *nodeCost) Disk(bytes int) {
+	c.gate()
+	defer c.gate()
 	r := &costReq{bytes: bytes, done: make(chan struct{})}
 	c.mu.Lock()
 	c.diskQueue = append(c.diskQueue, r)
@@ -176,6 +184,8 @@ func (c *nodeCost) diskRelease(group []*costReq) {
 // calling loop, unique within the node: callers with different names wake
 // in canonical order, one per step.
 func (c *nodeCost) Settle(who string) {
+	c.gate()
+	defer c.gate()
 	c.mu.Lock()
 	key, ok := c.settleKeys[who]
 	if !ok {

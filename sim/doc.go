@@ -93,7 +93,9 @@
 //     digest and the counters. Net.Host(ip) returns a *Host, the node's
 //     env.Net: Listen, ListenPacket and DialContext over IP literals, with
 //     deterministic ephemeral ports. Host.Crash, Host.Restart and
-//     Host.SetDown, Net.Partition, Net.Heal and Net.SetLink are the faults.
+//     Host.SetDown, Net.Partition, Net.Heal and Net.SetLink are the faults;
+//     Host.Pause and Host.Resume, Net.StallLink and Net.SetPath (holdnet.go)
+//     the time faults of the network.
 //   - Conn and Listener (conn.go) are TCP-like streams: buffered (Write
 //     does not wait for the peer to read, up to a large bound), deadlines
 //     that wake blocked calls, timeouts that are net.Error with Timeout()
@@ -188,8 +190,56 @@
 // swallows datagrams and holds stream segments, so connects time out after
 // NetConfig.ConnectTimeout and streams stall, then resume in order when it
 // heals. A crashed host's process is gone but its machine answers: SYNs are
-// refused, and its peers' streams are reset. Events per message matter for
+// refused, and its peers' streams are reset. A stalled link (stall_link)
+// or a paused host holds stream segments and datagrams alike, losing none,
+// and sends them again in order when restored or resumed. Events per message matter for
 // speed: the prototype's SMTP -> HTTP mirror -> bbolt path costs 25 events
 // per message and runs at about 3,000 messages per wall second here
 // (BenchmarkSMTPMirrorSim).
+//
+// # Time faults
+//
+// Faults that make nothing fail but delay, freeze or mislead
+// (timefaults.go; each leaves evidence in the report's faults):
+//
+//   - skew_clock (and the node keys clock_offset, clock_drift_ppm): the
+//     node's env.Clock, its wall clock, reads an offset from the true
+//     (virtual) time that drifts by drift_ppm. The node stamps catalog
+//     versions, Received times and transaction ids with it and judges
+//     pending staleness, orphan grace and tombstone age by it. Monotonic
+//     time is never skewed: time.Since, timers and deadlines stay true, as
+//     on a real machine whose NTP steps the wall clock only. A node without
+//     a skew reads time.Now exactly, so other runs are unchanged.
+//   - pause and resume (or pause with `for`): SIGSTOP and SIGCONT. The
+//     host holds every packet in and out (queued, never dropped: the
+//     kernel keeps the stopped process's sockets); the cost model parks
+//     every goroutine of the node at its next CPU, disk or settle call, and
+//     keeps those already waiting parked when their service ends; the
+//     others' membership declares the node failed after its detection
+//     delay unless it resumes first, and sees it alive again a gossip
+//     delay after the resume (it refutes its death); its own view learns
+//     nothing until the resume. Connects to it time out where a real
+//     kernel would complete them into the backlog: the client waits either
+//     way. The resume's evidence counts the packets the node sent and
+//     received while paused (zero) and what was held and parked.
+//   - What a pause does not freeze: a goroutine of the node that only
+//     wakes on a timer and touches memory (the maintenance loop's pending
+//     resolution, lease renewal in its own lock table, load reports) still
+//     runs on time, as if SIGCONT had come early for it alone. This is
+//     acceptable because nothing it decides leaves the node before the
+//     resume: its packets are held, and its writes reach the store only
+//     through the parked writer; the others see its work when they would
+//     have seen a late timer's. Its decisions read the true wall clock, as
+//     a process resumed after the pause would.
+//   - slow_link (latency, for), stall_link (for), restore_link: one
+//     direction (oneway) or both, between two nodes or from one node to
+//     every other host. A stall holds packets; restore_link gives the path
+//     the scenario's link back (lifting a lossy_link too) and releases
+//     them. Membership is not told: serf's indirect probes go round one bad
+//     path.
+//
+// The lease record (leases.go) comes with them: every node's lock table
+// reports its grants and refusals (env.LeaseObserver), and a refusal on
+// behalf of a holder whose node is crashed, removed or paused is listed in
+// the report's lease_refusals, for the chaos checker's lease rule.
 package sim

@@ -402,6 +402,8 @@ func (n *Net) admitLocked(e *event) bool {
 	case e.kind == evTimer:
 	case e.link.blocked() && e.kind.stream():
 		out = outStalled
+	case e.link.held() && !e.link.blocked():
+		out = outStalled // a stalled link or a paused host queues datagrams too
 	case e.link.blocked() || e.lost:
 		out = outDropped
 	}
@@ -420,6 +422,9 @@ func (n *Net) admitLocked(e *event) bool {
 	if l := e.link; l != nil {
 		l.messages++
 		l.bytes += int64(len(e.data))
+		l.from.sent++
+		l.to.received++
+		l.maxDelay = max(l.maxDelay, e.at-e.sent)
 	}
 	return true
 }

@@ -100,6 +100,10 @@ type clusterNode struct {
 	inc     uint64
 	crashed bool
 	view    *View
+	// paused: frozen (Pause) until Resume; pauses counts the pauses, so a
+	// detection drawn during one is dropped after its Resume.
+	paused bool
+	pauses uint64
 }
 
 type knownMember struct {

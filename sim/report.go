@@ -56,6 +56,13 @@ type Report struct {
 	Faults         []FaultResult   `json:"faults"`
 	NetDigest      string          `json:"net_digest"`
 
+	// LeaseRefusals are the mailbox leases refused on behalf of a holder
+	// whose node was down (crashed, removed or paused) at the time
+	// (leases.go), at most maxLeaseRefusals; LeaseRefusalsMore counts the
+	// rest.
+	LeaseRefusals     []LeaseRefusal `json:"lease_refusals,omitempty"`
+	LeaseRefusalsMore int            `json:"lease_refusals_more,omitempty"`
+
 	// Wall holds the only figures that depend on the machine.
 	Wall WallReport `json:"wall"`
 
@@ -241,6 +248,7 @@ func (s *simulation) report() *Report {
 	s.mu.Lock()
 	r.Faults = append([]FaultResult{}, s.faults...)
 	s.mu.Unlock()
+	r.LeaseRefusals, r.LeaseRefusalsMore = s.leases.report(s.loadStart)
 	r.NetDigest = s.net.Digest()
 	return r
 }

@@ -139,6 +139,8 @@ type simulation struct {
 
 	faultc    chan FaultSpec
 	faultDone chan struct{}
+	evidence  map[string]int64 // of the fault being applied (timefaults.go)
+	leases    *leaseLog
 
 	mu      sync.Mutex // guards what the fault goroutine changes and the sampler reads
 	faults  []FaultResult
@@ -159,6 +161,13 @@ type simNode struct {
 	state string     // alive, crashed, removed, spare
 	// Counters of earlier incarnations (a restart starts from zero).
 	rebuilt node.RebuildStatus
+
+	// Time faults (timefaults.go), changed by the fault goroutine only.
+	clock                *skewClock
+	inc                  int // incarnation: starts so far
+	paused               bool
+	pausedAt             time.Time
+	pauseSent, pauseRecv int64
 }
 
 // Node states in the report.
@@ -190,6 +199,7 @@ func run(t *testing.T, sc Scenario, opts Options, prog *progress) (*Report, erro
 	ncfg.Link = sc.Link.config()
 	ncfg.Trace = opts.Trace
 	s.net = NewNet(sc.Seed, ncfg)
+	s.leases = newLeaseLog(s.net)
 	s.started = time.Now()
 	stopNet := s.net.Start()
 
@@ -200,6 +210,7 @@ func run(t *testing.T, sc Scenario, opts Options, prog *progress) (*Report, erro
 		sn.host = s.net.Host(sn.ip)
 		sn.cost = newNodeCost(s.net, spec)
 		sn.rnd = s.net.Rand("node " + spec.Name)
+		sn.clock = newSkewClock(spec.ClockOffset.D(), spec.ClockDriftPPM)
 		s.nodes = append(s.nodes, sn)
 		s.byName[spec.Name] = sn
 		s.byIP[sn.ip] = spec.Name
@@ -233,7 +244,7 @@ func run(t *testing.T, sc Scenario, opts Options, prog *progress) (*Report, erro
 		time.Sleep(nodeStagger)
 	}
 	s.load = newLoadGen(s)
-	s.faultc = make(chan FaultSpec, len(sc.Faults))
+	s.faultc = make(chan FaultSpec, len(sc.Faults)+countUndos(sc.Faults))
 	s.faultDone = make(chan struct{})
 	go s.faultLoop()
 	if startErr == nil {
@@ -262,6 +273,7 @@ func run(t *testing.T, sc Scenario, opts Options, prog *progress) (*Report, erro
 	s.load.stop()
 	close(s.faultc)
 	<-s.faultDone
+	s.resumeAll() // a paused node's parked goroutines must end too
 	s.mu.Lock()
 	var running []*node.Node
 	for _, sn := range s.nodes {
@@ -346,6 +358,7 @@ func (s *simulation) member(sn *simNode) (env.Member, error) {
 // startNode starts a new incarnation of sn on its data directory. Its
 // membership must already say it is alive (NewCluster, Add or Restart).
 func (s *simulation) startNode(sn *simNode) error {
+	sn.inc++
 	e := &env.Env{
 		Net:        sn.host,
 		Rand:       sn.rnd,
@@ -353,6 +366,8 @@ func (s *simulation) startNode(sn *simNode) error {
 		DataDir:    sn.dir,
 		Log:        s.log,
 		Cost:       sn.cost,
+		Clock:      sn.clock,
+		Leases:     s.leaseObserver(sn),
 	}
 	nd, err := node.New(s.config(sn), e)
 	if err != nil {
@@ -372,6 +387,7 @@ func (s *simulation) stopNode(sn *simNode, state string) *node.Node {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	nd := sn.node
+	s.leases.down(sn.spec.Name, sn.inc, time.Now())
 	if nd != nil {
 		r := nd.Rebuild()
 		sn.rebuilt.RebuiltCopies += r.RebuiltCopies
@@ -389,6 +405,13 @@ type FaultResult struct {
 	Node   string  `json:"node,omitempty"`
 	Nodes  string  `json:"nodes,omitempty"`
 	Error  string  `json:"error"`
+	// Evidence is what a time fault measurably did (timefaults.go). A
+	// resume: paused_ms, the packets the node sent and received while
+	// paused (0: the pause held), the packets held and the goroutines
+	// parked. A restore_link: the packets held from or to its first node,
+	// and the longest delay of a packet on its links since the slow_link
+	// (max_delay_ms). A skew_clock: the clock's offset just after.
+	Evidence map[string]int64 `json:"evidence,omitempty"`
 }
 
 // faultLoop applies the faults the schedule's driver callbacks hand it, one
@@ -408,6 +431,7 @@ func (s *simulation) faultLoop() {
 		if err != nil {
 			r.Error = err.Error()
 		}
+		r.Evidence, s.evidence = s.evidence, nil
 		s.net.Note("fault %s %s %s: %v", f.Action, f.Node, r.Nodes, err)
 		s.mu.Lock()
 		s.faults = append(s.faults, r)
@@ -431,6 +455,7 @@ func (s *simulation) apply(f FaultSpec) error {
 		if sn.state != stateAlive {
 			return fmt.Errorf("sim: crash %s: node is %s", f.Node, sn.state)
 		}
+		s.unpauseToCrash(sn)
 		// The process dies at once: its sockets reset, membership starts
 		// detecting; then its goroutines are reaped.
 		sn.host.Crash()
@@ -456,8 +481,8 @@ func (s *simulation) apply(f FaultSpec) error {
 		s.cluster.Add(m)
 		return s.startNode(sn)
 	case FaultRemoveNode:
-		if sn.state != stateAlive {
-			return fmt.Errorf("sim: remove %s: node is %s", f.Node, sn.state)
+		if sn.state != stateAlive || sn.paused {
+			return fmt.Errorf("sim: remove %s: node is %s", f.Node, s.stateOf(sn)) // a stopped process cannot leave
 		}
 		s.mu.Lock()
 		nd := sn.node
@@ -506,6 +531,8 @@ func (s *simulation) apply(f FaultSpec) error {
 		for _, b := range append(others, s.load.clientIPs()...) {
 			s.net.SetLink(a, b, link)
 		}
+	case FaultSkewClock, FaultPause, FaultResume, FaultSlowLink, FaultStallLink, FaultRestoreLink:
+		return s.applyTimeFault(f)
 	default:
 		return errors.New("sim: unknown fault " + f.Action)
 	}

@@ -87,6 +87,12 @@ type NodeSpec struct {
 	Weight int `yaml:"weight" json:"weight"`
 	// Spare nodes are not started; an add_node fault starts them.
 	Spare bool `yaml:"spare" json:"spare"`
+	// ClockOffset and ClockDriftPPM skew the node's wall clock from the
+	// start, as a skew_clock fault at time 0 would: the clock reads
+	// ClockOffset ahead of true time and gains ClockDriftPPM microseconds
+	// per second. Monotonic time (durations, timeouts) is never skewed.
+	ClockOffset   Duration `yaml:"clock_offset" json:"clock_offset,omitempty"`
+	ClockDriftPPM float64  `yaml:"clock_drift_ppm" json:"clock_drift_ppm,omitempty"`
 }
 
 // Arrival processes of the load.
@@ -158,7 +164,8 @@ const (
 )
 
 // FaultActions lists the fault actions, in documentation order.
-var FaultActions = []string{FaultCrash, FaultRestart, FaultPartition, FaultHeal, FaultSlowDisk, FaultLossyLink, FaultAddNode, FaultRemoveNode}
+var FaultActions = append([]string{FaultCrash, FaultRestart, FaultPartition, FaultHeal, FaultSlowDisk, FaultLossyLink, FaultAddNode, FaultRemoveNode},
+	timeFaultActions...)
 
 // FaultSpec is one fault, applied at virtual time At. Faults at the same
 // time apply in list order.
@@ -176,6 +183,22 @@ type FaultSpec struct {
 	Factor float64 `yaml:"factor,omitempty" json:"factor,omitempty"`
 	// Loss is the lossy link's loss probability (0 restores).
 	Loss float64 `yaml:"loss,omitempty" json:"loss,omitempty"`
+	// Time faults (timefaults.go). Offset and DriftPPM set a skew_clock:
+	// from the fault on, the node's wall clock reads Offset ahead of the
+	// true time (negative: behind) and gains DriftPPM microseconds per
+	// second (negative: loses).
+	Offset   Duration `yaml:"offset,omitempty" json:"offset,omitempty"`
+	DriftPPM float64  `yaml:"drift_ppm,omitempty" json:"drift_ppm,omitempty"`
+	// Latency is a slow_link's one-way latency (jitter and bandwidth stay
+	// the scenario's).
+	Latency Duration `yaml:"latency,omitempty" json:"latency,omitempty"`
+	// Oneway limits a slow_link, stall_link or restore_link to the
+	// direction from Nodes[0] (to Nodes[1], or to every other host).
+	Oneway bool `yaml:"oneway,omitempty" json:"oneway,omitempty"`
+	// For ends a pause (resume) or a slow_link or stall_link
+	// (restore_link) this long after it starts; 0: a later resume or
+	// restore_link ends it.
+	For Duration `yaml:"for,omitempty" json:"for,omitempty"`
 }
 
 // Limits of a scenario.
@@ -385,6 +408,7 @@ func (sc *Scenario) validateNodes(bad func(key, f string, a ...any)) {
 		case nd.Weight < 1 || nd.Weight > 1000:
 			bad(key+".weight", "%d must be 1..1000", nd.Weight)
 		}
+		validateSkew(key+".clock_offset", nd.ClockOffset, nd.ClockDriftPPM, bad)
 	}
 	if len(sc.Nodes) > 0 && initial == 0 {
 		bad("nodes", "every node is a spare: nothing would start")
@@ -530,6 +554,8 @@ func (sc *Scenario) validateFaults(bad func(key, f string, a ...any)) {
 				node(key+".nodes", n)
 			}
 		case FaultHeal:
+		case FaultSkewClock, FaultPause, FaultResume, FaultSlowLink, FaultStallLink, FaultRestoreLink:
+			sc.validateTimeFault(key, f, node, bad)
 		case FaultLossyLink:
 			if len(f.Nodes) < 1 || len(f.Nodes) > 2 {
 				bad(key+".nodes", "a lossy link names one or two nodes")

@@ -62,6 +62,8 @@ type Net struct {
 	// (see scheduleLocked). Two of every five driver steps were pokes that
 	// only queued an event for later.
 	wakeAt int64
+
+	holds map[linkKey]struct{} // stalled directions (StallLink)
 }
 
 type note struct {
@@ -76,6 +78,8 @@ type link struct {
 	from, to  *Host
 	cfg       LinkConfig
 	cut       bool  // partitioned
+	hold      bool  // stalled (StallLink): every packet held, none lost
+	maxDelay  int64 // longest send-to-delivery of a packet since MaxDelay
 	busyUntil int64 // end of the last segment's serialisation, ns since epoch
 
 	messages, bytes, dropped int64
@@ -100,6 +104,7 @@ func NewNet(seed uint64, cfg NetConfig) *Net {
 		links:     map[linkKey]*link{},
 		overrides: map[linkKey]LinkConfig{},
 		cuts:      map[linkKey]struct{}{},
+		holds:     map[linkKey]struct{}{},
 		rng:       rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		timerSeq:  map[string]uint64{},
 		digest:    xxhash.New(),
@@ -159,6 +164,7 @@ func (n *Net) linkLocked(a, b *Host) *link {
 	}
 	l := &link{from: a, to: b, cfg: n.linkConfigLocked(k)}
 	_, l.cut = n.cuts[k]
+	_, l.hold = n.holds[k]
 	n.links[k] = l
 	return l
 }
@@ -235,7 +241,7 @@ func (n *Net) Heal() {
 func (n *Net) releaseStalledLocked() {
 	kept := n.stalled[:0]
 	for _, e := range n.stalled {
-		if e.link.blocked() {
+		if e.link.blocked() || e.link.held() {
 			kept = append(kept, e)
 			continue
 		}
@@ -372,6 +378,10 @@ type Host struct {
 	addr net.IP
 
 	down bool // unreachable (SetDown); guarded by Net.mu
+	// paused holds every packet to or from the host (Pause), and counts
+	// what the host sent and received; guarded by Net.mu.
+	paused         bool
+	sent, received int64 // packets delivered from and to the host
 
 	mu        sync.Mutex
 	crashed   bool

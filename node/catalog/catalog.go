@@ -50,6 +50,8 @@ type Catalog struct {
 	horizon  uint64
 	complete bool
 	reset    bool
+
+	wall func() time.Time // the node's wall clock (WithWall); nil: time.Now
 }
 
 type mailboxIndex struct {
@@ -59,8 +61,11 @@ type mailboxIndex struct {
 }
 
 // Open loads the catalog replica held in st.
-func Open(st *store.Store, log *slog.Logger) (*Catalog, error) {
+func Open(st *store.Store, log *slog.Logger, opts ...Option) (*Catalog, error) {
 	c := &Catalog{st: st, log: log, entries: map[string]*Entry{}, byMailbox: map[string]*mailboxIndex{}, pending: map[string]*Entry{}}
+	for _, o := range opts {
+		o(c)
+	}
 	var bad int
 	err := st.Records(func(id string, v []byte) error {
 		e, err := Decode(v)
@@ -93,7 +98,7 @@ func (c *Catalog) Now() uint64 {
 }
 
 func (c *Catalog) tickLocked() uint64 {
-	c.clock = max(c.clock+1, uint64(time.Now().UnixNano()))
+	c.clock = max(c.clock+1, c.wallNanos())
 	return c.clock
 }
 

@@ -1,5 +1,6 @@
 // Package env defines the world a node lives in: the network, its random
-// stream, cluster membership, its data directory, its logger and a fault hook.
+// stream, cluster membership, its data directory, its logger, a fault hook,
+// its wall clock and an observer of its lock manager.
 //
 // Nothing under node/ reaches the outside except through an Env. In real mode
 // (mailarray serve) Env.Net is the operating system's network and Membership

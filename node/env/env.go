@@ -132,6 +132,35 @@ type Cost interface {
 	CPU(bytes int)
 }
 
+// Clock is the node's wall clock: the time of day it stamps on what other
+// nodes compare (catalog versions, Received times) and judges their stamps
+// by (pending staleness, tombstone age). Real mode leaves Env.Clock nil:
+// the operating system's clock, with whatever offset and drift the
+// machine's has. The simulator gives each node one it can skew and make
+// drift, as NTP-less or badly synced machines do.
+//
+// Only the wall reading is the node's own: durations, timeouts and
+// deadlines (time.Since, time.After, the monotonic part of time.Now) are
+// not skewed, as a real machine's monotonic clock is not stepped by NTP.
+// So a Clock's Now is for stamps only; never subtract two of its readings
+// to measure a duration.
+type Clock interface {
+	Now() time.Time
+}
+
+// LeaseObserver is told of the mailbox lock manager's grants and refusals,
+// so that the simulator can check that no lease outlives its holder's
+// failure. Its methods are called with the lock table's mutex held: they
+// must return at once and never block. Real mode leaves Env.Leases nil.
+type LeaseObserver interface {
+	// Granted: this node, as lock manager, granted or renewed mailbox's
+	// lease to owner (owners are "<node>/<id>").
+	Granted(mailbox, owner string)
+	// Refused: this node, as lock manager, refused mailbox's lease to
+	// requester because holder holds it.
+	Refused(mailbox, holder, requester string)
+}
+
 // Env is everything a node may touch outside its own memory.
 type Env struct {
 	Net        Net
@@ -141,6 +170,29 @@ type Env struct {
 	Log        *slog.Logger
 	Fault      FaultHook
 	Cost       Cost
+	// Clock is the wall clock for stamps (nil: time.Now); see Clock.
+	Clock Clock
+	// Leases observes the lock manager (nil: nobody); see LeaseObserver.
+	Leases LeaseObserver
+}
+
+// Wall is the node's wall-clock time, for stamps other nodes compare:
+// Clock.Now, or time.Now without a Clock. Its monotonic reading, if any,
+// is not the node's to trust across a skew: measure durations with
+// time.Now and time.Since, not with Wall.
+func (e *Env) Wall() time.Time {
+	if e == nil || e.Clock == nil {
+		return time.Now()
+	}
+	return e.Clock.Now()
+}
+
+// LeaseObserver returns the lease observer, or nil.
+func (e *Env) LeaseObserver() LeaseObserver {
+	if e == nil {
+		return nil
+	}
+	return e.Leases
 }
 
 // ChargeDisk and ChargeCPU charge the cost model, if any.
