@@ -11,7 +11,9 @@ scratch_copy() {
 	local root=$1 work=$2
 	rm -rf "$work"
 	mkdir -p "$work"
-	if git -C "$root" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+	# A git work tree's own top only: a plain directory inside one (an
+	# unpacked merge candidate under tmp/) is copied as it is.
+	if [ "$(git -C "$root" rev-parse --show-toplevel 2>/dev/null)" = "$(cd "$root" && pwd -P)" ]; then
 		git -C "$root" ls-files -co --exclude-standard -z |
 			while IFS= read -r -d '' f; do
 				case "$f" in results/*) continue ;; esac

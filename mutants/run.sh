@@ -23,7 +23,10 @@
 # The killing tests run in order until one fails.
 #
 # Usage: mutants/run.sh
-#   MUTANTS="a b"        only these mutants (default: every mutants/*.patch)
+#   MUTANTS="a b"        only these mutants (default: every mutants/*.patch);
+#                        a name with a slash is a path (mutants/after-merge/x.patch)
+#   MUTANTS_SRC=dir      test this tree instead of the working tree (a merge
+#                        candidate unpacked with git archive, say)
 #   MUTANTS_BASELINE=0   skip the baseline: by default every killing test
 #                        first runs on the unmutated copy and must pass
 #                        there, or a kill would prove nothing
@@ -50,7 +53,12 @@ mkdir -p "$logs"
 
 if [ -n "${MUTANTS:-}" ]; then
 	patches=()
-	for m in ${MUTANTS//,/ }; do patches+=("$root/mutants/$m.patch"); done
+	for m in ${MUTANTS//,/ }; do
+		case "$m" in
+		*/*) patches+=("$(cd "$(dirname "$m")" && pwd)/$(basename "$m")") ;;
+		*) patches+=("$root/mutants/$m.patch") ;;
+		esac
+	done
 else
 	patches=("$root"/mutants/*.patch)
 fi
@@ -64,7 +72,9 @@ killers() { sed -n 's/^Kill: //p' "$1"; }
 # The pristine copy, then the working copy every mutant and the baseline
 # run in: always the same path, so the build cache serves every package a
 # mutant did not change.
-scratch_copy "$root" "$work/pristine"
+src=${MUTANTS_SRC:+$(cd "$MUTANTS_SRC" && pwd)}
+src=${src:-$root}
+scratch_copy "$src" "$work/pristine"
 fresh() {
 	rm -rf "$work/src"
 	cp -a "$work/pristine" "$work/src"
@@ -84,7 +94,7 @@ run_killer() {
 	chaos)
 		pattern=$1 seeds=${2:-2}
 		if [ "$rewritten" = 0 ]; then
-			failpoint_rewrite "$root" "$work/src" >>"$log" 2>&1 || return 3
+			failpoint_rewrite "$src" "$work/src" >>"$log" 2>&1 || return 3
 			rewritten=1
 		fi
 		(cd "$work/src" && CHAOS_SEEDS=$seeds "$GO" test -tags chaos -count=1 -failfast -timeout "$timeout" -run "$pattern" ./chaos/) >>"$log" 2>&1
@@ -174,7 +184,7 @@ for p in "${patches[@]}"; do
 	fi
 	secs=$(( $(date +%s) - t0 ))
 	[ "$result" = killed ] || status=1
-	declared=$(echo "$ks" | awk 'NF{printf "%s`%s %s`", (n++ ? "<br>" : ""), $1, ($1=="go" ? $2" -run "$3 : "-run "$2 (NF>2 ? " seeds="$3 : ""))}')
+	declared=$(echo "$ks" | awk 'NF{gsub(/\|/, "\\|"); printf "%s`%s %s`", (n++ ? "<br>" : ""), $1, ($1=="go" ? $2" -run "$3 : "-run "$2 (NF>2 ? " seeds="$3 : ""))}')
 	rows+=("| \`$name\` | $(header "$p" Where) | $(header "$p" Breaks) | $declared | $result${by:+ by \`$by\`} | $secs s |")
 	echo "mutants: $name: $result${by:+ by $by} ($secs s; log $log)"
 done

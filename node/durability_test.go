@@ -38,6 +38,12 @@ func (f *refuseCopies) Fault(point string) error {
 // faults). testCluster.start builds the Env itself; the hook must be in
 // it from the start, as Env.Fault is read without a lock.
 func newFaultyCluster(t *testing.T, n, r, w int, hooks map[string]env.FaultHook) *testCluster {
+	return newFaultyClusterWith(t, n, r, w, func(name string, e *Env) { e.Fault = hooks[name] })
+}
+
+// newFaultyClusterWith is newTestCluster with each node's Env edited by
+// edit before the node is built (fault hooks, cost models).
+func newFaultyClusterWith(t *testing.T, n, r, w int, edit func(name string, e *Env)) *testCluster {
 	c := &testCluster{t: t, group: member.NewGroup(), nodes: map[string]*Node{}, dirs: map[string]string{}, r: r, w: w, users: testUsers}
 	t.Cleanup(func() {
 		for _, nd := range c.nodes {
@@ -48,7 +54,8 @@ func newFaultyCluster(t *testing.T, n, r, w int, hooks map[string]env.FaultHook)
 		name := fmt.Sprintf("n%d", i)
 		cfg := c.config(name)
 		view := c.group.View(env.Member{Name: name, Addr: net.IPv4(127, 0, 0, 1)})
-		e := &Env{Net: &env.RealNet{}, Rand: env.NewRand(uint64(i) + 7), Membership: view, DataDir: cfg.DataDir, Log: testLogger(t), Fault: hooks[name]}
+		e := &Env{Net: &env.RealNet{}, Rand: env.NewRand(uint64(i) + 7), Membership: view, DataDir: cfg.DataDir, Log: testLogger(t)}
+		edit(name, e)
 		nd, err := New(cfg, e)
 		require.NoError(t, err)
 		require.NoError(t, nd.Start())
