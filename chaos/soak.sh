@@ -35,7 +35,7 @@ rm -rf "$logs"
 mkdir -p "$logs"
 
 (cd "$work" && "$GO" test -c -tags chaos -o "$work/chaos.test" ./chaos/)
-cells=$(cd "$work/chaos" && ./chaos.test -test.run '^TestChaosSoakCells$' -test.v | sed -n 's/.*chaos cells: //p')
+cells=$(cd "$work/chaos" && "$work/chaos.test" -test.run '^TestChaosSoakCells$' -test.v | sed -n 's/.*chaos cells: //p')
 [ -n "$cells" ] && [ "$cells" -gt 0 ] || { echo "chaos-soak: cannot count the matrix's cells" >&2; exit 1; }
 per=$(( (runs + cells - 1) / cells ))       # seeds per cell
 each=$(( (per + shards - 1) / shards ))     # seeds per cell per shard
@@ -53,7 +53,7 @@ for ((k = 0; k < shards; k++)); do
 	files+=("$f")
 	echo "chaos-soak: process $k: seeds $((off + 1))-$((off + n)) (log $logs/shard-$k.log)"
 	(cd "$work/chaos" && GOMAXPROCS=1 CHAOS_SEED_OFFSET=$off CHAOS_SEEDS=$n CHAOS_SOAK_JSON="$f" \
-		CHAOS_REPLAY="make chaos CHAOS_RUN=" ./chaos.test -test.run '^TestSimChaos$' -test.count 1 -test.timeout 0 \
+		CHAOS_REPLAY="make chaos CHAOS_RUN=" "$work/chaos.test" -test.run '^TestSimChaos$' -test.count 1 -test.timeout 0 \
 		>"$logs/shard-$k.log" 2>&1) &
 	pids+=($!)
 done
