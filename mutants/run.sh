@@ -211,7 +211,11 @@ if [ "$out" != - ]; then
 		echo
 		echo "$table"
 		echo
-		echo "Commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$root" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)'); wall time $wall s on the machine that wrote this file."
+		if [ "$src" = "$root" ]; then
+			echo "Commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$root" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)'); wall time $wall s on the machine that wrote this file."
+		else
+			echo "Tree $src (MUTANTS_SRC); wall time $wall s on the machine that wrote this file."
+		fi
 	} >"$out"
 	echo "mutants: table in ${out#"$root"/}"
 fi
