@@ -8,7 +8,7 @@ PKGS := ./...
 RACE_PKGS := ./node/... ./sim/...
 SCENARIO ?=
 
-.PHONY: bench bench-compare bench-saturation bench-scale bench-real chaos sim-test image compose-up compose-down compose-purge all build test test-race vet fmt-check cluster bench bench-real chaos clean deps sim-test
+.PHONY: bench bench-compare bench-saturation bench-scale bench-real chaos chaos-soak mutants sim-test image compose-up compose-down compose-purge all build test test-race vet fmt-check cluster bench bench-real chaos clean deps sim-test
 
 all: build
 
@@ -106,6 +106,20 @@ bench-real: build
 CHAOS_RUN ?=
 chaos:
 	./chaos/run.sh '$(value CHAOS_RUN)'
+
+# The same simulator matrix over many seeds: RUNS=N runs in all, spread
+# over every cell, sharded over SHARDS processes (default 2) with their
+# own seed ranges; the report goes to results/chaos-soak.md (chaos/soak.sh).
+RUNS ?= 1000
+SHARDS ?= 2
+chaos-soak:
+	RUNS=$(RUNS) SHARDS=$(SHARDS) ./chaos/soak.sh
+
+# Mutation testing: each deliberate bug of mutants/*.patch is applied to a
+# scratch copy and must be caught by its killing tests; the table goes to
+# results/mutants.md (mutants/run.sh). MUTANTS="a b" runs only those.
+mutants:
+	./mutants/run.sh
 
 
 # The simulator's own tests, including the determinism check (small scenario

@@ -24,33 +24,14 @@ GO=${GO:-go}
 run=${1:-}
 work="$root/tmp/chaos-src"
 
+. "$root/chaos/scratch.sh"
 cleanup() { rm -rf "$work"; }
 trap cleanup EXIT
-rm -rf "$work"
-mkdir -p "$work"
-
-# The module's sources: tracked files and new ones not ignored (a fresh
-# clone: the tracked ones), minus the reports.
-if git -C "$root" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-	git -C "$root" ls-files -co --exclude-standard -z |
-		while IFS= read -r -d '' f; do
-			case "$f" in results/*) continue ;; esac
-			[ -f "$f" ] && printf '%s\0' "$f"
-		done | tar --null -T - -cf - | tar -xf - -C "$work"
-else
-	tar --exclude=./tmp --exclude=./bin --exclude=./results --exclude=./.git -cf - . | tar -xf - -C "$work"
-fi
+scratch_copy "$root" "$work"
 
 # Rewrite the markers in the copy, and prove every one was rewritten.
-(cd "$work" && "$GO" tool failpoint-ctl enable "$work/node")
-markers=$(grep -rhoE 'failpoint\.InjectCall\("[^"]+"' "$root/node" --include='*.go' | sort | uniq | wc -l)
-rewritten=$(grep -rhoE 'failpoint\.Call\(_curpkg_\("[^"]+"' "$work/node" --include='*.go' | sort | uniq | wc -l)
-left=$(grep -rlE 'failpoint\.InjectCall\(' "$work/node" --include='*.go' | grep -v '__failpoint_stash__' || true)
-if [ "$markers" -eq 0 ] || [ "$markers" -ne "$rewritten" ] || [ -n "$left" ]; then
-	echo "chaos: failpoint rewrite incomplete: $markers markers, $rewritten rewritten; not rewritten: $left" >&2
-	exit 1
-fi
-echo "chaos: $markers failpoint markers compiled in (scratch copy $work)"
+failpoint_rewrite "$root" "$work"
+echo "chaos: $FAILPOINT_MARKERS failpoint markers compiled in (scratch copy $work)"
 
 status=0
 t0=$(date +%s)

@@ -202,8 +202,12 @@ func TestSimChaosReplay(t *testing.T) {
 func TestSimChaos(t *testing.T) {
 	requireRewritten(t)
 	seeds := chaosSeeds(t)
+	offset, soak := chaosSeedOffset(t) // make chaos-soak: soak_test.go
 	sum := &Summary{Seeds: seeds}
 	for _, r := range regressions() {
+		if soak {
+			break
+		}
 		sum.Regressions = append(sum.Regressions, fmt.Sprintf("%s seed %d: %s", r.cell, r.seed, r.bug))
 	}
 	start := time.Now()
@@ -221,11 +225,11 @@ func TestSimChaos(t *testing.T) {
 					continue
 				}
 				t.Run(cell.Name, func(t *testing.T) {
-					for _, seed := range seedsOf(cell.ID(), seeds) {
+					for _, seed := range cellSeeds(cell.ID(), offset, soak, seeds) {
 						t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 							defer func() {
 								if t.Failed() {
-									t.Logf("cell %s seed %d failed; replay: %s", cell.ID(), seed, replayCommand(t.Name(), seeds, defaultSeeds))
+									t.Logf("cell %s seed %d failed; replay: %s", cell.ID(), seed, replayFor(t.Name(), seed, seeds, soak))
 								}
 							}()
 							rr := runCell(t, cell, seed)
@@ -258,6 +262,9 @@ func TestSimChaos(t *testing.T) {
 		require.NoError(t, os.MkdirAll(filepath.Dir(out), 0o755))
 		require.NoError(t, os.WriteFile(out, sum.Markdown(time.Since(start)), 0o644))
 		t.Logf("summary: %s", out)
+	}
+	if out := os.Getenv("CHAOS_SOAK_JSON"); out != "" {
+		writeSoakShard(t, out, offset, seeds, sum, time.Since(start))
 	}
 }
 
