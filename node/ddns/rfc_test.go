@@ -171,4 +171,3 @@ func TestAnswerServiceNamesHaveNoDuplicateAddresses(t *testing.T) {
 	r := s.Answer(query("example.com.", dns.TypeMX))
 	assert.Len(t, r.Answer, 4)
 }
-
