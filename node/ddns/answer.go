@@ -107,17 +107,24 @@ func (s *Server) answerQuestion(resp *dns.Msg, q dns.Question) {
 	}
 	z := zoneAnswer{s: s, zone: zone, owner: owner, name: name, qtype: q.Qtype, resp: resp}
 	resp.Authoritative = true
+	z.answer(rel)
+}
+
+// answer answers for rel, the name relative to the zone: the array's
+// names first (their dynamic records, and any static records of other
+// types), then the static zone.
+func (z *zoneAnswer) answer(rel string) {
 	switch role := serviceRole(rel); {
 	case rel == "":
 		z.apex()
 	case role != "":
 		z.service(role)
-	case strings.Contains(rel, "."):
-		// Deeper names (a.pop.D, _25._tcp.mx.D) do not exist; nothing in
-		// the zone has children, so there are no empty non-terminals.
-		z.nxdomain()
-	default:
+	case !strings.Contains(rel, ".") && z.liveNode(rel):
 		z.node(rel)
+	default:
+		// Deeper names (_dmarc.D, a.pop.D, _25._tcp.mx.D) and the rest
+		// exist only in the static zone.
+		z.static()
 	}
 }
 
@@ -162,6 +169,7 @@ type zoneAnswer struct {
 	name  string // question name, lowercase, fully qualified
 	qtype uint16
 	resp  *dns.Msg
+	chain int // CNAMEs followed so far
 }
 
 func (z *zoneAnswer) hdr(name string, rrtype uint16) dns.RR_Header {
@@ -246,7 +254,7 @@ func (z *zoneAnswer) apex() {
 			z.resp.Extra = append(z.resp.Extra, z.address(z.host(m), m))
 		}
 	default:
-		z.nodata()
+		z.staticType() // TXT (SPF, verification), the website's A, ...
 	}
 }
 
@@ -255,7 +263,7 @@ func (z *zoneAnswer) apex() {
 func (z *zoneAnswer) service(role string) {
 	fam, ok := qtypeFamily(z.qtype)
 	if !ok {
-		z.nodata()
+		z.staticType()
 		return
 	}
 	nodes := z.candidates(role, fam)
@@ -299,14 +307,17 @@ func (z *zoneAnswer) node(label string) {
 			continue
 		}
 		fam, ok := qtypeFamily(z.qtype)
-		if !ok || !fam.has(m.Addr) {
+		switch {
+		case !ok:
+			z.staticType()
+		case !fam.has(m.Addr):
 			z.nodata()
-			return
+		default:
+			z.resp.Answer = append(z.resp.Answer, z.address(z.owner, m))
 		}
-		z.resp.Answer = append(z.resp.Answer, z.address(z.owner, m))
 		return
 	}
-	z.nxdomain()
+	z.static() // the node left since answer looked
 }
 
 // order asks the Orderer and applies MaxAnswers, after dropping nodes

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -52,6 +53,7 @@ type Server struct {
 	log      *slog.Logger
 	stats    stats
 	limiter  logLimiter
+	zones    atomic.Pointer[Zones] // static records, set by SetZones
 
 	mu     sync.Mutex
 	closed bool
