@@ -58,6 +58,8 @@ type Server struct {
 	mu     sync.Mutex
 	closed bool
 	runs   map[*run]struct{} // serving sockets, stopped by Close
+	// zoneStamp identifies the zone files LoadZones read, for WatchZones.
+	zoneStamp string
 }
 
 // run is one miekg/dns server on one socket.
