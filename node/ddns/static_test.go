@@ -152,6 +152,8 @@ func TestParseZoneRefusesBadRecords(t *testing.T) {
 		{"multi-line record", "@ TXT \"ok\"\nwww TXT ( \"a\"\n  \"b\" )\nwww CNAME x.example.net.\n", "line 4:"},
 		{"last line without newline", "@ TXT \"ok\"\n@ MX 10 x.example.net.", "line 2:"},
 		{"$INCLUDE", "$INCLUDE /etc/passwd\n", "$INCLUDE"},
+		{"huge RRset", "$GENERATE 1-1001 @ TXT \"$\"\n", "line 1: limit exceeded: more than 1000 TXT records at example.com."},
+		{"too many records", "$GENERATE 1-50001 h$ TXT x\n", "line 1: more than 50000 records"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -20,6 +20,9 @@ const (
 	MaxZoneFileBytes = 4 << 20
 	// MaxZoneRecords bounds the records of one zone file.
 	MaxZoneRecords = 50000
+	// MaxRRsetRecords bounds the records of one name and type: more would
+	// not fit a 64 KiB reply, and duplicates are looked for in the RRset.
+	MaxRRsetRecords = 1000
 	// defaultStaticTTL is the TTL of a record without one when the file
 	// has no $TTL (RFC 2308 section 4 made $TTL the way to set it).
 	defaultStaticTTL = 3600
@@ -116,6 +119,7 @@ var (
 	errReserved    = errors.New("record is the array's")
 	errUnsupported = errors.New("record type not supported in a static zone")
 	errConflict    = errors.New("record conflicts with another")
+	errLimit       = errors.New("limit exceeded")
 )
 
 // add checks one record and files it under its owner.
@@ -171,6 +175,9 @@ func (z *Zone) add(rr dns.RR, node string) error {
 		if dns.IsDuplicate(o, rr) {
 			return nil // RFC 2181 section 5: an RRset has no duplicates
 		}
+	}
+	if len(set) >= MaxRRsetRecords {
+		return fmt.Errorf("%w: more than %d %s records at %s", errLimit, MaxRRsetRecords, typ, name)
 	}
 	if len(set) > 0 && set[0].Header().Ttl != h.Ttl {
 		return fmt.Errorf("%w: %s %s TTL %d differs from the RRset's %d (RFC 2181 section 5.2)", errConflict, name, typ, h.Ttl, set[0].Header().Ttl)
