@@ -38,6 +38,8 @@ type Zone struct {
 	names   map[string]*staticName // lowercase fully qualified owner: records
 	ents    map[string]bool        // empty non-terminals (RFC 8020): names with records only below them
 	records int
+	file    string         // the source, for errors
+	lines   map[string]int // owner name: line of its first record, for errors
 }
 
 // staticName is the records of one owner name, by type.
@@ -71,7 +73,7 @@ func (z *Zone) Records() int { return z.records }
 // loads the same files, so each checks its own name.
 func ParseZone(domain string, r io.Reader, file, node string) (*Zone, error) {
 	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
-	z := &Zone{domain: domain, names: make(map[string]*staticName), ents: make(map[string]bool)}
+	z := &Zone{domain: domain, names: make(map[string]*staticName), ents: make(map[string]bool), file: file, lines: make(map[string]int)}
 	lr := &lineReader{r: bufio.NewReader(io.LimitReader(r, MaxZoneFileBytes+1))}
 	zp := dns.NewZoneParser(lr, domain+".", file)
 	zp.SetDefaultTTL(defaultStaticTTL)
@@ -81,6 +83,9 @@ func ParseZone(domain string, r io.Reader, file, node string) (*Zone, error) {
 		}
 		if err := z.add(rr, strings.ToLower(node)); err != nil {
 			return nil, fmt.Errorf("ddns: zone %s line %d: %w", file, lr.line(), err)
+		}
+		if _, ok := z.lines[rr.Header().Name]; !ok {
+			z.lines[rr.Header().Name] = lr.line()
 		}
 		if z.records > MaxZoneRecords {
 			return nil, fmt.Errorf("ddns: zone %s line %d: more than %d records", file, lr.line(), MaxZoneRecords)
@@ -187,6 +192,23 @@ func (z *Zone) add(rr dns.RR, node string) error {
 	}
 	sn.sets[h.Rrtype] = append(set, rr)
 	z.records++
+	return nil
+}
+
+// checkNested refuses names that belong to a hosted subdomain (a hosted
+// domain inside this one): its own zone answers for them, so these
+// records would never be served.
+func (z *Zone) checkNested(domains []string) error {
+	names := make([]string, 0, len(z.names))
+	for name := range z.names {
+		names = append(names, name)
+	}
+	slices.SortFunc(names, func(a, b string) int { return cmp.Compare(z.lines[a], z.lines[b]) })
+	for _, name := range names {
+		if zone, _, ok := findZone(domains, name); ok && zone != z.domain {
+			return fmt.Errorf("ddns: zone %s line %d: %w: %s is in hosted domain %s (give it its own zone file)", z.file, z.lines[name], errOutOfZone, name, zone)
+		}
+	}
 	return nil
 }
 

@@ -79,7 +79,16 @@ func (zf ZoneFiles) Load() (*Zones, error) {
 	if err != nil {
 		return nil, err
 	}
-	return LoadZones(files, zf.Node)
+	zs, err := LoadZones(files, zf.Node)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range zs.Domains() {
+		if err := zs.Zone(d).checkNested(zf.Domains); err != nil {
+			return nil, err
+		}
+	}
+	return zs, nil
 }
 
 // stamp identifies the files' current versions: path, size and

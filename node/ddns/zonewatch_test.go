@@ -43,6 +43,12 @@ func TestZoneFilesEntries(t *testing.T) {
 	assert.ErrorContains(t, err, "example.net is not a hosted domain")
 	_, err = ZoneFiles{Entries: []string{dir, "example.com=" + other}, Domains: []string{"example.com", "example.net"}}.Load()
 	assert.ErrorContains(t, err, "example.com has two files")
+
+	// Records of a hosted subdomain belong in its own file.
+	nested := filepath.Join(t.TempDir(), "nested")
+	require.NoError(t, os.WriteFile(nested, []byte("@ TXT \"a\"\n\nwww.sub TXT \"b\"\n"), 0o644))
+	_, err = ZoneFiles{Entries: []string{"example.com=" + nested}, Domains: []string{"example.com", "sub.example.com"}}.Load()
+	assert.ErrorContains(t, err, "line 3: owner is outside the zone: www.sub.example.com. is in hosted domain sub.example.com")
 }
 
 // A changed zone file is served once it settles; a bad change is logged
