@@ -27,6 +27,8 @@ import (
 //   - a name of the zone: the records, AA set; NODATA (NOERROR, no answer,
 //     SOA in authority) for a type it does not have; NXDOMAIN with SOA in
 //     authority for a name the zone does not have (RFC 2308 sections 2-3);
+//   - other names and types come from the static zone (SetZones; static.go
+//     has the cases: CNAMEs, wildcards, empty non-terminals);
 //   - a name whose role has no live node: SERVFAIL, so mail senders retry
 //     later instead of bouncing (a NODATA MX would make RFC 5321 section
 //     5.1 fall back to the apex address, which does not exist).
