@@ -17,10 +17,10 @@ build:
 
 deps:
 	$(GO) mod download
-	@command -v swaks >/dev/null && command -v curl >/dev/null && command -v dig >/dev/null || \
-		{ echo "make: installing real mail/DNS clients used by the tests (swaks, curl, dnsutils)"; \
-		  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq swaks curl dnsutils) >/dev/null 2>&1 || \
-		  echo "make: could not install swaks/curl/dnsutils; tests that need them will skip"; }
+	@command -v swaks >/dev/null && command -v curl >/dev/null && command -v dig >/dev/null && command -v dnsperf >/dev/null || \
+		{ echo "make: installing real mail/DNS clients used by the tests (swaks, curl, dnsutils, dnsperf)"; \
+		  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq swaks curl dnsutils dnsperf) >/dev/null 2>&1 || \
+		  echo "make: could not install swaks/curl/dnsutils/dnsperf; tests that need them will skip"; }
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null || \
 		{ echo "make: installing headless Chromium for the webmail browser test (Debian's chromium)"; \
 		  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 || \

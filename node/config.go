@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"mailarray/node/ddns"
 	"mailarray/node/strategy"
 )
 
@@ -94,6 +95,14 @@ type Config struct {
 	IMAPMaxSessions      int           `yaml:"imap-max-sessions"`
 	// DNSTTL is the TTL of DNS answers.
 	DNSTTL time.Duration `yaml:"dns-ttl"`
+	// ZoneFiles publish the rest of each hosted domain beside the array's
+	// own records (TXT for SPF, DMARC, DKIM and MTA-STS, the website's A
+	// or CNAME, ...): each entry is "domain=path" to an RFC 1035 master
+	// file, or a directory of <domain>.zone files. A file with a bad
+	// record, or one contradicting the array's SOA, NS, apex MX or its
+	// names' addresses, stops the node at start, naming the line; changes
+	// are reloaded every users-reload, a bad change logged and ignored.
+	ZoneFiles []string `yaml:"zone-file"`
 	// DNSStrategy orders the listeners in DNS answers: a DNS-level name of
 	// strategy.List (roundrobin, random, leastload, p2c, weighted, size,
 	// content, hash). Every dns node of an array should use the same one.
@@ -392,6 +401,14 @@ func (c *Config) Validate() error {
 	}
 	if c.DNSTTL < time.Second || c.DNSTTL > 24*time.Hour {
 		bad("dns-ttl", "%v must be 1s..24h", c.DNSTTL)
+	}
+	for _, e := range c.ZoneFiles {
+		if err := ddns.CheckZoneEntry(e, c.Domains); err != nil {
+			bad("zone-file", "%v", err)
+		}
+	}
+	if len(c.ZoneFiles) > 0 && c.DNSAddr == "" {
+		bad("zone-file", "needs the dns listener")
 	}
 	c.validateStrategies(bad)
 	if c.UsersReload <= 0 {

@@ -348,6 +348,9 @@ func (n *Node) startDNS() error {
 	dcfg := ddns.DefaultConfig()
 	dcfg.TTL = n.cfg.DNSTTL
 	s := ddns.New(dcfg, (*dnsSource)(n), n.bal.orderer(), n.env)
+	if err := n.loadZones(s); err != nil {
+		return err
+	}
 	pc, l, err := n.bindDNS()
 	if err != nil {
 		return err

@@ -384,6 +384,9 @@ func TestServeBadConfig(t *testing.T) {
 		{"yaml unknown key", []string{"--config", yamlFile("bad-key.yaml", "replica: 2\n")}, "field replica not found"},
 		{"yaml tuning", []string{"--config", yamlFile("bad-tuning.yaml", "tuning:\n  rebuild-per-scan: -1\n")}, "config: tuning.rebuild-per-scan"},
 		{"gossip profile", []string{"--gossip", "127.0.0.1:0", "--gossip-profile", "fast"}, "profile"},
+		{"zone file with a bad record", []string{"--zone-file", testDomain + "=" + yamlFile("bad.zone", "@ TXT \"v=spf1 mx -all\"\nwww A 300.1.1.1\n")}, "bad.zone: dns: bad A A: \"300.1.1.1\" at line: 2"},
+		{"zone file with the array's MX", []string{"--zone-file", testDomain + "=" + yamlFile("mx.zone", "@ TXT \"v=spf1 mx -all\"\n@ MX 10 mail.example.net.\n")}, "mx.zone line 2: record is the array's: MX at the apex"},
+		{"zone file of a foreign domain", []string{"--zone-file", "example.net=/dev/null"}, "config: zone-file: ddns: zone-file: \"example.net=/dev/null\": example.net is not a hosted domain"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append(append([]string{}, base...), tc.args...)

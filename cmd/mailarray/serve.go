@@ -82,6 +82,8 @@ func loadConfig(args []string, stderr io.Writer) (node.Config, *slog.Logger, err
 	fs.Int64Var(&c.MaxMessageBytes, "max-message-bytes", cfg.MaxMessageBytes, "largest message accepted")
 	fs.IntVar(&c.MaxRecipients, "max-recipients", cfg.MaxRecipients, "recipients per SMTP transaction")
 	fs.DurationVar(&c.DNSTTL, "dns-ttl", cfg.DNSTTL, "TTL of DNS answers")
+	var zoneFiles listFlag
+	fs.Var(&zoneFiles, "zone-file", "static records of a hosted domain: domain=path to a zone file, or a directory of <domain>.zone files (repeatable)")
 	fs.StringVar(&c.Pipeline.AVSignatures, "av-signatures", "", "antivirus signature file (reloaded on change)")
 	fs.StringVar(&c.Pipeline.AVPolicy, "av-policy", "defang", "infected mail: defang or quarantine")
 	fs.StringVar(&c.Pipeline.Clamd, "clamd", "", "clamd address (host:port or unix:/path) for INSTREAM scanning")
@@ -163,6 +165,7 @@ func loadConfig(args []string, stderr io.Writer) (node.Config, *slog.Logger, err
 	apply("max-message-bytes", func() { cfg.MaxMessageBytes = c.MaxMessageBytes })
 	apply("max-recipients", func() { cfg.MaxRecipients = c.MaxRecipients })
 	apply("dns-ttl", func() { cfg.DNSTTL = c.DNSTTL })
+	apply("zone-file", func() { cfg.ZoneFiles = zoneFiles })
 	c.Pipeline.DNSBL = dnsbl
 	apply("av-signatures", func() { cfg.Pipeline.AVSignatures = c.Pipeline.AVSignatures })
 	apply("av-policy", func() { cfg.Pipeline.AVPolicy = c.Pipeline.AVPolicy })

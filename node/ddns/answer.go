@@ -2,6 +2,7 @@ package ddns
 
 import (
 	"net"
+	"slices"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -18,19 +19,24 @@ import (
 //
 // Answers by case:
 //   - opcode other than QUERY: NOTIMP (RFC 1035 section 4.1.1);
-//   - QDCOUNT != 1, or more than one OPT record: FORMERR (RFC 9619,
-//     RFC 6891 section 6.1.1); EDNS version > 0: BADVERS (RFC 6891 section 6.1.3);
+//   - QDCOUNT != 1, more than one OPT record, or more records than a query
+//     carries: FORMERR (RFC 9619, RFC 6891 section 6.1.1); EDNS version > 0:
+//     BADVERS (RFC 6891 section 6.1.3);
 //   - class other than IN/ANY, name outside every hosted domain, zone
 //     transfer: REFUSED, not authoritative (we are not an open resolver);
 //   - a name of the zone: the records, AA set; NODATA (NOERROR, no answer,
 //     SOA in authority) for a type it does not have; NXDOMAIN with SOA in
 //     authority for a name the zone does not have (RFC 2308 sections 2-3);
+//   - other names and types come from the static zone (SetZones; static.go
+//     has the cases: CNAMEs, wildcards, empty non-terminals);
 //   - a name whose role has no live node: SERVFAIL, so mail senders retry
 //     later instead of bouncing (a NODATA MX would make RFC 5321 section
 //     5.1 fall back to the apex address, which does not exist).
 //
-// Every reply to a request carrying an OPT record carries one (RFC 6891
-// section 6.1.1) with our UDP size and the request's DO bit (RFC 3225 section 3).
+// Every reply to a request carrying an OPT record carries one, errors too
+// (RFC 6891 sections 6.1.1 and 7), with our UDP size and the request's DO
+// bit (RFC 3225 section 3). AD is never set: nothing is authenticated
+// (RFC 6840 section 5.8).
 func (s *Server) Answer(req *dns.Msg) *dns.Msg {
 	if req == nil || req.Response {
 		return nil
@@ -43,7 +49,8 @@ func (s *Server) Answer(req *dns.Msg) *dns.Msg {
 	switch {
 	case req.Opcode != dns.OpcodeQuery:
 		resp.Rcode = dns.RcodeNotImplemented
-	case len(req.Question) != 1 || nOpt > 1:
+	case len(req.Question) != 1 || nOpt > 1 ||
+		len(req.Answer) > maxQueryAnswerRRs || len(req.Ns) > maxQueryAuthorityRRs || len(req.Extra) > maxQueryAdditionalRRs:
 		resp.Rcode = dns.RcodeFormatError
 		resp.Question = nil
 	case opt != nil && opt.Version() != 0:
@@ -102,17 +109,24 @@ func (s *Server) answerQuestion(resp *dns.Msg, q dns.Question) {
 	}
 	z := zoneAnswer{s: s, zone: zone, owner: owner, name: name, qtype: q.Qtype, resp: resp}
 	resp.Authoritative = true
+	z.answer(rel)
+}
+
+// answer answers for rel, the name relative to the zone: the array's
+// names first (their dynamic records, and any static records of other
+// types), then the static zone.
+func (z *zoneAnswer) answer(rel string) {
 	switch role := serviceRole(rel); {
 	case rel == "":
 		z.apex()
 	case role != "":
 		z.service(role)
-	case strings.Contains(rel, "."):
-		// Deeper names (a.pop.D, _25._tcp.mx.D) do not exist; nothing in
-		// the zone has children, so there are no empty non-terminals.
-		z.nxdomain()
-	default:
+	case !strings.Contains(rel, ".") && z.liveNode(rel):
 		z.node(rel)
+	default:
+		// Deeper names (_dmarc.D, a.pop.D, _25._tcp.mx.D) and the rest
+		// exist only in the static zone.
+		z.static()
 	}
 }
 
@@ -157,6 +171,7 @@ type zoneAnswer struct {
 	name  string // question name, lowercase, fully qualified
 	qtype uint16
 	resp  *dns.Msg
+	chain int // CNAMEs followed so far
 }
 
 func (z *zoneAnswer) hdr(name string, rrtype uint16) dns.RR_Header {
@@ -229,7 +244,7 @@ func (z *zoneAnswer) apex() {
 			z.servfail()
 			return
 		}
-		nodes = z.order(RoleSMTP, nodes)
+		nodes = z.order(RoleSMTP, nodes, false)
 		if len(nodes) == 0 {
 			z.servfail()
 			return
@@ -241,7 +256,7 @@ func (z *zoneAnswer) apex() {
 			z.resp.Extra = append(z.resp.Extra, z.address(z.host(m), m))
 		}
 	default:
-		z.nodata()
+		z.staticType() // TXT (SPF, verification), the website's A, ...
 	}
 }
 
@@ -250,7 +265,7 @@ func (z *zoneAnswer) apex() {
 func (z *zoneAnswer) service(role string) {
 	fam, ok := qtypeFamily(z.qtype)
 	if !ok {
-		z.nodata()
+		z.staticType()
 		return
 	}
 	nodes := z.candidates(role, fam)
@@ -264,7 +279,7 @@ func (z *zoneAnswer) service(role string) {
 	}
 	// Only the wanted family is ordered: resolvers ask A and AAAA together,
 	// and a rotation step spent on an empty AAAA would skew round-robin.
-	nodes = z.order(role, nodes)
+	nodes = z.order(role, nodes, true)
 	if len(nodes) == 0 {
 		z.servfail()
 		return
@@ -274,6 +289,19 @@ func (z *zoneAnswer) service(role string) {
 	}
 }
 
+// uniqueAddrs keeps the first node of each address, in order. Nodes may
+// share one (several on one host, all on 127.0.0.1 in tests), and an RRset
+// holds no duplicate records (RFC 2181 section 5).
+func uniqueAddrs(nodes []env.Member) []env.Member {
+	out := nodes[:0:0]
+	for _, m := range nodes {
+		if !slices.ContainsFunc(out, func(o env.Member) bool { return o.Addr.Equal(m.Addr) }) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // node answers for <node>.<domain>: its address whatever its roles.
 func (z *zoneAnswer) node(label string) {
 	for _, m := range z.candidates(RoleAny, familyAny) {
@@ -281,21 +309,28 @@ func (z *zoneAnswer) node(label string) {
 			continue
 		}
 		fam, ok := qtypeFamily(z.qtype)
-		if !ok || !fam.has(m.Addr) {
+		switch {
+		case !ok:
+			z.staticType()
+		case !fam.has(m.Addr):
 			z.nodata()
-			return
+		default:
+			z.resp.Answer = append(z.resp.Answer, z.address(z.owner, m))
 		}
-		z.resp.Answer = append(z.resp.Answer, z.address(z.owner, m))
 		return
 	}
-	z.nxdomain()
+	z.static() // the node left since answer looked
 }
 
-// order asks the Orderer and applies MaxAnswers.
-func (z *zoneAnswer) order(role string, nodes []env.Member) []env.Member {
+// order asks the Orderer and applies MaxAnswers, after dropping nodes
+// whose address an earlier one has when byAddr (address RRsets).
+func (z *zoneAnswer) order(role string, nodes []env.Member, byAddr bool) []env.Member {
 	q := Query{Domain: z.zone, Name: z.name, Type: z.qtype, Role: role}
 	nodes = z.s.ord.Order(q, nodes)
 	z.s.stats.ordered.Add(1)
+	if byAddr {
+		nodes = uniqueAddrs(nodes)
+	}
 	if limit := z.s.cfg.MaxAnswers; limit > 0 && len(nodes) > limit {
 		nodes = nodes[:limit]
 	}

@@ -19,6 +19,10 @@ const (
 	minUDPBytes = dns.MinMsgSize
 	// maxMsgBytes is the largest DNS message (the TCP length prefix is 16 bits).
 	maxMsgBytes = dns.MaxMsgSize
+	// keepaliveUnit is the unit of the edns-tcp-keepalive TIMEOUT, a
+	// 16-bit count (RFC 7828 section 3.1), which bounds TCPIdleTimeout.
+	keepaliveUnit = 100 * time.Millisecond
+	maxKeepalive  = (1<<16 - 1) * keepaliveUnit
 )
 
 // Config tunes the DNS server. Start from DefaultConfig and change fields;
@@ -58,10 +62,16 @@ type Config struct {
 	// read cannot hold a goroutine (and Close) forever. >0.
 	WriteTimeout time.Duration
 	// TCPIdleTimeout bounds the wait between queries on one TCP connection
-	// (RFC 7766 section 6.2.3 recommends seconds). >0.
+	// (RFC 7766 section 6.2.3 recommends seconds): connections are closed
+	// when idle, never with a query unanswered. It is what a client asking
+	// with edns-tcp-keepalive is told (RFC 7828 section 3.3.2).
+	// 100ms..6553.5s (the option counts units of 100ms).
 	TCPIdleTimeout time.Duration
 	// MaxTCPQueries is how many queries one TCP connection may carry before
-	// the server closes it. >=1.
+	// the server closes it; 0 means no limit. A limit drops the queries a
+	// pipelining client already sent beyond it (the server closes without
+	// reading them), which RFC 7766 section 6.2.1 forbids: leave it 0
+	// except to defend against a known abuser. >=0.
 	MaxTCPQueries int
 	// LogLimitPerSecond caps the debug log lines about rejected queries
 	// (REFUSED, FORMERR, NOTIMP) so a flood cannot flood the log; the
@@ -83,7 +93,7 @@ func DefaultConfig() Config {
 		ReadTimeout:       2 * time.Second, // miekg/dns default
 		WriteTimeout:      2 * time.Second,
 		TCPIdleTimeout:    8 * time.Second, // miekg/dns default, RFC 7766
-		MaxTCPQueries:     128,             // miekg/dns default
+		MaxTCPQueries:     0,               // RFC 7766: only the idle timeout closes
 		LogLimitPerSecond: 10,
 	}
 }
@@ -118,13 +128,16 @@ func (c Config) Validate() error {
 	for _, t := range []struct {
 		name string
 		d    time.Duration
-	}{{"ReadTimeout", c.ReadTimeout}, {"WriteTimeout", c.WriteTimeout}, {"TCPIdleTimeout", c.TCPIdleTimeout}} {
+	}{{"ReadTimeout", c.ReadTimeout}, {"WriteTimeout", c.WriteTimeout}} {
 		if t.d <= 0 {
 			errs = append(errs, fmt.Errorf("ddns: config: %s %v must be positive", t.name, t.d))
 		}
 	}
-	if c.MaxTCPQueries < 1 {
-		errs = append(errs, fmt.Errorf("ddns: config: MaxTCPQueries %d must be >= 1", c.MaxTCPQueries))
+	if c.TCPIdleTimeout < keepaliveUnit || c.TCPIdleTimeout > maxKeepalive {
+		errs = append(errs, fmt.Errorf("ddns: config: TCPIdleTimeout %v not in %v..%v (RFC 7828 section 3.1)", c.TCPIdleTimeout, keepaliveUnit, maxKeepalive))
+	}
+	if c.MaxTCPQueries < 0 {
+		errs = append(errs, fmt.Errorf("ddns: config: MaxTCPQueries %d must be >= 0", c.MaxTCPQueries))
 	}
 	if c.LogLimitPerSecond < 0 {
 		errs = append(errs, fmt.Errorf("ddns: config: LogLimitPerSecond %d must be >= 0", c.LogLimitPerSecond))

@@ -26,7 +26,10 @@ func TestConfigValidate(t *testing.T) {
 		{"UDP size below 512", func(c *Config) { c.MaxUDPBytes = 511 }, "MaxUDPBytes"},
 		{"UDP read buffer above 64 KiB", func(c *Config) { c.UDPReadBytes = 70000 }, "UDPReadBytes"},
 		{"zero write timeout", func(c *Config) { c.WriteTimeout = 0 }, "WriteTimeout"},
-		{"zero TCP queries", func(c *Config) { c.MaxTCPQueries = 0 }, "MaxTCPQueries"},
+		{"no TCP query limit is allowed", func(c *Config) { c.MaxTCPQueries = 0 }, ""},
+		{"negative TCP queries", func(c *Config) { c.MaxTCPQueries = -1 }, "MaxTCPQueries"},
+		{"TCP idle timeout too short for keepalive", func(c *Config) { c.TCPIdleTimeout = 50 * time.Millisecond }, "TCPIdleTimeout"},
+		{"TCP idle timeout too long for keepalive", func(c *Config) { c.TCPIdleTimeout = 2 * time.Hour }, "TCPIdleTimeout"},
 		{"negative log limit", func(c *Config) { c.LogLimitPerSecond = -1 }, "LogLimitPerSecond"},
 	}
 	for _, tt := range tests {

@@ -26,6 +26,10 @@ func FuzzAnswer(f *testing.F) {
 	seed(query("example.net.", dns.TypeA))
 	seed(query("example.com.", dns.TypeANY))
 	seed(new(dns.Msg).SetUpdate("example.com."))
+	seed(query("_dmarc.example.com.", dns.TypeTXT))
+	seed(query("web.example.com.", dns.TypeA))
+	seed(query("loop1.example.com.", dns.TypeANY))
+	seed(query("a.b.x.wild.example.com.", dns.TypeTXT))
 	f.Add([]byte{})
 	f.Add([]byte{1, 2, 3})
 	f.Add(append(header(0x1234, 0, 1, 0, 0, 0), 7, 'e', 'x', 'a'))
@@ -34,6 +38,9 @@ func FuzzAnswer(f *testing.F) {
 	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"))
 
 	s := New(DefaultConfig(), bigCluster(40), nil, nil)
+	z, err := ParseZone("example.com", strings.NewReader(exampleZone), "example.com.zone", "n01")
+	require.NoError(f, err)
+	s.SetZones(NewZones(z))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) < headerBytes {
 			return // miekg/dns drops it: no header
@@ -58,6 +65,27 @@ func FuzzAnswer(f *testing.F) {
 			name := strings.ToLower(resp.Answer[0].Header().Name)
 			require.True(t, name == "example.com." || strings.HasSuffix(name, ".example.com."), "answer for a hosted name only: %s", name)
 			require.True(t, resp.Authoritative)
+		}
+	})
+}
+
+// FuzzParseZone feeds arbitrary zone files to ParseZone: it never panics,
+// and a zone it accepts holds only records inside its domain.
+func FuzzParseZone(f *testing.F) {
+	f.Add(exampleZone)
+	f.Add("@ MX 10 x.\n")
+	f.Add("$ORIGIN example.net.\n@ TXT x\n")
+	f.Add("www ( A\n 192.0.2.1 )\n")
+	f.Add("$TTL\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		z, err := ParseZone("example.com", strings.NewReader(text), "fuzz.zone", "n1")
+		if err != nil {
+			require.Contains(t, err.Error(), "fuzz.zone")
+			return
+		}
+		for name, sn := range z.names {
+			require.True(t, name == "example.com." || strings.HasSuffix(name, ".example.com."), name)
+			require.Len(t, sn.types, len(sn.sets))
 		}
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -18,9 +19,12 @@ import (
 // ErrServerClosed is returned by ServeUDP and ServeTCP once Close was called.
 var ErrServerClosed = errors.New("ddns: server closed")
 
-// Header checks applied before a query is parsed (see accept).
+// Limits of a well-formed query, checked by Answer once it is parsed.
 const (
 	qrBit = 1 << 15 // QR: the message is a response (RFC 1035 section 4.1.1)
+	// adBit is AD in the second flags byte of a packed message (RFC 4035
+	// section 3.2.3).
+	adBit = 1 << 5
 	// A query carries no answer or authority records and at most an OPT
 	// and a TSIG record; the limits are miekg/dns's defaults, which leave
 	// room for clients that echo one record.
@@ -49,10 +53,13 @@ type Server struct {
 	log      *slog.Logger
 	stats    stats
 	limiter  logLimiter
+	zones    atomic.Pointer[Zones] // static records, set by SetZones
 
 	mu     sync.Mutex
 	closed bool
 	runs   map[*run]struct{} // serving sockets, stopped by Close
+	// zoneStamp identifies the zone files LoadZones read, for WatchZones.
+	zoneStamp string
 }
 
 // run is one miekg/dns server on one socket.
@@ -120,6 +127,10 @@ func (s *Server) ServeTCP(l net.Listener) error {
 
 func (s *Server) dnsServer(udp bool) *dns.Server {
 	idle := s.cfg.TCPIdleTimeout
+	maxQueries := s.cfg.MaxTCPQueries
+	if maxQueries == 0 {
+		maxQueries = -1 // miekg/dns: no limit (its 0 means 128)
+	}
 	return &dns.Server{
 		// Each server has its own handler: never dns.DefaultServeMux, as
 		// many nodes share one process in the simulator and in tests.
@@ -128,7 +139,7 @@ func (s *Server) dnsServer(udp bool) *dns.Server {
 		ReadTimeout:    s.cfg.ReadTimeout,
 		WriteTimeout:   s.cfg.WriteTimeout, // unused by miekg/dns v1.1.73; tcpListener enforces it
 		IdleTimeout:    func() time.Duration { return idle },
-		MaxTCPQueries:  s.cfg.MaxTCPQueries,
+		MaxTCPQueries:  maxQueries,
 		MsgAcceptFunc:  s.accept,
 		MsgInvalidFunc: s.invalid,
 		DecorateWriter: s.decorateWriter,
@@ -207,6 +218,9 @@ func (s *Server) handler(udp bool) dns.Handler {
 		if resp == nil {
 			return
 		}
+		if !udp {
+			s.keepalive(req, resp)
+		}
 		size := maxMsgBytes
 		if udp {
 			size = s.udpSize(req)
@@ -222,6 +236,26 @@ func (s *Server) handler(udp bool) dns.Handler {
 			w.WriteMsg(new(dns.Msg).SetRcode(req, dns.RcodeServerFailure))
 		}
 	})
+}
+
+// keepalive answers a TCP query's edns-tcp-keepalive option with the idle
+// timeout after which the server closes the connection (RFC 7828 section
+// 3.3.2), so a client can pipeline on it without racing the close. Over
+// UDP the option is ignored (section 3.2.1).
+func (s *Server) keepalive(req, resp *dns.Msg) {
+	opt, ropt := req.IsEdns0(), resp.IsEdns0()
+	if opt == nil || ropt == nil {
+		return
+	}
+	for _, o := range opt.Option {
+		if o.Option() == dns.EDNS0TCPKEEPALIVE {
+			ropt.Option = append(ropt.Option, &dns.EDNS0_TCP_KEEPALIVE{
+				Code:    dns.EDNS0TCPKEEPALIVE,
+				Timeout: uint16(s.cfg.TCPIdleTimeout / keepaliveUnit),
+			})
+			return
+		}
+	}
 }
 
 // udpSize is the largest UDP reply req may get: 512 bytes without EDNS
@@ -248,19 +282,15 @@ func fit(resp *dns.Msg, size int) (truncated bool) {
 	return resp.Truncated
 }
 
-// accept screens a query by its header before it is parsed.
+// accept screens a query by its header before it is parsed. Only responses
+// are dropped here: every other check is Answer's, on the parsed query,
+// because a reply miekg/dns builds from the header alone echoes the
+// query's flags (AD among them, against RFC 6840 section 5.8) and drops
+// its OPT record (against RFC 6891 section 7).
 func (s *Server) accept(dh dns.Header) dns.MsgAcceptAction {
 	if dh.Bits&qrBit != 0 {
 		s.stats.ignored.Add(1)
 		return dns.MsgIgnore // never answer a response
-	}
-	if opcode := int(dh.Bits>>11) & 0xF; opcode != dns.OpcodeQuery {
-		s.stats.countRcode(dns.RcodeNotImplemented)
-		return dns.MsgRejectNotImplemented // RFC 1035 section 4.1.1: NOTIMP
-	}
-	if dh.Qdcount != 1 || dh.Ancount > maxQueryAnswerRRs || dh.Nscount > maxQueryAuthorityRRs || dh.Arcount > maxQueryAdditionalRRs {
-		s.stats.countRcode(dns.RcodeFormatError)
-		return dns.MsgReject // FORMERR (RFC 9619 for QDCOUNT)
 	}
 	return dns.MsgAccept
 }
@@ -286,6 +316,13 @@ type logWriter struct {
 var _ dns.Writer = (*logWriter)(nil)
 
 func (lw *logWriter) Write(b []byte) (int, error) {
+	if len(b) >= 4 && b[3]&adBit != 0 {
+		// Only the FORMERR miekg/dns writes for a query it cannot parse
+		// echoes AD. We authenticate nothing (no DNSSEC), so no reply may
+		// claim it (RFC 6840 section 5.8).
+		b = append([]byte(nil), b...)
+		b[3] &^= adBit
+	}
 	if len(b) >= 4 {
 		switch rcode := int(b[3] & 0x0F); rcode {
 		case dns.RcodeFormatError, dns.RcodeNotImplemented, dns.RcodeRefused:
