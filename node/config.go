@@ -134,7 +134,7 @@ type Config struct {
 	Pipeline PipelineConfig `yaml:"pipeline"`
 	// Tuning holds the replicator's intervals and limits.
 	Tuning Tuning `yaml:"tuning"`
-	// SyncWrites is false only in the simulator, whose disk cost is modeled.
+	// NoSync is true only in the simulator, whose disk cost is modeled.
 	// A real node always fsyncs before acknowledging.
 	NoSync bool `yaml:"-"`
 	// ResyncCatalog (flag --resync-catalog only) starts a node that was

@@ -17,7 +17,7 @@
 // shows only committed, live entries, so a transaction that failed never
 // shows a message (invariant 4).
 //
-// Anti-entropy compares 256 bucket digests (XOR of per-entry hashes,
+// Anti-entropy compares 4,096 bucket digests (Buckets) (XOR of per-entry hashes,
 // maintained incrementally) and exchanges only differing buckets; Digest
 // summarises the whole replica for operators and tests.
 //
