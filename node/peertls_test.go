@@ -70,9 +70,7 @@ func TestPeerAPIMutualTLS(t *testing.T) {
 	c.waitConverged(10 * time.Second)
 	assertMailbox(t, c.nodes["n2"], sent)
 	for name, nd := range c.nodes {
-		nd.peer.streams.mu.Lock()
-		streams, refused := len(nd.peer.streams.conns), len(nd.peer.streams.refused)
-		nd.peer.streams.mu.Unlock()
+		streams, refused := nd.peer.StreamCounts()
 		assert.Equal(t, 1, streams, "%s replicates over a stream inside TLS", name)
 		assert.Zero(t, refused, "%s: no upgrade refused", name)
 	}
