@@ -58,7 +58,7 @@ func Failpoints() []Failpoint {
 		{Name: "mirror.send", Pkg: "mailarray/node", Where: "node/deliver.go writeCopy",
 			Effect:    "a copy is not sent to its peer (delivery and rebuild)",
 			Unreached: map[string]string{"after-ack": noCopyWrites}},
-		{Name: "mirror.ack", Pkg: "mailarray/node", Where: "node/peer.go putCopy",
+		{Name: "mirror.ack", Pkg: "mailarray/node/peer", Where: "node/peer/client.go Client.PutCopy",
 			Effect:    "a copy lands on the peer but its acknowledgement is lost",
 			Unreached: map[string]string{"after-ack": noCopyWrites}},
 		{Name: "catalog.apply", Pkg: "mailarray/node/catalog", Where: "node/catalog/catalog.go Catalog.Apply",

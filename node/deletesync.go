@@ -54,7 +54,7 @@ func (r *replicator) pushEverywhere(ctx context.Context, entries []catalog.Entry
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				err := r.n.peer.pushEntries(ctx, name, entries)
+				err := r.n.peer.PushEntries(ctx, name, entries)
 				if err != nil {
 					r.n.log.Debug("node: tombstone push failed; retrying", "peer", name, "err", err)
 				}

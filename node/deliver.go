@@ -13,6 +13,7 @@ import (
 
 	"mailarray/node/catalog"
 	"mailarray/node/mirror"
+	"mailarray/node/peer"
 	"mailarray/node/smtp"
 	"mailarray/node/store"
 )
@@ -290,7 +291,7 @@ func (n *Node) writeCopy(ctx context.Context, node string, data []byte, e *catal
 	if err != nil {
 		return err
 	}
-	return n.peer.putCopy(ctx, node, data, e)
+	return n.peer.PutCopy(ctx, node, data, e)
 }
 
 // Errors of the delivery path.
@@ -298,8 +299,9 @@ var (
 	// errCopyDeleted: writeLocal, and a peer's copy PUT (409), refuse a
 	// copy whose entry this node already holds as a tombstone. The
 	// transaction lost it to pending resolution: the copy must not count
-	// towards its quorum, nor move to a fallback node.
-	errCopyDeleted = errors.New("node: copy refused: entry deleted")
+	// towards its quorum, nor move to a fallback node. The peer protocol's
+	// sentinel, so that the server answers it 409 and the client returns it.
+	errCopyDeleted = peer.ErrCopyDeleted
 	// errTxAborted: a holder's pending resolution aborted the transaction
 	// before its 250 (txn.go).
 	errTxAborted = errors.New("node: transaction aborted by pending resolution")

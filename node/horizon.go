@@ -11,27 +11,12 @@ package node
 import (
 	"context"
 	"encoding/binary"
-	"fmt"
-	"net/http"
 	"strconv"
 	"sync"
 	"time"
 
 	"mailarray/node/catalog"
-)
-
-// Headers of the horizon exchange on GET /v1/buckets: the caller sends its
-// name, horizon and watermark; the answer carries the callee's horizon
-// (after raising it to the caller's) and watermark. Peers that do not send
-// them count as having no watermark, which stops collection (safe).
-const (
-	headerFrom    = "X-Mailarray-From"
-	headerHorizon = "X-Mailarray-Horizon"
-	headerMark    = "X-Mailarray-Mark"
-	// headerComplete: "1" when the sender's catalog is complete
-	// (catalog.Complete): a reset replica takes the catalog from such a
-	// member only.
-	headerComplete = "X-Mailarray-Complete"
+	"mailarray/node/peer"
 )
 
 // metaLastMember is the store meta key of the wall-clock time (unix ns)
@@ -178,17 +163,16 @@ func (r *replicator) candidateHorizon() uint64 {
 // adopt takes a peer's horizon and watermark heard in an exchange: the
 // replica raises its horizon to the peer's (collecting below it) so both
 // compare digests at the same horizon.
-func (r *replicator) adopt(peer string, h http.Header) {
+func (r *replicator) adopt(from string, h peer.Horizon) {
 	r.hz.init()
-	horizon := headerUint(h, headerHorizon)
-	if peer != "" && peer != r.n.cfg.Name {
+	if from != "" && from != r.n.cfg.Name {
 		r.hz.mu.Lock()
-		r.hz.marks[peer] = headerUint(h, headerMark)
-		r.hz.complete[peer] = h.Get(headerComplete) == "1"
+		r.hz.marks[from] = h.Mark
+		r.hz.complete[from] = h.Complete
 		r.hz.mu.Unlock()
 	}
-	if horizon > r.n.cat.Horizon() {
-		r.raiseHorizon(horizon)
+	if h.Horizon > r.n.cat.Horizon() {
+		r.raiseHorizon(h.Horizon)
 	}
 }
 
@@ -249,61 +233,24 @@ func (n *Node) putLastMember(t time.Time) error {
 }
 
 // bucketsExchange fetches peer's bucket digests, trading horizons and
-// watermarks on the way (see the header constants).
-func (p *peerService) bucketsExchange(ctx context.Context, node string) ([catalog.Buckets]uint64, error) {
-	var out [catalog.Buckets]uint64
-	r := p.n.repl
-	hdr := map[string]string{
-		headerFrom:     p.n.cfg.Name,
-		headerHorizon:  strconv.FormatUint(p.n.cat.Horizon(), 10),
-		headerMark:     strconv.FormatUint(r.advertisedMark(), 10),
-		headerComplete: completeFlag(p.n.cat.Complete()),
-	}
-	resp, err := p.do(ctx, http.MethodGet, node, "/v1/buckets", nil, hdr)
+// watermarks on the way (peer.Horizon).
+func (r *replicator) bucketsExchange(ctx context.Context, node string) ([catalog.Buckets]uint64, error) {
+	mine := r.horizonInfo()
+	mine.From = r.n.cfg.Name
+	d, theirs, err := r.n.peer.Buckets(ctx, node, mine)
 	if err != nil {
-		return out, err
-	}
-	defer resp.Body.Close()
-	b, err := readBody(resp.Body, resp.ContentLength, -1)
-	if err != nil {
-		return out, fmt.Errorf("node: peer %s /v1/buckets: read: %w", node, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		return out, fmt.Errorf("node: peer %s GET /v1/buckets: %s", node, resp.Status)
-	}
-	if len(b) != 8*catalog.Buckets {
-		return out, fmt.Errorf("node: peer %s: bucket digests of %d bytes", node, len(b))
+		return d, err
 	}
 	// The answer's digests were taken at the peer's horizon (at least
 	// ours): take it before ours are taken.
-	r.adopt(node, resp.Header)
-	for i := range out {
-		out[i] = binary.LittleEndian.Uint64(b[8*i:])
-	}
-	return out, nil
+	r.adopt(node, theirs)
+	return d, nil
 }
 
-// answerHorizon is the callee's side of the exchange, before it takes its
-// digests.
-func (r *replicator) answerHorizon(w http.ResponseWriter, req *http.Request) {
-	if from := req.Header.Get(headerFrom); from != "" {
-		r.adopt(from, req.Header)
-	}
-	w.Header().Set(headerHorizon, strconv.FormatUint(r.n.cat.Horizon(), 10))
-	w.Header().Set(headerMark, strconv.FormatUint(r.advertisedMark(), 10))
-	w.Header().Set(headerComplete, completeFlag(r.n.cat.Complete()))
-}
-
-func completeFlag(ok bool) string {
-	if ok {
-		return "1"
-	}
-	return "0"
-}
-
-func headerUint(h http.Header, key string) uint64 {
-	v, _ := strconv.ParseUint(h.Get(key), 10, 64)
-	return v
+// horizonInfo is what this node tells a peer in the exchange: its
+// horizon, advertised watermark and whether its catalog is complete.
+func (r *replicator) horizonInfo() peer.Horizon {
+	return peer.Horizon{Horizon: r.n.cat.Horizon(), Mark: r.advertisedMark(), Complete: r.n.cat.Complete()}
 }
 
 // orphanBelowHorizon reports whether a copy without entry is an orphan:

@@ -55,12 +55,9 @@ package node
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
-	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"sync"
@@ -220,7 +217,7 @@ func (n *Node) clusterMaxUID(ctx context.Context, mailbox string) (uint32, error
 		go func() {
 			defer wg.Done()
 			a := &answers[i]
-			a.max, a.entries, a.err = n.peer.uids(ctx, p, mailbox, local)
+			a.max, a.entries, a.err = n.peer.UIDs(ctx, p, mailbox, local)
 		}()
 	}
 	wg.Wait()
@@ -255,33 +252,4 @@ func (n *Node) uidsAbove(mailbox string, since uint32) (uint32, []catalog.Entry)
 		}
 	}
 	return top, out
-}
-
-// handleGetUIDs answers GET /v1/uids/{mailbox}?since=N: the highest UID (4
-// bytes, little endian) then the entries with a UID above N.
-func (p *peerService) handleGetUIDs(w http.ResponseWriter, r *http.Request) {
-	since, err := strconv.ParseUint(r.URL.Query().Get("since"), 10, 32)
-	if err != nil {
-		http.Error(w, "since required", http.StatusBadRequest)
-		return
-	}
-	top, entries := p.n.uidsAbove(r.PathValue("mailbox"), uint32(since))
-	buf := binary.LittleEndian.AppendUint32(nil, top)
-	w.Write(append(buf, encodeEntries(entries)...))
-}
-
-// uids asks node for mailbox's highest UID and its entries above since.
-func (p *peerService) uids(ctx context.Context, node, mailbox string, since uint32) (uint32, []catalog.Entry, error) {
-	_, b, err := p.call(ctx, http.MethodGet, node, "/v1/uids/"+url.PathEscape(mailbox)+"?since="+strconv.FormatUint(uint64(since), 10), nil, nil)
-	if err != nil {
-		return 0, nil, err
-	}
-	if len(b) < 4 {
-		return 0, nil, fmt.Errorf("node: peer %s: short UID answer", node)
-	}
-	entries, err := decodeEntries(b[4:])
-	if err != nil {
-		return 0, nil, err
-	}
-	return binary.LittleEndian.Uint32(b), entries, nil
 }

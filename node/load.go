@@ -103,7 +103,7 @@ func (l *loadTracker) poll(ctx context.Context) {
 		go func() {
 			defer wg.Done()
 			var ld Load
-			err := l.n.peer.getJSON(ctx, m.Name, "/v1/load", &ld)
+			err := l.n.peer.Load(ctx, m.Name, &ld)
 			// Chaos failpoint (make chaos only): the peer's load report is lost.
 			failpoint.InjectCall("load.query", l.n.cfg.Name, &err)
 			if err != nil || ld.Node != m.Name {

@@ -183,7 +183,7 @@ func (n *Node) lockMailbox(ctx context.Context, mailbox, owner string, ttl time.
 			}
 			continue
 		}
-		ok, err := n.peer.lock(ctx, mgr, mailbox, owner, ttl)
+		ok, err := n.peer.Lock(ctx, mgr, mailbox, owner, ttl)
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("node: lock manager %s: %w", mgr, err))
@@ -213,7 +213,7 @@ func (n *Node) unlockMailbox(ctx context.Context, managers []string, mailbox, ow
 			n.locks.release(mailbox, owner)
 			continue
 		}
-		if err := n.peer.unlock(ctx, mgr, mailbox, owner); err != nil {
+		if err := n.peer.Unlock(ctx, mgr, mailbox, owner); err != nil {
 			n.log.Debug("node: unlock failed; the lease will expire", "mailbox", mailbox, "manager", mgr, "err", err)
 		}
 	}

@@ -136,7 +136,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(descMailboxes, prometheus.GaugeValue, float64(n.dir.Len()))
-	out, in, http := n.peer.streamCounts()
+	out, in, http := n.streamCounts()
 	ch <- prometheus.MustNewConstMetric(descStreams, prometheus.GaugeValue, float64(out), "outgoing")
 	ch <- prometheus.MustNewConstMetric(descStreams, prometheus.GaugeValue, float64(in), "incoming")
 	ch <- prometheus.MustNewConstMetric(descStreams, prometheus.GaugeValue, float64(http), "http")

@@ -20,6 +20,7 @@ import (
 	"mailarray/node/directory"
 	"mailarray/node/env"
 	imapd "mailarray/node/imap"
+	"mailarray/node/peer"
 	"mailarray/node/pop3"
 	"mailarray/node/smtp"
 	"mailarray/node/store"
@@ -44,8 +45,10 @@ type Node struct {
 	imap *imapd.Server
 	uids uidAssigner
 	dns  *ddns.Server
-	peer *peerService
+	peer *peer.Client // nil until startPeer
 	web  *http.Server
+
+	peerSrv *peer.Server // nil without a peer listener
 
 	members *memberView
 	locks   *lockTable
@@ -509,9 +512,7 @@ func (n *Node) Close() error {
 	if n.web != nil {
 		n.web.Close()
 	}
-	if n.peer != nil {
-		n.peer.close()
-	}
+	n.closePeer()
 	n.in.notifier.Close()
 	for _, l := range ls {
 		l.Close()

@@ -13,6 +13,7 @@ import (
 	"mailarray/node/catalog"
 	"mailarray/node/env"
 	"mailarray/node/member"
+	"mailarray/node/peer"
 )
 
 // stallHook is a fault hook that blocks the first point named point, once
@@ -214,8 +215,8 @@ func TestCopyPutRefusedForTombstonedID(t *testing.T) {
 	_, err := n2.Catalog().Apply(tomb)
 	require.NoError(t, err)
 
-	status, text := n2.peer.storeCopy(e, data)
-	assert.Equal(t, 409, status, "refused: %s", text)
+	err = peerHandler{n2}.StoreCopy(e, data)
+	assert.ErrorIs(t, err, peer.ErrCopyDeleted, "refused (node/peer answers it 409)")
 	assert.False(t, n2.Store().Has(e.ID), "no copy stored")
 	got, _ := n2.Catalog().Get(e.ID)
 	assert.Equal(t, catalog.Deleted, got.State)

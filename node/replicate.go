@@ -283,7 +283,7 @@ func (r *replicator) broadcastSync(ctx context.Context, entries []catalog.Entry)
 		wg.Add(1)
 		go func(name string) {
 			defer wg.Done()
-			if err := r.n.peer.pushEntries(ctx, name, entries); err != nil {
+			if err := r.n.peer.PushEntries(ctx, name, entries); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -335,7 +335,7 @@ func (r *replicator) pushLoop(ctx context.Context, peer string, q *pushQueue) {
 				r.pushDropped.Add(int64(k))
 				continue
 			}
-			if err := r.n.peer.pushEntries(ctx, peer, batch); err != nil {
+			if err := r.n.peer.PushEntries(ctx, peer, batch); err != nil {
 				r.pushDropped.Add(int64(k))
 				r.n.log.Debug("node: push failed; anti-entropy will repair", "peer", peer, "entries", k, "err", err)
 			}
@@ -410,7 +410,7 @@ func (r *replicator) syncWith(ctx context.Context, peer string) error {
 	}
 	r.aeRounds.Add(1)
 	start := r.startMark()
-	theirs, err := r.n.peer.bucketsExchange(ctx, peer)
+	theirs, err := r.bucketsExchange(ctx, peer)
 	if err != nil {
 		return err
 	}
@@ -419,7 +419,7 @@ func (r *replicator) syncWith(ctx context.Context, peer string) error {
 		if ours[b] == theirs[b] {
 			continue
 		}
-		remote, err := r.n.peer.bucket(ctx, peer, b)
+		remote, err := r.n.peer.Bucket(ctx, peer, b)
 		if err != nil {
 			return err
 		}
@@ -429,7 +429,7 @@ func (r *replicator) syncWith(ctx context.Context, peer string) error {
 		}
 		r.aeRepaired.Add(int64(len(changed)))
 		if local := r.n.cat.Bucket(b); len(local) > 0 && r.n.cat.BucketDigest(b) != theirs[b] {
-			if err := r.n.peer.pushEntries(ctx, peer, local); err != nil {
+			if err := r.n.peer.PushEntries(ctx, peer, local); err != nil {
 				return err
 			}
 		}
@@ -730,7 +730,7 @@ func (r *replicator) resolve(ctx context.Context, e catalog.Entry) {
 			}
 			continue
 		}
-		pe, ok, err := r.n.peer.getEntry(ctx, m.Name, e.ID)
+		pe, ok, err := r.n.peer.GetEntry(ctx, m.Name, e.ID)
 		if err != nil {
 			continue
 		}
@@ -738,7 +738,7 @@ func (r *replicator) resolve(ctx context.Context, e catalog.Entry) {
 			r.n.cat.Apply(pe)
 			return
 		}
-		has, err := r.n.peer.hasCopy(ctx, m.Name, e.ID)
+		has, err := r.n.peer.HasCopy(ctx, m.Name, e.ID)
 		if err != nil {
 			continue
 		}

@@ -276,7 +276,7 @@ func (n *Node) readMessage(ctx context.Context, e *catalog.Entry) ([]byte, error
 				err = fmt.Errorf("%w: %s differs from its entry", store.ErrCorrupt, e.ID)
 			}
 		} else {
-			data, err = n.peer.fetchCopy(ctx, loc, e.ID, e.Sum)
+			data, err = n.peer.FetchCopy(ctx, loc, e.ID, e.Sum)
 		}
 		if err != nil {
 			if errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrNotFound) {

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -248,7 +249,7 @@ func (n *Node) CatalogDigests(ctx context.Context) map[string]string {
 			continue
 		}
 		var st Status
-		if err := n.peer.getJSON(ctx, m.Name, "/v1/status", &st); err == nil {
+		if err := n.peer.Status(ctx, m.Name, &st); err == nil {
 			out[m.Name] = st.CatalogDigest
 		}
 	}
@@ -269,6 +270,13 @@ func (n *Node) Under() int {
 	return under
 }
 
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
 func httpError(w http.ResponseWriter, err error) {
 	code := http.StatusInternalServerError
 	if errors.Is(err, errNotQuarantined) {
@@ -286,7 +294,7 @@ func (n *Node) RebalanceAll(ctx context.Context) map[string]string {
 		if m.Name == n.cfg.Name {
 			continue
 		}
-		if _, _, err := n.peer.call(ctx, http.MethodPost, m.Name, "/v1/rebalance", nil, nil); err != nil {
+		if err := n.peer.Rebalance(ctx, m.Name); err != nil {
 			out[m.Name] = err.Error()
 		} else {
 			out[m.Name] = "ok"

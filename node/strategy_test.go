@@ -331,7 +331,7 @@ func TestStaleLoadCountsAsFullyLoaded(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return n1.loads.get("n3", time.Now()).Known
 	}, 5*time.Second, 10*time.Millisecond, "n1 has n3's load")
-	c.nodes["n3"].peer.srv.Close()
+	c.nodes["n3"].peerSrv.Close()
 	closed := time.Now()
 	require.Eventually(t, func() bool {
 		return !n1.loads.get("n3", time.Now()).Known && !c.nodes["n2"].loads.get("n3", time.Now()).Known

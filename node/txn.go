@@ -3,16 +3,14 @@ package node
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"net/http"
-	"net/url"
 	"sync"
 
 	"mailarray/node/catalog"
 	"mailarray/node/env"
+	"mailarray/node/peer"
 )
 
 // A listener's transactions and the abort protocol (issue 16, bug 1).
@@ -111,70 +109,32 @@ func (t *txTable) abort(id string) (state txState, known bool) {
 	return x.state, true
 }
 
-// Answers of the abort request.
-const (
-	abortAborted   = "aborted"   // the transaction will never be acknowledged
-	abortCommitted = "committed" // it was acknowledged (or committed)
-	abortDeleted   = "deleted"   // the listener's catalog holds a tombstone
-	abortUnknown   = "unknown"   // finished, its final entry not yet applied here: ask again later
-)
-
-// abortReply is the answer to POST /v1/abort/{id}.
-type abortReply struct {
-	State string `json:"state"`
-	// Boot is the listener's boot id: a reply from another boot than the
-	// entry's means the transaction died with the listener's previous life.
-	Boot string `json:"boot"`
-}
-
 // bootString is the form of a boot id in membership tags and replies.
 func bootString(b uint64) string { return fmt.Sprintf("%016x", b) }
 
 // abortTx answers an abort request for entry id: aborted if its
 // transaction was still writing (it will fail), committed if it was
 // acknowledged. Never aborted for something acknowledged.
-func (n *Node) abortTx(id string) abortReply {
-	r := abortReply{Boot: bootString(n.boot)}
+func (n *Node) abortTx(id string) peer.AbortReply {
+	r := peer.AbortReply{Boot: bootString(n.boot)}
 	if st, known := n.txs.abort(id); known {
 		if st == txAcked {
-			r.State = abortCommitted
+			r.State = peer.AbortCommitted
 		} else {
-			r.State = abortAborted
+			r.State = peer.AbortAborted
 		}
 		return r
 	}
 	e, ok := n.cat.Get(id)
 	switch {
 	case ok && e.State == catalog.Committed:
-		r.State = abortCommitted
+		r.State = peer.AbortCommitted
 	case ok && e.State == catalog.Deleted:
-		r.State = abortDeleted
+		r.State = peer.AbortDeleted
 	default:
-		r.State = abortUnknown
+		r.State = peer.AbortUnknown
 	}
 	return r
-}
-
-func (p *peerService) handleAbort(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, p.n.abortTx(r.PathValue("id")))
-}
-
-// errNoAbortEndpoint: the peer runs a version without the abort protocol.
-var errNoAbortEndpoint = errors.New("node: peer has no abort endpoint")
-
-func (p *peerService) abort(ctx context.Context, node, id string) (abortReply, error) {
-	var out abortReply
-	code, b, err := p.call(ctx, http.MethodPost, node, "/v1/abort/"+url.PathEscape(id), nil, nil)
-	if code == http.StatusNotFound || code == http.StatusMethodNotAllowed {
-		return out, fmt.Errorf("%w: %s", errNoAbortEndpoint, node)
-	}
-	if err != nil {
-		return out, err
-	}
-	if err := json.Unmarshal(b, &out); err != nil {
-		return out, fmt.Errorf("node: peer %s abort %s: %w", node, id, err)
-	}
-	return out, nil
 }
 
 // originVerdict is what a pending entry's listener says about it.
@@ -196,7 +156,7 @@ func (r *replicator) askOrigin(ctx context.Context, e *catalog.Entry) originVerd
 	if e.Origin == "" {
 		return originGone
 	}
-	var rep abortReply
+	var rep peer.AbortReply
 	if e.Origin == r.n.cfg.Name {
 		if e.Boot != r.n.boot {
 			return originGone // this node's previous life
@@ -211,9 +171,9 @@ func (r *replicator) askOrigin(ctx context.Context, e *catalog.Entry) originVerd
 			return originGone
 		}
 		var err error
-		rep, err = r.n.peer.abort(ctx, e.Origin, e.ID)
+		rep, err = r.n.peer.Abort(ctx, e.Origin, e.ID)
 		switch {
-		case errors.Is(err, errNoAbortEndpoint):
+		case errors.Is(err, peer.ErrNoAbortEndpoint):
 			return originGone
 		case err != nil:
 			r.n.log.Debug("node: listener of a pending message unreachable; waiting", "id", e.ID, "listener", e.Origin, "err", err)
@@ -224,9 +184,9 @@ func (r *replicator) askOrigin(ctx context.Context, e *catalog.Entry) originVerd
 		return originGone
 	}
 	switch rep.State {
-	case abortAborted, abortDeleted:
+	case peer.AbortAborted, peer.AbortDeleted:
 		return originAborted
-	case abortCommitted:
+	case peer.AbortCommitted:
 		return originCommitted
 	}
 	return originWait

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailarray/node/catalog"
+	"mailarray/node/peer"
 )
 
 func never(string) bool { return false }
@@ -85,10 +86,10 @@ func TestAbortAnswersFromTheCatalog(t *testing.T) {
 	put("c.0", catalog.Committed)
 	put("d.0", catalog.Deleted)
 	put("p.0", catalog.Pending)
-	for id, want := range map[string]string{"c.0": abortCommitted, "d.0": abortDeleted, "p.0": abortUnknown, "none.0": abortUnknown} {
-		got, err := c.nodes["n2"].peer.abort(context.Background(), "n1", id)
+	for id, want := range map[string]string{"c.0": peer.AbortCommitted, "d.0": peer.AbortDeleted, "p.0": peer.AbortUnknown, "none.0": peer.AbortUnknown} {
+		got, err := c.nodes["n2"].peer.Abort(context.Background(), "n1", id)
 		require.NoError(t, err)
-		assert.Equal(t, abortReply{State: want, Boot: bootString(n1.boot)}, got, id)
+		assert.Equal(t, peer.AbortReply{State: want, Boot: bootString(n1.boot)}, got, id)
 	}
 }
 
@@ -127,18 +128,19 @@ func TestAskOriginOnlyOverrulesAGoneListener(t *testing.T) {
 }
 
 // The writer of a copy treats a peer's refusal (409, over the stream and
-// over HTTP) as errCopyDeleted: no fallback node takes the copy.
+// over HTTP) as errCopyDeleted: no fallback node takes the copy. Copies
+// above 256 KiB go over HTTP (node/peer streamMaxCopy).
 func TestPutCopyRefusalIsErrCopyDeleted(t *testing.T) {
 	c := newTestCluster(t, 2, 2, 2)
 	n1, n2 := c.nodes["n1"], c.nodes["n2"]
-	for name, size := range map[string]int{"stream": 100, "http": streamMaxCopy + 1} {
+	for name, size := range map[string]int{"stream": 100, "http": 256<<10 + 1} {
 		data := []byte(strings.Repeat("x", size))
 		id := "gone-" + name + ".0"
 		_, err := n2.Catalog().Apply(catalog.Entry{ID: id, Mailbox: "alice@example.com", State: catalog.Deleted, Version: n2.Catalog().Now()})
 		require.NoError(t, err)
 		e := catalog.Entry{ID: id, Mailbox: "alice@example.com", Size: int64(size), Sum: storeChecksum(data), State: catalog.Pending,
 			Version: n1.Catalog().Now(), Locations: []string{"n1", "n2"}, Origin: "n1", Boot: n1.boot}
-		err = n1.peer.putCopy(context.Background(), "n2", data, &e)
+		err = n1.peer.PutCopy(context.Background(), "n2", data, &e)
 		assert.ErrorIs(t, err, errCopyDeleted, name)
 		assert.False(t, n2.Store().Has(id), name)
 	}

@@ -352,7 +352,7 @@ func (v *verifier) findCopies(ctx context.Context, e catalog.Entry, skip []strin
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, peerTimeout)
-		has, err := v.n.peer.hasCopy(cctx, m.Name, e.ID)
+		has, err := v.n.peer.HasCopy(cctx, m.Name, e.ID)
 		cancel()
 		if err == nil && has {
 			out = append(out, m.Name)

@@ -1,4 +1,4 @@
-package node
+package peer
 
 import (
 	"bufio"
@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"mailarray/node/bufpool"
-	"mailarray/node/catalog"
 )
 
 // The peer stream carries the replication hot path, a copy with its
@@ -74,11 +73,11 @@ const (
 
 // errStreamRefused: the peer answered the upgrade with something else
 // than 101; the request goes over HTTP.
-var errStreamRefused = errors.New("node: peer stream refused")
+var errStreamRefused = errors.New("peer: stream refused")
 
 // streams is a node's client side: one stream per peer address.
 type streams struct {
-	p       *peerService
+	c       *Client
 	mu      sync.Mutex
 	conns   map[string]*peerStream // by peer address
 	refused map[string]time.Time   // address -> until when HTTP is used
@@ -128,11 +127,11 @@ func (s *streams) call(ctx context.Context, node, op string, code byte, fill fun
 		return false, nil
 	}
 	if err != nil {
-		return true, fmt.Errorf("node: peer %s %s: %w", node, op, err)
+		return true, fmt.Errorf("peer: %s %s: %w", node, op, err)
 	}
 	if _, has := ctx.Deadline(); !has {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, peerTimeout)
+		ctx, cancel = context.WithTimeout(ctx, RequestTimeout)
 		defer cancel()
 	}
 	r := st.roundTrip(ctx, code, fill)
@@ -142,24 +141,24 @@ func (s *streams) call(ctx context.Context, node, op string, code byte, fill fun
 		if st, err = s.get(ctx, node); errors.Is(err, errStreamRefused) {
 			return false, nil
 		} else if err != nil {
-			return true, fmt.Errorf("node: peer %s %s: %w", node, op, err)
+			return true, fmt.Errorf("peer: %s %s: %w", node, op, err)
 		}
 		r = st.roundTrip(ctx, code, fill)
 	}
 	switch {
 	case r.err != nil:
-		return true, fmt.Errorf("node: peer %s %s: %w", node, op, r.err)
+		return true, fmt.Errorf("peer: %s %s: %w", node, op, r.err)
 	case r.status/100 != 2:
-		return true, fmt.Errorf("node: peer %s %s: %w", node, op, &streamStatusError{r.status, string(r.text)})
+		return true, fmt.Errorf("peer: %s %s: %w", node, op, &streamStatusError{r.status, string(r.text)})
 	}
 	return true, nil
 }
 
 // get returns the stream to node, dialling it if there is none.
 func (s *streams) get(ctx context.Context, node string) (*peerStream, error) {
-	addr := s.p.n.members.PeerAddr(node)
+	addr := s.c.cfg.Resolver.PeerAddr(node)
 	if addr == "" {
-		return nil, fmt.Errorf("%w: %s", errPeerUnreachable, node)
+		return nil, fmt.Errorf("%w: %s", ErrUnreachable, node)
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -183,7 +182,7 @@ func (s *streams) get(ctx context.Context, node string) (*peerStream, error) {
 		s.mu.Unlock()
 		// The dial serves every request waiting for it: the context of the
 		// one that started it bounds it only by its deadline's values, not
-		// by its cancellation (peerDialTimeout bounds it anyway).
+		// by its cancellation (DialTimeout bounds it anyway).
 		st.dial(context.WithoutCancel(ctx))
 	} else {
 		s.mu.Unlock()
@@ -206,7 +205,7 @@ func (s *streams) get(ctx context.Context, node string) (*peerStream, error) {
 // stream is broken (and forgotten, so the next call dials again).
 func (st *peerStream) dial(ctx context.Context) {
 	defer close(st.ready)
-	conn, br, err := st.s.p.dialStream(ctx, st.addr)
+	conn, br, err := st.s.c.dialStream(ctx, st.addr)
 	if err != nil {
 		if errors.Is(err, errStreamRefused) {
 			st.s.mu.Lock()
@@ -215,7 +214,7 @@ func (st *peerStream) dial(ctx context.Context) {
 			}
 			st.s.refused[st.addr] = time.Now().Add(streamRetry)
 			st.s.mu.Unlock()
-			st.s.p.n.log.Info("peer: stream refused; using HTTP", "peer", st.node, "err", err)
+			st.s.c.cfg.Log.Info("peer: stream refused; using HTTP", "peer", st.node, "err", err)
 		}
 		st.fail(err)
 		return
@@ -234,10 +233,10 @@ func (st *peerStream) dial(ctx context.Context) {
 }
 
 // dialStream connects to addr and upgrades the connection.
-func (p *peerService) dialStream(ctx context.Context, addr string) (net.Conn, *bufio.Reader, error) {
-	ctx, cancel := context.WithTimeout(ctx, peerDialTimeout)
+func (c *Client) dialStream(ctx context.Context, addr string) (net.Conn, *bufio.Reader, error) {
+	ctx, cancel := context.WithTimeout(ctx, DialTimeout)
 	defer cancel()
-	raw, err := p.n.env.Net.DialContext(ctx, "tcp", addr)
+	raw, err := c.cfg.Dial(ctx, "tcp", addr)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -246,8 +245,8 @@ func (p *peerService) dialStream(ctx context.Context, addr string) (net.Conn, *b
 	// bounded per request, by its caller's context.
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
-	if p.tls != nil {
-		tc := tls.Client(conn, p.tls.client)
+	if c.cfg.TLS != nil {
+		tc := tls.Client(conn, c.cfg.TLS.client)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			conn.Close()
 			return nil, nil, err
@@ -256,8 +255,8 @@ func (p *peerService) dialStream(ctx context.Context, addr string) (net.Conn, *b
 	}
 	var req strings.Builder
 	req.WriteString("GET " + streamPath + " HTTP/1.1\r\nHost: " + addr + "\r\nConnection: Upgrade\r\nUpgrade: " + streamProto + "\r\n")
-	if p.n.cfg.PeerKey != "" {
-		req.WriteString(headerKey + ": " + p.n.cfg.PeerKey + "\r\n")
+	if c.cfg.Key != "" {
+		req.WriteString(headerKey + ": " + c.cfg.Key + "\r\n")
 	}
 	req.WriteString("\r\n")
 	if _, err := io.WriteString(conn, req.String()); err != nil {
@@ -420,185 +419,20 @@ func (s *streams) close() {
 	s.wg.Wait()
 }
 
-// --- server side ---
-
-// handleStream upgrades a peer's connection to a stream and serves it.
-func (p *peerService) handleStream(w http.ResponseWriter, r *http.Request) {
-	if !strings.EqualFold(r.Header.Get("Upgrade"), streamProto) {
-		w.Header().Set("Upgrade", streamProto)
-		http.Error(w, "upgrade to "+streamProto+" required", http.StatusUpgradeRequired)
-		return
-	}
-	conn, brw, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		http.Error(w, "cannot upgrade", http.StatusInternalServerError)
-		return
-	}
-	// The server forgets a hijacked connection: the peer service closes
-	// it on shutdown, and waits for it.
-	p.smu.Lock()
-	if p.sclosed {
-		p.smu.Unlock()
-		conn.Close()
-		return
-	}
-	if p.sconns == nil {
-		p.sconns = make(map[net.Conn]struct{})
-	}
-	p.sconns[conn] = struct{}{}
-	p.swg.Add(1)
-	p.smu.Unlock()
-	defer func() {
-		p.smu.Lock()
-		delete(p.sconns, conn)
-		p.smu.Unlock()
-		p.swg.Done()
-	}()
-	// net/http leaves its header deadlines on a hijacked connection.
-	conn.SetDeadline(time.Time{})
-	brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + streamProto + "\r\n\r\n")
-	if err := brw.Flush(); err != nil {
-		conn.Close()
-		return
-	}
-	p.serveStream(conn, brw.Reader)
-}
-
-// serveStream runs the requests of one stream until it ends.
-func (p *peerService) serveStream(conn net.Conn, br *bufio.Reader) {
-	defer conn.Close()
-	var (
-		wg sync.WaitGroup
-		// One reply written at a time; a channel for the reason of
-		// peerStream.wlock.
-		wlock  = make(chan struct{}, 1)
-		budget = make(chan struct{}, streamBudget/streamBudgetUnit)
-	)
-	defer wg.Wait()
-	var hdr [streamReqHeader]byte
-	for {
-		if _, err := io.ReadFull(br, hdr[:]); err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				p.n.log.Debug("peer: stream ended", "remote", conn.RemoteAddr().String(), "err", err)
-			}
-			return
-		}
-		n := int64(binary.BigEndian.Uint32(hdr[0:])) - (streamReqHeader - 4)
-		if n < 0 || n > streamLimit(hdr[8]) {
-			p.n.log.Warn("peer: stream frame refused; closing the stream", "remote", conn.RemoteAddr().String(), "op", hdr[8], "bytes", n)
-			return
-		}
-		// The budget is taken before the body is allocated: a peer cannot
-		// make the node hold more than streamBudget for it at once.
-		units := 1 + int(n/streamBudgetUnit)
-		for range units {
-			budget <- struct{}{}
-		}
-		body := bufpool.Get(int(n))[:n]
-		if _, err := io.ReadFull(br, body); err != nil {
-			p.n.log.Debug("peer: stream ended inside a frame", "remote", conn.RemoteAddr().String(), "err", err)
-			bufpool.Put(body)
-			for range units {
-				<-budget
-			}
-			return
-		}
-		id, code := binary.BigEndian.Uint32(hdr[4:]), hdr[8]
-		wg.Add(1)
-		go func() {
-			defer func() {
-				for range units {
-					<-budget
-				}
-				wg.Done()
-			}()
-			status, text := p.streamRequest(code, body)
-			bufpool.Put(body)
-			if len(text) > streamMaxReply {
-				text = text[:streamMaxReply]
-			}
-			var buf [streamReplyHeader + 64]byte
-			reply := append(buf[:streamReplyHeader], text...)
-			binary.BigEndian.PutUint32(reply[0:], uint32(len(reply)-4))
-			binary.BigEndian.PutUint32(reply[4:], id)
-			binary.BigEndian.PutUint16(reply[8:], uint16(status))
-			wlock <- struct{}{}
-			_, err := conn.Write(reply)
-			<-wlock
-			if err != nil {
-				conn.Close()
-			}
-		}()
-	}
-}
-
-// streamLimit is the largest body a request of op may have: the client
-// sends larger copies over HTTP, and an unknown op gets an error reply.
-func streamLimit(op byte) int64 {
-	switch op {
-	case opPutCopy:
-		return 4 + streamMaxEntry + streamMaxCopy
-	case opPushEntries:
-		return maxEntriesBody
-	}
-	return streamBudgetUnit
-}
-
-// streamRequest runs one stream request: the status and error text the
-// HTTP request of the same meaning would have answered.
-func (p *peerService) streamRequest(code byte, body []byte) (int, string) {
-	switch code {
-	case opPutCopy:
-		if len(body) < 4 {
-			return http.StatusBadRequest, "bad entry"
-		}
-		k := binary.BigEndian.Uint32(body)
-		if uint64(k) > uint64(len(body)-4) || k > streamMaxEntry {
-			return http.StatusBadRequest, "bad entry"
-		}
-		e, err := catalog.Decode(body[4 : 4+k])
-		if err != nil {
-			return http.StatusBadRequest, "bad entry"
-		}
-		return p.storeCopy(e, body[4+k:])
-	case opPushEntries:
-		return p.applyEntries(body)
-	}
-	return http.StatusBadRequest, fmt.Sprintf("unknown stream op %d", code)
-}
-
-// closeStreams closes the served streams and waits for their requests.
-func (p *peerService) closeStreams() {
-	p.smu.Lock()
-	p.sclosed = true
-	conns := make([]net.Conn, 0, len(p.sconns))
-	for c := range p.sconns {
-		conns = append(conns, c)
-	}
-	p.smu.Unlock()
-	for _, c := range conns {
-		c.Close()
-	}
-	p.swg.Wait()
-}
-
-// streamCounts returns how many streams this node has open to its peers
-// and from them, and to how many peers it speaks HTTP because they
-// refused the stream (for metrics).
-func (p *peerService) streamCounts() (out, in, http int) {
+// StreamCounts returns how many streams the client has open to peers, and
+// to how many peers it speaks HTTP because they refused the stream (for
+// metrics).
+func (c *Client) StreamCounts() (out, http int) {
 	now := time.Now()
-	p.streams.mu.Lock()
-	out = len(p.streams.conns)
-	for _, until := range p.streams.refused {
+	c.streams.mu.Lock()
+	defer c.streams.mu.Unlock()
+	out = len(c.streams.conns)
+	for _, until := range c.streams.refused {
 		if now.Before(until) {
 			http++
 		}
 	}
-	p.streams.mu.Unlock()
-	p.smu.Lock()
-	in = len(p.sconns)
-	p.smu.Unlock()
-	return out, in, http
+	return out, http
 }
 
 // streamStatusError is a stream request's answer that is not a success,

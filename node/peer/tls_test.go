@@ -1,0 +1,115 @@
+package peer
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"mailarray/node/catalog"
+)
+
+// testCA makes a CA and signs node certificates with it.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	file string
+}
+
+func newTestCA(t *testing.T, dir string) *testCA {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	cert, _ := x509.ParseCertificate(der)
+	f := filepath.Join(dir, "ca.pem")
+	require.NoError(t, os.WriteFile(f, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
+	return &testCA{cert: cert, key: key, file: f}
+}
+
+func (ca *testCA) issue(t *testing.T, dir, name string) (certFile, keyFile string) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	require.NoError(t, err)
+	kb, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
+	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
+	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600))
+	return certFile, keyFile
+}
+
+// Over mutual TLS the client replicates over a stream inside TLS; a host
+// without a certificate from the array's CA gets nothing.
+func TestMutualTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, dir)
+	cfgOf := func(name string) Config {
+		cert, key := ca.issue(t, dir, name)
+		tl, err := LoadTLS(ca.file, cert, key)
+		require.NoError(t, err)
+		return Config{TLS: tl}
+	}
+	h := newMemHandler()
+	addr := serve(t, cfgOf("s"), h)
+	r := &resolver{}
+	r.set("s", addr)
+	c := newClient(t, cfgOf("c"), r)
+	for i := range 10 {
+		data := []byte("over TLS " + strconv.Itoa(i))
+		e := pendingEntry("t"+strconv.Itoa(i), data)
+		require.NoError(t, c.PutCopy(context.Background(), "s", data, &e))
+		require.NoError(t, c.PushEntries(context.Background(), "s", []catalog.Entry{e}))
+	}
+	got, err := c.FetchCopy(context.Background(), "s", "t3", pendingEntry("t3", []byte("over TLS 3")).Sum)
+	require.NoError(t, err)
+	assert.Equal(t, "over TLS 3", string(got), "HTTP requests inside TLS too")
+	streams, refused := c.StreamCounts()
+	assert.Equal(t, 1, streams, "the client replicates over a stream inside TLS")
+	assert.Zero(t, refused, "no upgrade refused")
+
+	peer := addr
+	// Plain HTTP is not spoken on the peer port.
+	resp, err := (&http.Client{Timeout: 2 * time.Second}).Get("http://" + peer + "/v1/buckets")
+	if err == nil {
+		resp.Body.Close()
+		assert.NotEqual(t, http.StatusOK, resp.StatusCode, "plain HTTP refused")
+	}
+	// TLS without a client certificate, or with one from another CA, is refused.
+	other := newTestCA(t, t.TempDir())
+	oc, ok := other.issue(t, t.TempDir(), "intruder")
+	for _, certs := range [][]string{nil, {oc, ok}} {
+		cfg := &tls.Config{InsecureSkipVerify: true}
+		if certs != nil {
+			pair, err := tls.LoadX509KeyPair(certs[0], certs[1])
+			require.NoError(t, err)
+			cfg.Certificates = []tls.Certificate{pair}
+		}
+		cl := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+		resp, err := cl.Get("https://" + peer + "/v1/buckets")
+		if err == nil {
+			resp.Body.Close()
+		}
+		assert.Error(t, err, "a host without the array's certificate cannot use the peer API (client certs %v)", certs != nil)
+	}
+}

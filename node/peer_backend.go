@@ -1,0 +1,132 @@
+package node
+
+// The node as its peer protocol (node/peer) sees it: peerHandler answers
+// the peers' requests from the store, the catalog, the lock table, the
+// listener's transactions (txn.go) and the replicator; the node reaches
+// its peers through n.peer, a *peer.Client.
+
+import (
+	"context"
+	"time"
+
+	"mailarray/node/catalog"
+	"mailarray/node/peer"
+)
+
+// peerTimeout bounds the node's own contexts for peer work.
+const peerTimeout = peer.RequestTimeout
+
+// peerHandler is the node seen by its peer server.
+type peerHandler struct{ n *Node }
+
+var _ peer.Handler = peerHandler{}
+
+// startPeer makes the peer client and, with a peer address, serves the
+// protocol on it.
+func (n *Node) startPeer() error {
+	pcfg := peer.Config{
+		Name:         n.cfg.Name,
+		Resolver:     n.members,
+		Dial:         n.env.Net.DialContext,
+		Key:          n.cfg.PeerKey,
+		MaxCopyBytes: n.cfg.MaxMessageBytes + 1<<20,
+		Log:          n.log,
+		ChargeCPU:    n.env.ChargeCPU,
+		Inject:       n.env.Inject,
+	}
+	if n.cfg.PeerCA != "" {
+		t, err := peer.LoadTLS(n.cfg.PeerCA, n.cfg.PeerCert, n.cfg.PeerCertKey)
+		if err != nil {
+			return err
+		}
+		pcfg.TLS = t
+	}
+	c, err := peer.NewClient(pcfg)
+	if err != nil {
+		return err
+	}
+	n.peer = c
+	if n.cfg.PeerAddr == "" {
+		return nil
+	}
+	l, err := n.listen("peer", n.cfg.PeerAddr)
+	if err != nil {
+		return err
+	}
+	srv := peer.NewServer(pcfg, peerHandler{n})
+	n.peerSrv = srv
+	n.serve("peer", func() error { return srv.Serve(l) })
+	return nil
+}
+
+// closePeer follows the teardown order that leaves no goroutine behind:
+// the client's streams and idle connections first, then the server.
+func (n *Node) closePeer() {
+	if n.peer != nil {
+		n.peer.Close()
+	}
+	if n.peerSrv != nil {
+		n.peerSrv.Close()
+	}
+}
+
+// streamCounts returns how many streams this node has open to its peers
+// and from them, and to how many peers it speaks HTTP because they
+// refused the stream (for metrics).
+func (n *Node) streamCounts() (out, in, http int) {
+	out, http = n.peer.StreamCounts()
+	if n.peerSrv != nil {
+		in = n.peerSrv.Streams()
+	}
+	return out, in, http
+}
+
+func (h peerHandler) StoreCopy(e catalog.Entry, data []byte) error {
+	// writeLocal refuses a tombstoned id with errCopyDeleted, which is
+	// peer.ErrCopyDeleted (deliver.go).
+	return h.n.writeLocal(context.Background(), data, e)
+}
+
+func (h peerHandler) GetCopy(id string) ([]byte, error) { return h.n.store.Get(id) }
+
+func (h peerHandler) HasCopy(id string) bool { return h.n.store.Has(id) }
+
+func (h peerHandler) ApplyEntries(entries []catalog.Entry) error {
+	// The env twin of the catalog.apply failpoint, for pushed entries: a
+	// node whose catalog refuses merges from its peers.
+	if err := h.n.env.Inject("catalog.apply"); err != nil {
+		return err
+	}
+	_, err := h.n.cat.Apply(entries...)
+	return err
+}
+
+func (h peerHandler) Entry(id string) (catalog.Entry, bool) { return h.n.cat.Get(id) }
+
+func (h peerHandler) ExchangeHorizon(caller peer.Horizon) peer.Horizon {
+	if caller.From != "" {
+		h.n.repl.adopt(caller.From, caller)
+	}
+	return h.n.repl.horizonInfo()
+}
+
+func (h peerHandler) BucketDigests() [catalog.Buckets]uint64 { return h.n.cat.BucketDigests() }
+
+func (h peerHandler) Bucket(b int) []catalog.Entry { return h.n.cat.Bucket(b) }
+
+func (h peerHandler) Lock(mailbox, owner string, ttl time.Duration) bool {
+	return h.n.locks.acquire(mailbox, owner, ttl)
+}
+
+func (h peerHandler) Unlock(mailbox, owner string) { h.n.locks.release(mailbox, owner) }
+
+func (h peerHandler) UIDsAbove(mailbox string, since uint32) (uint32, []catalog.Entry) {
+	return h.n.uidsAbove(mailbox, since)
+}
+
+func (h peerHandler) Abort(id string) peer.AbortReply { return h.n.abortTx(id) }
+
+func (h peerHandler) Load() any   { return h.n.Load() }
+func (h peerHandler) Mirror() any { return h.n.members.Table() }
+func (h peerHandler) Status() any { return h.n.Status() }
+func (h peerHandler) Rebalance()  { h.n.repl.triggerRebalance() }
