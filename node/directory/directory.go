@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"mailarray/node/mailaddr"
 )
 
 // Config tunes a Directory. The zero value is not valid: start from
@@ -38,6 +40,10 @@ type Config struct {
 	// MaxLoggedProblems bounds the bad lines one load logs one by one; the
 	// rest are only counted, so a broken file cannot flood the log.
 	MaxLoggedProblems int
+	// RecentChange is how long after the file last changed LookupFresh
+	// reports an unknown address as possibly not loaded yet (see there).
+	// 0: never.
+	RecentChange time.Duration
 }
 
 // DefaultConfig returns the settings of a real node.
@@ -53,6 +59,10 @@ func DefaultConfig() Config {
 		MaxFileBytes: 128 << 20,
 		// Enough to see what kind of mistake a file has.
 		MaxLoggedProblems: 50,
+		// A file being written in place settles within one Watch poll
+		// (DefaultWatchInterval); five of them is ample, and a sender told
+		// to retry comes back minutes later, when it has long settled.
+		RecentChange: 5 * DefaultWatchInterval,
 	}
 }
 
@@ -67,6 +77,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("directory: config: MaxFileBytes %d <= 0", c.MaxFileBytes)
 	case c.MaxLoggedProblems < 0:
 		return fmt.Errorf("directory: config: MaxLoggedProblems %d < 0", c.MaxLoggedProblems)
+	case c.RecentChange < 0:
+		return fmt.Errorf("directory: config: RecentChange %v < 0", c.RecentChange)
 	}
 	return nil
 }
@@ -215,11 +227,52 @@ func newDirectory(cfg Config, log *slog.Logger) (*Directory, error) {
 // Lookup returns the mailbox that address (or one of its aliases) names,
 // ignoring ASCII case. The Mailbox is the caller's own copy.
 func (d *Directory) Lookup(address string) (Mailbox, bool) {
-	r := d.cur.Load().byAddr[asciiLower(address)]
+	r := d.cur.Load().byAddr[mailaddr.Key(address)]
 	if r == nil {
 		return Mailbox{}, false
 	}
 	return r.mb.clone(), true
+}
+
+// LookupFresh is Lookup for a caller about to refuse an unknown address
+// for good, as the SMTP listener's 550 5.1.1 does, which makes the sender's
+// MTA bounce the mail. A mailbox just added to the file is not known until
+// Watch's next poll sees the change and the poll after that loads it (a
+// few seconds), so when address is unknown LookupFresh checks whether the
+// file changed since it was loaded, loads it at once if so, and looks
+// again.
+//
+// That load skips Watch's wait for the file to settle, so it may catch a
+// file being rewritten in place half-written, missing mailboxes that do
+// exist. For that case recent is true when the address is still unknown
+// but the file changed less than Config.RecentChange ago: the caller
+// should then refuse temporarily (450 4.1.1), and the sender's retry finds
+// the settled file. Otherwise (no file, an old file, a file that cannot be
+// read) an unknown address is reported as Lookup does.
+//
+// Checking costs one stat of the file per unknown address, and a load only
+// when the file changed, so a stream of unknown addresses (a dictionary
+// attack) costs no more than before.
+func (d *Directory) LookupFresh(address string) (mb Mailbox, ok, recent bool) {
+	if mb, ok := d.Lookup(address); ok || d.path == "" {
+		return mb, ok, false
+	}
+	fi, err := os.Stat(d.path)
+	if err != nil {
+		return Mailbox{}, false, false // Watch reports the missing file
+	}
+	d.mu.Lock()
+	if !sameStat(d.loaded, fi) {
+		d.pending = nil // loaded now: the poll need not wait for it
+		if err := d.loadLocked(); err != nil {
+			d.log.Warn("directory: reload for an unknown address failed, keeping the loaded mailboxes", "file", d.path, "err", err)
+		}
+	}
+	d.mu.Unlock()
+	if mb, ok = d.Lookup(address); ok {
+		return mb, true, false
+	}
+	return Mailbox{}, false, d.cfg.RecentChange > 0 && time.Since(fi.ModTime()) < d.cfg.RecentChange
 }
 
 // Authenticate checks password for the mailbox that address (or one of its
@@ -233,7 +286,7 @@ func (d *Directory) Authenticate(address, password string) (Mailbox, error) {
 		return Mailbox{}, ErrAuth
 	}
 	s := d.cur.Load()
-	r := s.byAddr[asciiLower(address)]
+	r := s.byAddr[mailaddr.Key(address)]
 	if r == nil {
 		if s.dummy != nil {
 			_ = bcrypt.CompareHashAndPassword(s.dummy, []byte(password))
