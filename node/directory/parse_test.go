@@ -181,10 +181,10 @@ func TestCanonicalAddress(t *testing.T) {
 		{in: "\u212Aelly@example.com", want: "kelly@example.com"},
 		{in: "Jörg@Bücher.example", want: "jörg@xn--bcher-kva.example"},
 		{in: "jo\u0308rg@xn--bcher-kva.example", want: "jörg@xn--bcher-kva.example"}, // NFD in, NFC out
-		{in: "JÖRG@bücher.example", want: "jÖrg@xn--bcher-kva.example"},           // Ö is not folded
+		{in: "JÖRG@bücher.example", want: "jÖrg@xn--bcher-kva.example"},              // Ö is not folded
 		{in: "用户@例子.广告", want: "用户@xn--fsqu00a.xn--4rr70v"},
 		{in: "a\u200b@example.com", wantErr: true}, // a format character
-		{in: "a@xn--a.example", wantErr: true},      // an A-label that does not decode
+		{in: "a@xn--a.example", wantErr: true},     // an A-label that does not decode
 		{in: "a@b..c", wantErr: true},
 		{in: ".a@b.c", wantErr: true},
 		{in: "a.@b.c", wantErr: true},
