@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"mailarray/node/mailaddr"
 	"mailarray/node/strategy"
 )
 
@@ -294,8 +295,14 @@ func (c *Config) Validate() error {
 	}
 	for i, d := range c.Domains {
 		d = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")
+		// An IDN domain may be given in U-labels; the node (and its DNS,
+		// which is asked in A-labels) uses the A-label form.
+		a, err := mailaddr.Domain(d)
+		if err == nil {
+			d = a
+		}
 		c.Domains[i] = d
-		if !domainRE.MatchString(d) {
+		if err != nil || !domainRE.MatchString(d) {
 			bad("domain", "%q is not a domain name", d)
 		}
 	}
