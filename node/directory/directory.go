@@ -40,7 +40,7 @@ type Config struct {
 	// MaxLoggedProblems bounds the bad lines one load logs one by one; the
 	// rest are only counted, so a broken file cannot flood the log.
 	MaxLoggedProblems int
-	// RecentChange is how long after the file last changed LookupFresh
+	// RecentChange is how long after loading a changed file LookupFresh
 	// reports an unknown address as possibly not loaded yet (see there).
 	// 0: never.
 	RecentChange time.Duration
@@ -111,10 +111,13 @@ type Directory struct {
 	cacheHits   atomic.Uint64
 	cacheMisses atomic.Uint64
 
-	mu      sync.Mutex  // serialises loads; guards the fields below
-	loaded  os.FileInfo // the file as it was when last loaded
-	pending os.FileInfo // a changed file seen by the last poll, loaded once it stays the same
-	gen     uint64      // successful loads
+	mu     sync.Mutex  // serialises loads; guards the fields below
+	loaded os.FileInfo // the file as it was when last loaded
+	// changedAt is when a load last found the file changed since the load
+	// before (zero until then: the first load is no change).
+	changedAt time.Time
+	pending   os.FileInfo // a changed file seen by the last poll, loaded once it stays the same
+	gen       uint64      // successful loads
 }
 
 // snapshot is one loaded version of the directory, never changed after
@@ -245,10 +248,12 @@ func (d *Directory) Lookup(address string) (Mailbox, bool) {
 // That load skips Watch's wait for the file to settle, so it may catch a
 // file being rewritten in place half-written, missing mailboxes that do
 // exist. For that case recent is true when the address is still unknown
-// but the file changed less than Config.RecentChange ago: the caller
-// should then refuse temporarily (450 4.1.1), and the sender's retry finds
-// the settled file. Otherwise (no file, an old file, a file that cannot be
-// read) an unknown address is reported as Lookup does.
+// but a load (this one, or Watch's) found the file changed less than
+// Config.RecentChange ago: the caller should then refuse temporarily (450
+// 4.1.1), and the sender's retry finds the settled file. The time is the
+// node's, not the file's modification time, which copying tools may set
+// to the past. Otherwise (no file, no change since the first load, a file
+// that cannot be read) an unknown address is reported as Lookup does.
 //
 // Checking costs one stat of the file per unknown address, and a load only
 // when the file changed, so a stream of unknown addresses (a dictionary
@@ -268,11 +273,12 @@ func (d *Directory) LookupFresh(address string) (mb Mailbox, ok, recent bool) {
 			d.log.Warn("directory: reload for an unknown address failed, keeping the loaded mailboxes", "file", d.path, "err", err)
 		}
 	}
+	changedAt := d.changedAt
 	d.mu.Unlock()
 	if mb, ok = d.Lookup(address); ok {
 		return mb, true, false
 	}
-	return Mailbox{}, false, d.cfg.RecentChange > 0 && time.Since(fi.ModTime()) < d.cfg.RecentChange
+	return Mailbox{}, false, !changedAt.IsZero() && time.Since(changedAt) < d.cfg.RecentChange
 }
 
 // Authenticate checks password for the mailbox that address (or one of its
@@ -448,6 +454,9 @@ func (d *Directory) loadLocked() error {
 	}
 	entries, problems := Parse(bytes.NewReader(data), d.path)
 	d.publishLocked(entries)
+	if d.loaded != nil && !sameStat(d.loaded, fi) {
+		d.changedAt = time.Now()
+	}
 	d.loaded = fi
 	d.logLoad(entries, problems)
 	return nil
