@@ -84,7 +84,19 @@ func Domain(d string) (string, error) {
 			return d, nil
 		}
 	}
+	if !utf8.ValidString(d) {
+		return "", fmt.Errorf("%w: domain is not UTF-8", ErrBad)
+	}
 	a, err := profile.ToASCII(d)
+	if err == nil {
+		// The A-labels must name the same domain when read back (the
+		// normal form is a fixed point); idna lets a few odd inputs
+		// through that fail this.
+		var again string
+		if again, err = profile.ToASCII(a); err == nil && again != a {
+			err = errors.New("not a fixed point")
+		}
+	}
 	if err != nil {
 		// The idna error quotes decoded label bytes, which confuse more
 		// than help; the domain as given is what a person can fix.
