@@ -21,6 +21,11 @@ deps:
 		{ echo "make: installing real mail/DNS clients used by the tests (swaks, curl, dnsutils, dnsperf)"; \
 		  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq swaks curl dnsutils dnsperf) >/dev/null 2>&1 || \
 		  echo "make: could not install swaks/curl/dnsutils/dnsperf; tests that need them will skip"; }
+	@command -v postfix >/dev/null || [ -x /usr/sbin/postfix ] || \
+		{ echo "make: installing Postfix for the end-to-end relay test (Debian's postfix, a private instance per test, not the system's)"; \
+		  (apt-get update -qq && echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections && \
+		   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix) >/dev/null 2>&1 || \
+		  echo "make: could not install postfix; the Postfix test will skip"; }
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null || \
 		{ echo "make: installing headless Chromium for the webmail browser test (Debian's chromium)"; \
 		  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 || \

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"mailarray/node/ddns"
+	"mailarray/node/mailaddr"
 	"mailarray/node/strategy"
 )
 
@@ -303,8 +304,14 @@ func (c *Config) Validate() error {
 	}
 	for i, d := range c.Domains {
 		d = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")
+		// An IDN domain may be given in U-labels; the node (and its DNS,
+		// which is asked in A-labels) uses the A-label form.
+		a, err := mailaddr.Domain(d)
+		if err == nil {
+			d = a
+		}
 		c.Domains[i] = d
-		if !domainRE.MatchString(d) {
+		if err != nil || !domainRE.MatchString(d) {
 			bad("domain", "%q is not a domain name", d)
 		}
 	}

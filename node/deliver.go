@@ -37,8 +37,8 @@ func (b *smtpBackend) CheckRecipient(ctx context.Context, addr string) error {
 	if !slices.Contains(n.cfg.Domains, strings.ToLower(addr[at+1:])) {
 		return smtp.ErrNotHosted
 	}
-	if _, ok := n.dir.Lookup(addr); !ok {
-		return smtp.ErrUnknownMailbox
+	if err := n.knownRecipient(addr); err != nil {
+		return err
 	}
 	if live := len(n.members.Table().Ring); live < n.cfg.WriteQuorum {
 		return fmt.Errorf("%w: %d live storage nodes, write quorum %d", smtp.ErrUnavailable, live, n.cfg.WriteQuorum)

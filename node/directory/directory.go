@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"mailarray/node/mailaddr"
 )
 
 // Config tunes a Directory. The zero value is not valid: start from
@@ -38,6 +40,10 @@ type Config struct {
 	// MaxLoggedProblems bounds the bad lines one load logs one by one; the
 	// rest are only counted, so a broken file cannot flood the log.
 	MaxLoggedProblems int
+	// RecentChange is how long after loading a changed file LookupFresh
+	// reports an unknown address as possibly not loaded yet (see there).
+	// 0: never.
+	RecentChange time.Duration
 }
 
 // DefaultConfig returns the settings of a real node.
@@ -53,6 +59,10 @@ func DefaultConfig() Config {
 		MaxFileBytes: 128 << 20,
 		// Enough to see what kind of mistake a file has.
 		MaxLoggedProblems: 50,
+		// A file being written in place settles within one Watch poll
+		// (DefaultWatchInterval); five of them is ample, and a sender told
+		// to retry comes back minutes later, when it has long settled.
+		RecentChange: 5 * DefaultWatchInterval,
 	}
 }
 
@@ -67,6 +77,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("directory: config: MaxFileBytes %d <= 0", c.MaxFileBytes)
 	case c.MaxLoggedProblems < 0:
 		return fmt.Errorf("directory: config: MaxLoggedProblems %d < 0", c.MaxLoggedProblems)
+	case c.RecentChange < 0:
+		return fmt.Errorf("directory: config: RecentChange %v < 0", c.RecentChange)
 	}
 	return nil
 }
@@ -99,10 +111,13 @@ type Directory struct {
 	cacheHits   atomic.Uint64
 	cacheMisses atomic.Uint64
 
-	mu      sync.Mutex  // serialises loads; guards the fields below
-	loaded  os.FileInfo // the file as it was when last loaded
-	pending os.FileInfo // a changed file seen by the last poll, loaded once it stays the same
-	gen     uint64      // successful loads
+	mu     sync.Mutex  // serialises loads; guards the fields below
+	loaded os.FileInfo // the file as it was when last loaded
+	// changedAt is when a load last found the file changed since the load
+	// before (zero until then: the first load is no change).
+	changedAt time.Time
+	pending   os.FileInfo // a changed file seen by the last poll, loaded once it stays the same
+	gen       uint64      // successful loads
 }
 
 // snapshot is one loaded version of the directory, never changed after
@@ -215,11 +230,55 @@ func newDirectory(cfg Config, log *slog.Logger) (*Directory, error) {
 // Lookup returns the mailbox that address (or one of its aliases) names,
 // ignoring ASCII case. The Mailbox is the caller's own copy.
 func (d *Directory) Lookup(address string) (Mailbox, bool) {
-	r := d.cur.Load().byAddr[asciiLower(address)]
+	r := d.cur.Load().byAddr[mailaddr.Key(address)]
 	if r == nil {
 		return Mailbox{}, false
 	}
 	return r.mb.clone(), true
+}
+
+// LookupFresh is Lookup for a caller about to refuse an unknown address
+// for good, as the SMTP listener's 550 5.1.1 does, which makes the sender's
+// MTA bounce the mail. A mailbox just added to the file is not known until
+// Watch's next poll sees the change and the poll after that loads it (a
+// few seconds), so when address is unknown LookupFresh checks whether the
+// file changed since it was loaded, loads it at once if so, and looks
+// again.
+//
+// That load skips Watch's wait for the file to settle, so it may catch a
+// file being rewritten in place half-written, missing mailboxes that do
+// exist. For that case recent is true when the address is still unknown
+// but a load (this one, or Watch's) found the file changed less than
+// Config.RecentChange ago: the caller should then refuse temporarily (450
+// 4.1.1), and the sender's retry finds the settled file. The time is the
+// node's, not the file's modification time, which copying tools may set
+// to the past. Otherwise (no file, no change since the first load, a file
+// that cannot be read) an unknown address is reported as Lookup does.
+//
+// Checking costs one stat of the file per unknown address, and a load only
+// when the file changed, so a stream of unknown addresses (a dictionary
+// attack) costs no more than before.
+func (d *Directory) LookupFresh(address string) (mb Mailbox, ok, recent bool) {
+	if mb, ok := d.Lookup(address); ok || d.path == "" {
+		return mb, ok, false
+	}
+	fi, err := os.Stat(d.path)
+	if err != nil {
+		return Mailbox{}, false, false // Watch reports the missing file
+	}
+	d.mu.Lock()
+	if !sameStat(d.loaded, fi) {
+		d.pending = nil // loaded now: the poll need not wait for it
+		if err := d.loadLocked(); err != nil {
+			d.log.Warn("directory: reload for an unknown address failed, keeping the loaded mailboxes", "file", d.path, "err", err)
+		}
+	}
+	changedAt := d.changedAt
+	d.mu.Unlock()
+	if mb, ok = d.Lookup(address); ok {
+		return mb, true, false
+	}
+	return Mailbox{}, false, !changedAt.IsZero() && time.Since(changedAt) < d.cfg.RecentChange
 }
 
 // Authenticate checks password for the mailbox that address (or one of its
@@ -233,7 +292,7 @@ func (d *Directory) Authenticate(address, password string) (Mailbox, error) {
 		return Mailbox{}, ErrAuth
 	}
 	s := d.cur.Load()
-	r := s.byAddr[asciiLower(address)]
+	r := s.byAddr[mailaddr.Key(address)]
 	if r == nil {
 		if s.dummy != nil {
 			_ = bcrypt.CompareHashAndPassword(s.dummy, []byte(password))
@@ -395,6 +454,9 @@ func (d *Directory) loadLocked() error {
 	}
 	entries, problems := Parse(bytes.NewReader(data), d.path)
 	d.publishLocked(entries)
+	if d.loaded != nil && !sameStat(d.loaded, fi) {
+		d.changedAt = time.Now()
+	}
 	d.loaded = fi
 	d.logLoad(entries, problems)
 	return nil

@@ -14,7 +14,12 @@
 // Parse reads it (pure: entries and problems, no logging). A bad line never
 // stops the node: it is logged with file, line and reason (never the
 // password) and skipped, and so is a line repeating an address. Addresses
-// are compared without regard to ASCII case and kept in lower case. The
+// are kept and compared in package mailaddr's normal form: local part in
+// NFC with ASCII letters lowered (UTF-8 local parts, RFC 6531, are
+// allowed), domain as A-labels, so an IDN domain may be written in either
+// form. LookupFresh serves the SMTP listener's unknown recipients: it loads
+// a file changed since the last load at once, so a mailbox just added is
+// not refused for good while Watch catches up. The
 // format's details are at Parse; `mailarray user hash` prints a {BCRYPT}
 // secret made by HashPassword.
 //

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"mailarray/node/mailaddr"
 )
 
 // Limits of the directory file format. Each one bounds what a single line can
@@ -166,7 +168,8 @@ func (p Problem) String() string {
 // Leading and trailing white space of a line is removed; blank lines and
 // lines starting with '#' are ignored. The address is local@domain, compared
 // without regard to ASCII case (RFC 5321 section 2.4 allows a server to treat
-// local parts so, and this directory does). The secret runs from '}' to the
+// local parts so, and this directory does) and in its normal form (see
+// CanonicalAddress). The secret runs from '}' to the
 // next ':' or the end of the line, so a {PLAIN} password cannot contain ':'
 // (bcrypt hashes never do), and white space around it is removed, so it
 // cannot start or end with a space (inner spaces are kept). Options are
@@ -489,11 +492,12 @@ func checkNotify(v string) string {
 }
 
 // CanonicalAddress checks that s is a plausible mailbox address and returns
-// it in the directory's canonical form (ASCII lower case). It accepts a
-// dot-atom local part (RFC 5322 section 3.2.3) and a domain of LDH labels
-// (RFC 1035 section 2.3.1, RFC 1123 section 2.1); quoted local parts,
-// address literals and non-ASCII addresses (RFC 6531) are refused: an
-// internationalised domain is written in its A-label (xn--) form.
+// it in the directory's canonical form, that of package mailaddr: the local
+// part in NFC with ASCII letters lowered, the domain as A-labels in lower
+// case. It accepts a dot-atom local part (RFC 5322 section 3.2.3), UTF-8
+// included (RFC 6531 section 3.3), and a domain of LDH labels (RFC 1035
+// section 2.3.1, RFC 1123 section 2.1) or its U-label form (RFC 5890);
+// quoted local parts and address literals are refused.
 func CanonicalAddress(s string) (string, error) {
 	addr, _, _, reason := canonAddress(s)
 	if reason != "" {
@@ -522,83 +526,22 @@ func canonAddress(s string) (addr, local, domain, reason string) {
 	if domain == "" {
 		return "", "", "", "empty domain"
 	}
-	if len(local) > MaxLocalBytes {
-		return "", "", "", fmt.Sprintf("local part longer than %d bytes", MaxLocalBytes)
+	if strings.HasSuffix(domain, ".") {
+		return "", "", "", "empty label in domain"
 	}
-	if r := checkLocal(local); r != "" {
-		return "", "", "", r
+	addr, local, domain, err := mailaddr.Address(s)
+	if err != nil {
+		return "", "", "", strings.TrimPrefix(err.Error(), mailaddr.ErrBad.Error()+": ")
 	}
-	if r := checkDomain(domain); r != "" {
-		return "", "", "", r
+	if len(addr) > MaxAddressBytes {
+		// An A-label domain is longer than its U-labels.
+		return "", "", "", fmt.Sprintf("longer than %d bytes as A-labels", MaxAddressBytes)
 	}
-	local, domain = asciiLower(local), asciiLower(domain)
-	return local + "@" + domain, local, domain, ""
+	return addr, local, domain, ""
 }
 
-// checkLocal accepts a dot-atom: atext runs separated by single dots.
-func checkLocal(l string) string {
-	if l[0] == '.' || l[len(l)-1] == '.' || strings.Contains(l, "..") {
-		return "local part with a leading, trailing or double '.'"
-	}
-	for i := 0; i < len(l); i++ {
-		if c := l[i]; c != '.' && !isAtext(c) {
-			return "invalid character in local part"
-		}
-	}
-	return ""
-}
-
-// isAtext reports whether c is atext (RFC 5322 section 3.2.3), ASCII only.
-func isAtext(c byte) bool {
-	switch {
-	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		return true
-	}
-	return strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0
-}
-
-// checkDomain accepts LDH labels of 1 to 63 characters, not starting or
-// ending with '-', separated by single dots, with no trailing dot.
-func checkDomain(d string) string {
-	for label := range strings.SplitSeq(d, ".") {
-		if label == "" {
-			return "empty label in domain"
-		}
-		if len(label) > MaxLabelBytes {
-			return fmt.Sprintf("domain label longer than %d bytes", MaxLabelBytes)
-		}
-		if label[0] == '-' || label[len(label)-1] == '-' {
-			return "domain label starting or ending with '-'"
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
-				return "invalid character in domain"
-			}
-		}
-	}
-	return ""
-}
-
-// asciiLower lowers ASCII letters only. strings.ToLower would also fold
-// letters such as U+212A KELVIN SIGN to 'k', letting a non-ASCII string
-// match a stored address; lookups must not do that.
-func asciiLower(s string) string {
-	i := 0
-	for i < len(s) && (s[i] < 'A' || s[i] > 'Z') {
-		i++
-	}
-	if i == len(s) {
-		return s
-	}
-	b := []byte(s)
-	for ; i < len(b); i++ {
-		if c := b[i]; c >= 'A' && c <= 'Z' {
-			b[i] = c + ('a' - 'A')
-		}
-	}
-	return string(b)
-}
+// asciiLower lowers ASCII letters only (see mailaddr.ASCIILower).
+func asciiLower(s string) string { return mailaddr.ASCIILower(s) }
 
 // claim records e's address and aliases in claims (name -> position) and
 // returns a reason if any of them was already claimed, in which case claims

@@ -95,7 +95,8 @@ func TestParseBadLines(t *testing.T) {
 		{"underscore in domain", "alice@ex_ample.com:{PLAIN}s3cret", Problem{Line: 1, Reason: "bad address: invalid character in domain"}},
 		{"hyphen label", "alice@-example.com:{PLAIN}s3cret", Problem{Line: 1, Reason: "bad address: domain label starting or ending with '-'"}},
 		{"trailing dot", "alice@example.com.:{PLAIN}s3cret", Problem{Line: 1, Reason: "bad address: empty label in domain"}},
-		{"non-ascii", "ålice@example.com:{PLAIN}s3cret", Problem{Line: 1, Reason: "bad address: invalid character in local part"}},
+		{"non-ascii control", "ålice\u0085@example.com:{PLAIN}s3cret", Problem{Line: 1, Reason: "bad address: invalid character U+0085 in local part"}},
+		{"bad idn", "alice@xn--a.example:{PLAIN}s3cret", Problem{Line: 1, Reason: `bad address: domain "xn--a.example" is not a valid internationalised domain name`}},
 		{"long label", "a@" + strings.Repeat("x", 64) + ".com:{PLAIN}s3cret", Problem{Line: 1, Reason: "bad address: domain label longer than 63 bytes"}},
 		{"long local", strings.Repeat("x", 65) + "@example.com:{PLAIN}s3cret", Problem{Line: 1, Reason: "bad address: local part longer than 64 bytes"}},
 		{"no scheme", "alice@example.com:s3cret", Problem{Line: 1, Reason: "missing {SCHEME} before the password"}},
@@ -176,7 +177,14 @@ func TestCanonicalAddress(t *testing.T) {
 		{in: "Alice@Example.COM", want: "alice@example.com"},
 		{in: "o'brien+x@a-b.example", want: "o'brien+x@a-b.example"},
 		{in: "postmaster@localhost", want: "postmaster@localhost"},
-		{in: "\u212Aelly@example.com", wantErr: true}, // KELVIN SIGN must not fold to k
+		// KELVIN SIGN is canonically equivalent to K (NFC), then lowered.
+		{in: "\u212Aelly@example.com", want: "kelly@example.com"},
+		{in: "Jörg@Bücher.example", want: "jörg@xn--bcher-kva.example"},
+		{in: "jo\u0308rg@xn--bcher-kva.example", want: "jörg@xn--bcher-kva.example"}, // NFD in, NFC out
+		{in: "JÖRG@bücher.example", want: "jÖrg@xn--bcher-kva.example"},              // Ö is not folded
+		{in: "用户@例子.广告", want: "用户@xn--fsqu00a.xn--4rr70v"},
+		{in: "a\u200b@example.com", wantErr: true}, // a format character
+		{in: "a@xn--a.example", wantErr: true},     // an A-label that does not decode
 		{in: "a@b..c", wantErr: true},
 		{in: ".a@b.c", wantErr: true},
 		{in: "a.@b.c", wantErr: true},

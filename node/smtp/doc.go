@@ -8,5 +8,17 @@
 // 550 5.1.1, domain not hosted 550 5.7.1 (never an open relay), too large
 // 552 5.3.4, cluster unable to make the message durable 451 4.3.0. On
 // shutdown, idle sessions get 421 4.4.2 at once; a transaction in flight
-// finishes first, then its session gets 421.
+// finishes first, then its session gets 421. A mailbox the directory may
+// be about to load gets 450 4.1.1, so that the sender retries.
+//
+// Internationalised mail (RFC 6531): SMTPUTF8 is offered; with it the
+// envelope may hold UTF-8 addresses and the header UTF-8 (RFC 6532), and
+// recipients are put in package mailaddr's normal form (IDN domains as
+// A-labels, local parts in NFC) before the backend sees them. A non-ASCII
+// address without it gets 553 5.6.7.
+//
+// Lines: the message size limit is the only bound on a line of a message
+// (RFC 5321's 1000 octets is not enforced, as Postfix and Exim do not),
+// and a message over the limit is read to its end before 552 5.3.4, so
+// the client sees the reply rather than a reset. See Config.MaxMessageBytes.
 package smtp

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"mailarray/node/bufpool"
+	"mailarray/node/mailaddr"
 )
 
 // Errors a Backend returns to choose the reply. Any other error is a
@@ -33,14 +35,23 @@ var (
 	ErrUnavailable = errors.New("smtp: storage unavailable")
 	// ErrQuota: the mailbox is over its quota. RFC 3463 X.2.2.
 	ErrQuota = errors.New("smtp: mailbox over quota")
+	// ErrNotYet: the mailbox is unknown, but the mailbox directory changed
+	// a moment ago and may not be loaded whole yet, so the refusal is
+	// temporary (450 4.1.1, RFC 5321 4.2.2 and RFC 3463 X.1.1): the
+	// sender's MTA retries instead of bouncing mail for a mailbox that is
+	// being added.
+	ErrNotYet = errors.New("smtp: mailbox not known yet")
 )
 
 // Message is one accepted SMTP transaction handed to the backend.
 type Message struct {
-	ID     string   // transaction id, shown in the Received header and the 250 reply
-	From   string   // reverse path, "" for the null sender
-	To     []string // accepted recipients, lowercase
-	Data   []byte   // the message with CRLF line ends and our Received header first
+	ID   string   // transaction id, shown in the Received header and the 250 reply
+	From string   // reverse path, "" for the null sender
+	To   []string // accepted recipients, in package mailaddr's normal form
+	// UTF8: the client sent MAIL with SMTPUTF8 (RFC 6531): the envelope
+	// and the header may hold UTF-8.
+	UTF8   bool
+	Data   []byte // the message with CRLF line ends and our Received header first
 	Helo   string
 	Remote net.Addr
 	TLS    bool
@@ -50,7 +61,8 @@ type Message struct {
 type Backend interface {
 	// NewID returns a fresh transaction id.
 	NewID() string
-	// CheckRecipient says whether mail for addr is accepted, returning nil
+	// CheckRecipient says whether mail for addr (in package mailaddr's
+	// normal form when it is a valid address) is accepted, returning nil
 	// or one of the package's errors (or an *SMTPError from go-smtp).
 	CheckRecipient(ctx context.Context, addr string) error
 	// Deliver makes m durable for every recipient, or fails wholly.
@@ -59,8 +71,14 @@ type Backend interface {
 
 // Config of the listener. Zero values take defaults from DefaultConfig.
 type Config struct {
-	Hostname         string        // announced in the greeting and Received headers
-	MaxMessageBytes  int64         // advertised with SIZE; larger gets 552 5.3.4
+	Hostname string // announced in the greeting and Received headers
+	// MaxMessageBytes is advertised with SIZE; a larger message gets
+	// 552 5.3.4 once the client has sent all of it. It is the only bound
+	// on a line of the message too: RFC 5321 4.5.3.1.6 limits a line to
+	// 1000 octets with CRLF, but Postfix, Exim and most servers accept
+	// longer ones, and senders (HTML generators, some MUAs) send them, so
+	// refusing them would bounce real mail; the message is stored as sent.
+	MaxMessageBytes  int64
 	MaxRecipients    int           // per transaction; more get 452 4.5.3
 	ReadTimeout      time.Duration // per command line; RFC 5321 4.5.3.2 suggests 5 min
 	WriteTimeout     time.Duration
@@ -156,6 +174,10 @@ type Server struct {
 	draining bool
 }
 
+// lineSlackBytes is how far past MaxMessageBytes go-smtp's line limit lies:
+// the dot-stuffing and read-ahead of a message at the size limit.
+const lineSlackBytes = 1 << 20
+
 // New returns a listener; Serve starts it.
 func New(cfg Config, b Backend, log *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
@@ -165,6 +187,15 @@ func New(cfg Config, b Backend, log *slog.Logger) (*Server, error) {
 	gs := gosmtp.NewServer(s)
 	gs.Domain = cfg.Hostname
 	gs.MaxMessageBytes = cfg.MaxMessageBytes
+	// go-smtp's line limit applies to DATA lines too, and once a line
+	// passes it the connection is cut mid-message (554, then 500 and a
+	// close the client sees as a reset). Above the message limit it never
+	// applies within a message: an oversized message is read to its end
+	// and refused with 552. It still bounds a command line's memory.
+	gs.MaxLineLength = int(min(cfg.MaxMessageBytes+lineSlackBytes, math.MaxInt32))
+	// RFC 6531: internationalised addresses and UTF-8 headers. Without it
+	// Postfix bounces such mail (5.6.7 "SMTPUTF8 is required").
+	gs.EnableSMTPUTF8 = true
 	gs.MaxRecipients = cfg.MaxRecipients
 	gs.ReadTimeout = cfg.ReadTimeout
 	gs.WriteTimeout = cfg.WriteTimeout
@@ -327,6 +358,8 @@ func reply(err error) *gosmtp.SMTPError {
 		return se
 	case errors.Is(err, ErrUnknownMailbox):
 		return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 1, 1}, Message: "No such mailbox here"}
+	case errors.Is(err, ErrNotYet):
+		return &gosmtp.SMTPError{Code: 450, EnhancedCode: gosmtp.EnhancedCode{4, 1, 1}, Message: "Mailbox not known yet, try again later"}
 	case errors.Is(err, ErrNotHosted):
 		return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 7, 1}, Message: "Relaying denied: domain not hosted here"}
 	case errors.Is(err, ErrQuota):
@@ -347,9 +380,16 @@ type session struct {
 	mu     sync.Mutex
 	busy   bool // between MAIL and the end of DATA or RSET
 	from   string
+	utf8   bool // MAIL had SMTPUTF8
 	rcpts  []string
 	mailAt time.Time
 }
+
+// errNonASCII refuses a non-ASCII address in a transaction without the
+// SMTPUTF8 parameter: RFC 6531 section 3.5, 553 "mailbox name not
+// allowed" with X.6.7 "Non-ASCII addresses not permitted for that
+// sender/recipient" (RFC 5248 registry).
+var errNonASCII = &gosmtp.SMTPError{Code: 553, EnhancedCode: gosmtp.EnhancedCode{5, 6, 7}, Message: "Non-ASCII address requires SMTPUTF8"}
 
 func (ss *session) drain() {
 	ss.mu.Lock()
@@ -369,19 +409,34 @@ func (ss *session) setBusy(b bool) {
 	}
 }
 
-func (ss *session) Mail(from string, _ *gosmtp.MailOptions) error {
+func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	if ss.srv.isDraining() {
 		return errShuttingDown
 	}
+	utf8 := opts != nil && opts.UTF8
+	if !utf8 && !mailaddr.IsASCII(from) {
+		return errNonASCII
+	}
 	ss.setBusy(true)
 	ss.from = from
+	ss.utf8 = utf8
 	ss.rcpts = ss.rcpts[:0]
 	ss.mailAt = time.Now()
 	return nil
 }
 
 func (ss *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
-	addr := strings.ToLower(strings.TrimSpace(to))
+	to = strings.TrimSpace(to)
+	if !ss.utf8 && !mailaddr.IsASCII(to) {
+		return errNonASCII
+	}
+	// One spelling per mailbox (U-label or A-label domain, NFC local
+	// part); what does not parse goes on lowered, for the backend to
+	// refuse as it always did (RCPT TO:<postmaster> has no domain).
+	addr := mailaddr.Key(to)
+	if addr == "" {
+		addr = mailaddr.ASCIILower(to)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), ss.srv.cfg.DeliverTimeout)
 	defer cancel()
 	if err := ss.srv.backend.CheckRecipient(ctx, addr); err != nil {
@@ -427,6 +482,7 @@ func (ss *session) Data(r io.Reader) error {
 		Helo:   ss.conn.Hostname(),
 		Remote: ss.remote,
 		TLS:    isTLS,
+		UTF8:   ss.utf8,
 	}
 	m.Data = withReceived(raw, m, ss.srv.cfg.Hostname, time.Now())
 	ctx, cancel := context.WithTimeout(context.Background(), ss.srv.cfg.DeliverTimeout)
@@ -449,6 +505,7 @@ func (ss *session) Data(r io.Reader) error {
 
 func (ss *session) Reset() {
 	ss.from = ""
+	ss.utf8 = false
 	ss.rcpts = ss.rcpts[:0]
 	ss.setBusy(false)
 }
@@ -467,8 +524,15 @@ func withReceived(raw []byte, m *Message, host string, now time.Time) []byte {
 	if helo == "" {
 		helo = "unknown"
 	}
+	// RFC 3848 protocol types; RFC 6531 section 4.3 names the SMTPUTF8
+	// ones.
 	with := "ESMTP"
-	if m.TLS {
+	switch {
+	case m.UTF8 && m.TLS:
+		with = "UTF8SMTPS"
+	case m.UTF8:
+		with = "UTF8SMTP"
+	case m.TLS:
 		with = "ESMTPS"
 	}
 	// Appended piece by piece: fmt was a visible share of each message.
@@ -578,13 +642,50 @@ type drainConn struct {
 	ip       string
 	draining atomic.Bool
 	closed   atomic.Bool
+	linger   atomic.Bool // the session ended on a line too long: lingerClose
 }
 
 func (c *drainConn) Close() error {
 	if c.closed.CompareAndSwap(false, true) {
+		if c.linger.Load() {
+			c.lingerClose()
+		}
 		c.s.release(c.ip)
 	}
 	return c.Conn.Close()
+}
+
+// Bounds of lingerClose.
+const (
+	lingerTimeout  = 10 * time.Second
+	lingerMaxBytes = 1 << 30
+)
+
+// tooLongReply starts go-smtp's reply to a line past its MaxLineLength,
+// after which it closes the session.
+var tooLongReply = []byte("500 5.4.0 ")
+
+// Write notes go-smtp's reply to a line too long (possible only for a
+// line longer than the message size limit plus lineSlackBytes, see New):
+// the client is still sending it, and closing a socket with unread input
+// makes the kernel send a reset, which the client sees instead of the
+// reply. Close then lingers.
+func (c *drainConn) Write(b []byte) (int, error) {
+	if bytes.HasPrefix(b, tooLongReply) {
+		c.linger.Store(true)
+	}
+	return c.Conn.Write(b)
+}
+
+// lingerClose half-closes the connection and discards what the client
+// still sends, for a bounded time and size, so that it reads the reply and
+// an orderly end rather than a reset (as Postfix and Apache linger).
+func (c *drainConn) lingerClose() {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	c.Conn.SetReadDeadline(time.Now().Add(lingerTimeout))
+	io.CopyN(io.Discard, c.Conn, lingerMaxBytes)
 }
 
 func (c *drainConn) drain() {

@@ -28,6 +28,7 @@ type memBackend struct {
 	hold     chan struct{} // when non-nil, Deliver waits on it
 	entered  chan struct{}
 	failWith error
+	failRcpt error // when set, CheckRecipient's answer for unknown mailboxes
 	n        int
 }
 
@@ -44,10 +45,15 @@ func (b *memBackend) CheckRecipient(ctx context.Context, addr string) error {
 		return ErrNotHosted
 	}
 	if !b.boxes[addr] {
+		if b.failRcpt != nil {
+			return b.failRcpt
+		}
 		return ErrUnknownMailbox
 	}
 	return nil
 }
+
+func deadline() time.Time { return time.Now().Add(5 * time.Second) }
 
 func (b *memBackend) Deliver(ctx context.Context, m *Message) error {
 	if b.entered != nil {
