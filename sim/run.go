@@ -132,6 +132,7 @@ type simulation struct {
 	mailboxes  []string
 	load       *loadGen
 	prog       *progress
+	ledger     *ledger // durability of every copy (disk.go)
 
 	started   time.Time // virtual time of the net's start
 	loadStart time.Time
@@ -176,7 +177,7 @@ type sample struct {
 }
 
 func run(t *testing.T, sc Scenario, opts Options, prog *progress) (*Report, error) {
-	s := &simulation{t: t, sc: sc, opts: opts, prog: prog, byName: map[string]*simNode{}, byIP: map[string]string{}}
+	s := &simulation{t: t, sc: sc, opts: opts, prog: prog, byName: map[string]*simNode{}, byIP: map[string]string{}, ledger: newLedger()}
 	s.wall0 = WallNow()
 	restore := seedDNSID(sc.Seed)
 	defer restore()
@@ -198,7 +199,7 @@ func run(t *testing.T, sc Scenario, opts Options, prog *progress) (*Report, erro
 	for i, spec := range sc.Nodes {
 		sn := &simNode{spec: spec, ip: fmt.Sprintf("10.0.0.%d", i+1), dir: filepath.Join(opts.DataDir, spec.Name), state: stateSpare}
 		sn.host = s.net.Host(sn.ip)
-		sn.cost = newNodeCost(s.net, spec)
+		sn.cost = newNodeCost(s.net, spec, s.ledger)
 		sn.rnd = s.net.Rand("node " + spec.Name)
 		s.nodes = append(s.nodes, sn)
 		s.byName[spec.Name] = sn
@@ -442,6 +443,9 @@ func (s *simulation) apply(f FaultSpec) error {
 		if sn.state != stateCrashed {
 			return fmt.Errorf("sim: restart %s: node is %s", f.Node, sn.state)
 		}
+		if err := s.replaceDisk(sn, f.Disk); err != nil {
+			return err
+		}
 		sn.host.Restart()
 		s.cluster.Restart(sn.spec.Name)
 		return s.startNode(sn)
@@ -489,6 +493,12 @@ func (s *simulation) apply(f FaultSpec) error {
 		s.cluster.Heal()
 	case FaultSlowDisk:
 		sn.cost.setSlow(f.Factor)
+	case FaultStallDisk:
+		sn.cost.stall(f.For.D())
+	case FaultPowerLoss:
+		return s.powerLoss(sn)
+	case FaultBackup:
+		return s.backup(sn)
 	case FaultLossyLink:
 		link := s.sc.Link.config()
 		link.LossRate = f.Loss
