@@ -389,7 +389,10 @@ type FaultResult struct {
 	Action string  `json:"action"`
 	Node   string  `json:"node,omitempty"`
 	Nodes  string  `json:"nodes,omitempty"`
-	Error  string  `json:"error"`
+	// Disk is a restart's disk (backup, empty); For a stall's length.
+	Disk  string  `json:"disk,omitempty"`
+	ForS  float64 `json:"for_s,omitempty"`
+	Error string  `json:"error"`
 }
 
 // faultLoop applies the faults the schedule's driver callbacks hand it, one
@@ -399,7 +402,7 @@ func (s *simulation) faultLoop() {
 	defer close(s.faultDone)
 	for f := range s.faultc {
 		err := s.apply(f)
-		r := FaultResult{AtS: roundTo(s.sinceLoad().Seconds(), 3), Action: f.Action, Node: f.Node}
+		r := FaultResult{AtS: roundTo(s.sinceLoad().Seconds(), 3), Action: f.Action, Node: f.Node, Disk: f.Disk, ForS: roundTo(f.For.D().Seconds(), 3)}
 		if len(f.Nodes) > 0 {
 			r.Nodes = strings.Join(f.Nodes, ",")
 			if len(f.From) > 0 {
