@@ -162,11 +162,12 @@ func TestSimChaosClock(t *testing.T) {
 
 // TestSimChaosReplay runs cells twice: the same seed must give the same
 // faults, network digest and findings, or the replay command a failure
-// prints would not reproduce it. One cell is a mix; the other queries
-// the nodes' load (p2c).
+// prints would not reproduce it. One cell is a mix; one stalls a disk
+// for 40 s (callers then resume with long-expired deadlines); the last
+// queries the nodes' load (p2c).
 func TestSimChaosReplay(t *testing.T) {
 	requireRewritten(t)
-	for _, id := range []string{"mix/crash-restart", "load.query/during-rebuild"} {
+	for _, id := range []string{"mix/crash-restart", "disk/stall-listener", "load.query/during-rebuild"} {
 		t.Run(id, func(t *testing.T) {
 			if id == "load.query/during-rebuild" && os.Getenv("CHAOS_REPLAY_LOAD") != "1" {
 				// Open: with load-querying strategies a run still does not
