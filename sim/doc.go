@@ -178,7 +178,11 @@
 // not durably blocked, so never do network I/O inside a bbolt Update, Batch
 // or long View (the fake clock freezes and the run hangs); always set bbolt
 // Options.Timeout; run bbolt with NoSync (file I/O takes no virtual time,
-// disk cost is modeled). Nothing but the driver may call synctest.Wait.
+// disk cost is modeled). Nothing but the driver may call synctest.Wait. A
+// select with two ready cases picks at random: a caller whose context is
+// already done must be turned away before a select that also offers it a
+// ready resource (peerstream.go get and roundTrip; seen after a long
+// stall_disk, when callers resume with deadlines long past).
 //
 // # Teardown order
 //
