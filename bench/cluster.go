@@ -362,7 +362,7 @@ func (c *Cluster) Target() sim.RealTarget {
 }
 
 // ErrFaultUnsupported is returned by Fault for faults that real sockets
-// cannot express (partition, heal, slow_disk, lossy_link).
+// cannot express (partition, heal, slow_disk, lossy_link, the disk faults).
 var ErrFaultUnsupported = errors.New("not supported on real sockets: skipped")
 
 // Fault applies one scenario fault to the processes: crash is SIGKILL,
@@ -388,6 +388,9 @@ func (c *Cluster) Fault(f sim.FaultSpec) error {
 		<-n.done
 		return err
 	case sim.FaultRestart, sim.FaultAddNode:
+		if f.Disk != sim.DiskKeep {
+			return ErrFaultUnsupported // restarting from a backup or an empty disk is the simulator's
+		}
 		if (f.Action == sim.FaultRestart && state != "crashed") || (f.Action == sim.FaultAddNode && state != "spare" && state != "removed") {
 			return fmt.Errorf("bench: %s %s: node is %s", f.Action, f.Node, state)
 		}

@@ -43,6 +43,16 @@ import (
 //     named (else: duplicated);
 //  5. no mailbox lease outlives its holder's failure by more than the
 //     detection time (else: stale lease; leases.go).
+//  6. quorum, from the simulator's durability ledger (sim.Report.Ledger):
+//     when the listener sent each 250, at least W copies of the message
+//     were durable on distinct nodes (else: under-quorum);
+//  7. nothing acknowledged is deleted except by a reader: no live catalog
+//     holds a tombstone for an acknowledged message no reader sent DELE
+//     for, and the ledger shows no such message whose every copy the
+//     nodes deleted (else: deleted-unasked);
+//  8. after quiescence catalog locations match the stores: no committed
+//     entry lists a live node whose store lacks the copy (else: phantom
+//     holder; such an entry also counts as under-replicated).
 
 // storeFile is a node's bbolt file under its data directory (node/node.go).
 const storeFile = "node.db"
@@ -93,6 +103,9 @@ type Result struct {
 	Resurrected     Finding `json:"resurrected"`
 	Phantom         Finding `json:"phantom"`
 	StaleLeases     Finding `json:"stale_leases"`
+	UnderQuorum     Finding `json:"under_quorum"`
+	DeletedUnasked  Finding `json:"deleted_unasked"`
+	PhantomHolder   Finding `json:"phantom_holder"`
 }
 
 // Violations describes every broken invariant; empty means the run is
@@ -116,6 +129,9 @@ func (r *Result) Violations() []string {
 	add("resurrected (deleted by a reader, committed again)", r.Resurrected)
 	add("phantom (a refused or unsent transaction left a visible message)", r.Phantom)
 	add("stale lease (a mailbox lease honoured longer than detection after its holder's node failed)", r.StaleLeases)
+	add("under-quorum (fewer than W copies durable when the 250 went out)", r.UnderQuorum)
+	add("deleted-unasked (acknowledged, deleted although no reader deleted it)", r.DeletedUnasked)
+	add("phantom holder (an entry lists a live node whose store lacks the copy)", r.PhantomHolder)
 	return out
 }
 
@@ -199,7 +215,7 @@ func Check(rep *sim.Report, dataDir string) (*Result, error) {
 		}
 		res.Checked++
 		id := rec.CopyID()
-		found := false
+		found, tombstoned := false, ""
 		for _, ln := range nodes {
 			e, ok := ln.entries[id]
 			switch {
@@ -207,6 +223,9 @@ func Check(rep *sim.Report, dataDir string) (*Result, error) {
 				res.Missing.add(id + "@" + ln.name + " absent")
 			case e.State != catalog.Committed:
 				res.Missing.add(id + "@" + ln.name + " " + e.State.String())
+			}
+			if ok && e.State == catalog.Deleted && tombstoned == "" {
+				tombstoned = ln.name
 			}
 			if !found {
 				sum := e.Sum
@@ -227,7 +246,14 @@ func Check(rep *sim.Report, dataDir string) (*Result, error) {
 		if !found {
 			res.Lost.add(id + describe(records, rec.Seq))
 		}
+		switch {
+		case tombstoned != "":
+			res.DeletedUnasked.add(id + " (tombstone on " + tombstoned + ")" + describe(records, rec.Seq))
+		case rep.Ledger != nil && deletedByNodes(rep.Ledger[id]):
+			res.DeletedUnasked.add(id + " (every copy deleted)" + describe(records, rec.Seq))
+		}
 	}
+	checkQuorum(rep, res)
 
 	// 2-4. Every entry of every live catalog.
 	ids := map[string]bool{}
@@ -276,6 +302,17 @@ func Check(rep *sim.Report, dataDir string) (*Result, error) {
 			continue
 		}
 		res.Visible++
+		// Locations against the stores, in every live catalog.
+		for _, ln := range nodes {
+			x, ok := ln.entries[id]
+			if !ok || x.State != catalog.Committed {
+				continue
+			}
+			if p := phantomHolder(byName, &x); p != "" {
+				res.PhantomHolder.add(fmt.Sprintf("%s on %s (entry of %s lists %v)", id, p, ln.name, x.Locations))
+				break
+			}
+		}
 		// Replication: min(R, live) distinct live holders, all valid.
 		seq, seqOK := -1, false
 		holders := map[string]bool{}
@@ -360,6 +397,59 @@ func Check(rep *sim.Report, dataDir string) (*Result, error) {
 		})
 	}
 	return res, nil
+}
+
+// phantomHolder is the first live node e lists whose store lacks the copy,
+// or "".
+func phantomHolder(byName map[string]*liveNode, e *catalog.Entry) string {
+	for _, loc := range e.Locations {
+		if ln := byName[loc]; ln != nil && !ln.st.Has(e.ID) {
+			return loc
+		}
+	}
+	return ""
+}
+
+// deletedByNodes reports whether the ledger shows a message whose every
+// copy its nodes deleted (not lost to a restore or an empty disk, which
+// the lost check judges).
+func deletedByNodes(lives []sim.CopyLife) bool {
+	if len(lives) == 0 {
+		return false
+	}
+	for _, l := range lives {
+		if !l.Gone || l.Cause != sim.LostDeleted {
+			return false
+		}
+	}
+	return true
+}
+
+// checkQuorum asks the ledger, for every acknowledged message, how many
+// distinct nodes held a durable copy when its 250 was sent: fewer than W
+// is a 250 the array had no right to send. Runs without a ledger (reports
+// of real processes) are not judged.
+func checkQuorum(rep *sim.Report, res *Result) {
+	if rep.Ledger == nil {
+		return
+	}
+	w := rep.Config.WriteQuorum
+	for i := range rep.Records {
+		rec := &rep.Records[i]
+		if rec.Outcome != sim.Accepted {
+			continue
+		}
+		id := rec.CopyID()
+		nodes := map[string]bool{}
+		for _, l := range rep.Ledger[id] {
+			if l.DurableAt(rec.Acked) {
+				nodes[l.Node] = true
+			}
+		}
+		if len(nodes) < w {
+			res.UnderQuorum.add(fmt.Sprintf("%s (%d durable of W=%d at %.6fs)%s", id, len(nodes), w, rec.Acked.Seconds(), describe(rep.Records, rec.Seq)))
+		}
+	}
 }
 
 // copySeq finds a valid copy of id on any of nodes and returns the load

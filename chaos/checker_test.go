@@ -138,6 +138,37 @@ func TestCheckerCatches(t *testing.T) {
 			got:          func(r *Result) int { return r.Phantom.Count },
 		},
 		{
+			name: "under-quorum: the 250 went out before the second copy was durable",
+			breakRecords: func(recs []sim.Record) {
+				var last time.Duration
+				for _, l := range clean.rep.Ledger[victim.CopyID()] {
+					last = max(last, l.Durable)
+				}
+				recs[victim.Seq].Acked = last - time.Nanosecond
+			},
+			got: func(r *Result) int { return r.UnderQuorum.Count },
+		},
+		{
+			name: "deleted-unasked: a tombstone no reader asked for",
+			breakFiles: func(t *testing.T, dir string) {
+				e := entry
+				e.State = catalog.Deleted
+				putEntry(t, dir, other, e)
+			},
+			got: func(r *Result) int { return r.DeletedUnasked.Count },
+		},
+		{
+			name: "phantom holder: an entry lists a node that lacks the copy",
+			breakFiles: func(t *testing.T, dir string) {
+				e := entry
+				e.Locations = append(slices.Clone(e.Locations), other)
+				for _, n := range res.LiveNodes {
+					putEntry(t, dir, n, e)
+				}
+			},
+			got: func(r *Result) int { return r.PhantomHolder.Count },
+		},
+		{
 			name:         "resurrected: a reader deleted it",
 			breakRecords: func(recs []sim.Record) { recs[victim.Seq].Deleted = true },
 			got:          func(r *Result) int { return r.Resurrected.Count },

@@ -120,6 +120,16 @@ type Cell struct {
 	Window      Window
 	Probability float64
 	Faults      []string // scenario fault lines
+	// Drain and SMTPTimeout, when not zero, replace the base scenario's
+	// (a cell whose faults last longer than its drain, or that must let a
+	// slow 250 reach the client).
+	Drain, SMTPTimeout time.Duration
+	// Seeds, when not zero, is the cell's seed count in make chaos (cells
+	// with long virtual runs); CHAOS_SEEDS (the soak) overrides it.
+	Seeds int
+	// Exposes names the known bug the cell finds until its fix lands
+	// (issue 16); empty: the cell must pass.
+	Exposes string
 }
 
 // ID is "<group>/<name>".
@@ -140,7 +150,16 @@ func (c Cell) Scenario(seed uint64) (sim.Scenario, error) {
 	}
 	sc.Name = "chaos-" + strings.NewReplacer("/", "-", ".", "-").Replace(c.ID())
 	sc.Seed = seed
+	if c.Drain > 0 {
+		sc.Drain = sim.Duration(c.Drain)
+	}
+	if c.SMTPTimeout > 0 {
+		sc.Load.SMTPTimeout = sim.Duration(c.SMTPTimeout)
+	}
 	tweakScenario(c, &sc)
+	if err := sc.Validate(); err != nil {
+		return sc, fmt.Errorf("chaos: cell %s: %w", c.ID(), err)
+	}
 	if slices.Contains(c.Targets, "load.query") {
 		sc.DNSStrategy = loadStrategy
 	}
@@ -162,5 +181,39 @@ func Matrix() []Cell {
 	}
 	out = append(out, Mixes()...)
 	out = append(out, TimeCells()...)
+	out = append(out, DiskCells()...)
 	return out
+}
+
+// Known bugs the disk cells expose (issue 16), until their fixes land.
+const (
+	bug1 = "issue 16 bug 1: 250, then deleted (stalled listener write outlives PendingTimeout)"
+	bug2 = "issue 16 bug 2: phantom holders after a restored or empty disk"
+)
+
+// diskSeeds is the disk cells' seed count in make chaos: their runs are
+// longer, and the soak (CHAOS_SEEDS) runs more.
+const diskSeeds = 3
+
+// DiskCells are the disk faults of the simulator (sim/disk.go): no
+// failpoint, the fault schedule alone. Their Exposes says which bug of
+// issue 16 each is expected to find on code without its fix.
+func DiskCells() []Cell {
+	return []Cell{
+		{Group: "disk", Name: "stall-listener", Seeds: diskSeeds, Exposes: bug1,
+			Doc:    "n2's disk stalls 40 s (longer than PendingTimeout, 30 s) under load; clients wait up to 90 s for the 250",
+			Faults: []string{"{at: 1s, action: stall_disk, node: n2, for: 40s}"},
+			Drain:  75 * time.Second, SMTPTimeout: 90 * time.Second},
+		{Group: "disk", Name: "power-loss", Seeds: diskSeeds,
+			Doc: "n3 (its disk slowed x20) loses power under load, losing its unsynced writes, and restarts",
+			Faults: []string{"{at: 0s, action: slow_disk, node: n3, factor: 20}", "{at: 1500ms, action: power_loss, node: n3}",
+				"{at: 4s, action: slow_disk, node: n3, factor: 1}", "{at: 4s, action: restart, node: n3}"}},
+		{Group: "disk", Name: "restore-backup", Seeds: diskSeeds, Exposes: bug2,
+			Doc: "n2 is backed up early in the load, crashes as the load stops and restarts from the backup before the others declare it failed",
+			Faults: []string{"{at: 500ms, action: backup, node: n2}", "{at: 3s, action: crash, node: n2}",
+				"{at: 3200ms, action: restart, node: n2, disk: backup}"}},
+		{Group: "disk", Name: "empty-disk", Seeds: diskSeeds, Exposes: bug2,
+			Doc:    "n2 crashes under load and restarts with an empty disk before the others declare it failed",
+			Faults: []string{"{at: 2s, action: crash, node: n2}", "{at: 2200ms, action: restart, node: n2, disk: empty}"}},
+	}
 }

@@ -110,6 +110,7 @@ func runCell(t *testing.T, cell Cell, seed uint64) RunResult {
 	}
 	rr.Counts, rr.Check = r.plan.Counts(), res
 	rr.Offered, rr.Accepted, rr.Rejected, rr.Failed, rr.SimLost = r.rep.Offered, r.rep.Accepted, r.rep.Rejected, r.rep.Failed, r.rep.Lost
+	rr.Dropped = r.rep.DroppedCopies
 	for _, n := range r.rep.Nodes {
 		rr.Nodes += fmt.Sprintf("%s:%s/%d smtp/%d copies/%d rebuilt ", n.Name, n.State, n.SMTPAccepted, n.Copies, n.RebuiltCopies)
 	}
@@ -119,6 +120,15 @@ func runCell(t *testing.T, cell Cell, seed uint64) RunResult {
 		}
 	}
 	rr.Unproven = ProveFaults(cell, r.rep, r.dir)
+	// Scheduled faults prove they fired by applying without error.
+	for _, f := range r.rep.Faults {
+		if f.Error != "" {
+			rr.FaultErrors = append(rr.FaultErrors, fmt.Sprintf("%s %s at %.3fs: %s", f.Action, f.Node, f.AtS, f.Error))
+		}
+	}
+	if len(r.rep.Faults) != len(cell.Faults) {
+		rr.FaultErrors = append(rr.FaultErrors, fmt.Sprintf("%d of %d scheduled faults applied before the run ended", len(r.rep.Faults), len(cell.Faults)))
+	}
 	return rr
 }
 

@@ -15,14 +15,18 @@ type RunResult struct {
 	Seed     uint64
 	Counts   map[string]Count // by failpoint
 	NotFired []string         // targeted failpoints that never fired
-	Unproven []string         // time faults not proven to have fired (ProveFaults)
+	// FaultErrors are scheduled faults that failed to apply (or never did).
+	FaultErrors []string
+	// Unproven are time faults not proven to have fired (ProveFaults).
+	Unproven []string
 	Offered  int
 	Accepted int
 	Rejected int
 	Failed   int
-	SimLost  int    // the simulator's own loss count, for comparison
-	Nodes    string // per node: state, SMTP 250s, copies, rebuilt copies (for logs)
-	Err      string // the run did not finish (the simulator failed or panicked)
+	SimLost  int            // the simulator's own loss count, for comparison
+	Dropped  map[string]int // by node: unsynced copies power losses dropped
+	Nodes    string         // per node: state, SMTP 250s, copies, rebuilt copies (for logs)
+	Err      string         // the run did not finish (the simulator failed or panicked)
 	Check    *Result
 }
 
@@ -41,6 +45,7 @@ type cellTotals struct {
 	runs, fired, accepted, rejected, failed                       int64
 	lost, dup, diverging, under, pending, phantom, missing, resur int64
 	unacked, notFired, checked, unfinished                        int64
+	underQuorum, deletedUnasked, phantomHolder                    int64
 }
 
 func (s *Summary) totals() (map[string]*cellTotals, map[string]int64) {
@@ -60,7 +65,7 @@ func (s *Summary) totals() (map[string]*cellTotals, map[string]int64) {
 		c.accepted += int64(r.Accepted)
 		c.rejected += int64(r.Rejected)
 		c.failed += int64(r.Failed)
-		c.notFired += int64(len(r.NotFired) + len(r.Unproven))
+		c.notFired += int64(len(r.NotFired) + len(r.Unproven) + len(r.FaultErrors))
 		if r.Err != "" {
 			c.unfinished++
 		}
@@ -75,6 +80,9 @@ func (s *Summary) totals() (map[string]*cellTotals, map[string]int64) {
 			c.resur += int64(r.Check.Resurrected.Count)
 			c.unacked += int64(r.Check.Unacked)
 			c.checked += int64(r.Check.Checked)
+			c.underQuorum += int64(r.Check.UnderQuorum.Count)
+			c.deletedUnasked += int64(r.Check.DeletedUnasked.Count)
+			c.phantomHolder += int64(r.Check.PhantomHolder.Count)
 		}
 	}
 	return cells, firedBy
@@ -102,6 +110,9 @@ func (s *Summary) Markdown(wall time.Duration) []byte {
 		all.notFired += c.notFired
 		all.checked += c.checked
 		all.unfinished += c.unfinished
+		all.underQuorum += c.underQuorum
+		all.deletedUnasked += c.deletedUnasked
+		all.phantomHolder += c.phantomHolder
 	}
 	p("# Chaos suites\n\n")
 	p("Written by `make chaos` (chaos/run.sh, TestSimChaos in chaos/sim_chaos_test.go); do not edit.\n")
@@ -121,11 +132,12 @@ func (s *Summary) Markdown(wall time.Duration) []byte {
 	p("## Totals\n\n")
 	p("| runs | runs that did not finish | faults injected | messages acknowledged | of which not deleted by readers | lost | duplicated | catalogs diverging after quiescence | other violations | targeted failpoints that never fired |\n")
 	p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	other := all.under + all.pending + all.phantom + all.missing + all.resur
+	other := all.under + all.pending + all.phantom + all.missing + all.resur + all.underQuorum + all.deletedUnasked + all.phantomHolder
 	p("| %d | %d | %d | %d | %d | %d | %d | %d | %d | %d |\n\n", all.runs, all.unfinished, all.fired, all.accepted, all.checked, all.lost, all.dup, all.diverging, other, all.notFired)
 	p("Lost: acknowledged, not deleted by a reader, and no copy with the right bytes on any live node. Other violations:\n")
 	p("acknowledged but not committed in some live catalog (counted per node), under-replicated or pending after\n")
-	p("quiescence, phantom, resurrected (chaos/checker.go).\n\n")
+	p("quiescence, phantom, resurrected, under-quorum at the 250, deleted unasked, phantom holders (chaos/checker.go).\n")
+	p("\"Never fired\" also counts scheduled faults that did not apply.\n\n")
 
 	p("## Failpoints\n\n")
 	p("Markers are `failpoint.InjectCall(\"<name>\", node, &err)` beside the node's `env.Inject` points; ordinary builds compile them to nothing.\n\n")
@@ -182,17 +194,25 @@ func (s *Summary) Markdown(wall time.Duration) []byte {
 	for _, c := range TimeCells() {
 		p("- `%s`: %s; %s\n", c.ID(), c.Doc, strings.Join(c.Faults, ", "))
 	}
+	p("\nDisk cells (scheduled faults of sim/disk.go, no failpoint; fewer seeds unless CHAOS_SEEDS is set):\n\n")
+	for _, c := range DiskCells() {
+		p("- `%s`: %s", c.ID(), c.Doc)
+		if c.Exposes != "" {
+			p(". Expected to fail until fixed: %s", c.Exposes)
+		}
+		p("\n")
+	}
 
 	p("\n## Cells\n\n")
-	p("| cell | runs | faults injected | acknowledged | refused | no reply | lost | duplicated | diverging | under-replicated | pending | phantom | visible without reply |\n")
-	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("| cell | runs | faults injected | acknowledged | refused | no reply | lost | duplicated | diverging | under-replicated | pending | phantom | visible without reply | under-quorum | deleted unasked | phantom holder |\n")
+	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, cell := range Matrix() {
 		c := cells[cell.ID()]
 		if c == nil {
 			continue
 		}
-		p("| %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d |\n", cell.ID(), c.runs, c.fired, c.accepted,
-			c.rejected, c.failed, c.lost, c.dup, c.diverging, c.under, c.pending, c.phantom, c.unacked)
+		p("| %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d |\n", cell.ID(), c.runs, c.fired, c.accepted,
+			c.rejected, c.failed, c.lost, c.dup, c.diverging, c.under, c.pending, c.phantom, c.unacked, c.underQuorum, c.deletedUnasked, c.phantomHolder)
 	}
 	p("\n\"Visible without reply\": messages whose SMTP transaction got no reply (timeout, reset) but were stored;\n")
 	p("the client cannot tell, so this is allowed (an MTA would retry). \"Refused\": 4xx/5xx replies.\n")
@@ -227,6 +247,7 @@ func (s *Summary) failures() []string {
 			why = append(why, "never fired: "+strings.Join(r.NotFired, ", "))
 		}
 		why = append(why, r.Unproven...)
+		why = append(why, r.FaultErrors...)
 		if r.Check != nil {
 			why = append(why, r.Check.Violations()...)
 		}

@@ -96,6 +96,11 @@ func New(cfg Config, e *Env) (*Node, error) {
 		if st, ok := e.Cost.(settler); ok {
 			sopts.Settle = func() { st.Settle("store") }
 		}
+		// ... and keeps the chaos checker's durability ledger (when each
+		// copy became durable on this node, and was dropped or deleted).
+		if lg, ok := e.Cost.(durabilityLedger); ok {
+			sopts.Durable, sopts.Dropped = lg.Durable, lg.Dropped
+		}
 	}
 	if n.store, err = store.Open(sopts); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
@@ -150,6 +155,14 @@ func openDirectory(cfg Config, log *slog.Logger) (*directory.Directory, error) {
 // settler is implemented by the simulator's cost model: Settle(who)
 // returns once every goroutine that could act at this instant has blocked.
 type settler interface{ Settle(who string) }
+
+// durabilityLedger is implemented by the simulator's cost model: the
+// store reports to it each group's copies once durable (store.Options
+// Durable and Dropped).
+type durabilityLedger interface {
+	Durable(put, deleted []string)
+	Dropped(put []string)
+}
 
 // settle lets the simulator finish the current instant before a loop
 // drains a queue it was woken for, so that what the loop takes does not

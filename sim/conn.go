@@ -86,6 +86,7 @@ type pipe struct {
 	rst        bool      // RST arrived
 	recvClosed bool      // receiving end closed: arrivals are discarded
 	rdl        time.Time // receiving end's read deadline
+	lastSent   int64     // when the last data segment to arrive was sent (ns since Net.epoch)
 	readable   chan struct{}
 	writable   chan struct{}
 	rslot      timerSlot // receiving end's deadline timer
@@ -126,6 +127,15 @@ type Conn struct {
 }
 
 var _ net.Conn = (*Conn)(nil)
+
+// lastArrivalSent is when the peer sent the last data that arrived on c.
+// After a request-reply exchange (an SMTP reply, which the server sends
+// nothing after until the client speaks) it is when the reply was sent.
+func (c *Conn) lastArrivalSent() time.Time {
+	c.in.mu.Lock()
+	defer c.in.mu.Unlock()
+	return c.host.n.epoch.Add(time.Duration(c.in.lastSent))
+}
 
 // newStream creates both ends of a stream from a:aport to b:bport and
 // returns the client end; its peer is c.out.to.
@@ -284,6 +294,7 @@ func (p *pipe) apply(e *event) {
 		if !p.recvClosed && !p.rst {
 			p.chunks = append(p.chunks, e.data)
 			e.data = nil
+			p.lastSent = e.sent
 		}
 		p.mu.Unlock()
 		signal(p.readable)

@@ -49,6 +49,17 @@ type nodeCost struct {
 
 	diskBusy  bool       // a sync is scheduled or running
 	diskQueue []*costReq // waiting for the next sync
+	diskGroup []*costReq // the sync in flight (some may be released)
+	// diskGen counts power losses: a completion scheduled before one
+	// belongs to a group powerOff already released.
+	diskGen uint64
+	// stallUntil: no sync completes before it (stall_disk).
+	stallUntil time.Time
+
+	// ledger records when the node's copies became durable (Durable,
+	// Dropped); node is its name there.
+	ledger *ledger
+	node   string
 
 	// A paused node's callers park here until resume (pause.go).
 	paused bool
@@ -74,11 +85,15 @@ type costReq struct {
 	d     time.Duration // CPU: service time
 	bytes int           // disk: size
 	done  chan struct{}
+	// released: done is closed (disk requests; under nodeCost.mu).
+	released bool
 }
 
-func newNodeCost(n *Net, spec NodeSpec) *nodeCost {
+func newNodeCost(n *Net, spec NodeSpec, lg *ledger) *nodeCost {
 	return &nodeCost{
 		n:         n,
+		ledger:    lg,
+		node:      spec.Name,
 		cpuKey:    "cpu " + spec.Name,
 		diskKey:   "disk " + spec.Name,
 		settleKey: "settle " + spec.Name,
@@ -158,19 +173,33 @@ func (c *nodeCost) diskStartLocked() {
 	c.diskSyncs++
 	c.diskBytes += int64(total)
 	c.diskTime += d
-	c.n.AfterFunc(d, c.diskKey, func() { c.diskRelease(group) })
+	c.diskGroup = group
+	gen := c.diskGen
+	c.n.AfterFunc(d, c.diskKey, func() { c.diskRelease(gen, group) })
 }
 
 // diskRelease runs on the driver: the group is durable. Its writers are
-// released one per step (see nodeCost); then the next group starts.
-func (c *nodeCost) diskRelease(group []*costReq) {
-	close(group[0].done)
-	if len(group) > 1 {
-		c.n.AfterFunc(0, c.diskKey, func() { c.diskRelease(group[1:]) })
-		return
-	}
+// released one per step (see nodeCost); then the next group starts. While
+// the disk is stalled nothing completes: the release waits for the
+// stall's end. A group of an earlier power generation was released by
+// powerOff already.
+func (c *nodeCost) diskRelease(gen uint64, group []*costReq) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if gen != c.diskGen {
+		return
+	}
+	if wait := time.Until(c.stallUntil); wait > 0 {
+		c.n.AfterFunc(wait, c.diskKey, func() { c.diskRelease(gen, group) })
+		return
+	}
+	group[0].released = true
+	close(group[0].done)
+	if len(group) > 1 {
+		c.n.AfterFunc(0, c.diskKey, func() { c.diskRelease(gen, group[1:]) })
+		return
+	}
+	c.diskGroup = nil
 	c.diskBusy = len(c.diskQueue) > 0
 	if c.diskBusy {
 		c.diskStartLocked()

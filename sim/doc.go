@@ -38,6 +38,24 @@
 //     without a readable copy on a live node), per-node shares, imbalance,
 //     rebuild, unavailability windows, a per-second timeline, traffic, and a
 //     `wall` section, the only machine-dependent figures.
+//   - Disk faults and the durability ledger (disk.go): stall_disk freezes
+//     a node's disk model (no sync completes until the stall ends; the
+//     writers wait on channels, durably blocked); power_loss cuts the
+//     node's store off (store.PowerOff) before the crash, so no group whose
+//     modeled sync had not returned reaches the file, nor anything later
+//     (Close's drain included): the file keeps exactly the synced state;
+//     backup snapshots a node's bbolt file in a read transaction; a
+//     restart with disk: backup or disk: empty replaces the data directory
+//     first. Because bbolt runs with NoSync here and commits a group only
+//     after its Disk wait, "synced" is decided at the store level: a real
+//     NoSync file could keep pages of an unsynced commit, the model drops
+//     the whole group (what a node with fsync on keeps). The ledger
+//     records, per copy and node, when it became durable (the store's
+//     Durable hook, after the Disk wait) and when it was lost (deleted,
+//     a restore without it, an empty disk), and each accepted Record
+//     carries Acked, when the listener sent its 250 (the send time of the
+//     reply's segment). Report.Ledger, DroppedCopies and Records are how
+//     the chaos checker sees them; none is in the JSON.
 //   - MemberlistTransport (memberlist.go) runs real serf over the simulated
 //     network, for the calibration below.
 //
@@ -162,7 +180,11 @@
 // not durably blocked, so never do network I/O inside a bbolt Update, Batch
 // or long View (the fake clock freezes and the run hangs); always set bbolt
 // Options.Timeout; run bbolt with NoSync (file I/O takes no virtual time,
-// disk cost is modeled). Nothing but the driver may call synctest.Wait.
+// disk cost is modeled). Nothing but the driver may call synctest.Wait. A
+// select with two ready cases picks at random: a caller whose context is
+// already done must be turned away before a select that also offers it a
+// ready resource (peerstream.go get and roundTrip; seen after a long
+// stall_disk, when callers resume with deadlines long past).
 //
 // # Teardown order
 //

@@ -60,8 +60,12 @@ type Record struct {
 	Code                int    // SMTP reply code of a rejection
 	Reason              string // failure reason
 	Node                string // the node whose listener gave the final reply
-	Deleted             bool   // a reader deleted it (DELE then QUIT +OK)
-	MaybeDeleted        bool   // a reader sent DELE but the QUIT reply was lost
+	// Acked is when the listener sent the 250 (virtual, since the load
+	// started): the send time of the reply's segment, earlier than Done
+	// by the link's delay. Set for accepted messages.
+	Acked        time.Duration
+	Deleted      bool // a reader deleted it (DELE then QUIT +OK)
+	MaybeDeleted bool // a reader sent DELE but the QUIT reply was lost
 }
 
 // CopyID is the id of the message's copy in the catalog (one recipient).
@@ -435,6 +439,9 @@ type sender struct {
 	wake chan struct{}
 	res  resolver
 
+	// conn is the current session's connection (the 250's send time).
+	conn *Conn
+
 	mu    sync.Mutex
 	queue []*Record
 	busy  bool
@@ -527,6 +534,7 @@ func (sd *sender) session(ctx context.Context, rec *Record) {
 // (RFC 5321 section 5.1: try the next MX).
 func (sd *sender) connect(ctx context.Context, ips []net.IP, timeout time.Duration) (c *smtp.Client, node string, stop func() bool, err error) {
 	var lastErr error
+	sd.conn = nil
 	for _, ip := range ips {
 		node = sd.g.s.nodeByIP(ip.String())
 		dctx, cancel := context.WithTimeout(ctx, timeout)
@@ -542,6 +550,7 @@ func (sd *sender) connect(ctx context.Context, ips []net.IP, timeout time.Durati
 			lastErr = err
 			continue
 		}
+		sd.conn, _ = conn.(*Conn)
 		return c, node, stop, nil
 	}
 	return nil, node, nil, lastErr
@@ -566,6 +575,10 @@ func (sd *sender) finish(rec *Record, start time.Duration, o Outcome, code int, 
 	rec.Outcome, rec.Code, rec.Reason, rec.Node, rec.ID = o, code, reason, node, id
 	if o == Accepted {
 		g.accepted++
+		rec.Acked = now
+		if sd.conn != nil {
+			rec.Acked = sd.conn.lastArrivalSent().Sub(g.s.loadStart)
+		}
 	}
 	g.mu.Unlock()
 }

@@ -69,6 +69,14 @@ type Report struct {
 	// Records are every offered message, in arrival order (not in the
 	// JSON): what the chaos checker compares with the stores.
 	Records []Record `json:"-"`
+	// Ledger is every message copy's durability (not in the JSON): by
+	// copy id, the intervals during which each node held it durably
+	// (disk.go). The chaos checker asks it whether W copies were durable
+	// when each 250 went out.
+	Ledger map[string][]CopyLife `json:"-"`
+	// DroppedCopies counts, by node, the copies power losses dropped
+	// before they were synced (not in the JSON).
+	DroppedCopies map[string]int `json:"-"`
 }
 
 // LatencySummary is over accepted messages, arrival to 250, in ms.
@@ -250,6 +258,7 @@ func (s *simulation) report() *Report {
 	s.mu.Unlock()
 	r.LeaseRefusals, r.LeaseRefusalsMore = s.leases.report(s.loadStart)
 	r.NetDigest = s.net.Digest()
+	r.Ledger, r.DroppedCopies = s.ledger.export(s.loadStart)
 	return r
 }
 

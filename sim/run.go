@@ -132,6 +132,7 @@ type simulation struct {
 	mailboxes  []string
 	load       *loadGen
 	prog       *progress
+	ledger     *ledger // durability of every copy (disk.go)
 
 	started   time.Time // virtual time of the net's start
 	loadStart time.Time
@@ -185,7 +186,7 @@ type sample struct {
 }
 
 func run(t *testing.T, sc Scenario, opts Options, prog *progress) (*Report, error) {
-	s := &simulation{t: t, sc: sc, opts: opts, prog: prog, byName: map[string]*simNode{}, byIP: map[string]string{}}
+	s := &simulation{t: t, sc: sc, opts: opts, prog: prog, byName: map[string]*simNode{}, byIP: map[string]string{}, ledger: newLedger()}
 	s.wall0 = WallNow()
 	restore := seedDNSID(sc.Seed)
 	defer restore()
@@ -208,7 +209,7 @@ func run(t *testing.T, sc Scenario, opts Options, prog *progress) (*Report, erro
 	for i, spec := range sc.Nodes {
 		sn := &simNode{spec: spec, ip: fmt.Sprintf("10.0.0.%d", i+1), dir: filepath.Join(opts.DataDir, spec.Name), state: stateSpare}
 		sn.host = s.net.Host(sn.ip)
-		sn.cost = newNodeCost(s.net, spec)
+		sn.cost = newNodeCost(s.net, spec, s.ledger)
 		sn.rnd = s.net.Rand("node " + spec.Name)
 		sn.clock = newSkewClock(spec.ClockOffset.D(), spec.ClockDriftPPM)
 		s.nodes = append(s.nodes, sn)
@@ -404,7 +405,6 @@ type FaultResult struct {
 	Action string  `json:"action"`
 	Node   string  `json:"node,omitempty"`
 	Nodes  string  `json:"nodes,omitempty"`
-	Error  string  `json:"error"`
 	// Evidence is what a time fault measurably did (timefaults.go). A
 	// resume: paused_ms, the packets the node sent and received while
 	// paused (0: the pause held), the packets held and the goroutines
@@ -412,6 +412,10 @@ type FaultResult struct {
 	// and the longest delay of a packet on its links since the slow_link
 	// (max_delay_ms). A skew_clock: the clock's offset just after.
 	Evidence map[string]int64 `json:"evidence,omitempty"`
+	// Disk is a restart's disk (backup, empty); For a stall's length.
+	Disk  string  `json:"disk,omitempty"`
+	ForS  float64 `json:"for_s,omitempty"`
+	Error string  `json:"error"`
 }
 
 // faultLoop applies the faults the schedule's driver callbacks hand it, one
@@ -421,7 +425,7 @@ func (s *simulation) faultLoop() {
 	defer close(s.faultDone)
 	for f := range s.faultc {
 		err := s.apply(f)
-		r := FaultResult{AtS: roundTo(s.sinceLoad().Seconds(), 3), Action: f.Action, Node: f.Node}
+		r := FaultResult{AtS: roundTo(s.sinceLoad().Seconds(), 3), Action: f.Action, Node: f.Node, Disk: f.Disk, ForS: roundTo(f.For.D().Seconds(), 3)}
 		if len(f.Nodes) > 0 {
 			r.Nodes = strings.Join(f.Nodes, ",")
 			if len(f.From) > 0 {
@@ -466,6 +470,9 @@ func (s *simulation) apply(f FaultSpec) error {
 	case FaultRestart:
 		if sn.state != stateCrashed {
 			return fmt.Errorf("sim: restart %s: node is %s", f.Node, sn.state)
+		}
+		if err := s.replaceDisk(sn, f.Disk); err != nil {
+			return err
 		}
 		sn.host.Restart()
 		s.cluster.Restart(sn.spec.Name)
@@ -514,6 +521,12 @@ func (s *simulation) apply(f FaultSpec) error {
 		s.cluster.Heal()
 	case FaultSlowDisk:
 		sn.cost.setSlow(f.Factor)
+	case FaultStallDisk:
+		sn.cost.stall(f.For.D())
+	case FaultPowerLoss:
+		return s.powerLoss(sn)
+	case FaultBackup:
+		return s.backup(sn)
 	case FaultLossyLink:
 		link := s.sc.Link.config()
 		link.LossRate = f.Loss

@@ -161,10 +161,15 @@ const (
 	FaultLossyLink  = "lossy_link"
 	FaultAddNode    = "add_node"
 	FaultRemoveNode = "remove_node"
+	// Disk faults (disk.go).
+	FaultStallDisk = "stall_disk"
+	FaultPowerLoss = "power_loss"
+	FaultBackup    = "backup"
 )
 
 // FaultActions lists the fault actions, in documentation order.
-var FaultActions = append([]string{FaultCrash, FaultRestart, FaultPartition, FaultHeal, FaultSlowDisk, FaultLossyLink, FaultAddNode, FaultRemoveNode},
+var FaultActions = append([]string{FaultCrash, FaultRestart, FaultPartition, FaultHeal, FaultSlowDisk, FaultLossyLink, FaultAddNode, FaultRemoveNode,
+	FaultStallDisk, FaultPowerLoss, FaultBackup},
 	timeFaultActions...)
 
 // FaultSpec is one fault, applied at virtual time At. Faults at the same
@@ -173,7 +178,7 @@ type FaultSpec struct {
 	At     Duration `yaml:"at" json:"at"`
 	Action string   `yaml:"action" json:"action"`
 	// Node names the node of crash, restart, slow_disk, add_node,
-	// remove_node.
+	// remove_node, stall_disk, power_loss, backup.
 	Node string `yaml:"node,omitempty" json:"node,omitempty"`
 	// Nodes and From are the two sides of a partition (From empty: every
 	// other node and client), or the one or two ends of a lossy_link.
@@ -197,9 +202,17 @@ type FaultSpec struct {
 	Oneway bool `yaml:"oneway,omitempty" json:"oneway,omitempty"`
 	// For ends a pause (resume) or a slow_link or stall_link
 	// (restore_link) this long after it starts; 0: a later resume or
-	// restore_link ends it.
+	// restore_link ends it. For a stall_disk it is how long the node's
+	// disk freezes: no sync completes until it ends (up to maxStall).
 	For Duration `yaml:"for,omitempty" json:"for,omitempty"`
+	// Disk is what a restart boots from: empty (the node's own disk as the
+	// crash left it), "backup" (the copy the node's last earlier backup
+	// fault took) or "empty" (a new disk).
+	Disk string `yaml:"disk,omitempty" json:"disk,omitempty"`
 }
+
+// maxStall bounds a stall_disk.
+const maxStall = Duration(time.Hour)
 
 // Limits of a scenario.
 const (
@@ -538,9 +551,25 @@ func (sc *Scenario) validateFaults(bad func(key, f string, a ...any)) {
 		if f.At > sc.Duration+sc.Drain {
 			bad(key+".at", "%v is after the end of the run (%v)", f.At, sc.Duration+sc.Drain)
 		}
+		if f.For != 0 && f.Action != FaultStallDisk && !slices.Contains(timeFaultActions, f.Action) {
+			bad(key+".for", "only a stall_disk, pause, slow_link or stall_link lasts for a time")
+		}
+		if f.Disk != DiskKeep && f.Action != FaultRestart {
+			bad(key+".disk", "only a restart takes a disk")
+		}
 		switch f.Action {
-		case FaultCrash, FaultRestart, FaultAddNode, FaultRemoveNode:
+		case FaultCrash, FaultAddNode, FaultRemoveNode, FaultPowerLoss, FaultBackup:
 			node(key+".node", f.Node)
+		case FaultRestart:
+			node(key+".node", f.Node)
+			if f.Disk != DiskKeep && f.Disk != DiskBackup && f.Disk != DiskEmpty {
+				bad(key+".disk", "%q must be backup or empty (or absent: the node's own disk)", f.Disk)
+			}
+		case FaultStallDisk:
+			node(key+".node", f.Node)
+			if f.For <= 0 || f.For > maxStall {
+				bad(key+".for", "%v must be in (0, %v]", f.For, maxStall)
+			}
 		case FaultSlowDisk:
 			node(key+".node", f.Node)
 			if !(f.Factor > 0) || f.Factor > 1e6 {
@@ -580,6 +609,16 @@ func (sc *Scenario) validateFaults(bad func(key, f string, a ...any)) {
 		}
 		return 0
 	})
+	// A restart from a backup needs an earlier backup of that node.
+	backedUp := map[string]bool{}
+	for i, f := range sc.Faults {
+		switch {
+		case f.Action == FaultBackup:
+			backedUp[f.Node] = true
+		case f.Action == FaultRestart && f.Disk == DiskBackup && !backedUp[f.Node]:
+			bad(fmt.Sprintf("faults[%d].disk", i), "no earlier backup of %s to restart from", f.Node)
+		}
+	}
 }
 
 // Duration is a time.Duration written as a Go duration string in YAML and

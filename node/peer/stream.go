@@ -187,10 +187,18 @@ func (s *streams) get(ctx context.Context, node string) (*peerStream, error) {
 	} else {
 		s.mu.Unlock()
 	}
+	// A stream already ready is taken even by a caller whose context is
+	// done (roundTrip then abandons the request alone): one select over
+	// both would pick at random, and a simulated run would not replay
+	// (after a long disk stall, callers resume with deadlines long past).
 	select {
 	case <-st.ready:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	default:
+		select {
+		case <-st.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	st.mu.Lock()
 	err := st.err
@@ -301,6 +309,14 @@ func (st *peerStream) roundTrip(ctx context.Context, code byte, fill func([]byte
 	st.pending[id] = req
 	st.mu.Unlock()
 
+	// A context already done abandons the request here, not in the select
+	// below, which would pick at random between it and a free stream (and,
+	// picking the stream, wrote the request, then broke the stream for
+	// everyone from the context's AfterFunc).
+	if err := ctx.Err(); err != nil {
+		st.deliver(id, streamReply{err: fmt.Errorf("stream: %w", err)})
+		return <-req.reply
+	}
 	select {
 	case st.wlock <- struct{}{}:
 	case <-ctx.Done():

@@ -385,3 +385,27 @@ func TestStreamQueuedRequestsMeetTheirDeadline(t *testing.T) {
 		assert.Equal(t, 3*time.Second, time.Since(start), "all end at their deadline, in virtual time")
 	})
 }
+
+// A request whose deadline passed before it was made fails alone, every
+// time, and leaves the stream usable. Go's select picked at random between
+// the expired context and the free stream: half the time the request was
+// written and its deadline then broke the stream, failing every request
+// in flight to that peer, and a simulated run did not replay from its
+// seed (callers resuming after a long disk stall).
+func TestStreamExpiredRequestLeavesTheStream(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st, srv := pipeStream()
+		defer srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		time.Sleep(2 * time.Second)
+		for i := range 32 {
+			r := st.roundTrip(ctx, opPutCopy, fill100)
+			require.ErrorIs(t, r.err, context.DeadlineExceeded, "request %d", i)
+			st.mu.Lock()
+			err := st.err
+			st.mu.Unlock()
+			require.NoError(t, err, "request %d broke the stream", i)
+		}
+	})
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/pingcap/failpoint"
@@ -58,6 +59,15 @@ type Options struct {
 	// group then does not depend on goroutine scheduling, and a simulated
 	// run replays.
 	Settle func()
+	// Durable, when set (the simulator's durability ledger), is called
+	// once per committed group, after its Disk wait returned and bbolt
+	// applied it, with the copy ids the group put and deleted: the instant
+	// of the call is when they became durable (or gone) on this node. It
+	// runs on the writer goroutine and must not block or write.
+	Durable func(put, deleted []string)
+	// Dropped, when set, is called with the copy ids of each group
+	// PowerOff dropped (written by nobody, acknowledged to nobody).
+	Dropped func(put []string)
 }
 
 // DefaultOptions returns the tuned group-commit settings for path.
@@ -97,6 +107,12 @@ type Store struct {
 	stop     chan struct{}
 	stopped  chan struct{}
 	closeErr error
+
+	// cutMu makes PowerOff atomic with respect to a commit: a group is
+	// either wholly in the file before the cut or never. Held only for
+	// the commit itself (bbolt's own locks, no waiting on the disk model).
+	cutMu sync.Mutex
+	cut   bool // PowerOff was called: nothing more reaches the file
 }
 
 // writeReq is one Write waiting for the group commit.
@@ -276,7 +292,7 @@ func (s *Store) writer() {
 			for {
 				select {
 				case r := <-s.reqs:
-					r.done <- s.commit([]*writeReq{r})
+					r.done <- s.commitSynced([]*writeReq{r})
 				default:
 					return
 				}
@@ -294,7 +310,7 @@ func (s *Store) writer() {
 				break fill
 			}
 		}
-		if s.opts.Disk != nil {
+		if s.opts.Disk != nil && !s.poweredOff() {
 			// The simulated disk syncs the whole group once, as the real
 			// one does: writes queued meanwhile form the next group.
 			size := 0
@@ -303,11 +319,11 @@ func (s *Store) writer() {
 			}
 			s.opts.Disk(size)
 		}
-		err := s.commit(group)
-		if err != nil && len(group) > 1 {
+		err := s.commitSynced(group)
+		if err != nil && len(group) > 1 && !errors.Is(err, ErrPowerLost) {
 			// One bad write must not fail the others: retry alone.
 			for _, r := range group {
-				r.done <- s.commit([]*writeReq{r})
+				r.done <- s.commitSynced([]*writeReq{r})
 			}
 			continue
 		}
@@ -503,12 +519,22 @@ func (s *Store) GetMeta(key string) []byte {
 }
 
 func (s *Store) PutMeta(key string, value []byte) error {
+	s.cutMu.Lock()
+	defer s.cutMu.Unlock()
+	if s.cut {
+		return ErrPowerLost
+	}
 	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put([]byte(key), value) })
 }
 
 // Corrupt overwrites one byte of a held copy, for tests and chaos suites
 // that check read repair. It is not reachable from any protocol.
 func (s *Store) Corrupt(id string) error {
+	s.cutMu.Lock()
+	defer s.cutMu.Unlock()
+	if s.cut {
+		return ErrPowerLost
+	}
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketCopies)
 		v := b.Get([]byte(id))
