@@ -161,8 +161,8 @@ func DefaultConfig() Config {
 		ThrottleMaxFailures: 20,      // a few users behind one NAT mistyping, not a brute force
 		ThrottleMaxAddrs:    1 << 16, // ~100 bytes each: a few MiB at most
 		MaxSessions:         1000,
-		MaxSessionsPerAddr:  50,               // a NATed office of mail clients, not one host's thousand sockets
-		LoginTimeout:        time.Minute,      // a client logs in within seconds; RFC 1939's 10 min is for idle users
+		MaxSessionsPerAddr:  50,          // a NATed office of mail clients, not one host's thousand sockets
+		LoginTimeout:        time.Minute, // a client logs in within seconds; RFC 1939's 10 min is for idle users
 		MaxBadCommands:      20,
 		MaxMessages:         100_000, // LIST of 100k messages is ~1.5 MB
 	}
