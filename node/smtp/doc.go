@@ -9,4 +9,11 @@
 // 552 5.3.4, cluster unable to make the message durable 451 4.3.0. On
 // shutdown, idle sessions get 421 4.4.2 at once; a transaction in flight
 // finishes first, then its session gets 421.
+//
+// Limits against abuse: concurrent sessions in all and per client address
+// (an IPv4 address or an IPv6 /64, throttle.Conns), optionally new
+// connections per address per minute, and a tarpit for recipient probing
+// (tarpit.go): unknown recipients past a threshold are answered late, and
+// too many in a session, or from one address in a window, end the session
+// with 421 4.7.0.
 package smtp
