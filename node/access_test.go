@@ -209,4 +209,43 @@ func TestLoginsLoggedAndCounted(t *testing.T) {
 	logs.mu.Lock()
 	assert.NotContains(t, logs.buf.String(), wrong, "passwords are never logged")
 	logs.mu.Unlock()
+	var warned bool
+	for _, l := range logs.lines(t, "node: INSECURE: POP3/IMAP accept passwords in cleartext: no tls-cert is configured; set tls-cert and tls-key so clients can STLS/STARTTLS (and cleartext logins are then refused)") {
+		warned = l["level"] == "WARN"
+	}
+	assert.True(t, warned, "a node without TLS says at start that passwords cross in clear")
+}
+
+// TestAllowCleartextAuthResolved: unset, allow-cleartext-auth follows
+// tls-cert; set, it wins; false without TLS is refused (nobody could log
+// in).
+func TestAllowCleartextAuthResolved(t *testing.T) {
+	yes, no := true, false
+	for _, tc := range []struct {
+		name    string
+		tlsCert string
+		allow   *bool
+		want    bool
+		wantErr string
+	}{
+		{"no TLS, unset", "", nil, true, ""},
+		{"TLS, unset", "cert.pem", nil, false, ""},
+		{"TLS, allowed", "cert.pem", &yes, true, ""},
+		{"no TLS, allowed", "", &yes, true, ""},
+		{"no TLS, forbidden", "", &no, false, "allow-cleartext-auth"},
+	} {
+		c := &testCluster{t: t, nodes: map[string]*Node{}, dirs: map[string]string{}, r: 1, w: 1, users: testUsers}
+		cfg := c.config("n1")
+		if tc.tlsCert != "" {
+			cfg.TLSCert, cfg.TLSKey = tc.tlsCert, "key.pem"
+		}
+		cfg.AllowCleartextAuth = tc.allow
+		err := cfg.Validate()
+		if tc.wantErr != "" {
+			assert.ErrorContains(t, err, tc.wantErr, tc.name)
+			continue
+		}
+		require.NoError(t, err, tc.name)
+		assert.Equal(t, tc.want, cfg.CleartextAuthAllowed(), "%s: got CleartextAuthAllowed", tc.name)
+	}
 }
