@@ -93,6 +93,7 @@ func (c *testCluster) config(name string) Config {
 	cfg.Replicas, cfg.WriteQuorum = c.r, c.w
 	cfg.MaxMessageBytes = 64 << 10
 	cfg.SMTPMaxSessionsPerIP = 1000 // every test client is 127.0.0.1
+	cfg.POP3MaxSessionsPerIP, cfg.IMAPMaxSessionsPerIP = 1000, 1000
 	cfg.Tuning.AntiEntropyEvery = 200 * time.Millisecond
 	cfg.Tuning.MaintainEvery = 200 * time.Millisecond
 	if _, ok := c.t.(*testing.B); ok {

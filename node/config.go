@@ -94,6 +94,10 @@ type Config struct {
 	POP3MaxFailedLogins  int           `yaml:"pop3-max-failed-logins"`
 	POP3MaxSessions      int           `yaml:"pop3-max-sessions"`
 	IMAPMaxSessions      int           `yaml:"imap-max-sessions"`
+	// Access limits against one client holding every session, slow
+	// logins and recipient probing, and the cleartext login policy:
+	// documented with their defaults in access_config.go (AccessLimits).
+	AccessLimits `yaml:",inline"`
 	// DNSTTL is the TTL of DNS answers.
 	DNSTTL time.Duration `yaml:"dns-ttl"`
 	// ZoneFiles publish the rest of each hosted domain beside the array's
@@ -274,6 +278,7 @@ func DefaultConfig() Config {
 		POP3MaxFailedLogins:  3,
 		POP3MaxSessions:      1000,
 		IMAPMaxSessions:      1000,
+		AccessLimits:         DefaultAccessLimits(),
 	}
 }
 
@@ -397,6 +402,7 @@ func (c *Config) Validate() error {
 	if c.IMAPMaxSessions < 1 {
 		bad("imap-max-sessions", "%d must be >= 1", c.IMAPMaxSessions)
 	}
+	c.AccessLimits.validate(c, bad)
 	if c.SMTPRatePerIP < 0 {
 		bad("smtp-rate-per-ip", "%d must be >= 0 (0: no limit)", c.SMTPRatePerIP)
 	}

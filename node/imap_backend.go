@@ -33,6 +33,10 @@ func (n *Node) startIMAP() error {
 	icfg := imapd.DefaultConfig()
 	icfg.Log = n.log
 	icfg.MaxSessions = n.cfg.IMAPMaxSessions
+	icfg.MaxSessionsPerAddr = n.cfg.IMAPMaxSessionsPerIP
+	icfg.LoginTimeout = n.cfg.IMAPLoginTimeout
+	icfg.RequireTLS = !n.cfg.CleartextAuthAllowed()
+	icfg.Logins = n.recordLogin
 	if n.tls != nil {
 		icfg.TLS = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return n.tls.Config(), nil }}
 	}

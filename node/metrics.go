@@ -19,6 +19,7 @@ type metrics struct {
 	storeLatency prometheus.Histogram
 	pop3Latency  *prometheus.HistogramVec
 	imapLatency  *prometheus.HistogramVec
+	logins       *prometheus.CounterVec
 }
 
 func newMetrics(n *Node) *metrics {
@@ -49,7 +50,11 @@ func newMetrics(n *Node) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}, []string{"op"}),
 	}
-	m.reg.MustRegister(m.smtpResults, m.smtpLatency, m.storeLatency, m.pop3Latency, m.imapLatency,
+	m.logins = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mailarray_logins_total",
+		Help: "Login attempts by protocol (pop3, imap, web) and result (success, failure: wrong user or password, throttled, refused: cleartext without TLS, error).",
+	}, []string{"protocol", "result"})
+	m.reg.MustRegister(m.smtpResults, m.smtpLatency, m.storeLatency, m.pop3Latency, m.imapLatency, m.logins,
 		collectors.NewGoCollector(), (*nodeCollector)(n))
 	return m
 }

@@ -213,6 +213,7 @@ func (n *Node) Start() (err error) {
 			n.Close()
 		}
 	}()
+	n.warnCleartext()
 	if err := n.startSMTP(); err != nil {
 		return err
 	}
@@ -314,6 +315,8 @@ func (n *Node) startSMTP() error {
 	scfg.Observe = n.metrics.observeSMTP
 	scfg.MaxSessions, scfg.MaxSessionsPerIP, scfg.RatePerIP = n.cfg.SMTPMaxSessions, n.cfg.SMTPMaxSessionsPerIP, n.cfg.SMTPRatePerIP
 	scfg.ReadTimeout = n.cfg.SMTPReadTimeout
+	scfg.UnknownRcptTarpitAfter, scfg.UnknownRcptDelay = n.cfg.SMTPRcptTarpitAfter, n.cfg.SMTPRcptTarpitDelay
+	scfg.MaxUnknownRcpts, scfg.MaxUnknownRcptsPerIP = n.cfg.SMTPMaxUnknownRcpts, n.cfg.SMTPMaxUnknownRcptsPerIP
 	s, err := smtp.New(scfg, (*smtpBackend)(n), n.log)
 	if err != nil {
 		return err
@@ -337,6 +340,10 @@ func (n *Node) startPOP3() error {
 	pcfg.IdleTimeout = n.cfg.POP3IdleTimeout
 	pcfg.MaxFailedLogins = n.cfg.POP3MaxFailedLogins
 	pcfg.MaxSessions = n.cfg.POP3MaxSessions
+	pcfg.MaxSessionsPerAddr = n.cfg.POP3MaxSessionsPerIP
+	pcfg.LoginTimeout = n.cfg.POP3LoginTimeout
+	pcfg.RequireTLS = !n.cfg.CleartextAuthAllowed()
+	pcfg.Logins = n.recordLogin
 	s := pop3.New(pcfg, (*pop3Backend)(n), n.log)
 	n.pop3 = s
 	if n.cfg.POP3Addr != "" {

@@ -19,7 +19,9 @@ import (
 // mountWeb adds webmail (GET /, /v1/mail/...) and the fax and voicemail
 // gateway (POST /v1/ingest/...) to the --http mux.
 func (n *Node) mountWeb(mux *http.ServeMux) {
-	ws, err := web.New(web.DefaultConfig(), (*webBackend)(n), n.log)
+	wcfg := web.DefaultConfig()
+	wcfg.Logins = n.recordLogin
+	ws, err := web.New(wcfg, (*webBackend)(n), n.log)
 	if err != nil {
 		panic("node: invariant broken: default webmail config invalid: " + err.Error())
 	}

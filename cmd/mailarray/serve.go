@@ -102,6 +102,16 @@ func loadConfig(args []string, stderr io.Writer) (node.Config, *slog.Logger, err
 	fs.IntVar(&c.POP3MaxFailedLogins, "pop3-max-failed-logins", cfg.POP3MaxFailedLogins, "failed POP3 logins before the session is closed")
 	fs.IntVar(&c.POP3MaxSessions, "pop3-max-sessions", cfg.POP3MaxSessions, "concurrent POP3 sessions")
 	fs.IntVar(&c.IMAPMaxSessions, "imap-max-sessions", cfg.IMAPMaxSessions, "concurrent IMAP sessions")
+	fs.IntVar(&c.POP3MaxSessionsPerIP, "pop3-max-sessions-per-ip", cfg.POP3MaxSessionsPerIP, "concurrent POP3 sessions from one client address (IPv4, or IPv6 /64)")
+	fs.IntVar(&c.IMAPMaxSessionsPerIP, "imap-max-sessions-per-ip", cfg.IMAPMaxSessionsPerIP, "concurrent IMAP sessions from one client address (IPv4, or IPv6 /64)")
+	fs.DurationVar(&c.POP3LoginTimeout, "pop3-login-timeout", cfg.POP3LoginTimeout, "time from connect to a successful POP3 login before the session is closed")
+	fs.DurationVar(&c.IMAPLoginTimeout, "imap-login-timeout", cfg.IMAPLoginTimeout, "time from connect to a successful IMAP login before the session is closed")
+	fs.IntVar(&c.SMTPRcptTarpitAfter, "smtp-rcpt-tarpit-after", cfg.SMTPRcptTarpitAfter, "unknown recipients in one SMTP session before each further one is answered late")
+	fs.DurationVar(&c.SMTPRcptTarpitDelay, "smtp-rcpt-tarpit-delay", cfg.SMTPRcptTarpitDelay, "delay of each unknown-recipient reply past --smtp-rcpt-tarpit-after")
+	fs.IntVar(&c.SMTPMaxUnknownRcpts, "smtp-max-unknown-rcpts", cfg.SMTPMaxUnknownRcpts, "unknown recipients in one SMTP session before 421 4.7.0 and close")
+	fs.IntVar(&c.SMTPMaxUnknownRcptsPerIP, "smtp-max-unknown-rcpts-per-ip", cfg.SMTPMaxUnknownRcptsPerIP, "unknown recipients from one client address per 15 minutes, across sessions, before 421 4.7.0")
+	var allowCleartext bool
+	fs.BoolVar(&allowCleartext, "allow-cleartext-auth", false, "accept POP3 USER/PASS and IMAP LOGIN without TLS (default: only on a node without --tls-cert, with a warning)")
 	fs.StringVar(&c.DNSStrategy, "dns-strategy", cfg.DNSStrategy, "how DNS answers order the listeners: "+strategyNames(true))
 	fs.DurationVar(&c.DNSRotateEvery, "dns-rotate-every", cfg.DNSRotateEvery, "period of round-robin rotation in DNS answers (same answer on every node within one)")
 	fs.StringVar(&c.PlacementStrategy, "placement-strategy", cfg.PlacementStrategy, "how the receiving node chooses where copies go: "+strategyNames(false))
@@ -184,6 +194,19 @@ func loadConfig(args []string, stderr io.Writer) (node.Config, *slog.Logger, err
 	apply("pop3-max-failed-logins", func() { cfg.POP3MaxFailedLogins = c.POP3MaxFailedLogins })
 	apply("pop3-max-sessions", func() { cfg.POP3MaxSessions = c.POP3MaxSessions })
 	apply("imap-max-sessions", func() { cfg.IMAPMaxSessions = c.IMAPMaxSessions })
+	apply("pop3-max-sessions-per-ip", func() { cfg.POP3MaxSessionsPerIP = c.POP3MaxSessionsPerIP })
+	apply("imap-max-sessions-per-ip", func() { cfg.IMAPMaxSessionsPerIP = c.IMAPMaxSessionsPerIP })
+	apply("pop3-login-timeout", func() { cfg.POP3LoginTimeout = c.POP3LoginTimeout })
+	apply("imap-login-timeout", func() { cfg.IMAPLoginTimeout = c.IMAPLoginTimeout })
+	apply("smtp-rcpt-tarpit-after", func() { cfg.SMTPRcptTarpitAfter = c.SMTPRcptTarpitAfter })
+	apply("smtp-rcpt-tarpit-delay", func() { cfg.SMTPRcptTarpitDelay = c.SMTPRcptTarpitDelay })
+	apply("smtp-max-unknown-rcpts", func() { cfg.SMTPMaxUnknownRcpts = c.SMTPMaxUnknownRcpts })
+	apply("smtp-max-unknown-rcpts-per-ip", func() { cfg.SMTPMaxUnknownRcptsPerIP = c.SMTPMaxUnknownRcptsPerIP })
+	if set["allow-cleartext-auth"] {
+		// Only when given: unset, the default depends on --tls-cert
+		// (node.Config.CleartextAuthAllowed).
+		cfg.AllowCleartextAuth = &allowCleartext
+	}
 	apply("dns-strategy", func() { cfg.DNSStrategy = c.DNSStrategy })
 	apply("dns-rotate-every", func() { cfg.DNSRotateEvery = c.DNSRotateEvery })
 	apply("placement-strategy", func() { cfg.PlacementStrategy = c.PlacementStrategy })

@@ -40,7 +40,12 @@
 // Sessions (session.go) are driven by imapserver: one goroutine per
 // connection, plus one for IDLE (see session for how the two never touch
 // the view at once). Logins are limited per connection and per remote
-// address across connections (throttle.go), as POP3's are. Bye tells every
+// address across connections (throttle.go), as POP3's are; sessions are
+// capped per client address (MaxSessionsPerAddr, an IPv4 address or an
+// IPv6 /64), and a session not logged in LoginTimeout after it connected
+// gets BYE. RequireTLS takes passwords only over TLS (LOGINDISABLED before
+// STARTTLS). Every login attempt is logged and reported with
+// node/loginlog's fields, as on POP3 and webmail. Bye tells every
 // session the server is going away; Close ends them all and waits for
 // their goroutines.
 package imap

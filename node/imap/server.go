@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"mailarray/node/catalog"
+	"mailarray/node/loginlog"
 	"mailarray/node/throttle"
 )
 
@@ -125,11 +126,30 @@ type Config struct {
 	// to it at debug level with listener=imap.
 	Log *slog.Logger
 	// TLS is offered by STARTTLS (RFC 9051 section 6.2.1); nil disables
-	// it. Like POP3, plaintext logins are accepted either way.
+	// it.
 	TLS *tls.Config
+	// RequireTLS refuses LOGIN and AUTHENTICATE on connections that are
+	// not TLS (NO [PRIVACYREQUIRED]) and advertises LOGINDISABLED and no
+	// AUTH= there (RFC 9051 section 6.2.3, RFC 3501 section 6.2.3), so a
+	// client sends its password only after STARTTLS; implicit-TLS (IMAPS)
+	// connections count as TLS. It is POP3's RequireTLS.
+	RequireTLS bool
 	// MaxSessions bounds concurrent sessions; beyond it a connection is
 	// greeted BYE [UNAVAILABLE].
 	MaxSessions int
+	// MaxSessionsPerAddr bounds the concurrent sessions of one client
+	// address (an IPv4 address or an IPv6 /64, node/throttle); beyond it
+	// a connection from there is greeted BYE [UNAVAILABLE], so one host
+	// cannot take all MaxSessions. 0: no cap.
+	MaxSessionsPerAddr int
+	// LoginTimeout bounds the not-authenticated state: a session not
+	// logged in this long after it connected gets BYE and is closed,
+	// whatever it sends meanwhile (imapserver's own timer restarts with
+	// every command). 0: no bound.
+	LoginTimeout time.Duration
+	// Logins, when set, is told every login attempt (node/loginlog); the
+	// server logs each one anyway.
+	Logins loginlog.Recorder
 	// FailedLoginDelay is waited before answering a failed login, to slow
 	// password guessing. Close interrupts it.
 	FailedLoginDelay time.Duration
@@ -157,6 +177,8 @@ func DefaultConfig() Config {
 	return Config{
 		Log:                 slog.New(slog.DiscardHandler),
 		MaxSessions:         1000,
+		MaxSessionsPerAddr:  50,          // as POP3: a NATed office, not one host's thousand sockets
+		LoginTimeout:        time.Minute, // as POP3
 		FailedLoginDelay:    time.Second,
 		ThrottleWindow:      15 * time.Minute,
 		ThrottleMaxFailures: 20,
@@ -185,6 +207,8 @@ type Server struct {
 	// logins counts login attempts per remote address across connections
 	// (throttle.go).
 	logins *throttle.Throttle
+	// perAddr counts open sessions per client address.
+	perAddr *throttle.Conns
 
 	// Catalog change notification, per mailbox that a session has
 	// selected: watching counts them so the hook costs one atomic load
@@ -207,14 +231,18 @@ func New(cfg Config, backend Backend) *Server {
 	}
 	s := &Server{cfg: cfg, backend: backend, log: cfg.Log, sessions: map[*session]struct{}{}, watched: map[string]*mailboxWatch{},
 		logins: newLoginThrottle(cfg)}
+	if cfg.MaxSessionsPerAddr > 0 {
+		s.perAddr = throttle.NewConns(cfg.MaxSessionsPerAddr)
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	opts := &imapserver.Options{
 		NewSession: s.newSession,
 		Caps:       imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}},
 		Logger:     slog.NewLogLogger(cfg.Log.With("listener", "imap").Handler(), slog.LevelDebug),
-		// Like POP3 (USER/PASS before STLS is allowed there too): plaintext
-		// logins are accepted, and STARTTLS is offered when TLS is set up.
-		InsecureAuth: true,
+		// Without RequireTLS plaintext logins are accepted; with it
+		// imapserver advertises LOGINDISABLED and answers LOGIN and
+		// AUTHENTICATE with NO [PRIVACYREQUIRED] until STARTTLS.
+		InsecureAuth: !cfg.RequireTLS,
 		TLSConfig:    cfg.TLS,
 	}
 	s.srv = imapserver.New(opts)
@@ -300,8 +328,17 @@ func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver
 		// RFC 9051 section 7.1.5: BYE at greeting when refusing service.
 		return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Code: imap.ResponseCodeUnavailable, Text: "too many sessions, try again later"}
 	}
+	key, ok := s.perAddr.Acquire(c.NetConn().RemoteAddr())
+	if !ok {
+		s.log.Warn("imap: too many sessions from one address; rejecting", "remote", loginlog.Remote(c.NetConn().RemoteAddr()),
+			"max_per_addr", s.cfg.MaxSessionsPerAddr)
+		return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Code: imap.ResponseCodeUnavailable, Text: "too many sessions from your address, try again later"}
+	}
 	ctx, cancel := context.WithCancel(s.ctx)
-	ss := &session{svc: s, conn: c, ctx: ctx, cancel: cancel}
+	ss := &session{svc: s, conn: c, ctx: ctx, cancel: cancel, addrKey: key}
+	if s.cfg.LoginTimeout > 0 {
+		ss.loginTimer = time.AfterFunc(s.cfg.LoginTimeout, ss.loginTimeout)
+	}
 	s.sessions[ss] = struct{}{}
 	s.wg.Add(1)
 	return ss, nil, nil

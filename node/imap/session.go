@@ -7,12 +7,14 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-sasl"
 
+	"mailarray/node/loginlog"
 	"mailarray/node/throttle"
 )
 
@@ -38,6 +40,12 @@ type session struct {
 	closed  bool
 	// idleMu is held by Idle for as long as it runs (see above).
 	idleMu sync.Mutex
+
+	addrKey string // the client address perAddr counts the session under
+	// loginTimer ends the session if it is not logged in in time
+	// (Config.LoginTimeout); loggedIn tells its goroutine not to.
+	loginTimer *time.Timer
+	loggedIn   atomic.Bool
 }
 
 var (
@@ -59,14 +67,47 @@ func (s *session) Close() error {
 		return nil
 	}
 	s.closed = true
+	if s.loginTimer != nil {
+		s.loginTimer.Stop()
+	}
 	s.cancel() // ends a running Idle
 	s.idleDone()
 	s.unselect()
+	s.svc.perAddr.Release(s.addrKey)
 	s.svc.mu.Lock()
 	delete(s.svc.sessions, s)
 	s.svc.mu.Unlock()
 	s.svc.wg.Done()
 	return nil
+}
+
+// loginTimeout runs on the login timer's goroutine: a session still not
+// logged in gets BYE (RFC 9051 section 7.1.5) and its connection closed,
+// which ends it. The writer is one of the server's byes, so Close waits
+// for it; none starts once the server is closed.
+func (s *session) loginTimeout() {
+	if s.loggedIn.Load() {
+		return
+	}
+	svc := s.svc
+	svc.mu.Lock()
+	if svc.closed {
+		svc.mu.Unlock()
+		return
+	}
+	svc.byes.Add(1)
+	svc.mu.Unlock()
+	defer svc.byes.Done()
+	svc.log.Info("imap: no login in time; closing", "remote", s.remote(), "timeout", svc.cfg.LoginTimeout)
+	s.conn.Bye("autologout: no login in time")
+}
+
+// remote is the client's address for logs.
+func (s *session) remote() string { return loginlog.Remote(s.conn.NetConn().RemoteAddr()) }
+
+// recordLogin logs a login attempt and tells Config.Logins.
+func (s *session) recordLogin(user, result, reason string) {
+	loginlog.Record(s.svc.log, s.svc.cfg.Logins, loginlog.Event{Protocol: "imap", Remote: s.remote(), Mailbox: user, Result: result, Reason: reason})
 }
 
 // --- not authenticated ---
@@ -75,6 +116,7 @@ func (s *session) Login(username, password string) error {
 	if s.failed >= maxFailedLogins {
 		// A client guessing passwords must reconnect (RFC 9051 section
 		// 11.1 leaves the policy to the server).
+		s.recordLogin(username, loginlog.Throttled, "too many failed logins on this connection")
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthenticationFailed, Text: "too many failed logins on this connection"}
 	}
 	defer s.svc.observe("login", time.Now())
@@ -83,17 +125,18 @@ func (s *session) Login(username, password string) error {
 	if ok, _ := logins.Begin(time.Now(), key); !ok {
 		// As POP3 answers [SYS/TEMP]: the address, not the password, is
 		// refused, for a while (RFC 5530 UNAVAILABLE: try again later).
-		s.svc.log.Warn("imap: login refused: too many failed logins from this address", "remote", key)
+		s.recordLogin(username, loginlog.Throttled, "too many failed logins from "+key)
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "too many failed logins from your address, try again later"}
 	}
 	mb, err := s.svc.backend.Login(username, password)
 	if err != nil {
 		if !errors.Is(err, ErrAuth) {
 			logins.Succeeded(key) // not a guess: the password was not checked
-			s.svc.log.Error("imap: login", "err", err)
+			s.recordLogin(username, loginlog.Error, err.Error())
 			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "authentication unavailable, try again later"}
 		}
 		s.failed++
+		s.recordLogin(username, loginlog.Failure, "invalid credentials")
 		// A fixed delay slows guessing; closing the session ends it.
 		select {
 		case <-time.After(delay):
@@ -102,7 +145,12 @@ func (s *session) Login(username, password string) error {
 		return imapserver.ErrAuthFailed // RFC 5530 AUTHENTICATIONFAILED
 	}
 	logins.Succeeded(key)
+	s.loggedIn.Store(true)
+	if s.loginTimer != nil {
+		s.loginTimer.Stop()
+	}
 	s.mb, s.mailbox = mb, mb.Name()
+	s.recordLogin(s.mailbox, loginlog.Success, "")
 	return nil
 }
 

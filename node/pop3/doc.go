@@ -32,8 +32,14 @@
 // write timeouts, backend call timeout, failed logins per session (each
 // answered after FailedLoginDelay), failed logins per remote address per
 // window (node/throttle: counted from the attempt's start, so parallel
-// guesses count too), bad commands per session, concurrent sessions and
-// messages shown per session. Passwords are never logged.
+// guesses count too), bad commands per session, concurrent sessions, in
+// all and per client address (MaxSessionsPerAddr: an IPv4 address or an
+// IPv6 /64, throttle.Conns), the time from connect to login
+// (LoginTimeout, which commands do not renew) and messages shown per
+// session. RequireTLS takes passwords only over TLS: CAPA omits USER and
+// USER/PASS get "-ERR [AUTH]" before STLS. Every login attempt is one
+// "login" log line with the fields of node/loginlog, as on IMAP and
+// webmail, and goes to Config.Logins. Passwords are never logged.
 //
 // # Client
 //

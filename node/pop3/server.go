@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"mailarray/node/loginlog"
 	"mailarray/node/throttle"
 )
 
@@ -109,6 +110,19 @@ type Config struct {
 	// MaxSessions is the number of concurrent sessions. Beyond it a new
 	// connection is greeted "-ERR [SYS/TEMP] too many sessions" and closed.
 	MaxSessions int
+	// MaxSessionsPerAddr is the number of concurrent sessions one client
+	// address (an IPv4 address or an IPv6 /64, node/throttle) may hold;
+	// beyond it a new connection from there is greeted "-ERR [SYS/TEMP]"
+	// and closed, so one host cannot take all MaxSessions. 0: no cap.
+	MaxSessionsPerAddr int
+	// LoginTimeout bounds the AUTHORIZATION state: a session not logged in
+	// this long after it connected is closed, however many commands it
+	// sends meanwhile, so idle or dribbling unauthenticated connections
+	// cannot hold sessions for IdleTimeout. 0: only IdleTimeout applies.
+	LoginTimeout time.Duration
+	// Logins, when set, is told every login attempt (node/loginlog); the
+	// server logs each one anyway.
+	Logins loginlog.Recorder
 	// MaxBadCommands is the number of unknown, malformed, too long or
 	// out-of-state commands after which the session is closed.
 	MaxBadCommands int
@@ -116,7 +130,9 @@ type Config struct {
 	// shows its oldest MaxMessages; the rest appear once those are deleted.
 	MaxMessages int
 	// RequireTLS refuses USER and PASS on connections that are not TLS
-	// (RFC 2595 §2.4) and omits USER from CAPA there.
+	// (RFC 2595 §2.4) with "-ERR [AUTH]" and omits USER from CAPA there
+	// (RFC 2449 §6.3: USER is listed only where it may be used), so a
+	// client upgrades with STLS before sending a password.
 	RequireTLS bool
 	// TLS returns the configuration for STLS (RFC 2595). It is called for
 	// each STLS, so certificates can be reloaded. Nil disables STLS. Implicit
@@ -145,6 +161,8 @@ func DefaultConfig() Config {
 		ThrottleMaxFailures: 20,      // a few users behind one NAT mistyping, not a brute force
 		ThrottleMaxAddrs:    1 << 16, // ~100 bytes each: a few MiB at most
 		MaxSessions:         1000,
+		MaxSessionsPerAddr:  50,          // a NATed office of mail clients, not one host's thousand sockets
+		LoginTimeout:        time.Minute, // a client logs in within seconds; RFC 1939's 10 min is for idle users
 		MaxBadCommands:      20,
 		MaxMessages:         100_000, // LIST of 100k messages is ~1.5 MB
 	}
@@ -178,6 +196,8 @@ func (c Config) Validate() error {
 		check(c.ThrottleMaxAddrs > 0, "ThrottleMaxAddrs %d must be positive", c.ThrottleMaxAddrs)
 	}
 	check(c.MaxSessions > 0, "MaxSessions %d must be positive", c.MaxSessions)
+	check(c.MaxSessionsPerAddr >= 0, "MaxSessionsPerAddr %d is negative", c.MaxSessionsPerAddr)
+	check(c.LoginTimeout >= 0, "LoginTimeout %v is negative", c.LoginTimeout)
 	check(c.MaxBadCommands > 0, "MaxBadCommands %d must be positive", c.MaxBadCommands)
 	check(c.MaxMessages > 0, "MaxMessages %d must be positive", c.MaxMessages)
 	check(!c.RequireTLS || c.TLS != nil, "RequireTLS needs TLS")
@@ -199,6 +219,7 @@ type Server struct {
 	done chan struct{}
 
 	throttle *throttle.Throttle // nil: disabled
+	perAddr  *throttle.Conns    // sessions per client address; nil: no cap
 	nextID   atomic.Uint64
 
 	mu         sync.Mutex
@@ -233,6 +254,9 @@ func New(cfg Config, b Backend, log *slog.Logger) *Server {
 	}
 	if cfg.ThrottleMaxFailures > 0 {
 		s.throttle = throttle.New(cfg.ThrottleWindow, cfg.ThrottleMaxFailures, cfg.ThrottleMaxAddrs)
+	}
+	if cfg.MaxSessionsPerAddr > 0 {
+		s.perAddr = throttle.NewConns(cfg.MaxSessionsPerAddr)
 	}
 	return s
 }
@@ -312,8 +336,9 @@ func (s *Server) ServeConn(c net.Conn) error {
 }
 
 // admit registers c and returns the function that serves it (a session or,
-// beyond MaxSessions, a rejection). The caller must call s.wg.Done after run.
-// ok is false (and c closed) when the server is closed or c was dropped.
+// beyond MaxSessions or MaxSessionsPerAddr, a rejection). The caller must
+// call s.wg.Done after run. ok is false (and c closed) when the server is
+// closed or c was dropped.
 func (s *Server) admit(c net.Conn) (run func(), ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -321,7 +346,14 @@ func (s *Server) admit(c net.Conn) (run func(), ok bool) {
 		c.Close()
 		return nil, false
 	}
+	why := ""
+	key, perAddrOK := "", true
 	if s.nsessions >= s.cfg.MaxSessions {
+		why = "too many sessions"
+	} else if key, perAddrOK = s.perAddr.Acquire(c.RemoteAddr()); !perAddrOK {
+		why = "too many sessions from your address"
+	}
+	if why != "" {
 		// Rejections cost a goroutine each until the greeting is written;
 		// bound them too, and drop silently beyond.
 		if s.nrejecting >= s.cfg.MaxSessions {
@@ -332,7 +364,7 @@ func (s *Server) admit(c net.Conn) (run func(), ok bool) {
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)
 		return func() {
-			s.reject(c)
+			s.reject(c, why)
 			s.forget(c, &s.nrejecting)
 		}, true
 	}
@@ -341,6 +373,7 @@ func (s *Server) admit(c net.Conn) (run func(), ok bool) {
 	s.wg.Add(1)
 	return func() {
 		newSession(s, c).run()
+		s.perAddr.Release(key)
 		s.forget(c, &s.nsessions)
 	}, true
 }
@@ -355,11 +388,12 @@ func (s *Server) forget(c net.Conn, counter *int) {
 }
 
 // reject greets c with the RFC 3206 §4 temporary failure code and closes it.
-func (s *Server) reject(c net.Conn) {
-	s.log.Warn("pop3: too many sessions; rejecting", "remote", c.RemoteAddr(), "max", s.cfg.MaxSessions)
+func (s *Server) reject(c net.Conn, why string) {
+	s.log.Warn("pop3: "+why+"; rejecting", "remote", loginlog.Remote(c.RemoteAddr()),
+		"max", s.cfg.MaxSessions, "max_per_addr", s.cfg.MaxSessionsPerAddr)
 	// A TLS listener's conn handshakes on this write: bound reads too.
 	_ = c.SetDeadline(time.Now().Add(s.cfg.WriteTimeout))
-	_, _ = io.WriteString(c, "-ERR [SYS/TEMP] too many sessions, try again later\r\n")
+	_, _ = io.WriteString(c, "-ERR [SYS/TEMP] "+why+", try again later\r\n")
 }
 
 // Close stops every listener, ends every session (without the UPDATE state;

@@ -223,8 +223,8 @@ func TestLoginErrors(t *testing.T) {
 	// After all that, logging in works.
 	require.NoError(t, ts.login(t, "alice", alicePass).Quit())
 	logs := ts.logs.String()
-	assert.Contains(t, logs, "authentication failed")
-	assert.Contains(t, logs, "user=mallory")
+	assert.Contains(t, logs, "msg=login protocol=pop3 result=failure")
+	assert.Contains(t, logs, "mailbox=mallory")
 	assert.NotContains(t, logs, wrongPass, "passwords are never logged")
 	assert.NotContains(t, logs, alicePass, "passwords are never logged")
 }
@@ -285,7 +285,7 @@ func TestPerAddressThrottle(t *testing.T) {
 		assert.Contains(t, e.Text, "too many failed logins")
 	}
 	assert.Equal(t, logins, ts.backend.loginCount(), "password not checked while throttled")
-	assert.Contains(t, ts.logs.String(), "login throttled")
+	assert.Contains(t, ts.logs.String(), "result=throttled")
 }
 
 // TestThrottleCountsParallelGuesses: attempts count from their start, so
@@ -668,7 +668,8 @@ func TestRequireTLS(t *testing.T) {
 	assert.Contains(t, caps, "STLS")
 	var e *Error
 	require.ErrorAs(t, c.Login("alice", alicePass), &e)
-	assert.Equal(t, "STLS required before authentication", e.Text)
+	assert.Equal(t, "AUTH", e.Code, "RFC 3206 [AUTH]: authenticate another way")
+	assert.Contains(t, e.Text, "use STLS")
 	require.NoError(t, c.StartTLS(&tls.Config{RootCAs: pool, ServerName: "pop.test"}))
 	caps, err = c.Capa()
 	require.NoError(t, err)

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"mailarray/node/loginlog"
 	"mailarray/node/throttle"
 )
 
@@ -101,7 +102,9 @@ func newSession(srv *Server, c net.Conn) *session {
 		start:       time.Now(),
 		num:         make([]byte, 0, 24),
 	}
-	s.log = srv.log.With("session", srv.nextID.Add(1), "remote", s.remote)
+	// remote as a string: a net.Addr would be an object in JSON logs,
+	// unlike every other log line's remote.
+	s.log = srv.log.With("session", srv.nextID.Add(1), "remote", loginlog.Remote(s.remote))
 	s.dw = &deadlineWriter{conn: c, timeout: srv.cfg.WriteTimeout}
 	s.br = bufio.NewReaderSize(c, max(readBufferBytes, srv.cfg.MaxLineBytes))
 	s.bw = bufio.NewWriterSize(s.dw, writeBufferBytes)
@@ -155,6 +158,11 @@ func (s *session) step() (quit bool) {
 		return s.badCommand("line too long")
 	case isTimeout(err):
 		// RFC 1939 §3 autologout: close without entering UPDATE.
+		if s.state == stateAuthorization && s.cfg.LoginTimeout > 0 && time.Since(s.start) >= s.cfg.LoginTimeout {
+			s.reason = "login timeout"
+			s.errLine("autologout; no login in time")
+			return true
+		}
 		s.reason = "idle timeout"
 		s.errLine("autologout; idle for too long")
 		return true
@@ -269,12 +277,26 @@ func (s *session) cmdUser(args []string) bool {
 		return s.badCommand("syntax: USER name")
 	}
 	if !s.authAllowed() {
-		s.errLine("STLS required before authentication")
+		s.refuseCleartext(args[0])
 		return false
 	}
 	s.user = args[0]
 	s.ok("send PASS")
 	return false
+}
+
+// refuseCleartext answers USER or PASS sent before STLS where RequireTLS
+// is set. [AUTH] (RFC 3206 §5) as Dovecot answers it: the client must
+// change how it authenticates (use STLS, or POP3S), not retry as is.
+func (s *session) refuseCleartext(user string) {
+	s.recordLogin(user, loginlog.Refused, "cleartext authentication disallowed without TLS")
+	s.errLine("[AUTH] plaintext authentication disallowed without TLS; use STLS")
+}
+
+// recordLogin logs a login attempt and tells Config.Logins.
+func (s *session) recordLogin(user, result, reason string) {
+	loginlog.Record(s.srv.log, s.cfg.Logins, loginlog.Event{Protocol: "pop3", Remote: loginlog.Remote(s.remote),
+		Mailbox: user, Result: result, Reason: reason})
 }
 
 // cmdPass authenticates and locks the maildrop (RFC 1939 §7). Response codes:
@@ -286,7 +308,8 @@ func (s *session) cmdPass(args []string) bool {
 		return s.badCommand("syntax: PASS password")
 	}
 	if !s.authAllowed() {
-		s.errLine("STLS required before authentication")
+		s.refuseCleartext(s.user)
+		s.user = ""
 		return false
 	}
 	if s.user == "" {
@@ -301,7 +324,7 @@ func (s *session) cmdPass(args []string) bool {
 	// guesses sent in parallel on many connections are all counted; a
 	// login that works (or cannot be checked) gives it back.
 	if ok, _ := s.srv.throttle.Begin(time.Now(), s.throttleKey); !ok {
-		s.log.Warn("pop3: login throttled", "user", user, "addr", s.throttleKey)
+		s.recordLogin(user, loginlog.Throttled, "too many failed logins from "+s.throttleKey)
 		return s.failedLogin("[SYS/TEMP] too many failed logins from your address, try again later")
 	}
 
@@ -313,21 +336,22 @@ func (s *session) cmdPass(args []string) bool {
 	}
 	switch {
 	case errors.Is(err, ErrAuth):
-		s.log.Warn("pop3: authentication failed", "user", user, "addr", s.throttleKey)
+		s.recordLogin(user, loginlog.Failure, "invalid credentials")
 		return s.failedLogin("[AUTH] invalid user name or password")
 	case errors.Is(err, ErrInUse):
 		s.srv.throttle.Succeeded(s.throttleKey) // the password was right
-		s.log.Info("pop3: maildrop in use", "user", user)
+		s.recordLogin(user, loginlog.Error, "maildrop in use")
 		s.errLine("[IN-USE] maildrop already locked by another session")
 		return false
 	case err != nil:
 		s.srv.throttle.Succeeded(s.throttleKey) // not a guess: nothing was checked
-		s.log.Error("pop3: login failed", "user", user, "err", err)
+		s.recordLogin(user, loginlog.Error, err.Error())
 		s.errLine("[SYS/TEMP] temporary failure, try again later")
 		return false
 	}
 
 	s.srv.throttle.Succeeded(s.throttleKey)
+	s.recordLogin(user, loginlog.Success, "")
 	list, err := drop.List(ctx)
 	if err == nil {
 		err = s.load(user, list)
@@ -343,7 +367,7 @@ func (s *session) cmdPass(args []string) bool {
 	s.drop = drop
 	s.authUser = user
 	s.state = stateTransaction
-	s.log.Info("pop3: login", "user", user, "messages", s.liveCount, "octets", s.liveSize)
+	s.log.Info("pop3: maildrop opened", "user", user, "messages", s.liveCount, "octets", s.liveSize)
 	s.okCount("maildrop has ", s.liveCount, s.liveSize)
 	return false
 }
@@ -753,7 +777,15 @@ func (s *session) closeDrop() {
 // longer than MaxLineBytes is consumed up to its LF and reported as
 // errLineTooLong. The autologout timer restarts for each command.
 func (s *session) readLine() ([]byte, error) {
-	if err := s.conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout)); err != nil {
+	deadline := time.Now().Add(s.cfg.IdleTimeout)
+	if s.state == stateAuthorization && s.cfg.LoginTimeout > 0 {
+		// Not logged in yet: the whole AUTHORIZATION state has one budget,
+		// which commands sent meanwhile do not renew.
+		if end := s.start.Add(s.cfg.LoginTimeout); end.Before(deadline) {
+			deadline = end
+		}
+	}
+	if err := s.conn.SetReadDeadline(deadline); err != nil {
 		return nil, err
 	}
 	line, err := s.br.ReadSlice('\n')

@@ -21,4 +21,11 @@
 // (RFC 5321's 1000 octets is not enforced, as Postfix and Exim do not),
 // and a message over the limit is read to its end before 552 5.3.4, so
 // the client sees the reply rather than a reset. See Config.MaxMessageBytes.
+//
+// Limits against abuse: concurrent sessions in all and per client address
+// (an IPv4 address or an IPv6 /64, throttle.Conns), optionally new
+// connections per address per minute, and a tarpit for recipient probing
+// (tarpit.go): unknown recipients past a threshold are answered late, and
+// too many in a session, or from one address in a window, end the session
+// with 421 4.7.0.
 package smtp

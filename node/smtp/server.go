@@ -19,6 +19,7 @@ import (
 
 	"mailarray/node/bufpool"
 	"mailarray/node/mailaddr"
+	"mailarray/node/throttle"
 )
 
 // Errors a Backend returns to choose the reply. Any other error is a
@@ -84,10 +85,22 @@ type Config struct {
 	WriteTimeout     time.Duration
 	DeliverTimeout   time.Duration // bound on making one message durable
 	MaxSessions      int           // concurrent sessions; more get 421 4.4.5
-	MaxSessionsPerIP int           // concurrent sessions from one client address
+	MaxSessionsPerIP int           // concurrent sessions from one client address (IPv4, or IPv6 /64)
 	// RatePerIP is how many new connections one client address may open
 	// per minute (a token bucket of that size, refilled evenly); 0 is no limit.
 	RatePerIP int
+	// Recipient probing (tarpit.go): after UnknownRcptTarpitAfter
+	// unknown recipients in one session, each further one is answered
+	// UnknownRcptDelay late, and the MaxUnknownRcpts-th gets 421 4.7.0
+	// and the session is closed. A client address (IPv4, or IPv6 /64)
+	// that named MaxUnknownRcptsPerIP unknown recipients within
+	// UnknownRcptWindow gets the delay and the 421 at its next unknown
+	// recipient, in any session, until the window ends.
+	UnknownRcptTarpitAfter int
+	UnknownRcptDelay       time.Duration
+	MaxUnknownRcpts        int
+	MaxUnknownRcptsPerIP   int
+	UnknownRcptWindow      time.Duration
 	// Observe, when set, is told every outcome: result "accepted",
 	// "rejected" (recipient or data refused) or "failed" (delivery), the
 	// reply's enhanced code as reason, and the transaction's duration.
@@ -108,6 +121,12 @@ func DefaultConfig() Config {
 		DeliverTimeout:   30 * time.Second,
 		MaxSessions:      1000,
 		MaxSessionsPerIP: 50,
+
+		UnknownRcptTarpitAfter: 3,                // a typo or two is not a probe
+		UnknownRcptDelay:       5 * time.Second,  // a dictionary of 1,000 names takes over an hour per session
+		MaxUnknownRcpts:        10,               // then the session ends: reconnecting costs a handshake each time
+		MaxUnknownRcptsPerIP:   50,               // per window, across sessions
+		UnknownRcptWindow:      15 * time.Minute, // as the POP3 and IMAP login throttles
 	}
 }
 
@@ -138,6 +157,7 @@ func (c *Config) Validate() error {
 	if c.MaxSessionsPerIP == 0 {
 		c.MaxSessionsPerIP = d.MaxSessionsPerIP
 	}
+	c.fillTarpitDefaults(d)
 	switch {
 	case c.MaxMessageBytes < 1024:
 		return fmt.Errorf("smtp: max message size %d is below 1024 bytes", c.MaxMessageBytes)
@@ -147,6 +167,8 @@ func (c *Config) Validate() error {
 		return errors.New("smtp: negative timeout")
 	case c.MaxSessions < 1 || c.MaxSessionsPerIP < 1:
 		return errors.New("smtp: session limits must be >= 1")
+	case c.UnknownRcptTarpitAfter < 0 || c.UnknownRcptDelay < 0 || c.MaxUnknownRcpts < 1 || c.MaxUnknownRcptsPerIP < 1 || c.UnknownRcptWindow <= 0:
+		return errors.New("smtp: unknown recipient limits: tarpit-after and delay >= 0, max and per-ip >= 1, window > 0")
 	}
 	return nil
 }
@@ -166,10 +188,17 @@ type Server struct {
 	srv     *gosmtp.Server
 	Stats   Stats
 
+	// perAddr counts sessions per client address; unknownRcpts counts
+	// unknown recipients per client address (tarpit.go).
+	perAddr      *throttle.Conns
+	unknownRcpts *throttle.Throttle
+	// stop is closed by Shutdown and Close: it ends tarpit waits.
+	stop     chan struct{}
+	stopOnce sync.Once
+
 	mu       sync.Mutex
 	sessions map[*session]struct{}
 	conns    int
-	perIP    map[string]int
 	buckets  map[string]*bucket
 	draining bool
 }
@@ -183,7 +212,10 @@ func New(cfg Config, b Backend, log *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, backend: b, log: log, sessions: map[*session]struct{}{}, perIP: map[string]int{}, buckets: map[string]*bucket{}}
+	s := &Server{cfg: cfg, backend: b, log: log, sessions: map[*session]struct{}{}, buckets: map[string]*bucket{},
+		perAddr:      throttle.NewConns(cfg.MaxSessionsPerIP),
+		unknownRcpts: throttle.New(cfg.UnknownRcptWindow, cfg.MaxUnknownRcptsPerIP, maxBuckets),
+		stop:         make(chan struct{})}
 	gs := gosmtp.NewServer(s)
 	gs.Domain = cfg.Hostname
 	gs.MaxMessageBytes = cfg.MaxMessageBytes
@@ -225,6 +257,7 @@ func (s *Server) Serve(l net.Listener) error {
 // flight finish (their sessions then get 421) and waits for all sessions to
 // end until ctx is done, after which it closes what remains.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopTarpits()
 	s.mu.Lock()
 	s.draining = true
 	for ss := range s.sessions {
@@ -243,6 +276,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // Close closes the listener and every session at once.
 func (s *Server) Close() error {
+	s.stopTarpits()
 	err := s.srv.Close()
 	if errors.Is(err, gosmtp.ErrServerClosed) {
 		return nil
@@ -254,7 +288,7 @@ func (s *Server) Close() error {
 func (s *Server) NewSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 	dc, _ := c.Conn().(*drainConn)
 	remote := c.Conn().RemoteAddr()
-	ss := &session{srv: s, conn: c, dc: dc, remote: remote}
+	ss := &session{srv: s, conn: c, dc: dc, remote: remote, addrKey: throttle.AddrKey(remote)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.draining {
@@ -271,20 +305,26 @@ func (s *Server) endSession(ss *session) {
 	delete(s.sessions, ss)
 }
 
-// admit counts a new connection from ip against the limits; false means
-// refuse it.
-func (s *Server) admit(ip string) bool {
+// admit counts a new connection from remote against the limits and
+// returns the client address's key (throttle.Key: an IPv4 address or an
+// IPv6 /64, so one subscriber's /64 cannot walk around the per-address
+// cap); false means refuse it.
+func (s *Server) admit(remote net.Addr) (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.conns >= s.cfg.MaxSessions || s.perIP[ip] >= s.cfg.MaxSessionsPerIP {
-		return false
+	if s.conns >= s.cfg.MaxSessions {
+		return "", false
 	}
-	if s.cfg.RatePerIP > 0 && !s.takeToken(ip, time.Now()) {
-		return false
+	key, ok := s.perAddr.Acquire(remote)
+	if !ok {
+		return key, false
+	}
+	if s.cfg.RatePerIP > 0 && !s.takeToken(key, time.Now()) {
+		s.perAddr.Release(key)
+		return key, false
 	}
 	s.conns++
-	s.perIP[ip]++
-	return true
+	return key, true
 }
 
 // bucket is one client address's connection-rate token bucket.
@@ -323,9 +363,7 @@ func (s *Server) release(ip string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.conns--
-	if s.perIP[ip]--; s.perIP[ip] <= 0 {
-		delete(s.perIP, ip)
-	}
+	s.perAddr.Release(ip)
 }
 
 func (s *Server) observe(result string, r *gosmtp.SMTPError, since time.Time) {
@@ -372,10 +410,12 @@ func reply(err error) *gosmtp.SMTPError {
 }
 
 type session struct {
-	srv    *Server
-	conn   *gosmtp.Conn
-	dc     *drainConn
-	remote net.Addr
+	srv     *Server
+	conn    *gosmtp.Conn
+	dc      *drainConn
+	remote  net.Addr
+	addrKey string // throttle.AddrKey(remote)
+	unknown int    // unknown recipients named in this session (tarpit.go)
 
 	mu     sync.Mutex
 	busy   bool // between MAIL and the end of DATA or RSET
@@ -444,6 +484,11 @@ func (ss *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 		ss.srv.log.Info("smtp: recipient refused", "remote", ss.remote.String(), "from", ss.from, "rcpt", addr, "code", r.Code, "reason", err.Error())
 		ss.srv.Stats.Rejected.Add(1)
 		ss.srv.observe("rejected", r, ss.mailAt)
+		if errors.Is(err, ErrUnknownMailbox) {
+			if bye := ss.unknownRecipient(); bye != nil {
+				return bye
+			}
+		}
 		return r
 	}
 	for _, r := range ss.rcpts {
@@ -618,8 +663,8 @@ func (l drainListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		ip := hostOf(c.RemoteAddr())
-		if !l.s.admit(ip) {
+		ip, ok := l.s.admit(c.RemoteAddr())
+		if !ok {
 			l.s.log.Warn("smtp: connection limit", "remote", c.RemoteAddr().String())
 			l.s.Stats.Rejected.Add(1)
 			// RFC 5321 3.1: a server may refuse a connection with 421 at
@@ -643,6 +688,7 @@ type drainConn struct {
 	draining atomic.Bool
 	closed   atomic.Bool
 	linger   atomic.Bool // the session ended on a line too long: lingerClose
+	hangup   atomic.Bool // close after the next write (tarpit.go)
 }
 
 func (c *drainConn) Close() error {
@@ -670,11 +716,20 @@ var tooLongReply = []byte("500 5.4.0 ")
 // the client is still sending it, and closing a socket with unread input
 // makes the kernel send a reset, which the client sees instead of the
 // reply. Close then lingers.
+// Write notes a too-long-line reply (the session then ends with
+// lingerClose), and closes the connection once a reply is written after a
+// hangup (the 421 that ends a probing session, tarpit.go): go-smtp goes on
+// reading after a 421 from a session method, and the read then fails on
+// the closed conn.
 func (c *drainConn) Write(b []byte) (int, error) {
 	if bytes.HasPrefix(b, tooLongReply) {
 		c.linger.Store(true)
 	}
-	return c.Conn.Write(b)
+	n, err := c.Conn.Write(b)
+	if c.hangup.Load() {
+		c.Close()
+	}
+	return n, err
 }
 
 // lingerClose half-closes the connection and discards what the client

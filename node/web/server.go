@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"mailarray/node/loginlog"
 	"mailarray/node/throttle"
 )
 
@@ -74,6 +75,9 @@ type Config struct {
 	SummaryCache int
 	// FetchParallel bounds the messages read at once to list a page.
 	FetchParallel int
+	// Logins, when set, is told every login attempt (node/loginlog); the
+	// server logs each one anyway.
+	Logins loginlog.Recorder
 }
 
 // DefaultConfig returns production defaults.
@@ -211,6 +215,12 @@ type loginRequest struct {
 	Password string `json:"password"`
 }
 
+// recordLogin logs a login attempt and tells Config.Logins. remote is
+// the connection's address (a proxy's, behind one).
+func (s *Server) recordLogin(r *http.Request, mailbox, result, reason string) {
+	loginlog.Record(s.log, s.cfg.Logins, loginlog.Event{Protocol: "web", Remote: r.RemoteAddr, Mailbox: mailbox, Result: result, Reason: reason})
+}
+
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	// A JSON body needs a CORS preflight from another origin, which this
 	// server never grants: no other site can log a browser in (login CSRF).
@@ -227,6 +237,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	keys := []string{"ip:" + throttle.Key(r.RemoteAddr), "mailbox:" + addr}
 	if ok, wait := s.failures.Begin(now, keys...); !ok {
+		s.recordLogin(r, addr, loginlog.Throttled, "too many failed logins")
 		secs := int(wait/time.Second) + 1
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		s.apiError(w, r, http.StatusTooManyRequests, fmt.Sprintf("too many failed logins; try again in %d s", secs))
@@ -236,6 +247,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if !errors.Is(err, ErrAuth) {
 			s.failures.Succeeded(keys...) // not a guess: the password was not checked
+			s.recordLogin(r, addr, loginlog.Error, err.Error())
 			s.apiError(w, r, http.StatusInternalServerError, "cannot check the password now")
 			return
 		}
@@ -244,7 +256,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		case <-time.After(s.cfg.FailedLoginDelay):
 		case <-r.Context().Done():
 		}
-		s.log.Info("web: failed login", "address", addr, "remote", r.RemoteAddr)
+		s.recordLogin(r, addr, loginlog.Failure, "invalid credentials")
 		s.apiError(w, r, http.StatusUnauthorized, "wrong address or password")
 		return
 	}
@@ -260,7 +272,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		// header only spoils the forger's own cookie.
 		Secure: r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https",
 	})
-	s.log.Info("web: login", "mailbox", mailbox, "remote", r.RemoteAddr)
+	s.recordLogin(r, mailbox, loginlog.Success, "")
 	writeJSON(w, http.StatusOK, map[string]string{"mailbox": mailbox})
 }
 
