@@ -120,10 +120,10 @@ func newRSAKey(t testing.TB) testKey {
 func authWorld(key testKey) *mapResolver {
 	return &mapResolver{
 		txt: map[string][]string{
-			"sender.test":                {"v=spf1 ip4:192.0.2.7 -all", "google-site-verification=abc"},
-			"sel._domainkey.sender.test": {key.record},
-			"_dmarc.sender.test":         {"v=DMARC1; p=reject; rua=mailto:dmarc@sender.test"},
-			"nodmarc.test":               {"v=spf1 ip4:192.0.2.7 -all"},
+			"sender.test":                 {"v=spf1 ip4:192.0.2.7 -all", "google-site-verification=abc"},
+			"sel._domainkey.sender.test":  {key.record},
+			"_dmarc.sender.test":          {"v=DMARC1; p=reject; rua=mailto:dmarc@sender.test"},
+			"nodmarc.test":                {"v=spf1 ip4:192.0.2.7 -all"},
 			"sel._domainkey.nodmarc.test": {key.record},
 		},
 		temp: map[string]bool{},
