@@ -190,7 +190,7 @@ func (a *Auth) Check(ctx context.Context, m *Message) (Verdict, error) {
 		reason += fmt.Sprintf("; removed %d %s field(s) claiming %s", n, AuthResultsHeader, a.cfg.AuthservID)
 	}
 	action := a.dmarcAction(out.dmarc)
-	if action != DMARCMark && out.arc.value == authres.ResultPass {
+	if action != DMARCMark && out.arc.value == authres.ResultPass && out.arc.trusted {
 		reason += "; dmarc " + action + " waived: trusted ARC sealer " + out.arc.sealer
 		action = DMARCMark
 	}
