@@ -69,7 +69,9 @@ type AuthConfig struct {
 	// ARCTrustedSealers are the domains (ARC-Seal d=) of forwarders
 	// whose valid ARC chain keeps a DMARC-failing message from being
 	// refused or held: it is only marked (RFC 8617 section 7.2; mailing
-	// lists and forwarders break SPF and often DKIM).
+	// lists and forwarders break SPF and often DKIM). The chain is
+	// validated, and an arc= result recorded, only for a DMARC fail and
+	// only when this list is not empty: nothing else uses it.
 	ARCTrustedSealers []string
 	// Resolver answers every DNS question of the checks.
 	Resolver Resolver
@@ -177,11 +179,9 @@ func (a *Auth) Check(ctx context.Context, m *Message) (Verdict, error) {
 			out.results = append(out.results, &authres.GenericResult{Method: "arc", Value: out.arc.value, Params: map[string]string{"header.d": out.arc.sealer}})
 		}
 	}
-	if err := ctx.Err(); err != nil {
-		// The caller's time ran out, not a lookup's: the results are not
-		// worth recording.
-		return Verdict{}, fmt.Errorf("pipeline: auth: %w", err)
-	}
+	// No ctx.Err() check: lookups cut by the filter's deadline are
+	// temperror results, and the message goes on with them (a filter
+	// error would answer 451).
 	header := formatAuthResults(a.cfg.AuthservID, out.results)
 	reason := summary(out.results)
 	v := Verdict{Action: Accept, Headers: []string{header}}
@@ -205,8 +205,7 @@ func (a *Auth) Check(ctx context.Context, m *Message) (Verdict, error) {
 		return Verdict{Action: Reject, Reason: reason, Reject: &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 7, 1},
 			Message: "Message refused: DMARC policy of " + out.dmarc.from}}, nil
 	}
-	a.log.Info("auth: results", "id", m.ID, "results", reason)
-	v.Reason = reason
+	v.Reason = reason // logged by the pipeline with the verdict
 	return v, nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-msgauth/authres"
 	"github.com/emersion/go-msgauth/dkim"
@@ -31,16 +32,23 @@ type mapResolver struct {
 	txt  map[string][]string
 	a    map[string][]net.IP
 	temp map[string]bool
+	slow map[string]bool // answered only when ctx ends, with a timeout
 	asks []string // "TXT name", in order
 }
 
 var _ Resolver = (*mapResolver)(nil)
 
-func (r *mapResolver) ask(kind, name string) (string, error) {
+func (r *mapResolver) ask(ctx context.Context, kind, name string) (string, error) {
 	name = strings.ToLower(strings.TrimSuffix(name, "."))
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.asks = append(r.asks, kind+" "+name)
+	if r.slow[name] {
+		r.mu.Unlock()
+		<-ctx.Done()
+		r.mu.Lock()
+		return name, &net.DNSError{Err: "test: " + ctx.Err().Error(), Name: name, IsTimeout: true}
+	}
 	if r.temp[name] {
 		return name, &net.DNSError{Err: "test: server timed out", Name: name, IsTimeout: true}
 	}
@@ -48,7 +56,7 @@ func (r *mapResolver) ask(kind, name string) (string, error) {
 }
 
 func (r *mapResolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
-	name, err := r.ask("TXT", name)
+	name, err := r.ask(ctx, "TXT", name)
 	if err != nil {
 		return nil, err
 	}
@@ -59,7 +67,7 @@ func (r *mapResolver) LookupTXT(ctx context.Context, name string) ([]string, err
 }
 
 func (r *mapResolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error) {
-	name, err := r.ask("A", host)
+	name, err := r.ask(ctx, "A", host)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +82,7 @@ func (r *mapResolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAd
 }
 
 func (r *mapResolver) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
-	name, err := r.ask("MX", name)
+	name, err := r.ask(ctx, "MX", name)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +90,7 @@ func (r *mapResolver) LookupMX(ctx context.Context, name string) ([]*net.MX, err
 }
 
 func (r *mapResolver) LookupAddr(ctx context.Context, addr string) ([]string, error) {
-	name, err := r.ask("PTR", addr)
+	name, err := r.ask(ctx, "PTR", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -127,6 +135,7 @@ func authWorld(key testKey) *mapResolver {
 			"sel._domainkey.nodmarc.test": {key.record},
 		},
 		temp: map[string]bool{},
+		slow: map[string]bool{},
 	}
 }
 
@@ -337,6 +346,23 @@ func TestAuthPipelineQuarantine(t *testing.T) {
 	assert.True(t, strings.HasPrefix(string(res.Data), testReceived+"Authentication-Results: mx.test;"), "added just after our Received:\n%s", hdr)
 	assert.Contains(t, res.Trace[0], "removed 1 Authentication-Results field(s) claiming mx.test")
 	assert.Contains(t, res.Trace[0], "quarantined by dmarc policy")
+}
+
+// TestAuthSlowDNSDelivers: a resolver that never answers costs the
+// filter its time, and the message is delivered with temperror results,
+// not refused with 451 (RFC 7489 section 6.6.2: fail open).
+func TestAuthSlowDNSDelivers(t *testing.T) {
+	key := newEd25519Key(t)
+	r := authWorld(key)
+	r.slow["sender.test"] = true
+	r.slow["_dmarc.sender.test"] = true
+	cfg := DefaultConfig()
+	cfg.Timeout = 200 * time.Millisecond
+	p := New(cfg, nil, newAuth(t, r, DMARCReject))
+	res, err := p.Run(context.Background(), authMessage(received(rawMessage("alice@sender.test", "x\r\n")), "alice@sender.test", senderIP))
+	require.NoError(t, err)
+	require.Nil(t, res.Reject)
+	assert.Contains(t, string(res.Data), "Authentication-Results: mx.test;\r\n\tspf=temperror smtp.mailfrom=alice@sender.test;\r\n\tdkim=none;\r\n\tdmarc=temperror header.from=sender.test\r\n")
 }
 
 func TestStripAuthResults(t *testing.T) {
