@@ -33,7 +33,7 @@ type mapResolver struct {
 	a    map[string][]net.IP
 	temp map[string]bool
 	slow map[string]bool // answered only when ctx ends, with a timeout
-	asks []string // "TXT name", in order
+	asks []string        // "TXT name", in order
 }
 
 var _ Resolver = (*mapResolver)(nil)
