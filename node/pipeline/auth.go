@@ -152,9 +152,9 @@ func (a *Auth) Check(ctx context.Context, m *Message) (Verdict, error) {
 		out.spf = a.checkSPF(ctx, m)
 		r := &authres.SPFResult{Value: authres.ResultValue(out.spf)}
 		if m.From == "" {
-			r.Helo = m.Helo
+			r.Helo = authValue(m.Helo)
 		} else {
-			r.From = m.From
+			r.From = authValue(m.From)
 		}
 		out.results = append(out.results, r)
 	}
@@ -164,7 +164,7 @@ func (a *Auth) Check(ctx context.Context, m *Message) (Verdict, error) {
 			out.results = append(out.results, &authres.DKIMResult{Value: authres.ResultNone})
 		}
 		for _, v := range out.dkim {
-			out.results = append(out.results, &authres.DKIMResult{Value: dkimValue(v.Err), Domain: v.Domain, Identifier: v.Identifier})
+			out.results = append(out.results, &authres.DKIMResult{Value: dkimValue(v.Err), Domain: authValue(v.Domain), Identifier: authValue(v.Identifier)})
 		}
 	}
 	if a.cfg.DMARC {
@@ -176,7 +176,7 @@ func (a *Auth) Check(ctx context.Context, m *Message) (Verdict, error) {
 		out.results = append(out.results, &authres.GenericResult{Method: "dmarc", Value: out.dmarc.value, Params: params})
 		if out.dmarc.value == authres.ResultFail && len(a.cfg.ARCTrustedSealers) > 0 {
 			out.arc = a.checkARC(ctx, m.Data)
-			out.results = append(out.results, &authres.GenericResult{Method: "arc", Value: out.arc.value, Params: map[string]string{"header.d": out.arc.sealer}})
+			out.results = append(out.results, &authres.GenericResult{Method: "arc", Value: out.arc.value, Params: map[string]string{"header.d": authValue(out.arc.sealer)}})
 		}
 	}
 	// No ctx.Err() check: lookups cut by the filter's deadline are
@@ -297,6 +297,28 @@ func formatAuthResults(id string, results []authres.Result) string {
 		b.WriteString(";\r\n\t" + strings.TrimSpace(strings.TrimPrefix(one, id+"; ")))
 	}
 	return b.String()
+}
+
+// MaxAuthValueBytes bounds one property value in the field (a signature's
+// d= is the sender's to choose), keeping every folded line of the field
+// well under 998 characters.
+const MaxAuthValueBytes = 255
+
+// authValue makes a value from the message or the envelope safe for the
+// field: control characters, white space and the characters that would end
+// or quote a property (RFC 8601 section 2.2) are dropped, and the length
+// bounded.
+func authValue(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r <= ' ' || r == 0x7f || strings.ContainsRune(`;()"\`, r) {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) > MaxAuthValueBytes {
+		s = s[:MaxAuthValueBytes]
+	}
+	return s
 }
 
 // summary is the results on one line, for the trace.

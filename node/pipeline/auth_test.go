@@ -474,3 +474,18 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// TestAuthHostileValues: values the sender chooses (a signature's d= and
+// i=, the HELO name) cannot break the field: control characters and
+// property delimiters are dropped, so the verdict stays valid (an invalid
+// one would fail the message with 451).
+func TestAuthHostileValues(t *testing.T) {
+	raw := []byte("DKIM-Signature: v=1; a=rsa-sha256; d=ev\x01il\"(x).test; i=@ev\x01il\"(x).test; s=sel; h=from; bh=AA==; b=AA==\r\n" + string(rawMessage("alice@sender.test", "x\r\n")))
+	m := authMessage(received(raw), "", senderIP)
+	m.Helo = "helo;dkim=pass"
+	v := check(t, newAuth(t, authWorld(newEd25519Key(t)), DMARCMark), m)
+	require.NoError(t, v.validate())
+	// The control character also ends the header parse before From: no
+	// single author domain, a DMARC permerror.
+	assert.Equal(t, "Authentication-Results: mx.test;\r\n\tspf=none smtp.helo=\"helodkim=pass\";\r\n\tdkim=permerror header.d=evilx.test header.i=@evilx.test;\r\n\tdmarc=permerror", authHeader(t, v))
+}
