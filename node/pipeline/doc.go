@@ -11,9 +11,9 @@
 // (with its SMTP reply), a reason, and header fields to add. Every
 // decision becomes a "filter: verdict: reason" line of Result.Trace, which
 // the node stores in the catalog entry, and a log line. Modify passes its
-// bytes to the next filter (so may Quarantine); header fields are inserted once, at the end,
-// just after our Received header; Reject stops the run; Quarantine does
-// not (a later filter may still reject).
+// bytes to the next filter (so may Quarantine, with data); header fields
+// are inserted once, at the end, just after our Received header; Reject
+// stops the run; Quarantine does not (a later filter may still reject).
 //
 // A filter that fails (error, per-filter Timeout, panic, invalid verdict)
 // never loses the message: Run returns a *FilterError, which unwraps to a
