@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"net"
 
 	"mailarray/node/pipeline"
@@ -53,4 +54,19 @@ func (n *Node) newAuthFilter() (*pipeline.Auth, error) {
 	ac.ARCTrustedSealers = c.ARCTrustedSealers
 	ac.Resolver = &pipeline.DNSResolver{Net: n.env.Net, Server: c.Resolver}
 	return pipeline.NewAuth(ac, n.log)
+}
+
+// localOriginKey marks a delivery's context as the array's own (the fax
+// and voicemail gateway), as opposed to the SMTP listener's: a context
+// value, because the path between them is the SMTP backend's Deliver and
+// its smtp.Message, which a remote client fills.
+type localOriginKey struct{}
+
+func withLocalOrigin(ctx context.Context) context.Context {
+	return context.WithValue(ctx, localOriginKey{}, true)
+}
+
+func localOrigin(ctx context.Context) bool {
+	local, _ := ctx.Value(localOriginKey{}).(bool)
+	return local
 }

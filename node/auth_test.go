@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailarray/node/env"
+	"mailarray/node/ingest/ingesttest"
 )
 
 // startTXTServer serves TXT records over UDP on loopback (unknown names:
@@ -105,4 +107,25 @@ func TestAuthResultsStored(t *testing.T) {
 	assert.Equal(t, 550, se.Code)
 	assert.Equal(t, gosmtp.EnhancedCode{5, 7, 1}, se.EnhancedCode)
 	assert.Len(t, readAll(t, n.Addr("pop3"), "alice@example.com", "secret"), 1, "nothing more stored")
+}
+
+// TestAuthSkipsIngest: a fax the array's own gateway wraps into mail comes
+// from fax@<hosted domain> over HTTP, which no SPF record or DKIM key
+// covers; sender authentication must not judge it, or a hosted domain
+// publishing p=reject would lose its faxes under dmarc-policy honour.
+func TestAuthSkipsIngest(t *testing.T) {
+	resolver := startTXTServer(t, map[string]string{"_dmarc.example.com": "v=DMARC1; p=reject"})
+	n := startNode(t, func(c *Config) {
+		c.Pipeline.Auth.Resolver = resolver
+		c.Pipeline.Auth.DMARCPolicy = "honour"
+	})
+	code, res := ingestDoc(t, n, "fax", "to=alice@example.com", ingesttest.TIFF(1, false, nil), "")
+	require.Equal(t, http.StatusCreated, code, "%v", res)
+	got := readAll(t, n.Addr("pop3"), "alice@example.com", "secret")
+	require.Len(t, got, 1)
+	for id, msg := range got {
+		assert.NotContains(t, string(msg), "Authentication-Results:")
+		e, _ := n.Catalog().Get(id)
+		assert.Contains(t, strings.Join(e.Trace, "\n"), "auth: accept: made by the array")
+	}
 }

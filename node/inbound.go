@@ -90,7 +90,7 @@ func (f *faultFilter) Check(ctx context.Context, m *pipeline.Message) (pipeline.
 // filter runs the pipeline on m and returns what to store: the data, the
 // trace, whether it is quarantined; or the reply that refuses it.
 func (n *Node) filter(ctx context.Context, m *smtp.Message) (pipeline.Result, error) {
-	res, err := n.in.pipe.Run(ctx, &pipeline.Message{ID: m.ID, From: m.From, Helo: m.Helo, To: m.To, Remote: m.Remote, Data: m.Data})
+	res, err := n.in.pipe.Run(ctx, &pipeline.Message{ID: m.ID, From: m.From, Helo: m.Helo, To: m.To, Remote: m.Remote, Data: m.Data, Local: localOrigin(ctx)})
 	if err != nil {
 		return res, err // unwraps to 451 4.3.0
 	}

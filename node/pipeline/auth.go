@@ -147,6 +147,9 @@ type authOutcome struct {
 
 // Check implements Filter.
 func (a *Auth) Check(ctx context.Context, m *Message) (Verdict, error) {
+	if m.Local {
+		return Verdict{Action: Accept, Reason: "made by the array: no sender to authenticate"}, nil
+	}
 	var out authOutcome
 	if a.cfg.SPF {
 		out.spf = a.checkSPF(ctx, m)

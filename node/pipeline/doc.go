@@ -35,6 +35,8 @@
 // 5.7.1) per AuthConfig.DMARCPolicy; a valid ARC chain sealed by a trusted
 // forwarder (RFC 8617) keeps it to a mark. The node runs Auth first, on
 // the message as received, since defanging would break DKIM body hashes.
+// Messages the array makes itself (Message.Local: fax and voicemail) have
+// no sending MTA to authenticate and are not checked.
 //
 // # Antivirus
 //

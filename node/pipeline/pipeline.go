@@ -74,6 +74,10 @@ type Message struct {
 	To   []string // accepted recipients, lower case
 	// Remote is the SMTP client's address; nil when unknown.
 	Remote net.Addr
+	// Local says the array made the message itself (the fax and voicemail
+	// gateway): it came in over HTTP, not from a sending MTA, so checks
+	// of the sender's authenticity (Auth) do not apply.
+	Local bool
 	// Data is the message with CRLF line ends and our Received header first.
 	Data []byte
 }
