@@ -180,6 +180,35 @@ type PipelineConfig struct {
 	FailOpen bool `yaml:"fail-open"`
 	// SMSGateway is the HTTP URL that takes SMS notices as JSON {to, text}.
 	SMSGateway string `yaml:"sms-gateway"`
+	// Auth: sender authentication (SPF, DKIM, DMARC) of inbound mail,
+	// recorded in an Authentication-Results field.
+	Auth AuthConfig `yaml:"auth"`
+}
+
+// AuthConfig configures sender authentication (node/pipeline Auth). The
+// checks run only with a resolver: without one the pipeline is as it was
+// (no lookups, no field), which keeps the simulator's runs unchanged.
+type AuthConfig struct {
+	// Resolver is the recursive DNS resolver the checks ask, host:port
+	// (`mailarray serve --auth-resolver system` takes /etc/resolv.conf's
+	// first nameserver). Empty: no sender authentication.
+	Resolver string `yaml:"resolver"`
+	// SPF, DKIM and DMARC turn each check on (all on by default).
+	SPF   bool `yaml:"spf"`
+	DKIM  bool `yaml:"dkim"`
+	DMARC bool `yaml:"dmarc"`
+	// DMARCPolicy is what a message failing DMARC gets: mark (default:
+	// the field only), quarantine (held for the operator), reject (550
+	// 5.7.1), or honour (what the sender domain's p= asks: reject,
+	// quarantine or none). None, temperror and permerror only mark.
+	DMARCPolicy string `yaml:"dmarc-policy"`
+	// AuthservID names the array in its Authentication-Results fields;
+	// incoming fields claiming it are removed. Default: the first hosted
+	// domain (the same on every node).
+	AuthservID string `yaml:"authserv-id"`
+	// ARCTrustedSealers are forwarders (ARC-Seal d= domains) whose valid
+	// ARC chain turns a DMARC quarantine or reject into a mark.
+	ARCTrustedSealers []string `yaml:"arc-trusted-sealers"`
 }
 
 // Tuning sets the pace of the array's background work.
@@ -269,6 +298,7 @@ func DefaultConfig() Config {
 		UsersReload:       2 * time.Second,
 		ShutdownGrace:     10 * time.Second,
 		Tuning:            DefaultTuning(),
+		Pipeline:          PipelineConfig{Auth: AuthConfig{SPF: true, DKIM: true, DMARC: true, DMARCPolicy: "mark"}},
 
 		SMTPMaxSessions:      1000,
 		SMTPMaxSessionsPerIP: 50,
@@ -445,6 +475,7 @@ func (c *Config) Validate() error {
 	if (len(c.Pipeline.DNSBL) > 0 || len(c.Pipeline.IPBL) > 0) && c.Pipeline.DNSBLServer == "" {
 		bad("pipeline.dnsbl-server", "required with dnsbl or ipbl zones")
 	}
+	c.validateAuth(bad)
 	t, d := &c.Tuning, DefaultTuning()
 	for _, f := range []struct {
 		key string

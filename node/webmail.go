@@ -116,7 +116,7 @@ func (b *ingestBackend) CheckRecipient(ctx context.Context, addr string) error {
 
 func (b *ingestBackend) Deliver(ctx context.Context, d *ingest.Delivery) error {
 	m := &smtp.Message{ID: d.ID, From: d.From, To: []string{d.To}, Data: d.Data, Helo: "ingest", Remote: d.Remote}
-	return ingestError((*smtpBackend)(b).Deliver(ctx, m))
+	return ingestError((*smtpBackend)(b).Deliver(withLocalOrigin(ctx), m))
 }
 
 // ingestError maps the SMTP backend's errors to the gateway's, keeping

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/miekg/dns"
 	"go.yaml.in/yaml/v3"
 
 	"mailarray/node"
@@ -94,6 +95,14 @@ func loadConfig(args []string, stderr io.Writer) (node.Config, *slog.Logger, err
 	fs.BoolVar(&c.Pipeline.SpamReject, "spam-reject", false, "refuse listed senders with 550 5.7.1 instead of flagging")
 	fs.BoolVar(&c.Pipeline.FailOpen, "fail-open", false, "deliver mail whose filter failed, with a header, instead of 451")
 	fs.StringVar(&c.Pipeline.SMSGateway, "sms-gateway", "", "HTTP URL taking SMS notices as JSON {to, text}")
+	fs.StringVar(&c.Pipeline.Auth.Resolver, "auth-resolver", "", "recursive DNS resolver (host:port, or system for /etc/resolv.conf) for SPF, DKIM and DMARC checks of inbound mail; empty: no checks")
+	fs.BoolVar(&c.Pipeline.Auth.SPF, "auth-spf", cfg.Pipeline.Auth.SPF, "check SPF (needs --auth-resolver)")
+	fs.BoolVar(&c.Pipeline.Auth.DKIM, "auth-dkim", cfg.Pipeline.Auth.DKIM, "verify DKIM signatures (needs --auth-resolver)")
+	fs.BoolVar(&c.Pipeline.Auth.DMARC, "auth-dmarc", cfg.Pipeline.Auth.DMARC, "evaluate DMARC (needs --auth-resolver)")
+	fs.StringVar(&c.Pipeline.Auth.DMARCPolicy, "dmarc-policy", cfg.Pipeline.Auth.DMARCPolicy, "mail failing DMARC: mark (header only), quarantine, reject (550 5.7.1), or honour (the sender domain's p=)")
+	fs.StringVar(&c.Pipeline.Auth.AuthservID, "authserv-id", "", "name of the array in Authentication-Results (default: the first hosted domain)")
+	var sealers listFlag
+	fs.Var(&sealers, "arc-trusted-sealer", "ARC sealer domain whose valid chain turns a DMARC quarantine or reject into a mark (repeatable)")
 	fs.IntVar(&c.SMTPMaxSessions, "smtp-max-sessions", cfg.SMTPMaxSessions, "concurrent SMTP sessions")
 	fs.IntVar(&c.SMTPMaxSessionsPerIP, "smtp-max-sessions-per-ip", cfg.SMTPMaxSessionsPerIP, "concurrent SMTP sessions from one client IP")
 	fs.IntVar(&c.SMTPRatePerIP, "smtp-rate-per-ip", cfg.SMTPRatePerIP, "new SMTP connections per minute from one client IP (0: no limit)")
@@ -186,6 +195,21 @@ func loadConfig(args []string, stderr io.Writer) (node.Config, *slog.Logger, err
 	apply("spam-reject", func() { cfg.Pipeline.SpamReject = c.Pipeline.SpamReject })
 	apply("fail-open", func() { cfg.Pipeline.FailOpen = c.Pipeline.FailOpen })
 	apply("sms-gateway", func() { cfg.Pipeline.SMSGateway = c.Pipeline.SMSGateway })
+	c.Pipeline.Auth.ARCTrustedSealers = sealers
+	apply("auth-resolver", func() { cfg.Pipeline.Auth.Resolver = c.Pipeline.Auth.Resolver })
+	apply("auth-spf", func() { cfg.Pipeline.Auth.SPF = c.Pipeline.Auth.SPF })
+	apply("auth-dkim", func() { cfg.Pipeline.Auth.DKIM = c.Pipeline.Auth.DKIM })
+	apply("auth-dmarc", func() { cfg.Pipeline.Auth.DMARC = c.Pipeline.Auth.DMARC })
+	apply("dmarc-policy", func() { cfg.Pipeline.Auth.DMARCPolicy = c.Pipeline.Auth.DMARCPolicy })
+	apply("authserv-id", func() { cfg.Pipeline.Auth.AuthservID = c.Pipeline.Auth.AuthservID })
+	apply("arc-trusted-sealer", func() { cfg.Pipeline.Auth.ARCTrustedSealers = c.Pipeline.Auth.ARCTrustedSealers })
+	if cfg.Pipeline.Auth.Resolver == "system" {
+		server, err := systemResolver("/etc/resolv.conf")
+		if err != nil {
+			return cfg, nil, fmt.Errorf("serve: --auth-resolver system: %w", err)
+		}
+		cfg.Pipeline.Auth.Resolver = server
+	}
 	apply("smtp-max-sessions", func() { cfg.SMTPMaxSessions = c.SMTPMaxSessions })
 	apply("smtp-max-sessions-per-ip", func() { cfg.SMTPMaxSessionsPerIP = c.SMTPMaxSessionsPerIP })
 	apply("smtp-rate-per-ip", func() { cfg.SMTPRatePerIP = c.SMTPRatePerIP })
@@ -370,4 +394,17 @@ func resolveCopies(cfg *node.Config) {
 	if cfg.WriteQuorum == 0 {
 		cfg.WriteQuorum = min(cfg.Replicas, 2)
 	}
+}
+
+// systemResolver returns the first nameserver of a resolv.conf file as
+// host:port.
+func systemResolver(file string) (string, error) {
+	cc, err := dns.ClientConfigFromFile(file)
+	if err != nil {
+		return "", err
+	}
+	if len(cc.Servers) == 0 {
+		return "", fmt.Errorf("no nameserver in %s", file)
+	}
+	return net.JoinHostPort(cc.Servers[0], cc.Port), nil
 }

@@ -11,15 +11,32 @@
 // (with its SMTP reply), a reason, and header fields to add. Every
 // decision becomes a "filter: verdict: reason" line of Result.Trace, which
 // the node stores in the catalog entry, and a log line. Modify passes its
-// bytes to the next filter; header fields are inserted once, at the end,
-// just after our Received header; Reject stops the run; Quarantine does
-// not (a later filter may still reject).
+// bytes to the next filter (so may Quarantine, with data); header fields
+// are inserted once, at the end, just after our Received header; Reject
+// stops the run; Quarantine does not (a later filter may still reject).
 //
 // A filter that fails (error, per-filter Timeout, panic, invalid verdict)
 // never loses the message: Run returns a *FilterError, which unwraps to a
 // 451 4.3.0 reply, so the listener answers 451 and the sender retries. With
 // Config.FailOpen the message goes on instead, carrying
 // "X-Mailarray-Filter-Failed: <name>" so the recipient can tell.
+//
+// # Sender authentication
+//
+// Auth (auth.go, dmarc.go, arc.go) checks SPF (RFC 7208, blitiri
+// spf), DKIM (RFC 6376, go-msgauth dkim) and DMARC (RFC 7489: the From
+// domain's record from go-msgauth dmarc, alignment and the organizational
+// domain here) and adds one Authentication-Results field (RFC 8601, go-msgauth
+// authres) naming AuthConfig.AuthservID, after removing any incoming
+// field that claims that id. Every DNS question goes through the
+// Resolver interface; the node's is a DNSResolver over env.Net. A lookup
+// that fails is a temperror result, never a filter error: the message is
+// delivered, marked. A DMARC fail is marked, quarantined or refused (550
+// 5.7.1) per AuthConfig.DMARCPolicy; a valid ARC chain sealed by a trusted
+// forwarder (RFC 8617) keeps it to a mark. The node runs Auth first, on
+// the message as received, since defanging would break DKIM body hashes.
+// Messages the array makes itself (Message.Local: fax and voicemail) have
+// no sending MTA to authenticate and are not checked.
 //
 // # Antivirus
 //

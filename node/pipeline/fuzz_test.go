@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"testing"
 
@@ -57,5 +58,31 @@ func FuzzWalkMIME(f *testing.F) {
 		again, err := a.Check(context.Background(), &Message{ID: "F", Data: v.Data, To: m.To})
 		require.NoError(t, err)
 		require.Equal(t, Accept, again.Action, "defanged message still infected: %s", again.Reason)
+	})
+}
+
+// FuzzAuthHeaders feeds arbitrary messages to the auth filter's header
+// handling: removing fields claiming our authserv-id leaves none behind
+// and never touches the body, and the ARC parser and the whole check
+// never panic and always return a valid verdict.
+func FuzzAuthHeaders(f *testing.F) {
+	f.Add([]byte(testReceived + "Authentication-Results: mx.test; none\r\nFrom: a@sender.test\r\n\r\nbody\r\n"))
+	f.Add([]byte("ARC-Seal: i=1; cv=none; d=list.test\r\nARC-Message-Signature: i=1; h=from; bh=; b=\r\nARC-Authentication-Results: i=1; x\r\n\r\n"))
+	f.Add([]byte("Authentication-Results:\r\n (c) mx.test\r\n\r\n"))
+	f.Add([]byte("ARC-Seal: i=99\r\n\n"))
+	f.Add([]byte(""))
+	a := newAuth(f, authWorld(newEd25519Key(f)), DMARCMark)
+	a.cfg.ARCTrustedSealers = []string{"list.test"}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		out, n := stripAuthResults(raw, "mx.test")
+		_, bodyStart := headerEnd(raw)
+		require.True(t, bytes.HasSuffix(out, raw[bodyStart:]), "the body is kept")
+		again, m := stripAuthResults(out, "mx.test")
+		require.Zero(t, m, "nothing left to remove after %d", n)
+		require.Equal(t, out, again)
+		a.checkARC(context.Background(), raw)
+		v, err := a.Check(context.Background(), authMessage(raw, "a@sender.test", senderIP))
+		require.NoError(t, err)
+		require.NoError(t, v.validate())
 	})
 }

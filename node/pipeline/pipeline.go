@@ -50,7 +50,10 @@ func (a Action) String() string {
 type Verdict struct {
 	Action Action
 	// Data is the replacement message for Modify (CRLF line ends, our
-	// Received header still first). It must be nil for other actions.
+	// Received header still first). Quarantine may carry one too (the
+	// held copy is the modified message: the auth filter strips forged
+	// fields from what it quarantines); it must be nil for Accept and
+	// Reject.
 	Data []byte
 	// Headers are header fields to add, each "Name: value" without a line
 	// end (a folded value uses CRLF followed by a space or tab). The
@@ -71,6 +74,10 @@ type Message struct {
 	To   []string // accepted recipients, lower case
 	// Remote is the SMTP client's address; nil when unknown.
 	Remote net.Addr
+	// Local says the array made the message itself (the fax and voicemail
+	// gateway): it came in over HTTP, not from a sending MTA, so checks
+	// of the sender's authenticity (Auth) do not apply.
+	Local bool
 	// Data is the message with CRLF line ends and our Received header first.
 	Data []byte
 }
@@ -251,6 +258,9 @@ func (p *Pipeline) Run(ctx context.Context, m *Message) (Result, error) {
 			data = v.Data
 		case Quarantine:
 			quarantine = true
+			if v.Data != nil {
+				data = v.Data
+			}
 		case Reject:
 			r := v.Reject
 			if r == nil {
@@ -285,7 +295,8 @@ func (p *Pipeline) check(ctx context.Context, f Filter, m *Message) (v Verdict, 
 // validate checks the Verdict contract.
 func (v *Verdict) validate() error {
 	switch v.Action {
-	case Accept, Quarantine:
+	case Quarantine:
+	case Accept:
 		if v.Data != nil {
 			return fmt.Errorf("%w: data with %s", errInvalidVerdict, v.Action)
 		}
