@@ -27,7 +27,7 @@ import (
 // the copies themselves, and identifies each stored message by the
 // Message-ID the load generator wrote into it (<seq.seed@load.test>), not
 // by the catalog's word. Against the load generator's records it checks
-// DESIGN.md's invariants:
+// docs/design.md's invariants:
 //
 //  1. every acknowledged message that no reader deleted has a copy, with
 //     the right checksum and Message-ID, on a live node (else: lost), and

@@ -102,7 +102,7 @@ func (s *sender) run(t *testing.T, from, to int, stop <-chan struct{}) {
 
 // TestComposeChaos runs the three-node cluster under load while a node is
 // killed and restarted, another frozen and thawed, and a third cut off the
-// network and reconnected; then it checks DESIGN.md's invariants: every
+// network and reconnected; then it checks docs/design.md's invariants: every
 // acknowledged message is readable exactly once from every node, catalogs
 // agree, and every message has R copies again.
 func TestComposeChaos(t *testing.T) {

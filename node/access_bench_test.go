@@ -16,7 +16,7 @@ import (
 // through the three listeners, so about a third of the messages have no
 // copy on the node that serves them), read whole from one node per
 // iteration, one session each. Reference on this machine: Dovecot POP3
-// RETR ~6,800 msgs/s with the same client (DESIGN.md).
+// RETR ~6,800 msgs/s with the same client (docs/design.md).
 const (
 	accessMessages = 1000
 	accessMsgBytes = 4 << 10

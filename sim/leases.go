@@ -15,7 +15,7 @@ import (
 // to a node incarnation that is down (crashed, removed, or paused) is a
 // lease honoured on behalf of a dead or frozen holder; the report lists
 // them with when the holder went down, and the chaos checker flags those
-// later than the membership's detection time (DESIGN.md: a lease held by
+// later than the membership's detection time (docs/design.md: a lease held by
 // a node declared failed is released at once). Refusals for live holders
 // are contention, ordinary, and not recorded, so runs without crashes or
 // pauses report nothing.

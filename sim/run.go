@@ -79,7 +79,7 @@ func Run(t *testing.T, sc Scenario, opts Options) (*Report, error) {
 	// and the ones it signals) then run in the scheduler's order, which is
 	// the same every run; on several Ps they race for the node's pooled
 	// connections, ports and random stream. It is also the fastest
-	// setting (DESIGN.md).
+	// setting (docs/design.md).
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	// Fewer garbage collections, traded for memory (see gc.go).
 	defer setRunGC()()

@@ -171,7 +171,7 @@ func measureSerf(t *testing.T, seed uint64) serfDelays {
 			<-sn.done
 			sn.tr.Shutdown()
 		}
-		// serf leaves goroutines sleeping after Shutdown (DESIGN.md):
+		// serf leaves goroutines sleeping after Shutdown (docs/design.md):
 		// outwait them, in virtual time.
 		time.Sleep(5 * time.Minute)
 		stop()

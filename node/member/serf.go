@@ -187,7 +187,7 @@ func splitHostPort(addr string) (string, int, error) {
 // stops them all and waits for them. Serf and memberlist start their own;
 // Shutdown stops them, but a few of theirs end only when a pending timer
 // fires (for example Leave's propagation sleep and memberlist's suspicion
-// timers), up to a few seconds after Close (DESIGN.md: a synctest bubble
+// timers), up to a few seconds after Close (docs/design.md: a synctest bubble
 // must outwait them).
 type Serf struct {
 	cfg    SerfConfig

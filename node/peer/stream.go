@@ -96,7 +96,7 @@ type peerStream struct {
 	// wlock lets one frame be written at a time. A channel, not a mutex:
 	// a writer waiting for a blocked Write must still see its context end,
 	// and in the simulator a goroutine waiting on a mutex would stop the
-	// clock (DESIGN.md).
+	// clock (docs/design.md).
 	wlock chan struct{}
 
 	mu      sync.Mutex

@@ -12,7 +12,7 @@ import (
 // BenchmarkRetr1000 RETRs a whole mailbox of 1,000 4 KiB messages over
 // loopback per iteration, one session each, as the simulator's load
 // generator does. The reference is Dovecot at ~6,800 msgs/s on this kind of
-// machine (DESIGN.md).
+// machine (docs/design.md).
 func BenchmarkRetr1000(b *testing.B) {
 	const messages, msgBytes = 1000, 4 << 10
 	backend := newMemBackend()

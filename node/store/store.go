@@ -40,10 +40,8 @@ type Options struct {
 	// NoSync skips fsync. Only the simulator sets it (its disk cost is
 	// modeled); a real node never acknowledges mail that is not synced.
 	NoSync bool
-	// MaxBatchDelay is how long a write waits for others to share its
-	// transaction (group commit).
-	MaxBatchDelay time.Duration
-	// MaxBatchSize commits a batch as soon as this many writes joined it.
+	// MaxBatchSize bounds the writes one group commit takes (the writer
+	// commits whatever is queued, up to this many, in one transaction).
 	MaxBatchSize int
 	// OpenTimeout bounds the wait for the file lock (another process, or a
 	// node not yet closed, holds it).
@@ -73,10 +71,9 @@ type Options struct {
 // DefaultOptions returns the tuned group-commit settings for path.
 func DefaultOptions(path string) Options {
 	return Options{
-		Path:          path,
-		MaxBatchDelay: time.Millisecond, // DESIGN.md: 10 ms default is 3.5-9x slower at 20-60 writers
-		MaxBatchSize:  128,              // near the number of concurrent writers of a busy node
-		OpenTimeout:   5 * time.Second,
+		Path:         path,
+		MaxBatchSize: 128, // near the number of concurrent writers of a busy node
+		OpenTimeout:  5 * time.Second,
 	}
 }
 
@@ -85,9 +82,6 @@ func (o *Options) Validate() error {
 	d := DefaultOptions(o.Path)
 	if o.Path == "" {
 		return errors.New("store: path is empty")
-	}
-	if o.MaxBatchDelay <= 0 {
-		o.MaxBatchDelay = d.MaxBatchDelay
 	}
 	if o.MaxBatchSize <= 0 {
 		o.MaxBatchSize = d.MaxBatchSize
@@ -142,8 +136,6 @@ func Open(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", opts.Path, err)
 	}
-	db.MaxBatchDelay = opts.MaxBatchDelay
-	db.MaxBatchSize = opts.MaxBatchSize
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketCopies, bucketCatalog, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -217,9 +209,10 @@ type Batch struct {
 // Group commit: one writer goroutine takes every write queued while the
 // previous transaction was syncing and commits them together. Batches
 // thus grow with the disk's sync latency instead of being cut by a timer;
-// bbolt's own Batch, whose batches close after MaxBatchDelay even while
-// the previous commit still holds the lock, convoyed into commits of 2-3
-// writes when fsync took longer than the delay.
+// bbolt's own Batch, whose batches close after its MaxBatchDelay even
+// while the previous commit still holds the lock, convoyed into commits of
+// 2-3 writes when fsync took longer than the delay (and with its defaults
+// was 3.5-9x slower at 20-60 writers: docs/design.md).
 func (s *Store) Write(b *Batch) error { return s.WriteContext(context.Background(), b) }
 
 // WriteContext is Write that stops waiting when ctx is done and then
