@@ -66,7 +66,7 @@ func deliverBatch(t *testing.T, c *testCluster, prefix string, k int, sent map[s
 func (c *testCluster) converged() bool {
 	var d string
 	for _, n := range c.nodes {
-		if n.Under() != 0 || n.Catalog().Counts()[catalog.Pending] != 0 || !n.repl.commitsIdle() {
+		if n.Under() != 0 || n.Catalog().Counts()[catalog.Pending] != 0 || !n.repl.CommitsIdle() {
 			return false
 		}
 		if d == "" {
@@ -259,8 +259,8 @@ func TestVerifierDecisions(t *testing.T) {
 			if tt.copy == "corrupt" {
 				require.NoError(t, n.store.Corrupt(e.ID))
 			}
-			n.verify.checkQueued(context.Background())
-			n.verify.checkSome(context.Background())
+			n.repl.VerifyQueued(context.Background())
+			n.repl.VerifySlice(context.Background())
 			got, ok := n.cat.Get(e.ID)
 			require.True(t, ok)
 			assert.Equal(t, tt.wantLocs, got.Locations, "locations after the check")
@@ -289,12 +289,9 @@ func TestVerifierHookAndStartPass(t *testing.T) {
 	without := catalog.Entry{ID: "a2", Mailbox: "alice@example.com", Sum: sum, Locations: []string{"n2", "n1"}, State: catalog.Committed, Version: n.cat.Now()}
 	_, err := n.cat.Apply(without)
 	require.NoError(t, err)
-	n.verify.mu.Lock()
-	assert.Equal(t, map[string]struct{}{"a2": {}}, n.verify.queue, "only the entry whose copy is absent is queued")
-	clear(n.verify.queue)
-	n.verify.mu.Unlock()
+	assert.Equal(t, map[string]struct{}{"a2": {}}, n.repl.TakeVerifyQueue(), "only the entry whose copy is absent is queued")
 
-	n.verify.checkAll(context.Background())
+	n.repl.VerifyAll(context.Background())
 	got, _ := n.cat.Get("a2")
 	assert.Equal(t, []string{"n2"}, got.Locations, "the start pass unlists this node")
 	got, _ = n.cat.Get("a1")
@@ -312,8 +309,8 @@ func TestVerifierRecheckAfterOrphanCleanup(t *testing.T) {
 	require.NoError(t, n.store.Write(&store.Batch{PutCopies: []store.Copy{{ID: e.ID, Data: data, Sum: sum}}, PutRecords: n.cat.Records(e)}))
 	n.cat.Installed(e)
 	require.NoError(t, n.store.Write(&store.Batch{DeleteCopies: []string{e.ID}})) // cleanup's delete, decided earlier
-	n.verify.recheck([]string{e.ID, "unknown"})
-	n.verify.checkQueued(context.Background())
+	n.repl.Recheck([]string{e.ID, "unknown"})
+	n.repl.VerifyQueued(context.Background())
 	got, _ := n.cat.Get(e.ID)
 	assert.Equal(t, []string{"n2"}, got.Locations)
 }
