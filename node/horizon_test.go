@@ -35,7 +35,7 @@ func holdsAny(n *Node, ids []string) []string {
 func (c *testCluster) aeRoundsNow() map[string]int64 {
 	out := map[string]int64{}
 	for name, n := range c.nodes {
-		out[name] = n.repl.AntiEntropyRounds()
+		out[name] = n.repl.Stats().AntiEntropyRounds
 	}
 	return out
 }
@@ -52,7 +52,7 @@ func (c *testCluster) staysGone(ids []string, k int64) {
 			if h := holdsAny(n, ids); len(h) > 0 {
 				back = append(back, name+":"+h[0])
 			}
-			if n.repl.AntiEntropyRounds() < from[name]+k {
+			if n.repl.Stats().AntiEntropyRounds < from[name]+k {
 				done = false
 			}
 		}
@@ -192,7 +192,7 @@ func TestResyncEveryNodeKeepsCopies(t *testing.T) {
 	from := c.aeRoundsNow()
 	require.Eventually(t, func() bool {
 		for name, n := range c.nodes {
-			if n.repl.AntiEntropyRounds() < from[name]+5 {
+			if n.repl.Stats().AntiEntropyRounds < from[name]+5 {
 				return false
 			}
 		}

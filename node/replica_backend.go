@@ -19,6 +19,8 @@ import (
 // the node was last a member of the array in step with every live member.
 const metaLastMember = "node.last-member"
 
+var _ replica.Members = (*memberView)(nil)
+
 // VerifyStatus is the store verifier's progress (node/replica verify.go).
 type VerifyStatus = replica.VerifyStatus
 

@@ -39,7 +39,7 @@ type horizonState struct {
 	started     time.Time // set by init, before the loops start
 }
 
-// init is called by replicator.start before its loops; the other calls
+// init is called by Replicator.Start before its loops; the other calls
 // cover handlers that may run first (the peer listener starts earlier).
 func (h *horizonState) init() {
 	h.mu.Lock()

@@ -49,7 +49,7 @@ func (r *Replicator) commitLoop(ctx context.Context) {
 func (r *Replicator) drainCommits() {
 	for {
 		// Each take, the last (empty) one included, sees every commit of
-		// the instant (see Node.settle).
+		// the instant (see Deps.Settle).
 		r.d.Settle("commit")
 		r.commitMu.Lock()
 		batch := r.commits

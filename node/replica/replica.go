@@ -71,6 +71,8 @@ type Deps struct {
 
 	Catalog *catalog.Catalog
 	Store   *store.Store
+	// Peer is called only once Start ran, or from callers of BroadcastSync
+	// (the root package forwards to its client, which it makes at Start).
 	Peer    Peer
 	Members Members
 

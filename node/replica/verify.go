@@ -19,7 +19,7 @@ import (
 const verifyQueueMax = 65536
 
 // verifySeedSalt derives the verifier's random stream from the maintain
-// loop's seed (see replicator.start).
+// loop's seed (see Replicator.Start).
 const verifySeedSalt = 0x5645524946590001
 
 // verifier keeps the catalog honest about this node's store: stores are
@@ -166,7 +166,7 @@ func (v *verifier) loop(ctx context.Context, rnd *env.Rand) {
 		case <-ctx.Done():
 			return
 		case <-v.wake:
-			// Take every change of the instant (see Node.settle).
+			// Take every change of the instant (see Deps.Settle).
 			v.r.d.Settle("verify")
 			v.checkQueued(ctx)
 		case <-tick.C:
