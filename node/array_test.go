@@ -163,7 +163,7 @@ func TestArrayGrowthAndRebalance(t *testing.T) {
 	_, err := send(t, n3.Addr("smtp"), []string{"alice@example.com"}, testMessage("via new node", 700))
 	require.NoError(t, err, "and takes mail")
 	for _, n := range c.nodes {
-		n.repl.triggerRebalance()
+		n.repl.TriggerRebalance()
 	}
 	require.Eventually(t, func() bool {
 		st, _ := n3.Store().Stats()

@@ -243,7 +243,7 @@ type Tuning struct {
 	// POP3 server's BackendTimeout (30 s), which bounds the whole QUIT.
 	DeleteSyncTimeout time.Duration `yaml:"delete-sync-timeout"`
 	// VerifyEvery is the interval between slices of the store verifier's
-	// continuous pass (node/verify.go): each slice checksums up to
+	// continuous pass (node/replica verify.go): each slice checksums up to
 	// VerifyPerScan of the copies the catalog says this node holds, so a
 	// copy lost under the catalog (a restored backup, a replaced disk, a
 	// bad sector) is found and rebuilt elsewhere. Entries that change are

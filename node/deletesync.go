@@ -38,13 +38,13 @@ const (
 // longer counts), bound elapses or ctx ends. Members that join meanwhile
 // are pushed to as well. It returns the live members that still lack the
 // entries, sorted by name (nil: every live node has them).
-func (r *replicator) pushEverywhere(ctx context.Context, entries []catalog.Entry, bound time.Duration) []string {
+func (n *Node) pushEverywhere(ctx context.Context, entries []catalog.Entry, bound time.Duration) []string {
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	done := map[string]bool{}
 	wait := deleteRetryMin
 	for {
-		todo := r.lacking(done)
+		todo := n.lacking(done)
 		if len(todo) == 0 {
 			return nil
 		}
@@ -54,9 +54,9 @@ func (r *replicator) pushEverywhere(ctx context.Context, entries []catalog.Entry
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				err := r.n.peer.PushEntries(ctx, name, entries)
+				err := n.peer.PushEntries(ctx, name, entries)
 				if err != nil {
-					r.n.log.Debug("node: tombstone push failed; retrying", "peer", name, "err", err)
+					n.log.Debug("node: tombstone push failed; retrying", "peer", name, "err", err)
 				}
 				ok[i] = err == nil
 			}()
@@ -67,12 +67,12 @@ func (r *replicator) pushEverywhere(ctx context.Context, entries []catalog.Entry
 				done[name] = true
 			}
 		}
-		if len(r.lacking(done)) == 0 {
+		if len(n.lacking(done)) == 0 {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return r.lacking(done)
+			return n.lacking(done)
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, deleteRetryMax)
@@ -81,10 +81,10 @@ func (r *replicator) pushEverywhere(ctx context.Context, entries []catalog.Entry
 
 // lacking lists the other live members with a peer address not in done,
 // in Live's order (by name).
-func (r *replicator) lacking(done map[string]bool) []string {
+func (n *Node) lacking(done map[string]bool) []string {
 	var out []string
-	for _, m := range r.n.members.Live() {
-		if m.Name == r.n.cfg.Name || m.Tags[env.TagPeer] == "" || done[m.Name] {
+	for _, m := range n.members.Live() {
+		if m.Name == n.cfg.Name || m.Tags[env.TagPeer] == "" || done[m.Name] {
 			continue
 		}
 		out = append(out, m.Name)

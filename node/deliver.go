@@ -139,7 +139,7 @@ func (n *Node) storeMessage(ctx context.Context, data []byte, entries []catalog.
 				// The abandoned write may still land, committed: a
 				// tombstone queued behind it keeps the refused message
 				// invisible (invariant 4).
-				n.repl.commit(deletedVersions(n.cat, entries))
+				n.repl.Commit(deletedVersions(n.cat, entries))
 			}
 			return fmt.Errorf("node: store: %w", err)
 		}
@@ -245,7 +245,7 @@ func (n *Node) storeMessage(ctx context.Context, data []byte, entries []catalog.
 		}
 		final[i] = e
 	}
-	n.repl.commit(final)
+	n.repl.Commit(final)
 	if failed {
 		return fmt.Errorf("%w: %v", smtp.ErrUnavailable, errors.Join(errs...))
 	}

@@ -110,7 +110,7 @@ func TestQuorumAckMeansWDurableCopies(t *testing.T) {
 				// transaction must have left no visible message.
 				n1 := c.nodes["n1"]
 				require.Eventually(t, func() bool {
-					return n1.repl.commitsIdle() && n1.Catalog().Counts()[catalog.Pending] == 0
+					return n1.repl.CommitsIdle() && n1.Catalog().Counts()[catalog.Pending] == 0
 				}, 10*time.Second, 5*time.Millisecond, "the listener settles the refused transaction")
 				assert.Empty(t, n1.Catalog().List("alice@example.com"), "a refused transaction leaves no visible message")
 				return

@@ -35,7 +35,7 @@ func holdsAny(n *Node, ids []string) []string {
 func (c *testCluster) aeRoundsNow() map[string]int64 {
 	out := map[string]int64{}
 	for name, n := range c.nodes {
-		out[name] = n.repl.aeRounds.Load()
+		out[name] = n.repl.Stats().AntiEntropyRounds
 	}
 	return out
 }
@@ -52,7 +52,7 @@ func (c *testCluster) staysGone(ids []string, k int64) {
 			if h := holdsAny(n, ids); len(h) > 0 {
 				back = append(back, name+":"+h[0])
 			}
-			if n.repl.aeRounds.Load() < from[name]+k {
+			if n.repl.Stats().AntiEntropyRounds < from[name]+k {
 				done = false
 			}
 		}
@@ -172,7 +172,7 @@ func TestResyncEveryNodeKeepsCopies(t *testing.T) {
 	newest := c.nodes["n1"].Catalog().List(alice)[2].ID
 	require.Eventually(t, func() bool {
 		for _, n := range c.nodes {
-			if !n.repl.orphanBelowHorizonIfComplete(newest) {
+			if !n.repl.OrphanBelowHorizonIfComplete(newest) {
 				return false
 			}
 		}
@@ -192,14 +192,14 @@ func TestResyncEveryNodeKeepsCopies(t *testing.T) {
 	from := c.aeRoundsNow()
 	require.Eventually(t, func() bool {
 		for name, n := range c.nodes {
-			if n.repl.aeRounds.Load() < from[name]+5 {
+			if n.repl.Stats().AntiEntropyRounds < from[name]+5 {
 				return false
 			}
 		}
 		return true
 	}, 30*time.Second, 20*time.Millisecond, "anti-entropy rounds run")
 	for name, n := range c.nodes {
-		n.repl.cleanOrphans() // as the maintenance loop does
+		n.repl.CleanOrphans() // as the maintenance loop does
 		assert.Empty(t, n.Catalog().List(alice), "%s: the catalog is gone", name)
 		assert.False(t, n.Catalog().Complete(), "%s: no member had the catalog", name)
 		st, err := n.Store().Stats()

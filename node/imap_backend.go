@@ -112,7 +112,7 @@ func (m *imapMailbox) StoreFlags(ctx context.Context, changed []catalog.Entry) e
 	if _, err := m.n.cat.Apply(changed...); err != nil {
 		return fmt.Errorf("node: store flags: %w", err)
 	}
-	if err := m.n.repl.broadcastSync(ctx, changed); err != nil {
+	if err := m.n.repl.BroadcastSync(ctx, changed); err != nil {
 		m.n.log.Warn("imap: flags not yet on every node; anti-entropy will finish it", "err", err)
 	}
 	return nil

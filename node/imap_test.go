@@ -96,7 +96,7 @@ func TestUIDAssignmentOrderAndStickiness(t *testing.T) {
 	stale.Version = c.nodes["n3"].Catalog().Now()
 	_, err := c.nodes["n3"].Catalog().Apply(stale)
 	require.NoError(t, err)
-	require.NoError(t, c.nodes["n3"].repl.broadcastSync(ctx, []catalog.Entry{stale}))
+	require.NoError(t, c.nodes["n3"].repl.BroadcastSync(ctx, []catalog.Entry{stale}))
 	c.waitConverged(10 * time.Second)
 	for name, nd := range c.nodes {
 		got, _ := nd.Catalog().Get(stale.ID)
@@ -237,7 +237,7 @@ func TestUIDDuplicateFromPartitionIsRenumbered(t *testing.T) {
 	}
 	_, err := c.nodes["n1"].Catalog().Apply(list...)
 	require.NoError(t, err)
-	require.NoError(t, c.nodes["n1"].repl.broadcastSync(ctx, list))
+	require.NoError(t, c.nodes["n1"].repl.BroadcastSync(ctx, list))
 	require.True(t, imapd.NeedsUIDs(c.nodes["n2"].Catalog().List(alice)))
 
 	require.NoError(t, c.nodes["n2"].assignUIDs(ctx, alice))
@@ -543,7 +543,7 @@ func TestUIDAssignmentKeepsNewerLocations(t *testing.T) {
 	assert.Equal(t, moved.Locations, got.Locations, "n2 keeps the newer locations")
 	assert.Equal(t, moved.Version, got.Version)
 
-	require.NoError(t, n2.repl.broadcastSync(ctx, []catalog.Entry{got}))
+	require.NoError(t, n2.repl.BroadcastSync(ctx, []catalog.Entry{got}))
 	mine, _ := n1.Catalog().Get(moved.ID)
 	assert.Equal(t, got, mine, "both replicas end with the newer version and the UID")
 	assert.Equal(t, n1.Catalog().Digest(), n2.Catalog().Digest())

@@ -188,7 +188,7 @@ func (n *Node) assignUIDs(ctx context.Context, mailbox string) error {
 	if _, err := n.cat.Apply(todo...); err != nil {
 		return fmt.Errorf("node: uid assignment: %w", err)
 	}
-	if err := n.repl.broadcastSync(ctx, todo); err != nil {
+	if err := n.repl.BroadcastSync(ctx, todo); err != nil {
 		// The next assigner asks this node too (clusterMaxUID) and the
 		// peers get the entries from anti-entropy.
 		n.log.Warn("node: UID assignment not yet on every node", "mailbox", mailbox, "err", err)
@@ -204,7 +204,7 @@ func (n *Node) assignUIDs(ctx context.Context, mailbox string) error {
 // could repeat a UID.
 func (n *Node) clusterMaxUID(ctx context.Context, mailbox string) (uint32, error) {
 	local := n.cat.MaxUID(mailbox)
-	peers := n.repl.otherLive()
+	peers := n.repl.OtherLive()
 	type answer struct {
 		max     uint32
 		entries []catalog.Entry

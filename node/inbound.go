@@ -144,7 +144,7 @@ func (n *Node) Release(ctx context.Context, id string) error {
 	if _, err := n.cat.Apply(e); err != nil {
 		return err
 	}
-	return n.repl.broadcastSync(ctx, []catalog.Entry{e})
+	return n.repl.BroadcastSync(ctx, []catalog.Entry{e})
 }
 
 // DeleteQuarantined deletes a quarantined message everywhere.

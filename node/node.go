@@ -22,6 +22,7 @@ import (
 	imapd "mailarray/node/imap"
 	"mailarray/node/peer"
 	"mailarray/node/pop3"
+	"mailarray/node/replica"
 	"mailarray/node/smtp"
 	"mailarray/node/store"
 )
@@ -52,8 +53,7 @@ type Node struct {
 
 	members *memberView
 	locks   *lockTable
-	repl    *replicator
-	verify  *verifier
+	repl    *replica.Replicator
 	metrics *metrics
 	in      *inbound
 	loads   *loadTracker
@@ -129,7 +129,6 @@ func New(cfg Config, e *Env) (*Node, error) {
 	n.locks = newLockTable(n.members.Gone)
 	n.locks.observe = e.LeaseObserver()
 	n.repl = newReplicator(n)
-	n.verify = newVerifier(n)
 	n.metrics = newMetrics(n)
 	if n.in, err = newInbound(n); err != nil {
 		n.store.Close()
@@ -237,7 +236,7 @@ func (n *Node) Start() (err error) {
 	}
 	n.members.refresh() // see our own roles before the first RCPT
 	n.members.start(n.ctx, &n.wg, n.onMembership)
-	n.repl.start(n.ctx, &n.wg)
+	n.repl.Start(n.ctx, &n.wg)
 	n.loads.start(n.ctx, &n.wg, n.bal.needsLoad())
 	if n.cfg.UsersFile != "" {
 		n.goLoop(func(ctx context.Context) { n.dir.Watch(ctx, n.cfg.UsersReload) })
@@ -482,8 +481,8 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		// IMAP sessions are long-lived (IDLE): say BYE rather than wait.
 		n.imap.Bye(ctx)
 	}
-	n.repl.flush(ctx)
-	n.repl.recordMembership() // a clean stop was a member until now
+	n.repl.Flush(ctx)
+	n.repl.RecordMembership() // a clean stop was a member until now
 	// Leave waits for the goodbye to spread (serf: up to 5 s); never past
 	// the grace deadline.
 	left := make(chan error, 1)

@@ -105,9 +105,9 @@ func (h peerHandler) Entry(id string) (catalog.Entry, bool) { return h.n.cat.Get
 
 func (h peerHandler) ExchangeHorizon(caller peer.Horizon) peer.Horizon {
 	if caller.From != "" {
-		h.n.repl.adopt(caller.From, caller)
+		h.n.repl.Adopt(caller.From, caller)
 	}
-	return h.n.repl.horizonInfo()
+	return h.n.repl.HorizonInfo()
 }
 
 func (h peerHandler) BucketDigests() [catalog.Buckets]uint64 { return h.n.cat.BucketDigests() }
@@ -129,4 +129,4 @@ func (h peerHandler) Abort(id string) peer.AbortReply { return h.n.abortTx(id) }
 func (h peerHandler) Load() any   { return h.n.Load() }
 func (h peerHandler) Mirror() any { return h.n.members.Table() }
 func (h peerHandler) Status() any { return h.n.Status() }
-func (h peerHandler) Rebalance()  { h.n.repl.triggerRebalance() }
+func (h peerHandler) Rebalance()  { h.n.repl.TriggerRebalance() }

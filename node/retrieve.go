@@ -245,7 +245,7 @@ func (n *Node) deleteMessages(ctx context.Context, ids []string) error {
 	if _, err := n.cat.Apply(fresh...); err != nil {
 		return fmt.Errorf("node: delete: %w", err)
 	}
-	if missing := n.repl.pushEverywhere(ctx, tomb, n.cfg.Tuning.DeleteSyncTimeout); len(missing) > 0 {
+	if missing := n.pushEverywhere(ctx, tomb, n.cfg.Tuning.DeleteSyncTimeout); len(missing) > 0 {
 		n.log.Warn("node: deletion applied here but not yet on every live node; anti-entropy will finish it", "messages", len(tomb), "missing", missing)
 		return fmt.Errorf("%w: %d messages not confirmed by %s", errDeleteIncomplete, len(tomb), strings.Join(missing, ", "))
 	}

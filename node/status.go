@@ -16,6 +16,7 @@ import (
 	"mailarray/node/ddns"
 	"mailarray/node/env"
 	"mailarray/node/mirror"
+	"mailarray/node/replica"
 )
 
 // dnsSource is the node seen by its DNS server.
@@ -57,7 +58,7 @@ func (n *Node) onMembership(ev *env.Event) {
 	if k := n.locks.dropGone(); k > 0 {
 		n.log.Info("node: released the mailbox leases of failed or departed nodes", "leases", k)
 	}
-	n.repl.triggerMaintenance()
+	n.repl.TriggerMaintenance()
 }
 
 // Load is what a node reports of its load over the peer API.
@@ -76,19 +77,13 @@ type Load struct {
 
 // Load reports the node's current load.
 func (n *Node) Load() Load {
-	l := Load{Node: n.cfg.Name, CatalogEntries: n.cat.Len(), UnderReplicated: n.repl.underReplicated.Load(), At: time.Now().UnixMilli(),
+	l := Load{Node: n.cfg.Name, CatalogEntries: n.cat.Len(), UnderReplicated: n.repl.UnderReplicated(), At: time.Now().UnixMilli(),
 		FreeDiskBytes: n.freeDisk(), LatencyMs: n.loads.latencyMs()}
 	if n.smtp != nil {
 		l.SMTPSessions = n.smtp.Sessions()
 		l.AcceptedTotal = n.smtp.Stats.Accepted.Load()
 	}
-	n.repl.mu.Lock()
-	for _, q := range n.repl.queues {
-		q.mu.Lock()
-		l.PushQueue += len(q.entries)
-		q.mu.Unlock()
-	}
-	n.repl.mu.Unlock()
+	l.PushQueue = n.repl.PushQueued()
 	return l
 }
 
@@ -135,17 +130,18 @@ type RebuildStatus struct {
 // Rebuild returns the replicator's progress counters. Unlike Status it
 // scans nothing: the simulator samples it while the node runs.
 func (n *Node) Rebuild() RebuildStatus {
+	r := n.repl.Stats()
 	return RebuildStatus{
-		RebuiltCopies: n.repl.rebuiltCopies.Load(), RebuiltBytes: n.repl.rebuiltBytes.Load(),
-		MovedCopies: n.repl.movedCopies.Load(), AntiEntropyRounds: n.repl.aeRounds.Load(),
-		AntiEntropyFixed: n.repl.aeRepaired.Load(), PushDropped: n.repl.pushDropped.Load(),
+		RebuiltCopies: r.RebuiltCopies, RebuiltBytes: r.RebuiltBytes,
+		MovedCopies: r.MovedCopies, AntiEntropyRounds: r.AntiEntropyRounds,
+		AntiEntropyFixed: r.AntiEntropyFixed, PushDropped: r.PushDropped,
 	}
 }
 
 // UnderReplicated is the number of committed entries short of R live
 // copies found by the last maintenance scan (cheap, unlike Under, which
 // scans now).
-func (n *Node) UnderReplicated() int64 { return n.repl.underReplicated.Load() }
+func (n *Node) UnderReplicated() int64 { return n.repl.UnderReplicated() }
 
 // Status gathers the node's report.
 func (n *Node) Status() Status {
@@ -262,7 +258,7 @@ func (n *Node) Under() int {
 	want := min(n.cfg.Replicas, len(t.Ring))
 	under := 0
 	n.cat.ForEach(func(e *catalog.Entry) bool {
-		if e.State == catalog.Committed && len(liveHolders(t, e)) < want {
+		if e.State == catalog.Committed && len(replica.LiveHolders(t, e)) < want {
 			under++
 		}
 		return true
@@ -289,7 +285,7 @@ func httpError(w http.ResponseWriter, err error) {
 // balanced placement, and returns each node's answer ("ok" or an error).
 func (n *Node) RebalanceAll(ctx context.Context) map[string]string {
 	out := map[string]string{n.cfg.Name: "ok"}
-	n.repl.triggerRebalance()
+	n.repl.TriggerRebalance()
 	for _, m := range n.members.Live() {
 		if m.Name == n.cfg.Name {
 			continue

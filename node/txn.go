@@ -1,15 +1,12 @@
 package node
 
 import (
-	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"sync"
 
 	"mailarray/node/catalog"
-	"mailarray/node/env"
 	"mailarray/node/peer"
 )
 
@@ -24,7 +21,7 @@ import (
 // listener answers under the same lock it takes before its 250, so a
 // transaction is either acknowledged or aborted, never both. Only a
 // listener that is gone (not a live member) or restarted (another boot
-// id) loses its transactions to the holders' rules (replicate.go resolve).
+// id) loses its transactions to the holders' rules (node/replica pending.go resolve).
 
 // txState is where a transaction in flight stands on its listener.
 type txState uint8
@@ -135,61 +132,6 @@ func (n *Node) abortTx(id string) peer.AbortReply {
 		r.State = peer.AbortUnknown
 	}
 	return r
-}
-
-// originVerdict is what a pending entry's listener says about it.
-type originVerdict int
-
-const (
-	originGone      originVerdict = iota // gone or restarted: the holders decide by their rules
-	originAborted                        // aborted (or deleted) by its listener: delete
-	originCommitted                      // acknowledged: commit if W copies are seen, else wait for the commit
-	originWait                           // alive but unreachable or undecided: decide nothing yet
-)
-
-// askOrigin asks the listener of pending entry e whether its transaction
-// may be dropped. A live listener of the entry's boot is asked to abort;
-// one that is not a live member, or that restarted since (another boot
-// id in membership or in its reply), is gone. Entries written by older
-// versions (no origin) are treated as gone, as before.
-func (r *replicator) askOrigin(ctx context.Context, e *catalog.Entry) originVerdict {
-	if e.Origin == "" {
-		return originGone
-	}
-	var rep peer.AbortReply
-	if e.Origin == r.n.cfg.Name {
-		if e.Boot != r.n.boot {
-			return originGone // this node's previous life
-		}
-		rep = r.n.abortTx(e.ID)
-	} else {
-		m, ok := r.n.members.Get(e.Origin)
-		if !ok || m.Status != env.StatusAlive {
-			return originGone
-		}
-		if b := m.Tags[env.TagBoot]; b != "" && b != bootString(e.Boot) {
-			return originGone
-		}
-		var err error
-		rep, err = r.n.peer.Abort(ctx, e.Origin, e.ID)
-		switch {
-		case errors.Is(err, peer.ErrNoAbortEndpoint):
-			return originGone
-		case err != nil:
-			r.n.log.Debug("node: listener of a pending message unreachable; waiting", "id", e.ID, "listener", e.Origin, "err", err)
-			return originWait
-		}
-	}
-	if rep.Boot != bootString(e.Boot) {
-		return originGone
-	}
-	switch rep.State {
-	case peer.AbortAborted, peer.AbortDeleted:
-		return originAborted
-	case peer.AbortCommitted:
-		return originCommitted
-	}
-	return originWait
 }
 
 // newBootID returns this start's boot id: a hash of the node's name and

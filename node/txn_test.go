@@ -12,6 +12,7 @@ import (
 
 	"mailarray/node/catalog"
 	"mailarray/node/peer"
+	"mailarray/node/replica"
 )
 
 func never(string) bool { return false }
@@ -101,10 +102,10 @@ func TestAskOriginOnlyOverrulesAGoneListener(t *testing.T) {
 	n1, n2 := c.nodes["n1"], c.nodes["n2"]
 	e := catalog.Entry{ID: "q.0", Mailbox: "alice@example.com", State: catalog.Pending, Locations: []string{"n1", "n2"}, Origin: "n1", Boot: n1.boot}
 	ctx := context.Background()
-	assert.Equal(t, originWait, n2.repl.askOrigin(ctx, &e), "live listener, no answer yet")
+	assert.Equal(t, replica.OriginWait, n2.repl.AskOrigin(ctx, &e), "live listener, no answer yet")
 
 	x := n1.txs.begin([]string{"q.0"})
-	assert.Equal(t, originAborted, n2.repl.askOrigin(ctx, &e), "a transaction still writing is aborted")
+	assert.Equal(t, replica.OriginAborted, n2.repl.AskOrigin(ctx, &e), "a transaction still writing is aborted")
 	assert.False(t, n1.txs.ack(x, never), "and never acknowledged after")
 	n1.txs.end(x)
 
@@ -112,19 +113,19 @@ func TestAskOriginOnlyOverrulesAGoneListener(t *testing.T) {
 	require.True(t, n1.txs.ack(y, never))
 	e1 := e
 	e1.ID = "q.1"
-	assert.Equal(t, originCommitted, n2.repl.askOrigin(ctx, &e1), "an acknowledged transaction is never aborted")
+	assert.Equal(t, replica.OriginCommitted, n2.repl.AskOrigin(ctx, &e1), "an acknowledged transaction is never aborted")
 	n1.txs.end(y)
 
 	restarted := e
 	restarted.Boot = n1.boot + 1
-	assert.Equal(t, originGone, n2.repl.askOrigin(ctx, &restarted), "another boot: the transaction died with it")
+	assert.Equal(t, replica.OriginGone, n2.repl.AskOrigin(ctx, &restarted), "another boot: the transaction died with it")
 	legacy := e
 	legacy.Origin, legacy.Boot = "", 0
-	assert.Equal(t, originGone, n2.repl.askOrigin(ctx, &legacy), "entries of older versions: the old rules")
+	assert.Equal(t, replica.OriginGone, n2.repl.AskOrigin(ctx, &legacy), "entries of older versions: the old rules")
 
 	c.kill("n1")
 	require.Eventually(t, func() bool { return !n2.members.Alive("n1") }, 10*time.Second, 5*time.Millisecond)
-	assert.Equal(t, originGone, n2.repl.askOrigin(ctx, &e), "a failed listener is gone")
+	assert.Equal(t, replica.OriginGone, n2.repl.AskOrigin(ctx, &e), "a failed listener is gone")
 }
 
 // The writer of a copy treats a peer's refusal (409, over the stream and

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"maps"
@@ -17,7 +16,6 @@ import (
 
 	"mailarray/node/catalog"
 	"mailarray/node/env"
-	"mailarray/node/store"
 )
 
 // restartInPlace stops node name and starts it again on the same
@@ -66,7 +64,7 @@ func deliverBatch(t *testing.T, c *testCluster, prefix string, k int, sent map[s
 func (c *testCluster) converged() bool {
 	var d string
 	for _, n := range c.nodes {
-		if n.Under() != 0 || n.Catalog().Counts()[catalog.Pending] != 0 || !n.repl.commitsIdle() {
+		if n.Under() != 0 || n.Catalog().Counts()[catalog.Pending] != 0 || !n.repl.CommitsIdle() {
 			return false
 		}
 		if d == "" {
@@ -214,106 +212,4 @@ func TestVerifyEmptyDiskLosesNothing(t *testing.T) {
 	c.restartInPlace("n2", func() { c.dirs["n2"] = t.TempDir() })
 	checkNoLoss(t, c, "n2", sent)
 	assert.Positive(t, c.nodes["n2"].Verify().Missing, "the new disk's node unlisted itself")
-}
-
-// newLoneNode is a node that is not started: its verifier's decisions can
-// be driven one by one. Its membership holds only itself.
-func newLoneNode(t *testing.T) *Node {
-	c := &testCluster{t: t, nodes: map[string]*Node{}, dirs: map[string]string{}, r: 2, w: 2, users: testUsers}
-	cfg := c.config("n1")
-	n, err := New(cfg, &Env{Net: &env.RealNet{}, Rand: env.NewRand(1), Membership: staticSelf("n1"), DataDir: cfg.DataDir, Log: testLogger(t)})
-	require.NoError(t, err)
-	t.Cleanup(func() { n.Close() })
-	return n
-}
-
-func TestVerifierDecisions(t *testing.T) {
-	data := []byte("Subject: x\r\n\r\nbody\r\n")
-	sum := store.Checksum(data)
-	tests := []struct {
-		name     string
-		state    catalog.State
-		locs     []string
-		copy     string // "", "good" or "corrupt"
-		wantLocs []string
-		missing  int64
-		lost     int
-	}{
-		{"missing copy: republished without this node", catalog.Committed, []string{"n1", "n2"}, "", []string{"n2"}, 1, 0},
-		{"damaged copy: republished without this node", catalog.Committed, []string{"n2", "n1"}, "corrupt", []string{"n2"}, 1, 0},
-		{"copy present: nothing", catalog.Committed, []string{"n1", "n2"}, "good", []string{"n1", "n2"}, 0, 0},
-		{"pending: not checked (its copies are on their way)", catalog.Pending, []string{"n1", "n2"}, "", []string{"n1", "n2"}, 0, 0},
-		{"last holder: kept and reported lost", catalog.Committed, []string{"n1"}, "", []string{"n1"}, 0, 1},
-		{"not listed here: nothing", catalog.Committed, []string{"n2", "n3"}, "", []string{"n2", "n3"}, 0, 0},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			n := newLoneNode(t)
-			e := catalog.Entry{ID: "m1", Mailbox: "alice@example.com", Size: int64(len(data)), Sum: sum, Locations: tt.locs, State: tt.state, Version: n.cat.Now()}
-			b := &store.Batch{PutRecords: n.cat.Records(e)}
-			if tt.copy != "" {
-				b.PutCopies = []store.Copy{{ID: e.ID, Data: data, Sum: sum}}
-			}
-			require.NoError(t, n.store.Write(b))
-			n.cat.Installed(e)
-			if tt.copy == "corrupt" {
-				require.NoError(t, n.store.Corrupt(e.ID))
-			}
-			n.verify.checkQueued(context.Background())
-			n.verify.checkSome(context.Background())
-			got, ok := n.cat.Get(e.ID)
-			require.True(t, ok)
-			assert.Equal(t, tt.wantLocs, got.Locations, "locations after the check")
-			assert.Equal(t, tt.state, got.State, "state untouched")
-			if slices.Equal(tt.wantLocs, tt.locs) {
-				assert.Equal(t, e.Version, got.Version, "no new version")
-			} else {
-				assert.Greater(t, got.Version, e.Version, "a new version, so every replica takes it")
-			}
-			vs := n.Verify()
-			assert.Equal(t, tt.missing, vs.Missing, "missing counted")
-			assert.Equal(t, tt.lost, vs.Lost, "lost reported")
-		})
-	}
-}
-
-// The catalog hook queues a changed entry that lists this node only when
-// the copy is absent, and the start pass finds what the hook never saw.
-func TestVerifierHookAndStartPass(t *testing.T) {
-	n := newLoneNode(t)
-	data := []byte("Subject: y\r\n\r\nbody\r\n")
-	sum := store.Checksum(data)
-	with := catalog.Entry{ID: "a1", Mailbox: "alice@example.com", Sum: sum, Locations: []string{"n1", "n2"}, State: catalog.Committed, Version: n.cat.Now()}
-	require.NoError(t, n.store.Write(&store.Batch{PutCopies: []store.Copy{{ID: with.ID, Data: data, Sum: sum}}, PutRecords: n.cat.Records(with)}))
-	n.cat.Installed(with)
-	without := catalog.Entry{ID: "a2", Mailbox: "alice@example.com", Sum: sum, Locations: []string{"n2", "n1"}, State: catalog.Committed, Version: n.cat.Now()}
-	_, err := n.cat.Apply(without)
-	require.NoError(t, err)
-	n.verify.mu.Lock()
-	assert.Equal(t, map[string]struct{}{"a2": {}}, n.verify.queue, "only the entry whose copy is absent is queued")
-	clear(n.verify.queue)
-	n.verify.mu.Unlock()
-
-	n.verify.checkAll(context.Background())
-	got, _ := n.cat.Get("a2")
-	assert.Equal(t, []string{"n2"}, got.Locations, "the start pass unlists this node")
-	got, _ = n.cat.Get("a1")
-	assert.Equal(t, []string{"n1", "n2"}, got.Locations)
-	assert.Equal(t, int64(1), n.Verify().Missing)
-}
-
-// Orphan cleanup's deletes are rechecked: an entry that came to list this
-// node again between cleanup's scan and its delete is unlisted at once.
-func TestVerifierRecheckAfterOrphanCleanup(t *testing.T) {
-	n := newLoneNode(t)
-	data := []byte("Subject: z\r\n\r\nbody\r\n")
-	sum := store.Checksum(data)
-	e := catalog.Entry{ID: "o1", Mailbox: "alice@example.com", Sum: sum, Locations: []string{"n2", "n1"}, State: catalog.Committed, Version: n.cat.Now()}
-	require.NoError(t, n.store.Write(&store.Batch{PutCopies: []store.Copy{{ID: e.ID, Data: data, Sum: sum}}, PutRecords: n.cat.Records(e)}))
-	n.cat.Installed(e)
-	require.NoError(t, n.store.Write(&store.Batch{DeleteCopies: []string{e.ID}})) // cleanup's delete, decided earlier
-	n.verify.recheck([]string{e.ID, "unknown"})
-	n.verify.checkQueued(context.Background())
-	got, _ := n.cat.Get(e.ID)
-	assert.Equal(t, []string{"n2"}, got.Locations)
 }

@@ -1,16 +1,15 @@
-package node
+package replica
 
 // Array-agreed tombstone collection (node/catalog horizon.go has the rules
 // and why they are safe). This file supplies what the catalog cannot know:
 // when this node last completed anti-entropy with each live member (its
 // watermark), the watermarks the other members advertise, and the
 // exchange of horizons and watermarks at the start of every anti-entropy
-// round. It also keeps the record of when the node was last a member of
-// the array, which node/rejoin.go checks at start.
+// round. It also records (Deps.RecordMember) when the node was last a member
+// of the array, which node/rejoin.go checks at start.
 
 import (
 	"context"
-	"encoding/binary"
 	"strconv"
 	"sync"
 	"time"
@@ -18,10 +17,6 @@ import (
 	"mailarray/node/catalog"
 	"mailarray/node/peer"
 )
-
-// metaLastMember is the store meta key of the wall-clock time (unix ns)
-// the node was last a member of the array in step with every live member.
-const metaLastMember = "node.last-member"
 
 // syncMark is when an anti-entropy round with a peer started: the
 // catalog's clock (a version stamp) and the wall clock.
@@ -44,7 +39,7 @@ type horizonState struct {
 	started     time.Time // set by init, before the loops start
 }
 
-// init is called by replicator.start before its loops; the other calls
+// init is called by Replicator.Start before its loops; the other calls
 // cover handlers that may run first (the peer listener starts earlier).
 func (h *horizonState) init() {
 	h.mu.Lock()
@@ -56,34 +51,34 @@ func (h *horizonState) init() {
 }
 
 // startMark stamps the start of an anti-entropy round.
-func (r *replicator) startMark() syncMark {
-	return syncMark{stamp: r.n.cat.Now(), wall: r.n.env.Wall()}
+func (r *Replicator) startMark() syncMark {
+	return syncMark{stamp: r.d.Catalog.Now(), wall: r.d.Wall()}
 }
 
 // noteSynced records a complete round with peer that started at m. Once
 // the node has completed a round with every live member since it started,
 // a replica that started empty or reset holds the array's catalog.
-func (r *replicator) noteSynced(peer string, m syncMark) {
+func (r *Replicator) noteSynced(peer string, m syncMark) {
 	r.hz.init()
 	r.hz.mu.Lock()
 	r.hz.synced[peer] = m
 	r.hz.mu.Unlock()
-	if r.n.cat.Complete() {
+	if r.d.Catalog.Complete() {
 		return
 	}
-	if _, ok, peers := r.watermark(); ok && peers > 0 && (!r.n.cat.WasReset() || r.completePeerLive()) {
-		if err := r.n.cat.MarkComplete(); err != nil {
-			r.n.log.Warn("node: catalog not marked complete", "err", err)
+	if _, ok, peers := r.watermark(); ok && peers > 0 && (!r.d.Catalog.WasReset() || r.completePeerLive()) {
+		if err := r.d.Catalog.MarkComplete(); err != nil {
+			r.d.Log.Warn("node: catalog not marked complete", "err", err)
 		} else {
-			r.n.log.Info("node: catalog complete: in step with every live member")
+			r.d.Log.Info("node: catalog complete: in step with every live member")
 		}
 	}
 }
 
 // completePeerLive reports whether some live member's catalog was complete
 // when last heard.
-func (r *replicator) completePeerLive() bool {
-	live := r.otherLive()
+func (r *Replicator) completePeerLive() bool {
+	live := r.OtherLive()
 	r.hz.mu.Lock()
 	defer r.hz.mu.Unlock()
 	for _, p := range live {
@@ -99,9 +94,9 @@ func (r *replicator) completePeerLive() bool {
 // they hold what it held. ok is false while some live member has had no
 // complete round yet; peers counts the live members. Alone, the node is
 // the array and its watermark is now.
-func (r *replicator) watermark() (m syncMark, ok bool, peers int) {
+func (r *Replicator) watermark() (m syncMark, ok bool, peers int) {
 	r.hz.init()
-	live := r.otherLive()
+	live := r.OtherLive()
 	if len(live) == 0 {
 		return r.startMark(), true, 0
 	}
@@ -124,7 +119,7 @@ func (r *replicator) watermark() (m syncMark, ok bool, peers int) {
 
 // advertisedMark is the watermark this node advertises: 0 (none) until it
 // has completed a round with every live member.
-func (r *replicator) advertisedMark() uint64 {
+func (r *Replicator) advertisedMark() uint64 {
 	m, ok, _ := r.watermark()
 	if !ok {
 		return 0
@@ -137,14 +132,14 @@ func (r *replicator) advertisedMark() uint64 {
 // rounded down to a multiple of CollectEvery so that the replicas'
 // proposals coincide and raises stay rare. 0 while any watermark is
 // unknown.
-func (r *replicator) candidateHorizon() uint64 {
+func (r *Replicator) candidateHorizon() uint64 {
 	m, ok, _ := r.watermark()
 	if !ok {
 		return 0
 	}
 	lo := m.stamp
 	r.hz.mu.Lock()
-	for _, p := range r.otherLive() {
+	for _, p := range r.OtherLive() {
 		pm := r.hz.marks[p]
 		if pm == 0 {
 			r.hz.mu.Unlock()
@@ -153,46 +148,46 @@ func (r *replicator) candidateHorizon() uint64 {
 		lo = min(lo, pm)
 	}
 	r.hz.mu.Unlock()
-	ttl, step := uint64(r.n.cfg.Tuning.TombstoneTTL), uint64(r.n.cfg.Tuning.CollectEvery)
+	ttl, step := uint64(r.d.Tuning.TombstoneTTL), uint64(r.d.Tuning.CollectEvery)
 	if lo <= ttl {
 		return 0
 	}
 	return (lo - ttl) / step * step
 }
 
-// adopt takes a peer's horizon and watermark heard in an exchange: the
+// Adopt takes a peer's horizon and watermark heard in an exchange: the
 // replica raises its horizon to the peer's (collecting below it) so both
 // compare digests at the same horizon.
-func (r *replicator) adopt(from string, h peer.Horizon) {
+func (r *Replicator) Adopt(from string, h peer.Horizon) {
 	r.hz.init()
-	if from != "" && from != r.n.cfg.Name {
+	if from != "" && from != r.d.Name {
 		r.hz.mu.Lock()
 		r.hz.marks[from] = h.Mark
 		r.hz.complete[from] = h.Complete
 		r.hz.mu.Unlock()
 	}
-	if h.Horizon > r.n.cat.Horizon() {
+	if h.Horizon > r.d.Catalog.Horizon() {
 		r.raiseHorizon(h.Horizon)
 	}
 }
 
-func (r *replicator) raiseHorizon(h uint64) {
-	k, err := r.n.cat.RaiseHorizon(h)
+func (r *Replicator) raiseHorizon(h uint64) {
+	k, err := r.d.Catalog.RaiseHorizon(h)
 	if err != nil {
-		r.n.log.Warn("node: tombstone collection failed", "err", err)
+		r.d.Log.Warn("node: tombstone collection failed", "err", err)
 		return
 	}
 	if k > 0 {
-		r.n.log.Info("node: collected tombstones", "count", k, "horizon", r.n.cat.Horizon())
+		r.d.Log.Info("node: collected tombstones", "count", k, "horizon", r.d.Catalog.Horizon())
 	}
 }
 
 // collectTick runs every Tuning.CollectEvery from the maintenance loop:
 // it raises the horizon to this node's proposal (or collects stragglers
 // at the current one) and records that the node is a member.
-func (r *replicator) collectTick() {
+func (r *Replicator) collectTick() {
 	r.hz.init()
-	if time.Since(r.hz.lastCollect) < r.n.cfg.Tuning.CollectEvery {
+	if time.Since(r.hz.lastCollect) < r.d.Tuning.CollectEvery {
 		return
 	}
 	r.hz.lastCollect = time.Now()
@@ -200,57 +195,42 @@ func (r *replicator) collectTick() {
 	// The first tick comes one interval after start, by when membership
 	// shows the other members: a node alone for a moment at start is not
 	// taken for a lone array.
-	if time.Since(r.hz.started) >= r.n.cfg.Tuning.CollectEvery {
-		r.recordMembership()
+	if time.Since(r.hz.started) >= r.d.Tuning.CollectEvery {
+		r.RecordMembership()
 	}
 }
 
-// recordMembership persists the wall-clock time the node was last in
+// RecordMembership persists the wall-clock time the node was last in
 // step with every live member (node/rejoin.go). It only moves forward.
-func (r *replicator) recordMembership() {
+func (r *Replicator) RecordMembership() {
 	m, ok, _ := r.watermark()
 	if !ok {
 		return
 	}
-	if err := r.n.putLastMember(m.wall); err != nil {
-		r.n.log.Warn("node: last-member time not recorded", "err", err)
+	if err := r.d.RecordMember(m.wall); err != nil {
+		r.d.Log.Warn("node: last-member time not recorded", "err", err)
 	}
-}
-
-func (n *Node) lastMember() (time.Time, bool) {
-	b := n.store.GetMeta(metaLastMember)
-	if len(b) != 8 {
-		return time.Time{}, false
-	}
-	return time.Unix(0, int64(binary.BigEndian.Uint64(b))), true
-}
-
-func (n *Node) putLastMember(t time.Time) error {
-	if old, ok := n.lastMember(); ok && !t.After(old) {
-		return nil
-	}
-	return n.store.PutMeta(metaLastMember, binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano())))
 }
 
 // bucketsExchange fetches peer's bucket digests, trading horizons and
 // watermarks on the way (peer.Horizon).
-func (r *replicator) bucketsExchange(ctx context.Context, node string) ([catalog.Buckets]uint64, error) {
-	mine := r.horizonInfo()
-	mine.From = r.n.cfg.Name
-	d, theirs, err := r.n.peer.Buckets(ctx, node, mine)
+func (r *Replicator) bucketsExchange(ctx context.Context, node string) ([catalog.Buckets]uint64, error) {
+	mine := r.HorizonInfo()
+	mine.From = r.d.Name
+	d, theirs, err := r.d.Peer.Buckets(ctx, node, mine)
 	if err != nil {
 		return d, err
 	}
 	// The answer's digests were taken at the peer's horizon (at least
 	// ours): take it before ours are taken.
-	r.adopt(node, theirs)
+	r.Adopt(node, theirs)
 	return d, nil
 }
 
-// horizonInfo is what this node tells a peer in the exchange: its
+// HorizonInfo is what this node tells a peer in the exchange: its
 // horizon, advertised watermark and whether its catalog is complete.
-func (r *replicator) horizonInfo() peer.Horizon {
-	return peer.Horizon{Horizon: r.n.cat.Horizon(), Mark: r.advertisedMark(), Complete: r.n.cat.Complete()}
+func (r *Replicator) HorizonInfo() peer.Horizon {
+	return peer.Horizon{Horizon: r.d.Catalog.Horizon(), Mark: r.advertisedMark(), Complete: r.d.Catalog.Complete()}
 }
 
 // orphanBelowHorizon reports whether a copy without entry is an orphan:
@@ -258,12 +238,12 @@ func (r *replicator) horizonInfo() peer.Horizon {
 // horizon, so its entry was collected (or never existed). Such copies
 // remain after a resync (Config.ResyncCatalog). A copy whose id does not
 // carry its time is kept.
-func (r *replicator) orphanBelowHorizon(id string) bool {
-	return r.n.cat.Complete() && r.orphanBelowHorizonIfComplete(id)
+func (r *Replicator) orphanBelowHorizon(id string) bool {
+	return r.d.Catalog.Complete() && r.OrphanBelowHorizonIfComplete(id)
 }
 
-// orphanBelowHorizonIfComplete is the time test of orphanBelowHorizon.
-func (r *replicator) orphanBelowHorizonIfComplete(id string) bool {
+// OrphanBelowHorizonIfComplete is the time test of orphanBelowHorizon.
+func (r *Replicator) OrphanBelowHorizonIfComplete(id string) bool {
 	if len(id) < 12 {
 		return false
 	}
@@ -271,5 +251,5 @@ func (r *replicator) orphanBelowHorizonIfComplete(id string) bool {
 	if err != nil {
 		return false
 	}
-	return ms*uint64(time.Millisecond) < r.n.cat.Horizon()
+	return ms*uint64(time.Millisecond) < r.d.Catalog.Horizon()
 }

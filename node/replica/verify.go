@@ -1,4 +1,4 @@
-package node
+package replica
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"mailarray/node/catalog"
 	"mailarray/node/env"
+	"mailarray/node/peer"
 	"mailarray/node/store"
 )
 
@@ -18,7 +19,7 @@ import (
 const verifyQueueMax = 65536
 
 // verifySeedSalt derives the verifier's random stream from the maintain
-// loop's seed (see replicator.start).
+// loop's seed (see Replicator.Start).
 const verifySeedSalt = 0x5645524946590001
 
 // verifier keeps the catalog honest about this node's store: stores are
@@ -68,7 +69,7 @@ const verifySeedSalt = 0x5645524946590001
 // rather than losing it silently, so that the operator can restore the
 // copy (from another backup) and the count says how many to look for.
 type verifier struct {
-	n *Node
+	r *Replicator
 
 	mu       sync.Mutex
 	queue    map[string]struct{} // changed entries listing this node without a copy
@@ -87,9 +88,9 @@ type verifier struct {
 	missing atomic.Int64 // entries republished without this node
 }
 
-func newVerifier(n *Node) *verifier {
-	v := &verifier{n: n, queue: map[string]struct{}{}, wake: make(chan struct{}, 1), lost: map[string]struct{}{}}
-	n.cat.OnChange(v.noteChanged)
+func newVerifier(r *Replicator) *verifier {
+	v := &verifier{r: r, queue: map[string]struct{}{}, wake: make(chan struct{}, 1), lost: map[string]struct{}{}}
+	r.d.Catalog.OnChange(v.noteChanged)
 	return v
 }
 
@@ -98,11 +99,11 @@ func newVerifier(n *Node) *verifier {
 // change, from the goroutine that applied it: a presence check only, the
 // decision is the loop's.
 func (v *verifier) noteChanged(changed []catalog.Entry) {
-	self := v.n.cfg.Name
+	self := v.r.d.Name
 	var queued bool
 	for i := range changed {
 		e := &changed[i]
-		if e.State != catalog.Committed || !e.HasLocation(self) || v.n.store.Has(e.ID) {
+		if e.State != catalog.Committed || !e.HasLocation(self) || v.r.d.Store.Has(e.ID) {
 			continue
 		}
 		v.mu.Lock()
@@ -133,7 +134,7 @@ func (v *verifier) noteChanged(changed []catalog.Entry) {
 func (v *verifier) recheck(ids []string) {
 	var entries []catalog.Entry
 	for _, id := range ids {
-		if e, ok := v.n.cat.Get(id); ok {
+		if e, ok := v.r.d.Catalog.Get(id); ok {
 			entries = append(entries, e)
 		}
 	}
@@ -155,22 +156,22 @@ func (v *verifier) loop(ctx context.Context, rnd *env.Rand) {
 	// versions it takes replay (and a run whose stores are whole replays
 	// exactly as before the verifier existed).
 	if absent := v.absent(); len(absent) > 0 {
-		v.n.settle("verify")
+		v.r.d.Settle("verify")
 		v.checkIDs(ctx, absent)
 	}
-	tick := time.NewTimer(rnd.Jitter(v.n.cfg.Tuning.VerifyEvery, 0.25))
+	tick := time.NewTimer(rnd.Jitter(v.r.d.Tuning.VerifyEvery, 0.25))
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-v.wake:
-			// Take every change of the instant (see Node.settle).
-			v.n.settle("verify")
+			// Take every change of the instant (see Deps.Settle).
+			v.r.d.Settle("verify")
 			v.checkQueued(ctx)
 		case <-tick.C:
 			v.checkSome(ctx)
-			tick.Reset(rnd.Jitter(v.n.cfg.Tuning.VerifyEvery, 0.25))
+			tick.Reset(rnd.Jitter(v.r.d.Tuning.VerifyEvery, 0.25))
 		}
 	}
 }
@@ -178,9 +179,9 @@ func (v *verifier) loop(ctx context.Context, rnd *env.Rand) {
 // listed returns the ids of the committed entries that list this node,
 // sorted (map order is random; the simulator must replay).
 func (v *verifier) listed() []string {
-	self := v.n.cfg.Name
+	self := v.r.d.Name
 	var ids []string
-	v.n.cat.ForEach(func(e *catalog.Entry) bool {
+	v.r.d.Catalog.ForEach(func(e *catalog.Entry) bool {
 		if e.State == catalog.Committed && e.HasLocation(self) {
 			ids = append(ids, e.ID)
 		}
@@ -201,7 +202,7 @@ func (v *verifier) absent() []string {
 	ids := v.listed()
 	var absent []string
 	i := 0
-	err := v.n.store.CopyIDs(func(id string) bool {
+	err := v.r.d.Store.CopyIDs(func(id string) bool {
 		for i < len(ids) && ids[i] < id {
 			absent = append(absent, ids[i])
 			i++
@@ -212,7 +213,7 @@ func (v *verifier) absent() []string {
 		return i < len(ids)
 	})
 	if err != nil {
-		v.n.log.Warn("node: verify: reading the store", "err", err)
+		v.r.d.Log.Warn("node: verify: reading the store", "err", err)
 		return nil
 	}
 	return append(absent, ids[i:]...)
@@ -244,7 +245,7 @@ func (v *verifier) checkSome(ctx context.Context) {
 	if v.next >= len(v.pass) {
 		v.pass, v.next = v.listed(), 0
 	}
-	end := min(len(v.pass), v.next+v.n.cfg.Tuning.VerifyPerScan)
+	end := min(len(v.pass), v.next+v.r.d.Tuning.VerifyPerScan)
 	ids := v.pass[v.next:end]
 	v.next = end
 	v.checked.Add(int64(len(ids)))
@@ -277,12 +278,12 @@ func (v *verifier) checkIDs(ctx context.Context, ids []string) {
 // check verifies this node's copy of id against the catalog's current
 // entry and returns the entry to republish, if any (see unlist).
 func (v *verifier) check(ctx context.Context, id string) (catalog.Entry, bool) {
-	e, ok := v.n.cat.Get(id)
-	if !ok || e.State != catalog.Committed || !e.HasLocation(v.n.cfg.Name) {
+	e, ok := v.r.d.Catalog.Get(id)
+	if !ok || e.State != catalog.Committed || !e.HasLocation(v.r.d.Name) {
 		v.forget(id)
 		return catalog.Entry{}, false
 	}
-	err := v.n.store.Verify(id, e.Sum)
+	err := v.r.d.Store.Verify(id, e.Sum)
 	switch {
 	case err == nil:
 		v.forget(id)
@@ -290,7 +291,7 @@ func (v *verifier) check(ctx context.Context, id string) (catalog.Entry, bool) {
 	case !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrCorrupt):
 		// Not a verdict on the copy (the store is closing, say): look
 		// again on the next pass.
-		v.n.log.Debug("node: verify: store read failed", "id", id, "err", err)
+		v.r.d.Log.Debug("node: verify: store read failed", "id", id, "err", err)
 		return catalog.Entry{}, false
 	}
 	return v.unlist(ctx, e, err)
@@ -301,9 +302,9 @@ func (v *verifier) check(ctx context.Context, id string) (catalog.Entry, bool) {
 // unlisted copy when no other listed holder is live. When no location
 // would remain it reports the message lost and returns false: e stays.
 func (v *verifier) unlist(ctx context.Context, e catalog.Entry, why error) (catalog.Entry, bool) {
-	self := v.n.cfg.Name
+	self := v.r.d.Name
 	locs := slices.DeleteFunc(slices.Clone(e.Locations), func(l string) bool { return l == self })
-	t := v.n.members.Table()
+	t := v.r.d.Members.Table()
 	if countLive(t, &catalog.Entry{Locations: locs}) == 0 {
 		locs = append(locs, v.findCopies(ctx, e, locs)...)
 	}
@@ -313,15 +314,15 @@ func (v *verifier) unlist(ctx context.Context, e catalog.Entry, why error) (cata
 		v.lost[e.ID] = struct{}{}
 		v.mu.Unlock()
 		if !known {
-			v.n.log.Error("node: verify: the only listed copy of an acknowledged message is missing and no live node holds one; restore it from a backup",
+			v.r.d.Log.Error("node: verify: the only listed copy of an acknowledged message is missing and no live node holds one; restore it from a backup",
 				"id", e.ID, "mailbox", e.Mailbox, "err", why)
 		}
 		return catalog.Entry{}, false
 	}
 	v.forget(e.ID)
-	v.n.log.Debug("node: verify: a copy listed here is missing", "id", e.ID, "locations", locs, "err", why)
+	v.r.d.Log.Debug("node: verify: a copy listed here is missing", "id", e.ID, "locations", locs, "err", why)
 	e.Locations = locs
-	e.Version = v.n.cat.Now()
+	e.Version = v.r.d.Catalog.Now()
 	return e, true
 }
 
@@ -331,28 +332,28 @@ func (v *verifier) publish(entries []catalog.Entry) {
 	if len(entries) == 0 {
 		return
 	}
-	if _, err := v.n.cat.Apply(entries...); err != nil {
-		v.n.log.Warn("node: verify: republishing entries without this node", "entries", len(entries), "err", err)
+	if _, err := v.r.d.Catalog.Apply(entries...); err != nil {
+		v.r.d.Log.Warn("node: verify: republishing entries without this node", "entries", len(entries), "err", err)
 		return
 	}
 	v.missing.Add(int64(len(entries)))
-	v.n.log.Warn("node: verify: copies listed here are missing; entries republished without this node for rebuild",
+	v.r.d.Log.Warn("node: verify: copies listed here are missing; entries republished without this node for rebuild",
 		"entries", len(entries), "first", entries[0].ID, "missing_total", v.missing.Load())
-	v.n.repl.broadcast(entries)
-	v.n.repl.suspect.Store(true)
-	v.n.repl.triggerMaintenance()
+	v.r.broadcast(entries)
+	v.r.suspect.Store(true)
+	v.r.TriggerMaintenance()
 }
 
 // findCopies asks every other live node not in skip whether it holds a
 // copy of e, in name order, and returns those that do.
 func (v *verifier) findCopies(ctx context.Context, e catalog.Entry, skip []string) []string {
 	var out []string
-	for _, m := range v.n.members.Live() {
-		if m.Name == v.n.cfg.Name || m.Tags[env.TagPeer] == "" || slices.Contains(skip, m.Name) {
+	for _, m := range v.r.d.Members.Live() {
+		if m.Name == v.r.d.Name || m.Tags[env.TagPeer] == "" || slices.Contains(skip, m.Name) {
 			continue
 		}
-		cctx, cancel := context.WithTimeout(ctx, peerTimeout)
-		has, err := v.n.peer.HasCopy(cctx, m.Name, e.ID)
+		cctx, cancel := context.WithTimeout(ctx, peer.RequestTimeout)
+		has, err := v.r.d.Peer.HasCopy(cctx, m.Name, e.ID)
 		cancel()
 		if err == nil && has {
 			out = append(out, m.Name)
@@ -379,9 +380,10 @@ type VerifyStatus struct {
 	Lost int `json:"lost"`
 }
 
-// Verify returns the store verifier's progress.
-func (n *Node) Verify() VerifyStatus {
-	v := n.verify
+// VerifyStatus returns the store verifier's progress. Safe from any
+// goroutine.
+func (r *Replicator) VerifyStatus() VerifyStatus {
+	v := r.verify
 	v.mu.Lock()
 	lost := len(v.lost)
 	v.mu.Unlock()

@@ -1,0 +1,286 @@
+package replica
+
+import (
+	"context"
+	"hash/fnv"
+	"slices"
+	"time"
+
+	"github.com/pingcap/failpoint"
+
+	"mailarray/node/catalog"
+	"mailarray/node/env"
+	"mailarray/node/mirror"
+	"mailarray/node/store"
+)
+
+// Maintenance: rebuild, rebalance and orphan cleanup (pending resolution
+// is pending.go, tombstone collection horizon.go), one pass per
+// Tuning.MaintainEvery or kick, all on the maintain loop.
+
+// orphanScansPerGrace is how many orphan scans run per Tuning.OrphanGrace
+// (at most one per maintenance pass).
+const orphanScansPerGrace = 4
+
+func (r *Replicator) maintainLoop(ctx context.Context, rnd *env.Rand) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.kick:
+		case <-time.After(rnd.Jitter(r.d.Tuning.MaintainEvery, 0.25)):
+		}
+		r.rebuild(ctx)
+		r.resolvePending(ctx)
+		// An orphan is deleted only once its entry is OrphanGrace old, so
+		// scanning every copy more often than a fraction of that finds
+		// nothing new: pace the scan (a full pass over the store).
+		if time.Since(r.lastOrphanScan) >= r.d.Tuning.OrphanGrace/orphanScansPerGrace {
+			r.lastOrphanScan = time.Now()
+			r.CleanOrphans()
+		}
+		r.collectTick()
+	}
+}
+
+// countLiveHolders counts e's locations that are live storage members
+// and returns the first of them, without allocating.
+func countLiveHolders(t mirror.Table, e *catalog.Entry) (n int, first string) {
+	for _, l := range e.Locations {
+		if _, ok := slices.BinarySearch(t.Ring, l); ok {
+			if n == 0 {
+				first = l
+			}
+			n++
+		}
+	}
+	return n, first
+}
+
+func countLive(t mirror.Table, e *catalog.Entry) int {
+	n, _ := countLiveHolders(t, e)
+	return n
+}
+
+// LiveHolders returns e's locations that are live storage members.
+func LiveHolders(t mirror.Table, e *catalog.Entry) []string {
+	var out []string
+	for _, l := range e.Locations {
+		if _, ok := slices.BinarySearch(t.Ring, l); ok {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// rebuild restores R copies of committed entries that lost some, and moves
+// copies to their balanced placement when a rebalance was asked for. Each
+// entry is repaired by its first live holder, so two nodes never repair
+// the same entry at once.
+func (r *Replicator) rebuild(ctx context.Context) {
+	t := r.d.Members.Table()
+	want := min(r.d.Replicas, len(t.Ring))
+	rebalance := r.rebalance.Swap(false)
+	suspect := r.suspect.Swap(false)
+	if !rebalance && !suspect && r.cleanTable != 0 && t.Version == r.cleanTable {
+		return // nothing changed since a scan that found nothing to do
+	}
+	r.cleanTable = 0
+	type job struct {
+		e       catalog.Entry
+		holders []string
+	}
+	var jobs []job
+	under := 0
+	r.d.Catalog.ForEach(func(e *catalog.Entry) bool {
+		if e.State != catalog.Committed {
+			return true
+		}
+		// Count before collecting: this runs for every entry every scan, and
+		// most entries need nothing.
+		live, first := countLiveHolders(t, e)
+		short := live < want
+		if short {
+			under++
+		}
+		if live == 0 || first != r.d.Name {
+			return true
+		}
+		if short || rebalance || live != len(e.Locations) {
+			h := LiveHolders(t, e)
+			if short || (rebalance && !sameSet(h, balanced(t, e.ID, want))) || len(h) != len(e.Locations) {
+				jobs = append(jobs, job{*e, h})
+			}
+		}
+		return true
+	})
+	r.underReplicated.Store(int64(under))
+	if len(jobs) == 0 {
+		if under == 0 && t.Version != 0 {
+			r.cleanTable = t.Version
+		}
+		return
+	}
+	// Map order is random: sort so runs replay in the simulator.
+	slices.SortFunc(jobs, func(a, b job) int { return compareStrings(a.e.ID, b.e.ID) })
+	full := len(jobs) > r.d.Tuning.RebuildPerScan
+	if full {
+		jobs = jobs[:r.d.Tuning.RebuildPerScan]
+	}
+	done := 0
+	for _, j := range jobs {
+		if ctx.Err() != nil {
+			return
+		}
+		if err := r.repair(ctx, t, j.e, j.holders, want, rebalance); err != nil {
+			r.d.Log.Warn("node: rebuild of a copy failed", "id", j.e.ID, "err", err)
+			continue
+		}
+		done++
+	}
+	if done > 0 {
+		r.d.Log.Info("node: rebuild progress", "repaired", done, "under_replicated", under, "rebuilt_total", r.rebuiltCopies.Load(), "moved_total", r.movedCopies.Load())
+	}
+	if full {
+		r.TriggerMaintenance()
+	}
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
+}
+
+// balanced is the placement a rebalance moves copies to: the top nodes of
+// a rendezvous hash of the id over the ring, which spreads old mail evenly
+// over every storage node, new ones included.
+func balanced(t mirror.Table, id string, k int) []string {
+	type scored struct {
+		node  string
+		score uint64
+	}
+	s := make([]scored, len(t.Ring))
+	for i, n := range t.Ring {
+		h := fnv.New64a()
+		h.Write([]byte(n))
+		h.Write([]byte{0})
+		h.Write([]byte(id))
+		s[i] = scored{n, h.Sum64()}
+	}
+	slices.SortFunc(s, func(a, b scored) int {
+		switch {
+		case a.score > b.score:
+			return -1
+		case a.score < b.score:
+			return 1
+		}
+		return compareStrings(a.node, b.node)
+	})
+	out := make([]string, 0, k)
+	for i := 0; i < k && i < len(s); i++ {
+		out = append(out, s[i].node)
+	}
+	return out
+}
+
+// repair copies e from this node to new holders and commits the new
+// locations.
+func (r *Replicator) repair(ctx context.Context, t mirror.Table, e catalog.Entry, holders []string, want int, rebalance bool) error {
+	err := r.d.Inject("rebuild.copy")
+	failpoint.InjectCall("rebuild.copy", r.d.Name, &err) // chaos failpoint: compiled in by make chaos only
+	if err != nil {
+		return err
+	}
+	data, err := r.d.Store.Get(e.ID)
+	if err != nil {
+		return err
+	}
+	target := slices.Clone(holders)
+	if rebalance {
+		target = balanced(t, e.ID, want)
+	}
+	// Fill up to want, in mirror order after the primary, skipping holders.
+	for _, cand := range append(t.Replicas(holders[0]), t.Ring...) {
+		if len(target) >= want {
+			break
+		}
+		if !slices.Contains(target, cand) {
+			target = append(target, cand)
+		}
+	}
+	e.Version = r.d.Catalog.Now()
+	e.Locations = target
+	var added []string
+	for _, node := range target {
+		if slices.Contains(holders, node) {
+			continue
+		}
+		if err := r.d.WriteCopy(ctx, node, data, &e); err != nil {
+			return err
+		}
+		added = append(added, node)
+		r.rebuiltBytes.Add(int64(len(data)))
+	}
+	if _, err := r.d.Catalog.Apply(e); err != nil {
+		return err
+	}
+	r.broadcast([]catalog.Entry{e})
+	if rebalance {
+		r.movedCopies.Add(int64(len(added)))
+	} else {
+		r.rebuiltCopies.Add(int64(len(added)))
+	}
+	return nil
+}
+
+// CleanOrphans deletes copies this node holds that no entry lists, once
+// the entry is fully replicated elsewhere (rebalance moved them) or
+// deleted.
+func (r *Replicator) CleanOrphans() {
+	t := r.d.Members.Table()
+	want := min(r.d.Replicas, len(t.Ring))
+	cutoff := uint64(r.d.Wall().Add(-r.d.Tuning.OrphanGrace).UnixNano())
+	var gone []string
+	r.d.Store.CopyIDs(func(id string) bool {
+		e, ok := r.d.Catalog.Get(id)
+		switch {
+		case !ok:
+			// A copy without entry: its entry arrives by anti-entropy or
+			// never existed; keep it (pending resolution owns it), unless
+			// its entry was collected (a resynced node's old copies).
+			if r.orphanBelowHorizon(id) {
+				gone = append(gone, id)
+			}
+		case e.State == catalog.Deleted:
+			gone = append(gone, id)
+		case e.State == catalog.Committed && !e.HasLocation(r.d.Name) && e.Version < cutoff && countLive(t, &e) >= want:
+			gone = append(gone, id)
+		}
+		return len(gone) < r.d.Tuning.RebuildPerScan
+	})
+	if len(gone) > 0 {
+		if err := r.d.Store.Write(&store.Batch{DeleteCopies: gone}); err != nil {
+			r.d.Log.Error("node: orphan cleanup", "err", err)
+		}
+		// A repair may have written one of these copies again, listing
+		// this node, between the scan and the delete (see verifier.recheck).
+		r.verify.recheck(gone)
+	}
+}
