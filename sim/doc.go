@@ -129,8 +129,8 @@
 // blocked. The fake clock alone does not make runs repeatable, since
 // goroutines still run in varying order. What does:
 //
-//  1. One driver goroutine (simnet.Net.Run) owns all delivery. Senders only queue
-//     events. The driver loops: synctest.Wait() until every other
+//  1. One driver goroutine (simnet.Net.Run) owns all delivery. Senders
+//     only queue events. The driver loops: synctest.Wait() until every other
 //     goroutine is blocked; take the events queued since; sort them by
 //     (stream, sequence number); draw their latency, jitter and loss from
 //     the net's seeded PCG in that order; push them on a heap keyed by
