@@ -4,6 +4,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"mailarray/sim/simnet"
 )
 
 // BenchmarkHTTPPutSim measures the simulator's speed: simulated HTTP PUTs
@@ -26,7 +28,7 @@ func BenchmarkHTTPPutSim(b *testing.B) {
 		F: func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				w0 := WallNow()
-				r = putScenario(t, 1, DefaultNetConfig(), clients, perClient)
+				r = putScenario(t, 1, simnet.DefaultNetConfig(), clients, perClient)
 				wall = WallSince(w0)
 			})
 		},

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"mailarray/node/env"
+	"mailarray/sim/simnet"
 )
 
 // nodeCost is one node's hardware: its CPUs and its disk, charged in
@@ -31,7 +32,7 @@ import (
 //     queued during a sync into one commit, so the disk mostly sees one
 //     writer.)
 type nodeCost struct {
-	n         *Net
+	n         *simnet.Net
 	cpuKey    string
 	diskKey   string
 	settleKey string
@@ -89,7 +90,7 @@ type costReq struct {
 	released bool
 }
 
-func newNodeCost(n *Net, spec NodeSpec, lg *ledger) *nodeCost {
+func newNodeCost(n *simnet.Net, spec NodeSpec, lg *ledger) *nodeCost {
 	return &nodeCost{
 		n:         n,
 		ledger:    lg,

@@ -1,20 +1,20 @@
 package sim
 
 import (
-	"io"
-	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"mailarray/sim/simnet"
 )
 
 // lossyConfig exercises every draw: jitter, bandwidth and loss (stream
 // segments delayed by an RTO).
-func lossyConfig() NetConfig {
-	cfg := DefaultNetConfig()
+func lossyConfig() simnet.NetConfig {
+	cfg := simnet.DefaultNetConfig()
 	cfg.Link.LossRate = 0.01
 	return cfg
 }
@@ -53,7 +53,7 @@ func TestDeterminismMembershipAndFaults(t *testing.T) {
 	run := func(seed uint64) string {
 		var d string
 		synctest.Test(t, func(t *testing.T) {
-			n := NewNet(seed, lossyConfig())
+			n := simnet.NewNet(seed, lossyConfig())
 			stop := n.Start()
 			c := NewCluster(n, DefaultMembershipConfig(), testMembers(4)...)
 			n.AfterFunc(time.Second, "fault", func() {
@@ -74,28 +74,4 @@ func TestDeterminismMembershipAndFaults(t *testing.T) {
 	a := run(5)
 	assert.Equal(t, a, run(5))
 	assert.NotEqual(t, a, run(6))
-}
-
-func TestTraceIsRepeatable(t *testing.T) {
-	trace := func() string {
-		var buf strings.Builder
-		synctest.Test(t, func(t *testing.T) {
-			cfg := DefaultNetConfig()
-			cfg.Trace = &buf
-			n := NewNet(3, cfg)
-			stop := n.Start()
-			cli, srv := pair(t, n, "25")
-			cli.Write([]byte("hello"))
-			io.ReadFull(srv, make([]byte, 5))
-			n.Note("read %d bytes", 5)
-			cli.Close()
-			srv.Close()
-			stop()
-		})
-		return buf.String()
-	}
-	a := trace()
-	assert.Equal(t, a, trace())
-	assert.Contains(t, a, "D DATA tcp 10.0.0.1:32768>10.0.0.2:25 #1 #2 len=5")
-	assert.Contains(t, a, "note read 5 bytes")
 }

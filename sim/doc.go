@@ -3,7 +3,8 @@
 // in-process network, in virtual time, with a cost model and a fault
 // schedule. The same node code that serves real sockets runs here, because
 // a node reaches the network only through its env.Net, and this package
-// provides one per simulated machine.
+// provides one per simulated machine: a host of the deterministic network
+// of package sim/simnet, whose doc states what the network guarantees.
 //
 // # The harness
 //
@@ -107,23 +108,14 @@
 //
 // # Parts of the network
 //
-//   - Net (simnet.go) is the network: hosts, links, partitions, the
-//     digest and the counters. Net.Host(ip) returns a *Host, the node's
-//     env.Net: Listen, ListenPacket and DialContext over IP literals, with
-//     deterministic ephemeral ports. Host.Crash, Host.Restart and
-//     Host.SetDown, Net.Partition, Net.Heal and Net.SetLink are the faults;
-//     Host.Pause and Host.Resume, Net.StallLink and Net.SetPath (holdnet.go)
-//     the time faults of the network.
-//   - Conn and Listener (conn.go) are TCP-like streams: buffered (Write
-//     does not wait for the peer to read, up to a large bound), deadlines
-//     that wake blocked calls, timeouts that are net.Error with Timeout()
-//     and Temporary() true and match os.ErrDeadlineExceeded, io.EOF after
-//     the peer's close, ECONNREFUSED, ECONNRESET after a peer's crash.
-//   - PacketConn (packet.go) is UDP, with loss, a bounded receive queue and
-//     temporary deadline errors (miekg/dns stops serving on any other).
-//     Dialing "udp" gives a connected conn that is also a net.PacketConn,
-//     as dns.Client.ExchangeWithConnContext needs.
-//   - The driver (driver.go) delivers every network event.
+//   - The network is package sim/simnet: Net (hosts, links, partitions,
+//     the digest, the counters, the seeded streams), Host (a node's
+//     env.Net, asserted in net.go), TCP-like Conn and Listener, UDP
+//     PacketConn, the driver that delivers every network event, and the
+//     network's faults (Host.Crash, Host.Restart, Host.SetDown,
+//     Net.Partition, Net.Heal, Net.SetLink) and time faults (Host.Pause,
+//     Host.Resume, Net.StallLink, Net.SetPath). netRand (net.go) wraps
+//     Net.Rand as the env.Rand a node or the load draws from.
 //   - Cluster and View (membership.go) model serf: each node's view learns
 //     of a crash after a seeded detection delay, of joins, leaves and tag
 //     changes after a seeded gossip delay.
@@ -137,8 +129,8 @@
 // blocked. The fake clock alone does not make runs repeatable, since
 // goroutines still run in varying order. What does:
 //
-//  1. One driver goroutine (Net.Run) owns all delivery. Senders only queue
-//     events. The driver loops: synctest.Wait() until every other
+//  1. One driver goroutine (simnet.Net.Run) owns all delivery. Senders
+//     only queue events. The driver loops: synctest.Wait() until every other
 //     goroutine is blocked; take the events queued since; sort them by
 //     (stream, sequence number); draw their latency, jitter and loss from
 //     the net's seeded PCG in that order; push them on a heap keyed by
@@ -205,19 +197,11 @@
 //
 // # Model
 //
-// Each direction of a host pair is a link with latency, jitter, bandwidth
-// (serialisation delay, FIFO per link) and loss. Datagrams are lost; stream
-// segments are not (TCP retransmits) but arrive one RetransmitTimeout late.
-// A connect takes a round trip (SYN, SYN-ACK). A partition or a down host
-// swallows datagrams and holds stream segments, so connects time out after
-// NetConfig.ConnectTimeout and streams stall, then resume in order when it
-// heals. A crashed host's process is gone but its machine answers: SYNs are
-// refused, and its peers' streams are reset. A stalled link (stall_link)
-// or a paused host holds stream segments and datagrams alike, losing none,
-// and sends them again in order when restored or resumed. Events per message matter for
-// speed: the prototype's SMTP -> HTTP mirror -> bbolt path costs 25 events
-// per message and runs at about 3,000 messages per wall second here
-// (BenchmarkSMTPMirrorSim).
+// The network's model (links, loss, connects, partitions, crashes, held
+// packets) is described in package sim/simnet. Events per message matter
+// for speed: the prototype's SMTP -> HTTP mirror -> bbolt path costs 25
+// events per message and runs at about 3,000 messages per wall second
+// here (BenchmarkSMTPMirrorSim).
 //
 // # Time faults
 //

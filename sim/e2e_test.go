@@ -16,12 +16,14 @@ import (
 
 	"github.com/emersion/go-smtp"
 	bolt "go.etcd.io/bbolt"
+
+	"mailarray/sim/simnet"
 )
 
 // mirrorNode is node A of the prototype's path: a go-smtp server whose DATA
 // mirrors the message to node B over HTTP, then stores it and says 250.
 type mirrorNode struct {
-	n  *Net
+	n  *simnet.Net
 	db *bolt.DB
 	cl *http.Client
 }
@@ -70,7 +72,7 @@ func openStore(t testing.TB, path string) *bolt.DB {
 // (go-smtp) -> HTTP PUT -> node B (bbolt) -> 200 -> A's bbolt -> 250, one
 // SMTP connection per message.
 func mirrorScenario(t testing.TB, seed uint64, nmsg int) (digest string, events int64) {
-	n := NewNet(seed, DefaultNetConfig())
+	n := simnet.NewNet(seed, simnet.DefaultNetConfig())
 	stop := n.Start()
 	dir := t.TempDir()
 	dbA, dbB := openStore(t, filepath.Join(dir, "a.db")), openStore(t, filepath.Join(dir, "b.db"))
@@ -185,3 +187,9 @@ func BenchmarkSMTPMirrorSim(b *testing.B) {
 	b.ReportMetric(float64(b.N)/wall.Seconds(), "msgs/wall-s")
 	b.ReportMetric(float64(events)/float64(b.N), "events/msg")
 }
+
+// discardSMTPLog silences go-smtp's error log.
+type discardSMTPLog struct{}
+
+func (discardSMTPLog) Printf(string, ...any) {}
+func (discardSMTPLog) Println(...any)        {}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"mailarray/node/env"
+	"mailarray/sim/simnet"
 )
 
 // The lease record: every node's lock table tells the simulator of its
@@ -57,7 +58,7 @@ type leaseRefusal struct {
 
 // leaseLog is the run's lease record, shared by every node's observer.
 type leaseLog struct {
-	n *Net
+	n *simnet.Net
 
 	mu       sync.Mutex
 	cur      map[string]int        // node -> current incarnation
@@ -67,7 +68,7 @@ type leaseLog struct {
 	more     int // leases beyond maxLeaseRefusals
 }
 
-func newLeaseLog(n *Net) *leaseLog {
+func newLeaseLog(n *simnet.Net) *leaseLog {
 	return &leaseLog{n: n, cur: map[string]int{}, owners: map[string]int{}, downs: map[nodeInc]time.Time{}, refusals: map[leaseKey]*leaseRefusal{}}
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"mailarray/node/ddns"
 	"mailarray/node/env"
+	"mailarray/sim/simnet"
 )
 
 // Outcome is what became of one offered message.
@@ -91,7 +92,7 @@ const (
 // goroutine on its own host, woken through a channel.
 type loadGen struct {
 	s      *simulation
-	n      *Net
+	n      *simnet.Net
 	spec   LoadSpec
 	domain string
 	boxes  int
@@ -130,7 +131,7 @@ func newLoadGen(s *simulation) *loadGen {
 	g := &loadGen{
 		s: s, n: s.net, spec: sc.Load, domain: sc.Domain, boxes: sc.Mailboxes,
 		end:       sc.Duration.D(),
-		arrivals:  s.net.Rand("load/arrivals"),
+		arrivals:  netRand(s.net, "load/arrivals"),
 		readTally: newReadTally(),
 	}
 	if sc.Load.ZipfS > 1 && sc.Mailboxes > 1 {
@@ -142,12 +143,12 @@ func newLoadGen(s *simulation) *loadGen {
 	for k := range sc.Load.Senders {
 		ip := fmt.Sprintf("10.1.%d.%d", k/250, k%250+1)
 		g.senders = append(g.senders, &sender{g: g, idx: k, name: "sender" + strconv.Itoa(k), host: s.net.Host(ip),
-			rnd: s.net.Rand("load/sender" + strconv.Itoa(k)), wake: make(chan struct{}, 1)})
+			rnd: netRand(s.net, "load/sender"+strconv.Itoa(k)), wake: make(chan struct{}, 1)})
 	}
 	for k := range sc.Load.Readers {
 		ip := fmt.Sprintf("10.2.0.%d", k+1)
 		g.readers = append(g.readers, &reader{g: g, idx: k, host: s.net.Host(ip),
-			rnd: s.net.Rand("load/reader" + strconv.Itoa(k)), wake: make(chan int, 1)})
+			rnd: netRand(s.net, "load/reader"+strconv.Itoa(k)), wake: make(chan int, 1)})
 	}
 	return g
 }
@@ -322,7 +323,7 @@ func (g *loadGen) dispatch(rec *Record) {
 // the DNS nodes in a seeded order, moving to the next on failure.
 type resolver struct {
 	g      *loadGen
-	host   *Host
+	host   *simnet.Host
 	rnd    *env.Rand
 	first  int // index of the DNS node asked first
 	cached map[string]cachedAnswer
@@ -434,13 +435,13 @@ type sender struct {
 	g    *loadGen
 	idx  int
 	name string
-	host *Host
+	host *simnet.Host
 	rnd  *env.Rand
 	wake chan struct{}
 	res  resolver
 
 	// conn is the current session's connection (the 250's send time).
-	conn *Conn
+	conn *simnet.Conn
 
 	mu    sync.Mutex
 	queue []*Record
@@ -550,7 +551,7 @@ func (sd *sender) connect(ctx context.Context, ips []net.IP, timeout time.Durati
 			lastErr = err
 			continue
 		}
-		sd.conn, _ = conn.(*Conn)
+		sd.conn, _ = conn.(*simnet.Conn)
 		return c, node, stop, nil
 	}
 	return nil, node, nil, lastErr
@@ -577,7 +578,7 @@ func (sd *sender) finish(rec *Record, start time.Duration, o Outcome, code int, 
 		g.accepted++
 		rec.Acked = now
 		if sd.conn != nil {
-			rec.Acked = sd.conn.lastArrivalSent().Sub(g.s.loadStart)
+			rec.Acked = sd.conn.LastArrivalSent().Sub(g.s.loadStart)
 		}
 	}
 	g.mu.Unlock()
@@ -606,7 +607,7 @@ func classify(err error) (code int, reason string) {
 type reader struct {
 	g    *loadGen
 	idx  int
-	host *Host
+	host *simnet.Host
 	rnd  *env.Rand
 	wake chan int // mailbox number to read
 	res  resolver
@@ -651,7 +652,7 @@ func (r *reader) tick() {
 }
 
 func (r *reader) run() {
-	dnsRand := r.g.n.Rand("load/reader-dns" + strconv.Itoa(r.idx))
+	dnsRand := netRand(r.g.n, "load/reader-dns"+strconv.Itoa(r.idx))
 	r.res = resolver{g: r.g, host: r.host, rnd: dnsRand, first: dnsRand.IntN(len(r.g.s.dnsServers))}
 	ctx := r.g.ctx
 	for {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"mailarray/sim/simnet"
 )
 
 // MemberlistTransport runs hashicorp/memberlist (and so serf) over one
@@ -25,7 +27,7 @@ import (
 // unbuffered hand-off blocks forever once the receiving node has stopped,
 // which deadlocks a bubble.
 type MemberlistTransport struct {
-	host *Host
+	host *simnet.Host
 	pc   net.PacketConn
 	ln   net.Listener
 	port int
@@ -50,7 +52,7 @@ const (
 
 // NewMemberlistTransport binds UDP and TCP port on host (0: an ephemeral
 // port, the same for both).
-func NewMemberlistTransport(host *Host, port int) (*MemberlistTransport, error) {
+func NewMemberlistTransport(host *simnet.Host, port int) (*MemberlistTransport, error) {
 	ln, err := host.Listen("tcp", ":"+strconv.Itoa(port))
 	if err != nil {
 		return nil, fmt.Errorf("sim: memberlist transport: %w", err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"mailarray/node/env"
+	"mailarray/sim/simnet"
 )
 
 // MembershipConfig is the model of cluster membership: how long it takes
@@ -83,7 +84,7 @@ func (c MembershipConfig) Validate() error {
 // call order. The Cluster does not touch the network: the scenario crashes
 // the Host and the member together.
 type Cluster struct {
-	n   *Net
+	n   *simnet.Net
 	cfg MembershipConfig
 	rnd *env.Rand
 
@@ -113,11 +114,11 @@ type knownMember struct {
 
 // NewCluster returns a cluster of the initial members, who all know each
 // other from the start. It panics if cfg fails Validate.
-func NewCluster(n *Net, cfg MembershipConfig, initial ...env.Member) *Cluster {
+func NewCluster(n *simnet.Net, cfg MembershipConfig, initial ...env.Member) *Cluster {
 	if err := cfg.Validate(); err != nil {
 		panic(err)
 	}
-	c := &Cluster{n: n, cfg: cfg, rnd: n.Rand("sim/membership"), nodes: map[string]*clusterNode{}, cuts: map[[2]string]bool{}}
+	c := &Cluster{n: n, cfg: cfg, rnd: netRand(n, "sim/membership"), nodes: map[string]*clusterNode{}, cuts: map[[2]string]bool{}}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, m := range initial {

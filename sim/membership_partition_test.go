@@ -8,12 +8,13 @@ import (
 	"github.com/stretchr/testify/assert"
 
 	"mailarray/node/env"
+	"mailarray/sim/simnet"
 )
 
 func TestMembershipPartitionAndHeal(t *testing.T) {
 	cfg := DefaultMembershipConfig()
 	synctest.Test(t, func(t *testing.T) {
-		n := NewNet(3, DefaultNetConfig())
+		n := simnet.NewNet(3, simnet.DefaultNetConfig())
 		stop := n.Start()
 		c := NewCluster(n, cfg, testMembers(4)...)
 		r := record(c, []string{"n1", "n2", "n3", "n4"})

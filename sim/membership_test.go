@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailarray/node/env"
+	"mailarray/sim/simnet"
 )
 
 func testMembers(k int) []env.Member {
@@ -132,7 +133,7 @@ func TestMembershipCrashDetection(t *testing.T) {
 
 func TestMembershipJoinLeaveTags(t *testing.T) {
 	cfg := DefaultMembershipConfig()
-	simTest(t, nil, func(t *testing.T, n *Net) {
+	simTest(t, nil, func(t *testing.T, n *simnet.Net) {
 		c := NewCluster(n, cfg, testMembers(3)...)
 		r := record(c, []string{"n1", "n2", "n3"})
 		joined := testMembers(4)[3]
@@ -189,4 +190,9 @@ func TestMembershipJoinLeaveTags(t *testing.T) {
 		_, cancel := c.For("n1").Subscribe()
 		cancel() // subscribing to a closed view is harmless
 	})
+}
+
+func TestMembershipConfigValidate(t *testing.T) {
+	assert.Error(t, MembershipConfig{DetectMin: 2, DetectMax: 1, SubscriberQueueMax: 1}.Validate())
+	require.NoError(t, DefaultMembershipConfig().Validate())
 }

@@ -16,7 +16,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -33,6 +32,7 @@ import (
 
 	"mailarray/node/ddns"
 	"mailarray/node/env"
+	"mailarray/sim/simnet"
 )
 
 // RealTarget is a running array as the real-time load generator reaches
@@ -87,9 +87,7 @@ func RunReal(ctx context.Context, sc Scenario, target RealTarget, opts RealOptio
 // realRand is the stream the simulator's Net.Rand(name) gives for seed:
 // the real generator draws the same arrivals, sizes and recipients.
 func realRand(seed uint64, name string) *env.Rand {
-	h := fnv.New64a()
-	h.Write([]byte(name))
-	return env.NewRand(splitmix64(seed ^ h.Sum64()))
+	return env.NewRand(simnet.StreamSeed(seed, name))
 }
 
 // realGen is one real-time run.

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+
+	"mailarray/sim/simnet"
 )
 
 // TestRealRandMatchesSim: the real-time generator draws from the same
@@ -12,7 +14,7 @@ import (
 // messages (arrival times, sizes, recipients) as the simulated run.
 func TestRealRandMatchesSim(t *testing.T) {
 	for _, seed := range []uint64{1, 7, 1 << 40} {
-		n := NewNet(seed, DefaultNetConfig())
+		n := simnet.NewNet(seed, simnet.DefaultNetConfig())
 		for _, name := range []string{"load/arrivals", "load/sender0", "load/reader-dns1"} {
 			sim, real := n.Rand(name), realRand(seed, name)
 			for range 5 {

@@ -21,6 +21,7 @@ import (
 
 	"mailarray/node"
 	"mailarray/node/env"
+	"mailarray/sim/simnet"
 )
 
 // Options tune a run without changing its result: the report is the same
@@ -123,7 +124,7 @@ type simulation struct {
 	opts Options
 	log  *slog.Logger
 
-	net        *Net
+	net        *simnet.Net
 	cluster    *Cluster
 	nodes      []*simNode // scenario order
 	byName     map[string]*simNode
@@ -152,7 +153,7 @@ type simulation struct {
 type simNode struct {
 	spec NodeSpec
 	ip   string
-	host *Host
+	host *simnet.Host
 	cost *nodeCost
 	dir  string
 	rnd  *env.Rand
@@ -196,10 +197,10 @@ func run(t *testing.T, sc Scenario, opts Options, prog *progress) (*Report, erro
 		s.log = slog.New(slog.DiscardHandler)
 	}
 
-	ncfg := DefaultNetConfig()
+	ncfg := simnet.DefaultNetConfig()
 	ncfg.Link = sc.Link.config()
 	ncfg.Trace = opts.Trace
-	s.net = NewNet(sc.Seed, ncfg)
+	s.net = simnet.NewNet(sc.Seed, ncfg)
 	s.leases = newLeaseLog(s.net)
 	s.started = time.Now()
 	stopNet := s.net.Start()
@@ -210,7 +211,7 @@ func run(t *testing.T, sc Scenario, opts Options, prog *progress) (*Report, erro
 		sn := &simNode{spec: spec, ip: fmt.Sprintf("10.0.0.%d", i+1), dir: filepath.Join(opts.DataDir, spec.Name), state: stateSpare}
 		sn.host = s.net.Host(sn.ip)
 		sn.cost = newNodeCost(s.net, spec, s.ledger)
-		sn.rnd = s.net.Rand("node " + spec.Name)
+		sn.rnd = netRand(s.net, "node "+spec.Name)
 		sn.clock = newSkewClock(spec.ClockOffset.D(), spec.ClockDriftPPM)
 		s.nodes = append(s.nodes, sn)
 		s.byName[spec.Name] = sn
@@ -304,7 +305,7 @@ func run(t *testing.T, sc Scenario, opts Options, prog *progress) (*Report, erro
 // go into packets, so they must repeat.
 func seedDNSID(seed uint64) (restore func()) {
 	old := dns.Id
-	r := env.NewRand(splitmix64(seed ^ 0xd15ea5e))
+	r := env.NewRand(simnet.SplitMix64(seed ^ 0xd15ea5e))
 	dns.Id = func() uint16 { return uint16(r.Uint32()) }
 	return func() { dns.Id = old }
 }

@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"mailarray/node/strategy"
+	"mailarray/sim/simnet"
 )
 
 // Scenario is one simulated run, read from scenarios/<name>.yaml: the
@@ -357,7 +358,7 @@ func (m *MembershipSpec) validate(bad func(key, f string, a ...any)) {
 }
 
 func (l *LinkSpec) validate(bad func(key, f string, a ...any)) {
-	d := DefaultNetConfig().Link
+	d := simnet.DefaultNetConfig().Link
 	if l.Latency == 0 && l.Jitter == 0 && l.BytesPerSec == 0 {
 		l.Latency, l.Jitter, l.BytesPerSec = Duration(d.Latency), Duration(d.Jitter), d.BandwidthBytesPerSec
 	}
@@ -366,8 +367,8 @@ func (l *LinkSpec) validate(bad func(key, f string, a ...any)) {
 	}
 }
 
-func (l LinkSpec) config() LinkConfig {
-	return LinkConfig{Latency: time.Duration(l.Latency), Jitter: time.Duration(l.Jitter), BandwidthBytesPerSec: l.BytesPerSec, LossRate: l.Loss}
+func (l LinkSpec) config() simnet.LinkConfig {
+	return simnet.LinkConfig{Latency: time.Duration(l.Latency), Jitter: time.Duration(l.Jitter), BandwidthBytesPerSec: l.BytesPerSec, LossRate: l.Loss}
 }
 
 func (sc *Scenario) validateNodes(bad func(key, f string, a ...any)) {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"mailarray/sim/simnet"
 )
 
 // discardLog is the *log.Logger net/http wants, without the log package.
@@ -33,8 +35,8 @@ type putResult struct {
 // keep-alive to a server host that stores them in bbolt (Batch, group
 // commit) and notes each one. It runs inside the caller's bubble, with its
 // own driver, and tears down in the documented order.
-func putScenario(t testing.TB, seed uint64, cfg NetConfig, clients, perClient int) putResult {
-	n := NewNet(seed, cfg)
+func putScenario(t testing.TB, seed uint64, cfg simnet.NetConfig, clients, perClient int) putResult {
+	n := simnet.NewNet(seed, cfg)
 	stop := n.Start()
 	t0 := time.Now()
 
@@ -89,7 +91,7 @@ func putScenario(t testing.TB, seed uint64, cfg NetConfig, clients, perClient in
 	for g := range clients {
 		name := fmt.Sprintf("client%d", g)
 		host := n.Host(fmt.Sprintf("10.0.1.%d", g+1))
-		rnd := n.Rand(name)
+		rnd := netRand(n, name)
 		tr := &http.Transport{DialContext: host.DialContext, MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second}
 		transports = append(transports, tr)
 		cl := &http.Client{Transport: tr, Timeout: 30 * time.Second}

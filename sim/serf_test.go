@@ -15,6 +15,8 @@ import (
 	"github.com/hashicorp/serf/serf"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"mailarray/sim/simnet"
 )
 
 // serfNode is real serf on a simulated host.
@@ -22,7 +24,7 @@ type serfNode struct {
 	name string
 	tr   *MemberlistTransport
 	sf   *serf.Serf
-	host *Host
+	host *simnet.Host
 
 	mu     sync.Mutex
 	events []serfEvent
@@ -38,7 +40,7 @@ type serfEvent struct {
 
 // startSerf starts serf with memberlist's LAN profile (what `mailarray
 // serve` uses by default) on host.
-func startSerf(t *testing.T, n *Net, name, ip string) *serfNode {
+func startSerf(t *testing.T, n *simnet.Net, name, ip string) *serfNode {
 	host := n.Host(ip)
 	tr, err := NewMemberlistTransport(host, 7946)
 	require.NoError(t, err)
@@ -111,7 +113,7 @@ type serfDelays struct {
 func measureSerf(t *testing.T, seed uint64) serfDelays {
 	var d serfDelays
 	synctest.Test(t, func(t *testing.T) {
-		n := NewNet(seed, DefaultNetConfig())
+		n := simnet.NewNet(seed, simnet.DefaultNetConfig())
 		stop := n.Start()
 		var nodes []*serfNode
 		for i := 1; i <= 3; i++ {
@@ -245,7 +247,7 @@ func serfSeeds() int {
 // saw the other again.
 func measureSerfPartition(t *testing.T, seed uint64) (rejoin []time.Duration) {
 	synctest.Test(t, func(t *testing.T) {
-		n := NewNet(seed, DefaultNetConfig())
+		n := simnet.NewNet(seed, simnet.DefaultNetConfig())
 		stop := n.Start()
 		var nodes []*serfNode
 		for i := 1; i <= 3; i++ {

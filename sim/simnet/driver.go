@@ -1,4 +1,4 @@
-package sim
+package simnet
 
 import (
 	"cmp"
@@ -246,7 +246,7 @@ func (n *Net) Run(ctx context.Context) {
 	n.mu.Lock()
 	if n.running {
 		n.mu.Unlock()
-		panic("sim: invariant violated: two drivers running on one Net")
+		panic("simnet: invariant violated: two drivers running on one Net")
 	}
 	n.running = true
 	n.mu.Unlock()

@@ -1,4 +1,4 @@
-package sim
+package simnet
 
 import (
 	"context"
@@ -128,10 +128,10 @@ type Conn struct {
 
 var _ net.Conn = (*Conn)(nil)
 
-// lastArrivalSent is when the peer sent the last data that arrived on c.
+// LastArrivalSent is when the peer sent the last data that arrived on c.
 // After a request-reply exchange (an SMTP reply, which the server sends
 // nothing after until the client speaks) it is when the reply was sent.
-func (c *Conn) lastArrivalSent() time.Time {
+func (c *Conn) LastArrivalSent() time.Time {
 	c.in.mu.Lock()
 	defer c.in.mu.Unlock()
 	return c.host.n.epoch.Add(time.Duration(c.in.lastSent))

@@ -1,4 +1,4 @@
-package sim
+package simnet
 
 import (
 	"bytes"
@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,6 +21,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
+
+// discardLog is the *log.Logger net/http wants, without the log package.
+var discardLog = slog.NewLogLogger(slog.DiscardHandler, slog.LevelError)
 
 // TestHTTPKeepAlive runs net/http over the simulator: keep-alive reuses
 // one connection, concurrent clients get a few, and the teardown order
@@ -246,4 +251,12 @@ func TestDNSOverSim(t *testing.T) {
 		require.NoError(t, srv.Shutdown())
 		require.NoError(t, <-served)
 	})
+}
+
+func mustRequest(method, url, body string) *http.Request {
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		panic(err)
+	}
+	return req
 }

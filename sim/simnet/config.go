@@ -1,4 +1,4 @@
-package sim
+package simnet
 
 import (
 	"errors"
@@ -30,13 +30,13 @@ type LinkConfig struct {
 func (l LinkConfig) Validate() error {
 	switch {
 	case l.Latency < 0:
-		return fmt.Errorf("sim: link latency %v < 0", l.Latency)
+		return fmt.Errorf("simnet: link latency %v < 0", l.Latency)
 	case l.Jitter < 0:
-		return fmt.Errorf("sim: link jitter %v < 0", l.Jitter)
+		return fmt.Errorf("simnet: link jitter %v < 0", l.Jitter)
 	case l.BandwidthBytesPerSec < 0:
-		return fmt.Errorf("sim: link bandwidth %d bytes/s < 0", l.BandwidthBytesPerSec)
+		return fmt.Errorf("simnet: link bandwidth %d bytes/s < 0", l.BandwidthBytesPerSec)
 	case !(l.LossRate >= 0 && l.LossRate < 1): // also rejects NaN
-		return fmt.Errorf("sim: link loss rate %v outside [0, 1)", l.LossRate)
+		return fmt.Errorf("simnet: link loss rate %v outside [0, 1)", l.LossRate)
 	}
 	return nil
 }
@@ -141,38 +141,38 @@ func DefaultNetConfig() NetConfig {
 // Validate reports a config that cannot be simulated.
 func (c NetConfig) Validate() error {
 	if err := c.Link.Validate(); err != nil {
-		return fmt.Errorf("sim: default link: %w", err)
+		return fmt.Errorf("simnet: default link: %w", err)
 	}
 	if err := c.Loopback.Validate(); err != nil {
-		return fmt.Errorf("sim: loopback: %w", err)
+		return fmt.Errorf("simnet: loopback: %w", err)
 	}
 	for i, o := range c.Links {
 		if net.ParseIP(o.A) == nil || net.ParseIP(o.B) == nil {
-			return fmt.Errorf("sim: link override %d: hosts %q, %q must be IP addresses", i, o.A, o.B)
+			return fmt.Errorf("simnet: link override %d: hosts %q, %q must be IP addresses", i, o.A, o.B)
 		}
 		if err := o.Link.Validate(); err != nil {
-			return fmt.Errorf("sim: link override %d (%s-%s): %w", i, o.A, o.B, err)
+			return fmt.Errorf("simnet: link override %d (%s-%s): %w", i, o.A, o.B, err)
 		}
 	}
 	switch {
 	case c.ConnectTimeout <= 0:
-		return errors.New("sim: ConnectTimeout must be > 0")
+		return errors.New("simnet: ConnectTimeout must be > 0")
 	case c.RetransmitTimeout < 0:
-		return errors.New("sim: RetransmitTimeout must be >= 0")
+		return errors.New("simnet: RetransmitTimeout must be >= 0")
 	case c.StreamBufferBytes <= 0:
-		return errors.New("sim: StreamBufferBytes must be > 0")
+		return errors.New("simnet: StreamBufferBytes must be > 0")
 	case c.SegmentBytesMax <= 0:
-		return errors.New("sim: SegmentBytesMax must be > 0")
+		return errors.New("simnet: SegmentBytesMax must be > 0")
 	case c.SegmentOverheadBytes < 0:
-		return errors.New("sim: SegmentOverheadBytes must be >= 0")
+		return errors.New("simnet: SegmentOverheadBytes must be >= 0")
 	case c.ListenBacklog <= 0:
-		return errors.New("sim: ListenBacklog must be > 0")
+		return errors.New("simnet: ListenBacklog must be > 0")
 	case c.PacketQueueLen <= 0:
-		return errors.New("sim: PacketQueueLen must be > 0")
+		return errors.New("simnet: PacketQueueLen must be > 0")
 	case c.DatagramBytesMax <= 0 || c.DatagramBytesMax > maxUDPPayload:
-		return fmt.Errorf("sim: DatagramBytesMax must be in (0, %d]", maxUDPPayload)
+		return fmt.Errorf("simnet: DatagramBytesMax must be in (0, %d]", maxUDPPayload)
 	case c.EphemeralPortMin < 1 || c.EphemeralPortMax > 65535 || c.EphemeralPortMin > c.EphemeralPortMax:
-		return fmt.Errorf("sim: ephemeral ports [%d, %d] not within [1, 65535]", c.EphemeralPortMin, c.EphemeralPortMax)
+		return fmt.Errorf("simnet: ephemeral ports [%d, %d] not within [1, 65535]", c.EphemeralPortMin, c.EphemeralPortMax)
 	}
 	return nil
 }

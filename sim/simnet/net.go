@@ -1,4 +1,4 @@
-package sim
+package simnet
 
 import (
 	"cmp"
@@ -18,8 +18,6 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
-
-	"mailarray/node/env"
 )
 
 // Net is the simulated network: hosts, links, and the driver's queue of
@@ -50,7 +48,7 @@ type Net struct {
 	digest    *xxhash.Digest
 	scratch   []byte
 	notes     []note
-	rands     map[string]*env.Rand
+	rands     map[string]*rand.Rand
 	running   bool
 	events    int64 // deliveries
 	steps     int64 // quiescent steps of the driver
@@ -108,7 +106,7 @@ func NewNet(seed uint64, cfg NetConfig) *Net {
 		rng:       rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		timerSeq:  map[string]uint64{},
 		digest:    xxhash.New(),
-		rands:     map[string]*env.Rand{},
+		rands:     map[string]*rand.Rand{},
 	}
 	for _, o := range cfg.Links {
 		a, b := canonicalIP(o.A), canonicalIP(o.B)
@@ -121,7 +119,7 @@ func NewNet(seed uint64, cfg NetConfig) *Net {
 func canonicalIP(s string) string {
 	ip := net.ParseIP(s)
 	if ip == nil {
-		panic(fmt.Sprintf("sim: %q is not an IP address", s))
+		panic(fmt.Sprintf("simnet: %q is not an IP address", s))
 	}
 	return ip.String()
 }
@@ -254,22 +252,50 @@ func (n *Net) releaseStalledLocked() {
 
 // Rand returns the random stream of the node called name, derived from the
 // net's seed and name only: the same name gets the same stream in every run
-// (and the same *env.Rand within a run).
-func (n *Net) Rand(name string) *env.Rand {
+// (and the same *rand.Rand within a run). It is safe for concurrent use and
+// draws exactly what env.NewRand(StreamSeed(seed, name)) draws, so a
+// caller may wrap it as an env.Rand (&env.Rand{Rand: r}) and the real-time
+// load generator, which has no Net, can draw the same streams.
+func (n *Net) Rand(name string) *rand.Rand {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if r := n.rands[name]; r != nil {
 		return r
 	}
-	h := fnv.New64a()
-	h.Write([]byte(name))
-	r := env.NewRand(splitmix64(n.seed ^ h.Sum64()))
+	r := newLockedRand(StreamSeed(n.seed, name))
 	n.rands[name] = r
 	return r
 }
 
-// splitmix64 decorrelates nearby seeds.
-func splitmix64(x uint64) uint64 {
+// StreamSeed is the seed of the stream Net.Rand(name) gives on a net
+// created with seed.
+func StreamSeed(seed uint64, name string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return SplitMix64(seed ^ h.Sum64())
+}
+
+// newLockedRand is a PCG stream seeded as env.NewRand seeds it, behind a
+// mutex. (This package does not import mailarray's env: a test in package
+// sim checks that both give the same draws.)
+func newLockedRand(seed uint64) *rand.Rand {
+	return rand.New(&lockedSource{src: rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)})
+}
+
+type lockedSource struct {
+	mu  sync.Mutex
+	src *rand.PCG
+}
+
+func (s *lockedSource) Uint64() uint64 {
+	s.mu.Lock()
+	v := s.src.Uint64()
+	s.mu.Unlock()
+	return v
+}
+
+// SplitMix64 decorrelates nearby seeds.
+func SplitMix64(x uint64) uint64 {
 	x += 0x9e3779b97f4a7c15
 	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
 	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
@@ -394,8 +420,6 @@ type Host struct {
 	dials     uint64 // streams dialed, to keep stream keys unique
 	binds     uint64 // packet sockets opened, likewise
 }
-
-var _ env.Net = (*Host)(nil)
 
 // IP returns the host's address.
 func (h *Host) IP() string { return h.ip }
