@@ -48,10 +48,18 @@ type Config struct {
 
 	// Node tuning (the YAML keys of node.Tuning), short so that pending
 	// resolution, rebuild and anti-entropy happen within a run.
+	// RebuildPerScan keeps production's ratio of rebuild time to downtime:
+	// a node holds far more copies than one scan moves (512 every 2 s), so
+	// a node restarted or restored within a minute is back long before
+	// the rebuild of what it held is done. With a run's few hundred
+	// messages and a production throttle, the others would rebuild every
+	// copy while they still see the node failed or left (several seconds
+	// after it is back) and a restored backup would find nothing.
 	AntiEntropyEvery time.Duration
 	MaintainEvery    time.Duration
 	PendingTimeout   time.Duration
 	OrphanGrace      time.Duration
+	RebuildPerScan   int
 
 	// ReadyTimeout bounds each wait for the nodes to be ready (start,
 	// restart); QuiesceTimeout the wait for quiescence after the load;
@@ -82,6 +90,7 @@ func DefaultConfig() Config {
 		MaintainEvery:    500 * time.Millisecond,
 		PendingTimeout:   4 * time.Second,
 		OrphanGrace:      15 * time.Second,
+		RebuildPerScan:   1, // ~2 copies/s a node at MaintainEvery 500ms
 		ReadyTimeout:     2 * time.Minute,
 		QuiesceTimeout:   3 * time.Minute,
 		DetectTimeout:    time.Minute,
@@ -104,6 +113,9 @@ func (c Config) Validate() error {
 	}
 	if c.Drain <= c.SMTPTimeout {
 		bad("Drain", "%v must exceed SMTPTimeout %v, so transactions in flight end", c.Drain, c.SMTPTimeout)
+	}
+	if c.RebuildPerScan < 1 {
+		bad("RebuildPerScan", "%d must be >= 1", c.RebuildPerScan)
 	}
 	if c.RatePerSec <= 0 || c.Senders < 1 || c.Readers < 0 || c.Mailboxes < 1 || c.MessageBytes < 512 {
 		bad("load", "rate %v, senders %d, readers %d, mailboxes %d, message bytes %d out of range", c.RatePerSec, c.Senders, c.Readers, c.Mailboxes, c.MessageBytes)

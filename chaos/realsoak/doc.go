@@ -14,8 +14,12 @@
 //   - pause: SIGSTOP a node until the others declare it failed, hold it
 //     a little longer, SIGCONT;
 //   - restore: take a backup of a node as docs/deploy.md section 7 says
-//     (stop it, copy node.db, start it), later stop it again, put the
-//     backup back as node.db, start it.
+//     (stop it with SIGTERM, copy node.db, start it), later stop it again,
+//     put the backup back as node.db, start it. Half the seeds stop it for
+//     the restore with SIGTERM, as the guide says (the others see it leave
+//     and rebuild at once); the other half with SIGKILL and restart it at
+//     once, before the others notice (a crashed node back with an older
+//     disk).
 //
 // Then it waits for quiescence (every node: all members alive, nothing
 // pending, nothing under-replicated, no push queue, equal catalog

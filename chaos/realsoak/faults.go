@@ -34,6 +34,11 @@ type Plan struct {
 	Down time.Duration `json:"down"`
 	// BackupAt (restore) is when the backup is taken.
 	BackupAt time.Duration `json:"backup_at,omitempty"`
+	// Crash (restore): the node is stopped for the restore by SIGKILL and
+	// restarted at once, before the others notice (a crashed node whose
+	// disk was replaced by an older copy), rather than by SIGTERM as
+	// docs/deploy.md says (the others see it leave and rebuild at once).
+	Crash bool `json:"crash,omitempty"`
 }
 
 func (p Plan) String() string {
@@ -43,7 +48,11 @@ func (p Plan) String() string {
 	case KindPause:
 		return fmt.Sprintf("pause %s at %v until declared failed, then %v more", p.Node, p.At, p.Down)
 	case KindRestore:
-		return fmt.Sprintf("backup %s at %v, restore it at %v", p.Node, p.BackupAt, p.At)
+		how := "SIGTERM"
+		if p.Crash {
+			how = "SIGKILL"
+		}
+		return fmt.Sprintf("backup %s at %v, restore it at %v (%s)", p.Node, p.BackupAt, p.At, how)
 	}
 	return string(p.Kind)
 }
@@ -69,6 +78,7 @@ func NewPlan(seed uint64, loadDuration time.Duration) Plan {
 		// The backup early, the restore once mail the backup lacks exists.
 		p.BackupAt = between(500*time.Millisecond, 2*time.Second)
 		p.At = between(p.BackupAt+3*time.Second, loadDuration-time.Second)
+		p.Crash = r.IntN(2) == 0
 	}
 	return p
 }
@@ -186,15 +196,19 @@ func (f *faulter) apply(ctx context.Context) error {
 			return err
 		}
 		// To restore: stop, put the file back as node.db, start.
-		f.step("stop %s (SIGTERM) to restore its backup", p.Node)
-		if err := f.cl.Fault(sim.FaultSpec{Action: sim.FaultRemoveNode, Node: p.Node}); err != nil {
+		stop, start := sim.FaultRemoveNode, sim.FaultAddNode
+		if p.Crash {
+			stop, start = sim.FaultCrash, sim.FaultRestart
+		}
+		f.step("stop %s (%s) to restore its backup", p.Node, map[bool]string{false: "SIGTERM", true: "SIGKILL"}[p.Crash])
+		if err := f.cl.Fault(sim.FaultSpec{Action: stop, Node: p.Node}); err != nil {
 			return err
 		}
 		if err := copyFile(backup, db); err != nil {
 			return err
 		}
 		f.step("restored %s from %s", db, filepath.Base(backup))
-		return f.startNode(ctx, sim.FaultAddNode)
+		return f.startNode(ctx, start)
 	}
 	return fmt.Errorf("realsoak: unknown fault kind %q", p.Kind)
 }

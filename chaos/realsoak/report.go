@@ -25,7 +25,7 @@ func (t *kindTotals) add(r *RunResult) {
 		t.errors++
 	}
 	t.acked += r.Accepted
-	t.holders += r.PhantomHolders.Count
+	t.holders += r.PhantomHolders.Count + r.FilePhantomHolders.Count
 	if r.NotQuiet != "" {
 		t.notQuiet++
 	}
@@ -80,7 +80,7 @@ func (s *Summary) Markdown(cfg Config, cmd, replay string) []byte {
 	p("`%s`: %d runs (seeds %d..%d) of three `mailarray serve` processes on loopback, R=2 W=2, ", cmd, len(s.Runs), s.FirstSeed, s.FirstSeed+uint64(max(len(s.Runs), 1))-1)
 	p("under %v of Poisson SMTP load at %v msgs/s from %d senders to %d mailboxes (unique Message-IDs, every 250 recorded with its queue id) ", cfg.LoadDuration, cfg.RatePerSec, cfg.Senders, cfg.Mailboxes)
 	p("and %d POP3 readers that delete, with one fault per run drawn from its seed. ", cfg.Readers)
-	p("Tuning: anti-entropy %v, maintenance %v, pending timeout %v, orphan grace %v; gossip profile local. ", cfg.AntiEntropyEvery, cfg.MaintainEvery, cfg.PendingTimeout, cfg.OrphanGrace)
+	p("Tuning: anti-entropy %v, maintenance %v, pending timeout %v, orphan grace %v, rebuild %d copies a scan; gossip profile local. ", cfg.AntiEntropyEvery, cfg.MaintainEvery, cfg.PendingTimeout, cfg.OrphanGrace, cfg.RebuildPerScan)
 	p("After the load: quiescence (all members alive, no pending, under_replicated 0, empty push queues, equal catalog digests), ")
 	p("every mailbox read by POP3 from every node, then, with the processes stopped, `chaos.Check` over the three node.db files and a phantom-holder scan. ")
 	p("chaos/realsoak/doc.go says exactly what each fault does.\n\n")
@@ -115,7 +115,7 @@ func (s *Summary) Markdown(cfg Config, cmd, replay string) []byte {
 	}
 	row("**all**", total)
 	p("\nlost: acknowledged, no valid copy on any node (files). unreadable: acknowledged and not deleted, absent from a node's POP3 listing (counted per node). ")
-	p("phantom holders: a committed entry lists a node whose store lacks the copy (one failure from loss). ")
+	p("phantom holders: a committed entry lists a node that lacks the copy (one failure from loss), asked over the peer API after quiescence and before the reads (a POP3 read repairs a missing copy), plus the same from the files at the end. ")
 	p("POP3 IN-USE waits: logins of the read check refused -ERR [IN-USE] before going through, after quiescence; readers' IN-USE: the load's readers refused so during the run.\n\n")
 
 	failed := s.Failed()

@@ -42,9 +42,13 @@ type RunResult struct {
 	NotQuiet   string        `json:"not_quiet,omitempty"`
 	QuietAfter time.Duration `json:"quiet_after"`
 	Read       *ReadResult   `json:"read,omitempty"`
-	// PhantomHolders are catalog locations whose store lacks the copy.
-	PhantomHolders Finding       `json:"phantom_holders"`
-	Check          *chaos.Result `json:"check,omitempty"`
+	// PhantomHolders are catalog locations whose node lacks the copy,
+	// asked over the peer API after quiescence and before the POP3 reads
+	// (which repair missing copies); FilePhantomHolders the same from the
+	// files at the end, checksums included.
+	PhantomHolders     Finding       `json:"phantom_holders"`
+	FilePhantomHolders Finding       `json:"file_phantom_holders"`
+	Check              *chaos.Result `json:"check,omitempty"`
 
 	Wall   time.Duration            `json:"wall"`
 	Phases map[string]time.Duration `json:"phases"`
@@ -73,7 +77,8 @@ func (r *RunResult) Violations() []string {
 		add("POP3: wrong mailbox", rd.WrongMailbox)
 		add("POP3: mailbox unreadable", rd.Sessionless)
 	}
-	add("phantom holder (listed location lacks the copy)", r.PhantomHolders)
+	add("phantom holder (listed location lacks the copy, before the reads)", r.PhantomHolders)
+	add("phantom holder in the files (after the reads)", r.FilePhantomHolders)
 	if r.Check != nil {
 		for _, v := range r.Check.Violations() {
 			out = append(out, "files: "+v)
@@ -134,9 +139,10 @@ func run(ctx context.Context, cfg Config, seed uint64, out io.Writer, res *RunRe
 	defer os.Remove(tuning)
 	key := make([]byte, 16)
 	rand.Read(key) // crypto/rand.Read does not fail
+	peerKey := hex.EncodeToString(key)
 	ccfg := bench.DefaultClusterConfig(cfg.Bin, dir, sc)
 	ccfg.ReadyTimeout = cfg.ReadyTimeout
-	ccfg.ExtraArgs = []string{"--config", tuning, "--peer-key", hex.EncodeToString(key)}
+	ccfg.ExtraArgs = []string{"--config", tuning, "--peer-key", peerKey}
 
 	t := time.Now()
 	fmt.Fprintf(out, "seed %d: %s; starting 3 nodes in %s\n", seed, res.Plan, dir)
@@ -187,6 +193,12 @@ func run(ctx context.Context, cfg Config, seed uint64, out io.Writer, res *RunRe
 	}
 
 	t = time.Now()
+	if res.PhantomHolders, err = liveHolders(ctx, cl, peerKey); err != nil {
+		return err
+	}
+	phase("holders", t)
+
+	t = time.Now()
 	res.Read = readAll(ctx, cl, cfg, rep)
 	phase("read", t)
 	if err := ctx.Err(); err != nil {
@@ -196,7 +208,7 @@ func run(ctx context.Context, cfg Config, seed uint64, out io.Writer, res *RunRe
 	t = time.Now()
 	cl.Close()
 	closed = true
-	if res.PhantomHolders, err = phantomHolders(dir); err != nil {
+	if res.FilePhantomHolders, err = phantomHolders(dir); err != nil {
 		return err
 	}
 	for _, name := range nodeNames {
@@ -252,7 +264,7 @@ func scenario(cfg Config, seed uint64) (sim.Scenario, error) {
 			MessagesPerConnection: 5, SMTPTimeout: sim.Duration(cfg.SMTPTimeout),
 			Size:    sim.SizeSpec{Dist: sim.SizeLognormal, MedianBytes: cfg.MessageBytes, Sigma: 0.5, MinBytes: 512, MaxBytes: 16 * cfg.MessageBytes},
 			ZipfS:   -1, // uniform: every mailbox gets mail
-			Readers: cfg.Readers, ReadInterval: sim.Duration(time.Second), ReadMax: 5,
+			Readers: cfg.Readers, ReadInterval: sim.Duration(2 * time.Second), ReadMax: 5,
 		},
 	}
 	for _, n := range nodeNames {
@@ -267,6 +279,6 @@ func scenario(cfg Config, seed uint64) (sim.Scenario, error) {
 // tuningYAML is the nodes' --config file: the tuning knobs only (the
 // flags give the rest).
 func tuningYAML(cfg Config) string {
-	return fmt.Sprintf("tuning:\n  anti-entropy-every: %v\n  maintain-every: %v\n  pending-timeout: %v\n  orphan-grace: %v\n",
-		cfg.AntiEntropyEvery, cfg.MaintainEvery, cfg.PendingTimeout, cfg.OrphanGrace)
+	return fmt.Sprintf("tuning:\n  anti-entropy-every: %v\n  maintain-every: %v\n  pending-timeout: %v\n  orphan-grace: %v\n  rebuild-per-scan: %d\n",
+		cfg.AntiEntropyEvery, cfg.MaintainEvery, cfg.PendingTimeout, cfg.OrphanGrace, cfg.RebuildPerScan)
 }

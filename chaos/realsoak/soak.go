@@ -31,7 +31,9 @@ func (s *Summary) Failed() []*RunResult {
 // Soak runs seeds first .. first+runs-1 in turn, one array at a time (the
 // machine is small). A passing run's directory is removed unless
 // cfg.KeepPassing; a failing run's stays, with the node logs and files.
-func Soak(ctx context.Context, cfg Config, first uint64, runs int, out io.Writer) (*Summary, error) {
+// after, if set, is called after every run (to rewrite the report, so an
+// interrupted soak still leaves one).
+func Soak(ctx context.Context, cfg Config, first uint64, runs int, out io.Writer, after func(*Summary)) (*Summary, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -65,6 +67,10 @@ func Soak(ctx context.Context, cfg Config, first uint64, runs int, out io.Writer
 		}
 		if len(v) == 0 && !cfg.KeepPassing {
 			os.RemoveAll(RunDir(cfg.Dir, seed))
+		}
+		if after != nil {
+			s.Wall = time.Since(t0).Round(time.Second)
+			after(s)
 		}
 	}
 	return s, nil

@@ -207,6 +207,13 @@ func readAll(ctx context.Context, cl *bench.Cluster, cfg Config, rep *sim.Report
 			}
 		}
 	}
+	tallySeen(res, rep, seen)
+	return res
+}
+
+// tallySeen finds, from how many times each node showed each message,
+// the duplicated and the unreadable ones.
+func tallySeen(res *ReadResult, rep *sim.Report, seen map[string]map[int]int) {
 	for i := range rep.Records {
 		rec := &rep.Records[i]
 		for _, name := range nodeNames {
@@ -218,7 +225,6 @@ func readAll(ctx context.Context, cl *bench.Cluster, cfg Config, rep *sim.Report
 			}
 		}
 	}
-	return res
 }
 
 // popMessage is one message a POP3 session served.

@@ -40,6 +40,7 @@ func run(args []string) int {
 	fs.StringVar(&cfg.Bin, "bin", cfg.Bin, "the mailarray binary (make build)")
 	fs.StringVar(&cfg.Dir, "dir", cfg.Dir, "working directory: one run-<seed> directory per run, kept when the run fails")
 	fs.BoolVar(&cfg.KeepPassing, "keep", false, "keep the directories of passing runs too")
+	plans := fs.Bool("plan", false, "print each run's fault and exit (nothing is started)")
 	fs.DurationVar(&cfg.LoadDuration, "load", cfg.LoadDuration, "load duration of a run")
 	fs.Float64Var(&cfg.RatePerSec, "rate", cfg.RatePerSec, "messages per second offered")
 	fs.IntVar(&cfg.Senders, "senders", cfg.Senders, "SMTP senders")
@@ -51,28 +52,38 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "soakreal: -runs must be >= 1")
 		return 2
 	}
+	if *plans {
+		for i := range *runs {
+			fmt.Printf("seed %d: %s\n", *seed+uint64(i), realsoak.NewPlan(*seed+uint64(i), cfg.LoadDuration))
+		}
+		return 0
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	go func() {
 		// After the first signal, the next one has its default effect.
 		<-ctx.Done()
 		stop()
 	}()
-	s, err := realsoak.Soak(ctx, cfg, *seed, *runs, os.Stderr)
+	cmd := fmt.Sprintf("make soak-real RUNS=%d SEED=%d", *runs, *seed)
+	jsPath := filepath.Join(cfg.Dir, "soak-real.json")
+	write := func(s *realsoak.Summary) {
+		md := s.Markdown(cfg, cmd, "make soak-real RUNS=1 SEED=%d")
+		err := os.MkdirAll(filepath.Dir(*out), 0o755)
+		if err == nil {
+			err = os.WriteFile(*out, md, 0o644)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "soakreal:", err)
+		}
+		js, _ := json.MarshalIndent(s, "", "  ")
+		os.WriteFile(jsPath, js, 0o644)
+	}
+	s, err := realsoak.Soak(ctx, cfg, *seed, *runs, os.Stderr, write)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "soakreal:", err)
 		return 2
 	}
-	cmd := fmt.Sprintf("make soak-real RUNS=%d SEED=%d", *runs, *seed)
-	md := s.Markdown(cfg, cmd, "make soak-real RUNS=1 SEED=%d")
-	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err == nil {
-		err = os.WriteFile(*out, md, 0o644)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "soakreal:", err)
-	}
-	js, _ := json.MarshalIndent(s, "", "  ")
-	jsPath := filepath.Join(cfg.Dir, "soak-real.json")
-	os.WriteFile(jsPath, js, 0o644)
+	write(s)
 	failed := s.Failed()
 	fmt.Fprintf(os.Stderr, "soakreal: %d runs, %d failed, %v; report %s, every run in %s\n", len(s.Runs), len(failed), s.Wall, *out, jsPath)
 	if len(failed) > 0 {
