@@ -97,8 +97,9 @@ bench-real: build
 # The real-process soak: RUNS runs (seeds SEED..SEED+RUNS-1) of three
 # mailarray serve processes on loopback under load, each with SIGKILL and
 # restart, SIGSTOP/SIGCONT or a restart from a backup, checked against what
-# the load saw acknowledged; report in results/soak-real.md. About 1 min a
-# run on 2 cores. RUNS=1 SEED=N replays one run.
+# the load saw acknowledged; report in results/soak-real.md (rewritten after
+# every run). About 40 s a run on 2 cores (100 runs: about 70 min).
+# RUNS=1 SEED=N replays one run; bin/soakreal -plan -runs N lists the faults.
 RUNS ?= 100
 SEED ?= 1
 soak-real: build
