@@ -213,18 +213,49 @@ func (f *faulter) apply(ctx context.Context) error {
 	return fmt.Errorf("realsoak: unknown fault kind %q", p.Kind)
 }
 
+// startRetries bounds the restarts of a node that could not bind its
+// ports: a port the harness chose from the ephemeral range may have been
+// taken meanwhile, as the source port of some connection on the machine.
+const startRetries = 10
+
 // startNode starts the plan's node again (action restart after a crash,
 // add_node after a stop). The cluster's own health wait is short; a node
 // that is running but slow to answer is left to the caller's readiness
-// wait rather than failing the run.
+// wait rather than failing the run. A start that fails because a port is
+// taken is tried again (a fault of the harness, not of the array).
 func (f *faulter) startNode(ctx context.Context, action string) error {
-	f.step("start %s", f.plan.Node)
-	err := f.cl.Fault(sim.FaultSpec{Action: action, Node: f.plan.Node})
-	if err != nil && f.cl.Node(f.plan.Node).State == "alive" && strings.Contains(err.Error(), "not healthy") {
-		f.step("%s slow to start (%v): waiting for readiness", f.plan.Node, err)
-		return nil
+	name := f.plan.Node
+	for attempt := 0; ; attempt++ {
+		f.step("start %s", name)
+		err := f.cl.Fault(sim.FaultSpec{Action: action, Node: name})
+		if err == nil {
+			return nil
+		}
+		if f.cl.Node(name).State == "alive" && strings.Contains(err.Error(), "not healthy") {
+			f.step("%s slow to start (%v): waiting for readiness", name, err)
+			return nil
+		}
+		if attempt >= startRetries || !strings.Contains(err.Error(), "exited at start") || !f.portTaken() {
+			return err
+		}
+		f.step("%s could not bind a port (taken meanwhile by another socket): starting it again", name)
+		// The exited process is marked crashed so that it can be restarted.
+		f.cl.Fault(sim.FaultSpec{Action: sim.FaultCrash, Node: name})
+		action = sim.FaultRestart
+		if err := pause(ctx, time.Second); err != nil {
+			return err
+		}
 	}
-	return err
+}
+
+// portTaken reports whether the plan's node last exited because a listen
+// address was in use (the end of its log).
+func (f *faulter) portTaken() bool {
+	b, err := os.ReadFile(filepath.Join(f.dir, f.plan.Node+".log"))
+	if err != nil {
+		return false
+	}
+	return strings.Contains(string(b[max(0, len(b)-2048):]), "address already in use")
 }
 
 // waitDeclaredFailed polls the other nodes until each sees the paused node
