@@ -6,6 +6,9 @@ import (
 	"time"
 )
 
+// lineMax bounds a finding's line in the report (the run's JSON has all).
+const lineMax = 400
+
 // kindTotals adds up the runs of one fault kind.
 type kindTotals struct {
 	runs, failed, errors                           int
@@ -128,6 +131,9 @@ func (s *Summary) Markdown(cfg Config, cmd, replay string) []byte {
 				if i == 5 {
 					p("  - ... %d more\n", len(v)-5)
 					break
+				}
+				if len(x) > lineMax {
+					x = x[:lineMax] + " ..."
 				}
 				p("  - %s\n", x)
 			}

@@ -41,6 +41,7 @@ func run(args []string) int {
 	fs.StringVar(&cfg.Dir, "dir", cfg.Dir, "working directory: one run-<seed> directory per run, kept when the run fails")
 	fs.BoolVar(&cfg.KeepPassing, "keep", false, "keep the directories of passing runs too")
 	plans := fs.Bool("plan", false, "print each run's fault and exit (nothing is started)")
+	render := fs.String("render", "", "rewrite the report from this soak-real.json (of -dir) and exit")
 	fs.DurationVar(&cfg.LoadDuration, "load", cfg.LoadDuration, "load duration of a run")
 	fs.Float64Var(&cfg.RatePerSec, "rate", cfg.RatePerSec, "messages per second offered")
 	fs.IntVar(&cfg.Senders, "senders", cfg.Senders, "SMTP senders")
@@ -55,6 +56,22 @@ func run(args []string) int {
 	if *plans {
 		for i := range *runs {
 			fmt.Printf("seed %d: %s\n", *seed+uint64(i), realsoak.NewPlan(*seed+uint64(i), cfg.LoadDuration))
+		}
+		return 0
+	}
+	if *render != "" {
+		b, err := os.ReadFile(*render)
+		var s realsoak.Summary
+		if err == nil {
+			err = json.Unmarshal(b, &s)
+		}
+		if err == nil {
+			cmd := fmt.Sprintf("make soak-real RUNS=%d SEED=%d", len(s.Runs), s.FirstSeed)
+			err = os.WriteFile(*out, s.Markdown(cfg, cmd, "make soak-real RUNS=1 SEED=%d"), 0o644)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "soakreal:", err)
+			return 2
 		}
 		return 0
 	}
