@@ -40,6 +40,10 @@ type ClusterConfig struct {
 	StopGrace time.Duration
 	// LogLevel of the nodes (their logs go to Dir/<name>.log).
 	LogLevel string
+	// ExtraArgs are appended to every node's command line, after the
+	// cluster's own flags (which they override): a --config file of tuning
+	// knobs, a --peer-key (the real-process soak, chaos/realsoak).
+	ExtraArgs []string
 }
 
 // DefaultClusterConfig returns the settings bench-real uses.
@@ -96,6 +100,8 @@ type RealNode struct {
 	SMTP, POP3, DNS, HTTP, Peer, Gossip string
 	// State is alive, crashed, removed or spare, as in the simulator.
 	State string
+	// Paused: the process is stopped (SIGSTOP) and State is still alive.
+	Paused bool
 
 	cmd  *exec.Cmd
 	done chan struct{} // closed when the current process has exited
@@ -209,6 +215,7 @@ func (c *Cluster) args(n *RealNode) []string {
 		"--smtp-max-sessions-per-ip", strconv.Itoa(sc.Load.Senders + sc.Load.Readers + sessionsPerIPSlack),
 		"--log-level", c.cfg.LogLevel,
 	}
+	a = append(a, c.cfg.ExtraArgs...)
 	// Join every other node that runs (none for the first to start).
 	for _, o := range c.nodes {
 		if o != n && o.State == "alive" {
@@ -229,14 +236,15 @@ func (c *Cluster) start(n *RealNode) error {
 	cmd := exec.Command(c.cfg.Bin, c.args(n)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group: a Ctrl-C reaches only benchreal, which then
-	// stops the nodes in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// stops the nodes in order. Where the OS can, the node is also killed
+	// when this process dies without stopping it (kill -9, a panic).
+	cmd.SysProcAttr = nodeProcAttr()
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("bench: cluster: start %s: %w", n.Spec.Name, err)
 	}
 	done := make(chan struct{})
-	n.cmd, n.done, n.State = cmd, done, "alive"
+	n.cmd, n.done, n.State, n.Paused = cmd, done, "alive", false
 	go func() {
 		cmd.Wait()
 		logf.Close()
@@ -409,6 +417,50 @@ func (c *Cluster) Fault(f sim.FaultSpec) error {
 	}
 }
 
+// Pause freezes node name's process with SIGSTOP: it keeps its sockets
+// and files but answers nothing, as a stalled VM or a debugger would; its
+// peers declare it failed after the detection time. Resume thaws it.
+func (c *Cluster) Pause(name string) error {
+	return c.freeze(name, true)
+}
+
+// Resume thaws a node Pause froze (SIGCONT).
+func (c *Cluster) Resume(name string) error {
+	return c.freeze(name, false)
+}
+
+func (c *Cluster) freeze(name string, pause bool) error {
+	n := c.Node(name)
+	if n == nil {
+		return fmt.Errorf("bench: pause %s: no such node", name)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n.State != "alive" || n.cmd == nil || n.Paused == pause {
+		return fmt.Errorf("bench: pause=%v %s: node is %s (paused %v)", pause, name, n.State, n.Paused)
+	}
+	sig := syscall.SIGCONT
+	if pause {
+		sig = syscall.SIGSTOP
+	}
+	if err := n.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("bench: pause=%v %s: %w", pause, name, err)
+	}
+	n.Paused = pause
+	return nil
+}
+
+// DataDir is node name's data directory (its node.db and serf snapshot).
+func (c *Cluster) DataDir(name string) string {
+	return filepath.Join(c.cfg.Dir, name)
+}
+
+// WaitReady waits, up to ReadyTimeout, until every running node answers
+// /readyz and sees every running node alive (after a restart, say).
+func (c *Cluster) WaitReady(ctx context.Context) error {
+	return c.waitReady(ctx)
+}
+
 // waitHealthy waits for a started node's /healthz.
 func (c *Cluster) waitHealthy(n *RealNode) error {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
@@ -434,15 +486,20 @@ func (c *Cluster) waitHealthy(n *RealNode) error {
 // stop sends SIGTERM, waits StopGrace, then SIGKILL.
 func (c *Cluster) stop(n *RealNode, state string) {
 	c.mu.Lock()
-	cmd, done := n.cmd, n.done
+	cmd, done, paused := n.cmd, n.done, n.Paused
 	if n.State == "alive" {
 		n.State = state
 	}
+	n.Paused = false
 	c.mu.Unlock()
 	if cmd == nil {
 		return
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
+	if paused {
+		// A stopped process keeps the SIGTERM pending until it runs again.
+		cmd.Process.Signal(syscall.SIGCONT)
+	}
 	select {
 	case <-done:
 	case <-time.After(c.cfg.StopGrace):
@@ -649,7 +706,8 @@ func (c *Cluster) hasCopy(ctx context.Context, alive []*RealNode, id string) (bo
 	return false, nil
 }
 
-// Close stops every node (SIGTERM, then SIGKILL after StopGrace).
+// Close stops every node (SIGTERM, then SIGKILL after StopGrace); a
+// paused node is thawed first.
 func (c *Cluster) Close() error {
 	var wg sync.WaitGroup
 	for _, n := range c.alive() {

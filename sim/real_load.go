@@ -153,7 +153,26 @@ func (g *realGen) run(parent context.Context) (*Report, error) {
 	if err := parent.Err(); err != nil {
 		return nil, fmt.Errorf("sim: real: %w", err)
 	}
+	g.lateDeletions(rep)
 	return rep, nil
+}
+
+// lateDeletions marks in rep the deletions of reader sessions that were
+// still in flight when it was taken: their QUIT was answered, or cut (in
+// doubt), only after. Unlike the simulator's, the real world does not
+// freeze at the report: without this, a mailbox a reader emptied at the
+// end would count as lost (the real-process soak found it).
+func (g *realGen) lateDeletions(rep *Report) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i := range rep.Records {
+		rec := &rep.Records[i]
+		if rec.ID == "" {
+			continue
+		}
+		rec.Deleted = rec.Deleted || g.deleted[rec.CopyID()]
+		rec.MaybeDeleted = rec.MaybeDeleted || g.maybeDel[rec.CopyID()]
+	}
 }
 
 // arrivals draws the messages as the simulator does and queues each at
