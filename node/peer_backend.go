@@ -29,6 +29,7 @@ func (n *Node) startPeer() error {
 		Resolver:     n.members,
 		Dial:         n.env.Net.DialContext,
 		Key:          n.cfg.PeerKey,
+		MaxLockTTL:   lockTTL,
 		MaxCopyBytes: n.cfg.MaxMessageBytes + 1<<20,
 		Log:          n.log,
 		ChargeCPU:    n.env.ChargeCPU,
@@ -49,6 +50,7 @@ func (n *Node) startPeer() error {
 	if n.cfg.PeerAddr == "" {
 		return nil
 	}
+	n.warnPeerAuth()
 	l, err := n.listen("peer", n.cfg.PeerAddr)
 	if err != nil {
 		return err

@@ -111,6 +111,9 @@ type Status struct {
 	Verify          VerifyStatus        `json:"verify"`
 	Mailboxes       int                 `json:"mailboxes"`
 	Load            Load                `json:"load"`
+	// PeerAPI says how the peer API is protected (Config.PeerAPIMode):
+	// operators see an unauthenticated one here (peerauth.go).
+	PeerAPI string `json:"peer_api"`
 }
 
 // MemberStatus is one member as this node sees it.
@@ -154,7 +157,7 @@ func (n *Node) Status() Status {
 		Mirror: n.members.Table(), Replicas: n.cfg.Replicas, WriteQuorum: n.cfg.WriteQuorum,
 		CatalogDigest: n.cat.Digest(), Entries: map[string]int{},
 		UnderReplicated: n.UnderReplicated(), Mailboxes: n.dir.Len(), Load: n.Load(),
-		Rebuild: n.Rebuild(), Verify: n.Verify(),
+		Rebuild: n.Rebuild(), Verify: n.Verify(), PeerAPI: n.cfg.PeerAPIMode(),
 	}
 	st.MirrorPairs = st.Mirror.Pairs()
 	for s, c := range n.cat.Counts() {
