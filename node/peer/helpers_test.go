@@ -23,8 +23,8 @@ type memHandler struct {
 	pushes     int
 	locks      map[string]string
 	lockTTLs   map[string]time.Duration // the lease last granted per mailbox
-	horizon    Horizon // answered by ExchangeHorizon
-	heard      Horizon // the last caller's
+	horizon    Horizon                  // answered by ExchangeHorizon
+	heard      Horizon                  // the last caller's
 	digests    [catalog.Buckets]uint64
 	rebalanced int
 }
