@@ -84,6 +84,12 @@ func (n *Node) streamCounts() (out, in, http int) {
 }
 
 func (h peerHandler) StoreCopy(e catalog.Entry, data []byte) error {
+	// A peer's pending entry bypasses Apply: bound its version here, or
+	// it would reach the catalog unchecked (catalog.MaxAhead).
+	if err := h.n.cat.CheckVersion(&e); err != nil {
+		h.n.log.Warn("peer: copy refused: its entry is stamped too far in the future; is the sender's clock wrong?", "origin", e.Origin, "err", err)
+		return err
+	}
 	// writeLocal refuses a tombstoned id with errCopyDeleted, which is
 	// peer.ErrCopyDeleted (deliver.go).
 	return h.n.writeLocal(context.Background(), data, e)

@@ -173,6 +173,11 @@ func (s *Server) storeCopy(e catalog.Entry, data []byte) (int, string) {
 			// quorum whose transaction was already resolved away.
 			return http.StatusConflict, copyDeletedText
 		}
+		if errors.Is(err, catalog.ErrFutureVersion) {
+			// The sender's clock is far ahead of ours: refused, not
+			// a storage failure (catalog.MaxAhead).
+			return http.StatusBadRequest, "entry version too far in the future"
+		}
 		s.cfg.Log.Error("peer: store copy", "id", e.ID, "err", err)
 		return http.StatusInsufficientStorage, "store failed"
 	}
