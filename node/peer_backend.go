@@ -41,6 +41,8 @@ func (n *Node) startPeer() error {
 			return err
 		}
 		pcfg.TLS = t
+		// Rotated certificates are taken without a restart.
+		n.goLoop(func(ctx context.Context) { t.Watch(ctx, n.cfg.UsersReload, n.log) })
 	}
 	c, err := peer.NewClient(pcfg)
 	if err != nil {
