@@ -199,6 +199,18 @@ func (n *Node) httpHandler() http.Handler {
 		writeJSON(w, n.RebalanceAll(r.Context()))
 	})
 	admin("GET /v1/quarantine", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.Quarantined()) })
+	admin("GET /v1/quarantine/{id}", func(w http.ResponseWriter, r *http.Request) {
+		data, err := n.QuarantinedMessage(r.Context(), r.PathValue("id"))
+		if err != nil {
+			httpError(w, err)
+			return
+		}
+		// RFC 2046 §5.2.1: a whole message. nosniff keeps a browser from
+		// rendering held mail as a page.
+		w.Header().Set("Content-Type", "message/rfc822")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Write(data)
+	})
 	admin("POST /v1/quarantine/{id}/release", func(w http.ResponseWriter, r *http.Request) {
 		if err := n.Release(r.Context(), r.PathValue("id")); err != nil {
 			httpError(w, err)
