@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -258,4 +259,53 @@ func TestServeRefusesOpenPeerAPI(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, node.PeerAPIKey, st.PeerAPI)
 	assert.NotContains(t, keyed.log(), "peer API has neither")
+}
+
+// TestPeerCertRotationWithoutRestart: a running node given a new peer
+// certificate from the same CA (files replaced with `mv`, as docs/deploy.md
+// says) presents it on new connections, without a restart.
+func TestPeerCertRotationWithoutRestart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tlsDir, nextDir := filepath.Join(dir, "tls"), filepath.Join(dir, "next")
+	for _, args := range [][]string{
+		{"tls", "ca", "--out", tlsDir},
+		{"tls", "cert", "--ca", tlsDir, "--name", "n1", "--ip", "127.0.0.1", "--out", tlsDir},
+		{"tls", "cert", "--ca", tlsDir, "--name", "n1", "--ip", "127.0.0.1", "--out", nextDir},
+		{"tls", "cert", "--ca", tlsDir, "--name", "probe", "--out", tlsDir},
+	} {
+		_, errOut, code := runCommand(t, "", args...)
+		require.Zero(t, code, "mailarray %s: %s", strings.Join(args, " "), errOut)
+	}
+	p := startNode(t, nodeOpts{name: "n1", dir: dir, users: writeUsers(t, dir, clusterUsers...), extra: []string{
+		"--peer-ca", filepath.Join(tlsDir, "ca.pem"),
+		"--peer-cert", filepath.Join(tlsDir, "n1.pem"),
+		"--peer-cert-key", filepath.Join(tlsDir, "n1-key.pem"),
+	}})
+	probe, err := tls.LoadX509KeyPair(filepath.Join(tlsDir, "probe.pem"), filepath.Join(tlsDir, "probe-key.pem"))
+	require.NoError(t, err)
+	served := func() string {
+		conn, err := tls.Dial("tcp", p.addrs["peer"], &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{probe}})
+		if err != nil {
+			return "dial: " + err.Error()
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	serialOf := func(file string) string {
+		c, err := tls.LoadX509KeyPair(file, strings.TrimSuffix(file, ".pem")+"-key.pem")
+		require.NoError(t, err)
+		leaf, err := x509.ParseCertificate(c.Certificate[0])
+		require.NoError(t, err)
+		return leaf.SerialNumber.String()
+	}
+	require.Equal(t, serialOf(filepath.Join(tlsDir, "n1.pem")), served())
+	want := serialOf(filepath.Join(nextDir, "n1.pem"))
+	for _, f := range []string{"n1-key.pem", "n1.pem"} {
+		require.NoError(t, os.Rename(filepath.Join(nextDir, f), filepath.Join(tlsDir, f)))
+	}
+	require.Eventually(t, func() bool { return served() == want }, 30*time.Second, 100*time.Millisecond,
+		"new connections get the rotated certificate")
+	assert.True(t, p.running(), "no restart")
+	assert.Contains(t, p.log(), "peer certificate reloaded")
 }
