@@ -56,7 +56,11 @@ COMPOSE ?= $(shell command -v docker-compose >/dev/null && echo docker-compose |
 image: build
 	docker build -q -t mailarray:dev .
 
+# The peer key is generated once into .env (read by compose, kept across
+# runs so restarted nodes keep talking to each other), never a demo value.
 compose-up: image
+	@[ -s .env ] && grep -q '^MAILARRAY_PEER_KEY=' .env || \
+		{ umask 077; echo "MAILARRAY_PEER_KEY=$$(head -c 32 /dev/urandom | base64)" >> .env; echo "make: wrote a random peer key to .env"; }
 	$(COMPOSE) up -d --no-build
 	@echo "n1: smtp 127.0.0.1:12525 pop3 127.0.0.1:11110 imap 127.0.0.1:11143 dns 127.0.0.1:15353 http 127.0.0.1:18080 (n2, n3: +1, +2)"
 

@@ -55,6 +55,13 @@ type Config struct {
 	PeerCA      string `yaml:"peer-ca"`
 	PeerCert    string `yaml:"peer-cert"`
 	PeerCertKey string `yaml:"peer-cert-key"`
+	// InsecurePeerAPI lets the peer API listen on a non-loopback address
+	// with neither PeerKey nor PeerCA: anyone who reaches the port can
+	// then read, inject and delete mail. For labs on a private network
+	// only; `mailarray serve` refuses that configuration without it, and
+	// the node logs a warning at start and shows it in its status
+	// (peerauth.go).
+	InsecurePeerAPI bool `yaml:"insecure-peer-api"`
 	// GossipKey (base64 of 16, 24 or 32 bytes) encrypts gossip.
 	GossipKey string `yaml:"gossip-key"`
 	// GossipProfile tunes failure detection: "lan" (default) or "local"

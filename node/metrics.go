@@ -91,6 +91,7 @@ var (
 	descVerified   = prometheus.NewDesc("mailarray_verify_checked_total", "Copies checksummed by the store verifier's continuous pass.", nil, nil)
 	descVMissing   = prometheus.NewDesc("mailarray_verify_missing_total", "Catalog entries that listed this node for a copy it lacked or held damaged, republished without it for rebuild.", nil, nil)
 	descVLost      = prometheus.NewDesc("mailarray_verify_lost_messages", "Messages listed only on this node whose copy is missing here and on every live node: lost unless restored.", nil, nil)
+	descFuture     = prometheus.NewDesc("mailarray_catalog_future_refused_total", "Catalog entries from peers refused because their version was more than catalog.MaxAhead ahead of this node's clock (a peer's clock is wrong, or a hostile peer).", nil, nil)
 	descStreams    = prometheus.NewDesc("mailarray_peer_streams", "Replication streams open to peers (outgoing) and from them (incoming), and peers spoken to over HTTP because they refused the stream (http).", []string{"kind"}, nil)
 )
 
@@ -98,6 +99,7 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descEntries, descCopies, descBytes, descUnder, descRebuilt, descRebuiltB, descLag, descDropped, descAE, descAERepaired, descMembers, descSessions, descDNS, descMailboxes, descStreams, descVerified, descVMissing, descVLost} {
 		ch <- d
 	}
+	ch <- descFuture
 }
 
 func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -118,6 +120,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(r.PushDropped))
 	ch <- prometheus.MustNewConstMetric(descAE, prometheus.CounterValue, float64(r.AntiEntropyRounds))
 	ch <- prometheus.MustNewConstMetric(descAERepaired, prometheus.CounterValue, float64(r.AntiEntropyFixed))
+	ch <- prometheus.MustNewConstMetric(descFuture, prometheus.CounterValue, float64(n.cat.FutureRefused()))
 	vs := n.Verify()
 	ch <- prometheus.MustNewConstMetric(descVerified, prometheus.CounterValue, float64(vs.Checked))
 	ch <- prometheus.MustNewConstMetric(descVMissing, prometheus.CounterValue, float64(vs.Missing))

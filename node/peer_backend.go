@@ -29,6 +29,7 @@ func (n *Node) startPeer() error {
 		Resolver:     n.members,
 		Dial:         n.env.Net.DialContext,
 		Key:          n.cfg.PeerKey,
+		MaxLockTTL:   lockTTL,
 		MaxCopyBytes: n.cfg.MaxMessageBytes + 1<<20,
 		Log:          n.log,
 		ChargeCPU:    n.env.ChargeCPU,
@@ -40,6 +41,8 @@ func (n *Node) startPeer() error {
 			return err
 		}
 		pcfg.TLS = t
+		// Rotated certificates are taken without a restart.
+		n.goLoop(func(ctx context.Context) { t.Watch(ctx, n.cfg.UsersReload, n.log) })
 	}
 	c, err := peer.NewClient(pcfg)
 	if err != nil {
@@ -49,6 +52,7 @@ func (n *Node) startPeer() error {
 	if n.cfg.PeerAddr == "" {
 		return nil
 	}
+	n.warnPeerAuth()
 	l, err := n.listen("peer", n.cfg.PeerAddr)
 	if err != nil {
 		return err
@@ -82,6 +86,12 @@ func (n *Node) streamCounts() (out, in, http int) {
 }
 
 func (h peerHandler) StoreCopy(e catalog.Entry, data []byte) error {
+	// A peer's pending entry bypasses Apply: bound its version here, or
+	// it would reach the catalog unchecked (catalog.MaxAhead).
+	if err := h.n.cat.CheckVersion(&e); err != nil {
+		h.n.log.Warn("peer: copy refused: its entry is stamped too far in the future; is the sender's clock wrong?", "origin", e.Origin, "err", err)
+		return err
+	}
 	// writeLocal refuses a tombstoned id with errCopyDeleted, which is
 	// peer.ErrCopyDeleted (deliver.go).
 	return h.n.writeLocal(context.Background(), data, e)

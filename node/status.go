@@ -106,6 +106,9 @@ type Status struct {
 	Verify          VerifyStatus        `json:"verify"`
 	Mailboxes       int                 `json:"mailboxes"`
 	Load            Load                `json:"load"`
+	// PeerAPI says how the peer API is protected (Config.PeerAPIMode):
+	// operators see an unauthenticated one here (peerauth.go).
+	PeerAPI string `json:"peer_api"`
 }
 
 // MemberStatus is one member as this node sees it.
@@ -150,7 +153,7 @@ func (n *Node) Status() Status {
 		Mirror: n.members.Table(), Replicas: n.cfg.Replicas, WriteQuorum: n.cfg.WriteQuorum,
 		CatalogDigest: n.cat.Digest(), Entries: map[string]int{},
 		UnderReplicated: n.UnderReplicated(), Mailboxes: n.dir.Len(), Load: n.Load(),
-		Rebuild: n.Rebuild(), Verify: n.Verify(),
+		Rebuild: n.Rebuild(), Verify: n.Verify(), PeerAPI: n.cfg.PeerAPIMode(),
 	}
 	st.MirrorPairs = st.Mirror.Pairs()
 	for s, c := range n.cat.Counts() {
@@ -192,6 +195,18 @@ func (n *Node) httpHandler() http.Handler {
 		writeJSON(w, n.RebalanceAll(r.Context()))
 	})
 	admin("GET /v1/quarantine", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.Quarantined()) })
+	admin("GET /v1/quarantine/{id}", func(w http.ResponseWriter, r *http.Request) {
+		data, err := n.QuarantinedMessage(r.Context(), r.PathValue("id"))
+		if err != nil {
+			httpError(w, err)
+			return
+		}
+		// RFC 2046 §5.2.1: a whole message. nosniff keeps a browser from
+		// rendering held mail as a page.
+		w.Header().Set("Content-Type", "message/rfc822")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Write(data)
+	})
 	admin("POST /v1/quarantine/{id}/release", func(w http.ResponseWriter, r *http.Request) {
 		if err := n.Release(r.Context(), r.PathValue("id")); err != nil {
 			httpError(w, err)

@@ -109,7 +109,12 @@ func status(args []string) error {
 }
 
 func printStatus(w io.Writer, st node.Status) {
-	fmt.Fprintf(w, "node %s  roles %s  R=%d W=%d  catalog %s\n\n", st.Node, strings.Join(st.Roles, ","), st.Replicas, st.WriteQuorum, st.CatalogDigest)
+	fmt.Fprintf(w, "node %s  roles %s  R=%d W=%d  catalog %s\n", st.Node, strings.Join(st.Roles, ","), st.Replicas, st.WriteQuorum, st.CatalogDigest)
+	fmt.Fprintf(w, "peer api: %s\n", st.PeerAPI)
+	if st.PeerAPI == node.PeerAPIOpenInsecure || st.PeerAPI == node.PeerAPIOpenLoopback {
+		fmt.Fprintln(w, "WARNING: the peer API needs no credentials: whoever reaches it can read, inject and delete mail (set peer-key or peer-ca)")
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MEMBER\tSTATUS\tADDR\tROLES\tPEER\tMIRRORS")
 	for _, m := range st.Members {

@@ -5,7 +5,7 @@
 //	mailarray status [--json]      show the array as a node sees it
 //	mailarray rebalance            move a share of copies to new nodes
 //	mailarray spam add|del|list    the spam database of sender domains
-//	mailarray quarantine list|release|delete
+//	mailarray quarantine list|show|release|delete
 //	mailarray trace ID             what happened to a message
 //	mailarray version
 package main
@@ -26,7 +26,7 @@ commands:
   status       show members, mirroring table, replication and rebuild progress
   rebalance    ask every node to move copies to their balanced placement
   spam         add|del|list blocked sender domains in the spam database file
-  quarantine   list|release ID|delete ID quarantined messages
+  quarantine   list|show ID|release ID|delete ID quarantined messages
   trace ID     show what happened to a message (pipeline decisions, copies)
   tls          ca|cert: make the array CA and node certificates for the peer API's mutual TLS
   version      print the version

@@ -87,15 +87,16 @@ func httpDo(method, addr, path string) ([]byte, error) {
 	return b, nil
 }
 
-// quarantine list|release ID|delete ID --addr HTTP: operates a node's
-// quarantine over its --http address.
+// quarantine list|show ID|release ID|delete ID --addr HTTP: operates a
+// node's quarantine over its --http address.
 func quarantine(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: mailarray quarantine list|release ID|delete ID [--addr HOST:PORT]")
+		return errors.New("usage: mailarray quarantine list|show ID [--raw]|release ID|delete ID [--addr HOST:PORT]")
 	}
 	verb := args[0]
 	fs := flag.NewFlagSet("quarantine "+verb, flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:8080", "a node's --http address")
+	raw := fs.Bool("raw", false, "show: the message's bytes exactly (for a file), control characters included")
 	pos, err := parseArgs(fs, args[1:])
 	if err != nil {
 		return err
@@ -126,6 +127,21 @@ func quarantine(args []string) error {
 				time.Unix(0, e.Received).UTC().Format(time.RFC3339), why)
 		}
 		return tw.Flush()
+	case "show":
+		if len(pos) != 1 {
+			return errors.New("usage: mailarray quarantine show ID [--raw]")
+		}
+		b, err := httpDo(http.MethodGet, *addr, "/v1/quarantine/"+url.PathEscape(pos[0]))
+		if err != nil {
+			return err
+		}
+		if !*raw {
+			// Held mail is suspect: its escape sequences must not drive
+			// the operator's terminal.
+			b = escapeControls(b)
+		}
+		_, err = os.Stdout.Write(b)
+		return err
 	case "release", "delete":
 		if len(pos) != 1 {
 			return fmt.Errorf("usage: mailarray quarantine %s ID", verb)
@@ -142,7 +158,21 @@ func quarantine(args []string) error {
 		}
 		return err
 	}
-	return fmt.Errorf("quarantine: unknown verb %q (list, release, delete)", verb)
+	return fmt.Errorf("quarantine: unknown verb %q (list, show, release, delete)", verb)
+}
+
+// escapeControls writes every control character but tab, CR and LF, and
+// DEL, as \xNN, so that a message shown on a terminal cannot drive it.
+func escapeControls(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for _, c := range b {
+		if (c < 0x20 && c != '\t' && c != '\r' && c != '\n') || c == 0x7f {
+			out = fmt.Appendf(out, "\\x%02x", c)
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 // trace ID --addr HTTP: what happened to a message.

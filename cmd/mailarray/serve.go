@@ -76,6 +76,7 @@ func loadConfig(args []string, stderr io.Writer) (node.Config, *slog.Logger, err
 	fs.StringVar(&c.PeerCA, "peer-ca", "", "array CA (PEM): the peer API speaks mutual TLS with certificates it signed")
 	fs.StringVar(&c.PeerCert, "peer-cert", "", "this node's peer certificate (PEM), signed by --peer-ca")
 	fs.StringVar(&c.PeerCertKey, "peer-cert-key", "", "private key of --peer-cert (PEM)")
+	fs.BoolVar(&c.InsecurePeerAPI, "insecure-peer-api", false, "let the peer API listen beyond loopback with neither --peer-key nor --peer-ca (labs only: anyone reaching it can read, inject and delete mail)")
 	fs.StringVar(&c.GossipKey, "gossip-key", "", "base64 gossip encryption key (16, 24 or 32 bytes)")
 	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token required for the operator endpoints on --http (status, metrics, rebalance, quarantine, trace); the mailarray commands send $MAILARRAY_ADMIN_TOKEN")
 	fs.StringVar(&c.IngestToken, "ingest-token", "", "bearer token required for fax/voicemail uploads on --http (empty: loopback clients only)")
@@ -177,6 +178,7 @@ func loadConfig(args []string, stderr io.Writer) (node.Config, *slog.Logger, err
 	apply("peer-ca", func() { cfg.PeerCA = c.PeerCA })
 	apply("peer-cert", func() { cfg.PeerCert = c.PeerCert })
 	apply("peer-cert-key", func() { cfg.PeerCertKey = c.PeerCertKey })
+	apply("insecure-peer-api", func() { cfg.InsecurePeerAPI = c.InsecurePeerAPI })
 	apply("gossip-key", func() { cfg.GossipKey = c.GossipKey })
 	apply("ingest-token", func() { cfg.IngestToken = c.IngestToken })
 	apply("admin-token", func() { cfg.AdminToken = c.AdminToken })
@@ -248,6 +250,9 @@ func loadConfig(args []string, stderr io.Writer) (node.Config, *slog.Logger, err
 	}
 	resolveCopies(&cfg)
 	if err := cfg.Validate(); err != nil {
+		return cfg, nil, err
+	}
+	if err := cfg.CheckPeerAuth(); err != nil {
 		return cfg, nil, err
 	}
 	return cfg, log, nil

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pingcap/failpoint"
@@ -52,6 +53,9 @@ type Catalog struct {
 	reset    bool
 
 	wall func() time.Time // the node's wall clock (WithWall); nil: time.Now
+	// futureRefused counts entries refused for a version too far ahead
+	// (clock.go).
+	futureRefused atomic.Int64
 }
 
 type mailboxIndex struct {
@@ -74,7 +78,7 @@ func Open(st *store.Store, log *slog.Logger, opts ...Option) (*Catalog, error) {
 			return nil
 		}
 		c.installLocked(&e)
-		c.clock = max(c.clock, e.Version)
+		c.observeLocked(e.Version)
 		return nil
 	})
 	if err != nil {
@@ -135,6 +139,9 @@ func (c *Catalog) Apply(entries ...Entry) ([]Entry, error) {
 	if len(entries) == 0 {
 		return nil, nil
 	}
+	// A version far ahead of our clock would drag the hybrid clock with
+	// it, to 2^64 at worst (clock.go).
+	entries = c.dropFuture(entries)
 	// Skip entries the replica already has at this version or better: the
 	// common case for pushed and anti-entropy entries.
 	fresh := entries[:0:0]
@@ -179,7 +186,7 @@ func (c *Catalog) Installed(entries ...Entry) []Entry {
 		e.Flags = slices.Clone(e.Flags)
 		e.Trace = slices.Clone(e.Trace)
 		c.installLocked(&e)
-		c.clock = max(c.clock, e.Version)
+		c.observeLocked(e.Version)
 		changed = append(changed, e)
 	}
 	subs := c.subs

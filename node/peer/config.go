@@ -26,6 +26,8 @@ const (
 	// CopyBatchBytes bounds the copies in one batch answer; the ids past
 	// it are answered batchSkipped and read one by one.
 	CopyBatchBytes = 16 << 20
+	// DefaultMaxLockTTL is Config.MaxLockTTL when unset.
+	DefaultMaxLockTTL = time.Minute
 )
 
 // Resolver finds a peer's API address. Membership (node/member) is one:
@@ -52,6 +54,11 @@ type Config struct {
 	// Key, when set, is the array's shared peer key: the client sends it
 	// in X-Mailarray-Key and the server refuses requests without it.
 	Key string
+	// MaxLockTTL bounds the lease a peer may take on a mailbox (server):
+	// the node's own lease TTL. A longer one asked for is cut to it, so
+	// no peer can lock a mailbox out for longer than the node itself
+	// would. Zero: DefaultMaxLockTTL.
+	MaxLockTTL time.Duration
 	// MaxCopyBytes bounds the body of a copy PUT (server): the node's
 	// largest message plus room for its headers.
 	MaxCopyBytes int64
@@ -71,6 +78,9 @@ type Config struct {
 func (c *Config) validate(client bool) error {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.MaxLockTTL <= 0 {
+		c.MaxLockTTL = DefaultMaxLockTTL
 	}
 	if c.MaxCopyBytes <= 0 {
 		c.MaxCopyBytes = 64 << 20

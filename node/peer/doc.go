@@ -53,7 +53,14 @@
 // TLS: only holders of a certificate from the array's CA get through, and
 // nothing crosses the network in clear. When a peer key is configured
 // every request must also carry it in X-Mailarray-Key. With neither, the
-// API is open to whoever reaches the port: firewall it.
+// API is open to whoever reaches the port: `mailarray serve` refuses that
+// beyond loopback unless told --insecure-peer-api (node/peerauth.go).
+// The certificate files are read again when they change (TLS.Watch), so
+// they rotate without a restart. Routes lists every request, for scans
+// that check each one is guarded (cmd/mailarray/peerscan_test.go).
+//
+// A peer's lock lasts at most Config.MaxLockTTL (the node's own lease),
+// whatever ttl_ms it asks for.
 //
 // Concurrency: a Client is safe for concurrent use; a Server calls its
 // Handler concurrently from many connections. Client.Close and

@@ -22,8 +22,9 @@ type memHandler struct {
 	deleted    map[string]bool // StoreCopy refuses: a tombstone
 	pushes     int
 	locks      map[string]string
-	horizon    Horizon // answered by ExchangeHorizon
-	heard      Horizon // the last caller's
+	lockTTLs   map[string]time.Duration // the lease last granted per mailbox
+	horizon    Horizon                  // answered by ExchangeHorizon
+	heard      Horizon                  // the last caller's
 	digests    [catalog.Buckets]uint64
 	rebalanced int
 }
@@ -32,7 +33,7 @@ var _ Handler = (*memHandler)(nil)
 
 func newMemHandler() *memHandler {
 	return &memHandler{copies: map[string][]byte{}, corrupt: map[string]bool{}, entries: map[string]catalog.Entry{},
-		deleted: map[string]bool{}, locks: map[string]string{}}
+		deleted: map[string]bool{}, locks: map[string]string{}, lockTTLs: map[string]time.Duration{}}
 }
 
 func (h *memHandler) StoreCopy(e catalog.Entry, data []byte) error {
@@ -111,6 +112,7 @@ func (h *memHandler) Lock(mailbox, owner string, ttl time.Duration) bool {
 		return false
 	}
 	h.locks[mailbox] = owner
+	h.lockTTLs[mailbox] = ttl
 	return true
 }
 

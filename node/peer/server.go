@@ -74,27 +74,53 @@ func (s *Server) Streams() int {
 // Handler returns the protocol's HTTP handler, the peer key checked.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("PUT /v1/copies/{id}", s.handlePutCopy)
-	mux.HandleFunc("GET /v1/copies/{id}", s.handleGetCopy)
-	mux.HandleFunc("HEAD /v1/copies/{id}", s.handleHeadCopy)
-	mux.HandleFunc("POST /v1/entries", s.handlePostEntries)
-	mux.HandleFunc("GET /v1/entries/{id}", s.handleGetEntry)
-	mux.HandleFunc("POST /v1/abort/{id}", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.h.Abort(r.PathValue("id"))) })
-	mux.HandleFunc("GET /v1/buckets", s.handleGetBuckets)
-	mux.HandleFunc("GET /v1/buckets/{b}", s.handleGetBucket)
-	mux.HandleFunc("POST /v1/locks/{mailbox}", s.handlePostLock)
-	mux.HandleFunc("DELETE /v1/locks/{mailbox}", s.handleDeleteLock)
-	mux.HandleFunc("GET /v1/uids/{mailbox}", s.handleGetUIDs)
-	mux.HandleFunc("POST /v1/copy-batch", s.handleCopyBatch)
-	mux.HandleFunc("GET "+streamPath, s.handleStream)
-	mux.HandleFunc("GET /v1/load", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.h.Load()) })
-	mux.HandleFunc("GET /v1/mirror", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.h.Mirror()) })
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.h.Status()) })
-	mux.HandleFunc("POST /v1/rebalance", func(w http.ResponseWriter, r *http.Request) {
-		s.h.Rebalance()
-		w.WriteHeader(http.StatusAccepted)
-	})
+	for _, r := range s.routes() {
+		mux.HandleFunc(r.pattern, r.h)
+	}
 	return s.authorize(mux)
+}
+
+// route is one request of the protocol (doc.go) and its handler.
+type route struct {
+	pattern string // "METHOD /path", as http.ServeMux takes it
+	h       http.HandlerFunc
+}
+
+// routes lists every request the server answers, in doc.go's order: the
+// one table Handler serves and Routes reports.
+func (s *Server) routes() []route {
+	return []route{
+		{"PUT /v1/copies/{id}", s.handlePutCopy},
+		{"GET /v1/copies/{id}", s.handleGetCopy},
+		{"HEAD /v1/copies/{id}", s.handleHeadCopy},
+		{"POST /v1/entries", s.handlePostEntries},
+		{"GET /v1/entries/{id}", s.handleGetEntry},
+		{"POST /v1/abort/{id}", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.h.Abort(r.PathValue("id"))) }},
+		{"GET /v1/buckets", s.handleGetBuckets},
+		{"GET /v1/buckets/{b}", s.handleGetBucket},
+		{"POST /v1/locks/{mailbox}", s.handlePostLock},
+		{"DELETE /v1/locks/{mailbox}", s.handleDeleteLock},
+		{"GET /v1/uids/{mailbox}", s.handleGetUIDs},
+		{"POST /v1/copy-batch", s.handleCopyBatch},
+		{"GET " + streamPath, s.handleStream},
+		{"GET /v1/load", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.h.Load()) }},
+		{"GET /v1/mirror", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.h.Mirror()) }},
+		{"GET /v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.h.Status()) }},
+		{"POST /v1/rebalance", func(w http.ResponseWriter, r *http.Request) {
+			s.h.Rebalance()
+			w.WriteHeader(http.StatusAccepted)
+		}},
+	}
+}
+
+// Routes returns the pattern ("METHOD /path/{param}") of every request
+// the server answers, for scans that check each one is guarded.
+func Routes() []string {
+	var out []string
+	for _, r := range (&Server{}).routes() {
+		out = append(out, r.pattern)
+	}
+	return out
 }
 
 func (s *Server) authorize(h http.Handler) http.Handler {
@@ -146,6 +172,11 @@ func (s *Server) storeCopy(e catalog.Entry, data []byte) (int, string) {
 			// The id is final here: a 204 would count a copy towards a
 			// quorum whose transaction was already resolved away.
 			return http.StatusConflict, copyDeletedText
+		}
+		if errors.Is(err, catalog.ErrFutureVersion) {
+			// The sender's clock is far ahead of ours: refused, not
+			// a storage failure (catalog.MaxAhead).
+			return http.StatusBadRequest, "entry version too far in the future"
 		}
 		s.cfg.Log.Error("peer: store copy", "id", e.ID, "err", err)
 		return http.StatusInsufficientStorage, "store failed"
@@ -249,7 +280,17 @@ func (s *Server) handlePostLock(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "owner and ttl_ms required", http.StatusBadRequest)
 		return
 	}
-	if !s.h.Lock(r.PathValue("mailbox"), owner, time.Duration(ttl)*time.Millisecond) {
+	// A peer asks for the lease its node uses; a longer one is cut to
+	// ours rather than refused, so that nodes whose lease TTLs differ
+	// (a rolling upgrade) still lock each other's mailboxes.
+	// (Compared in milliseconds: a huge ttl_ms would overflow a Duration.)
+	d := s.cfg.MaxLockTTL
+	if int64(ttl) <= d.Milliseconds() {
+		d = time.Duration(ttl) * time.Millisecond
+	} else {
+		s.cfg.Log.Warn("peer: lock ttl cut to the maximum", "remote", r.RemoteAddr, "mailbox", r.PathValue("mailbox"), "ttl_ms", ttl, "max_ms", s.cfg.MaxLockTTL.Milliseconds())
+	}
+	if !s.h.Lock(r.PathValue("mailbox"), owner, d) {
 		http.Error(w, "in use", http.StatusConflict)
 		return
 	}

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"os"
@@ -112,4 +113,100 @@ func TestMutualTLS(t *testing.T) {
 		}
 		assert.Error(t, err, "a host without the array's certificate cannot use the peer API (client certs %v)", certs != nil)
 	}
+}
+
+// A peer certificate replaced on disk by a new pair from the same CA is
+// taken without a restart: once Watch has seen the files change, new
+// connections present it, both as server and as client; a pair the CA
+// does not sign is refused and the old one kept.
+func TestTLSReloadsRotatedCertificate(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, dir)
+	cert, key := ca.issue(t, dir, "s")
+	tl, err := LoadTLS(ca.file, cert, key)
+	require.NoError(t, err)
+	addr := serve(t, Config{TLS: tl}, newMemHandler())
+	ctx, cancel := context.WithCancel(context.Background())
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		tl.Watch(ctx, 10*time.Millisecond, slog.New(slog.DiscardHandler))
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-watched
+	})
+
+	// The certificate the server presents, and the one its client half
+	// would present (seen by a server of our own that records it).
+	served := func() *big.Int {
+		cc, cf := ca.issue(t, t.TempDir(), "probe")
+		pair, err := tls.LoadX509KeyPair(cc, cf)
+		require.NoError(t, err)
+		conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{pair}})
+		require.NoError(t, err)
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber
+	}
+	presented := func() *big.Int {
+		srvCert, srvKey := ca.issue(t, t.TempDir(), "other")
+		pair, err := tls.LoadX509KeyPair(srvCert, srvKey)
+		require.NoError(t, err)
+		got := make(chan *big.Int, 1)
+		l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequireAnyClientCert,
+			VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+				c, err := x509.ParseCertificate(raw[0])
+				if err == nil {
+					got <- c.SerialNumber
+				}
+				return err
+			}})
+		require.NoError(t, err)
+		defer l.Close()
+		go func() {
+			if c, err := l.Accept(); err == nil {
+				c.(*tls.Conn).Handshake()
+				c.Close()
+			}
+		}()
+		conn, err := tls.Dial("tcp", l.Addr().String(), tl.client)
+		require.NoError(t, err)
+		conn.Close()
+		return <-got
+	}
+	serialOf := func(file string) *big.Int {
+		b, err := os.ReadFile(file)
+		require.NoError(t, err)
+		p, _ := pem.Decode(b)
+		c, err := x509.ParseCertificate(p.Bytes)
+		require.NoError(t, err)
+		return c.SerialNumber
+	}
+	old := serialOf(cert)
+	require.Equal(t, old, served())
+	require.Equal(t, old, presented())
+
+	// Rotate: a new pair from the same CA over the same files.
+	newCert, newKey := ca.issue(t, t.TempDir(), "s2")
+	for from, to := range map[string]string{newCert: cert, newKey: key} {
+		b, err := os.ReadFile(from)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(to+".tmp", b, 0o600))
+		require.NoError(t, os.Rename(to+".tmp", to))
+	}
+	rotated := serialOf(cert)
+	require.NotEqual(t, old, rotated)
+	require.Eventually(t, func() bool { return served().Cmp(rotated) == 0 }, 10*time.Second, 20*time.Millisecond,
+		"new connections to the server get the rotated certificate")
+	assert.Equal(t, rotated, presented(), "and the client half presents it")
+
+	// A pair from another CA is refused; the rotated one stays.
+	other := newTestCA(t, t.TempDir())
+	oc, ok := other.issue(t, t.TempDir(), "intruder")
+	require.NoError(t, os.Rename(oc, cert))
+	require.NoError(t, os.Rename(ok, key))
+	changed, err := tl.Reload()
+	assert.False(t, changed)
+	assert.Error(t, err, "a certificate the CA does not sign is not loaded")
+	assert.Equal(t, rotated, served())
 }
