@@ -224,6 +224,11 @@ type Tuning struct {
 	// (for the tombstone-ttl check at start). The horizon advances in
 	// steps of this interval, so replicas agree on it between rounds.
 	CollectEvery time.Duration `yaml:"collect-every"`
+	// ReadyProbeEvery is how often the node asks every live storage peer
+	// for its load report to judge its own readiness (node/ready.go): a
+	// peer that answered the last probe counts toward the write quorum.
+	// A change of readiness is seen within about this interval.
+	ReadyProbeEvery time.Duration `yaml:"ready-probe-every"`
 }
 
 // DefaultTuning returns the production pace.
@@ -240,6 +245,7 @@ func DefaultTuning() Tuning {
 		VerifyEvery:       time.Second,
 		VerifyPerScan:     256,
 		CollectEvery:      10 * time.Minute,
+		ReadyProbeEvery:   time.Second,
 	}
 }
 
@@ -446,6 +452,7 @@ func (c *Config) Validate() error {
 		{"tuning.delete-sync-timeout", &t.DeleteSyncTimeout, d.DeleteSyncTimeout},
 		{"tuning.verify-every", &t.VerifyEvery, d.VerifyEvery},
 		{"tuning.collect-every", &t.CollectEvery, d.CollectEvery},
+		{"tuning.ready-probe-every", &t.ReadyProbeEvery, d.ReadyProbeEvery},
 	} {
 		if *f.v == 0 {
 			*f.v = f.def

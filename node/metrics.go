@@ -86,11 +86,12 @@ var (
 	descVerified   = prometheus.NewDesc("mailarray_verify_checked_total", "Copies checksummed by the store verifier's continuous pass.", nil, nil)
 	descVMissing   = prometheus.NewDesc("mailarray_verify_missing_total", "Catalog entries that listed this node for a copy it lacked or held damaged, republished without it for rebuild.", nil, nil)
 	descVLost      = prometheus.NewDesc("mailarray_verify_lost_messages", "Messages listed only on this node whose copy is missing here and on every live node: lost unless restored.", nil, nil)
+	descReady      = prometheus.NewDesc("mailarray_ready", "1 when the node is ready (reaches a write quorum, catalog in sync), else 0; reason says why not (ok, starting, no_write_quorum, catalog_not_synced).", []string{"reason"}, nil)
 	descStreams    = prometheus.NewDesc("mailarray_peer_streams", "Replication streams open to peers (outgoing) and from them (incoming), and peers spoken to over HTTP because they refused the stream (http).", []string{"kind"}, nil)
 )
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEntries, descCopies, descBytes, descUnder, descRebuilt, descRebuiltB, descLag, descDropped, descAE, descAERepaired, descMembers, descSessions, descDNS, descMailboxes, descStreams, descVerified, descVMissing, descVLost} {
+	for _, d := range []*prometheus.Desc{descEntries, descCopies, descBytes, descUnder, descRebuilt, descRebuiltB, descLag, descDropped, descAE, descAERepaired, descMembers, descSessions, descDNS, descMailboxes, descStreams, descVerified, descVMissing, descVLost, descReady} {
 		ch <- d
 	}
 }
@@ -136,6 +137,8 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(descMailboxes, prometheus.GaugeValue, float64(n.dir.Len()))
+	rs := n.ready.State()
+	ch <- prometheus.MustNewConstMetric(descReady, prometheus.GaugeValue, map[bool]float64{true: 1}[rs.Ready], rs.Reason)
 	out, in, http := n.peer.streamCounts()
 	ch <- prometheus.MustNewConstMetric(descStreams, prometheus.GaugeValue, float64(out), "outgoing")
 	ch <- prometheus.MustNewConstMetric(descStreams, prometheus.GaugeValue, float64(in), "incoming")

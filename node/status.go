@@ -39,7 +39,7 @@ func (s *dnsSource) Nodes(role string) []env.Member {
 			out = append(out, m)
 		}
 	}
-	return out
+	return readyOnly(role, out)
 }
 
 func (s *dnsSource) Serial() uint32 { return (*Node)(s).members.Serial() + 1 }
@@ -110,6 +110,9 @@ type Status struct {
 	Verify          VerifyStatus        `json:"verify"`
 	Mailboxes       int                 `json:"mailboxes"`
 	Load            Load                `json:"load"`
+	// Ready is the node's readiness: whether it reaches a write quorum
+	// and its catalog is in sync (ready.go).
+	Ready ReadyState `json:"ready"`
 }
 
 // MemberStatus is one member as this node sees it.
@@ -153,7 +156,7 @@ func (n *Node) Status() Status {
 		Mirror: n.members.Table(), Replicas: n.cfg.Replicas, WriteQuorum: n.cfg.WriteQuorum,
 		CatalogDigest: n.cat.Digest(), Entries: map[string]int{},
 		UnderReplicated: n.UnderReplicated(), Mailboxes: n.dir.Len(), Load: n.Load(),
-		Rebuild: n.Rebuild(), Verify: n.Verify(),
+		Rebuild: n.Rebuild(), Verify: n.Verify(), Ready: n.ready.State(),
 	}
 	st.MirrorPairs = st.Mirror.Pairs()
 	for s, c := range n.cat.Counts() {
@@ -182,6 +185,10 @@ func (n *Node) httpHandler() http.Handler {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if live := len(n.members.Table().Ring); live < n.cfg.WriteQuorum {
 			http.Error(w, fmt.Sprintf("not ready: %d live storage nodes, write quorum %d\n", live, n.cfg.WriteQuorum), http.StatusServiceUnavailable)
+			return
+		}
+		if st := n.ready.State(); !st.Ready {
+			http.Error(w, fmt.Sprintf("not ready: %s: %s\n", st.Reason, st.Detail), http.StatusServiceUnavailable)
 			return
 		}
 		w.Write([]byte("ready\n"))

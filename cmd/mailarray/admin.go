@@ -110,6 +110,11 @@ func status(args []string) error {
 
 func printStatus(w io.Writer, st node.Status) {
 	fmt.Fprintf(w, "node %s  roles %s  R=%d W=%d  catalog %s\n\n", st.Node, strings.Join(st.Roles, ","), st.Replicas, st.WriteQuorum, st.CatalogDigest)
+	if st.Ready.Ready {
+		fmt.Fprintf(w, "ready: %d storage nodes answer, W=%d\n\n", st.Ready.Reachable, st.Ready.WriteQuorum)
+	} else {
+		fmt.Fprintf(w, "NOT READY (%s): %s\n\n", st.Ready.Reason, st.Ready.Detail)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MEMBER\tSTATUS\tADDR\tROLES\tPEER\tMIRRORS")
 	for _, m := range st.Members {
