@@ -144,6 +144,11 @@ type Config struct {
 	// Without it such a node refuses to start (ErrAwayTooLong). No YAML
 	// key: a config file would resync at every restart.
 	ResyncCatalog bool `yaml:"-"`
+	// Version is the release the binary was built as (the command's
+	// version, set by -ldflags; "dev" otherwise), reported with the
+	// commit in Status and mailarray_build_info. No YAML key: the binary
+	// knows it.
+	Version string `yaml:"-"`
 }
 
 // PipelineConfig configures the inbound pipeline (antivirus, spam

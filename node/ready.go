@@ -106,7 +106,8 @@ func judgeReady(in readyInput) ReadyState {
 
 // readiness probes the peers and keeps the node's judgement.
 type readiness struct {
-	n *Node
+	n    *Node
+	kick chan struct{} // a membership change: judge again now
 
 	mu     sync.Mutex
 	probes map[string]error // guarded by mu
@@ -114,7 +115,7 @@ type readiness struct {
 }
 
 func newReadiness(n *Node) *readiness {
-	return &readiness{n: n, probes: map[string]error{}, state: ReadyState{Reason: ReadyStarting, Detail: "starting", WriteQuorum: n.cfg.WriteQuorum}}
+	return &readiness{n: n, kick: make(chan struct{}, 1), probes: map[string]error{}, state: ReadyState{Reason: ReadyStarting, Detail: "starting", WriteQuorum: n.cfg.WriteQuorum}}
 }
 
 // State is the last judgement.
@@ -132,8 +133,18 @@ func (r *readiness) tag() string {
 	return "0"
 }
 
+// changed asks for a new judgement at once (membership changed): a node
+// that was alone must not wait a whole probe interval to count the peers
+// that just joined.
+func (r *readiness) changed() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
 // run judges readiness every Tuning.ReadyProbeEvery, the first time at
-// once, until ctx ends.
+// once, and after each membership change, until ctx ends.
 func (r *readiness) run(ctx context.Context) {
 	every := r.n.cfg.Tuning.ReadyProbeEvery
 	t := time.NewTimer(0)
@@ -143,6 +154,8 @@ func (r *readiness) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-r.kick:
+			t.Stop()
 		}
 		r.round(ctx, every)
 		t.Reset(every)

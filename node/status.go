@@ -57,6 +57,7 @@ func (n *Node) onMembership(ev *env.Event) {
 		n.log.Info("node: released the mailbox leases of failed or departed nodes", "leases", k)
 	}
 	n.repl.triggerMaintenance()
+	n.ready.changed()
 }
 
 // Load is what a node reports of its load over the peer API.
@@ -94,6 +95,7 @@ func (n *Node) Load() Load {
 // Status is a node's report for operators (`mailarray status`).
 type Status struct {
 	Node            string              `json:"node"`
+	Build           BuildInfo           `json:"build"`
 	Roles           []string            `json:"roles"`
 	Addrs           map[string]string   `json:"addrs"`
 	Members         []MemberStatus      `json:"members"`
@@ -152,7 +154,7 @@ func (n *Node) UnderReplicated() int64 { return n.repl.underReplicated.Load() }
 // Status gathers the node's report.
 func (n *Node) Status() Status {
 	st := Status{
-		Node: n.cfg.Name, Roles: n.cfg.Roles, Addrs: n.addrsSnapshot(),
+		Node: n.cfg.Name, Build: ReadBuildInfo(n.cfg.Version), Roles: n.cfg.Roles, Addrs: n.addrsSnapshot(),
 		Mirror: n.members.Table(), Replicas: n.cfg.Replicas, WriteQuorum: n.cfg.WriteQuorum,
 		CatalogDigest: n.cat.Digest(), Entries: map[string]int{},
 		UnderReplicated: n.UnderReplicated(), Mailboxes: n.dir.Len(), Load: n.Load(),
