@@ -110,6 +110,7 @@ func status(args []string) error {
 
 func printStatus(w io.Writer, st node.Status) {
 	fmt.Fprintf(w, "node %s  roles %s  R=%d W=%d  catalog %s\n\n", st.Node, strings.Join(st.Roles, ","), st.Replicas, st.WriteQuorum, st.CatalogDigest)
+	fmt.Fprintf(w, "version %s (commit %s, %s)\n", st.Build.Version, st.Build.Commit, st.Build.GoVersion)
 	if st.Ready.Ready {
 		fmt.Fprintf(w, "ready: %d storage nodes answer, W=%d\n\n", st.Ready.Reachable, st.Ready.WriteQuorum)
 	} else {

@@ -13,8 +13,12 @@ package main
 import (
 	"fmt"
 	"os"
+
+	"mailarray/node"
 )
 
+// version is the release this binary is, set at link time: `make build`
+// passes -ldflags "-X main.version=$(git describe ...)".
 var version = "dev"
 
 func usage() {
@@ -39,7 +43,8 @@ func main() {
 		os.Exit(2)
 	}
 	var err error
-	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
+	cmd, args := os.Args[1], os.Args[2:]
+	switch cmd {
 	case "serve":
 		err = serve(args)
 	case "user":
@@ -57,7 +62,8 @@ func main() {
 	case "tls":
 		err = tlsCmd(args)
 	case "version":
-		fmt.Println("mailarray", version)
+		b := node.ReadBuildInfo(version)
+		fmt.Printf("mailarray %s (commit %s, %s)\n", b.Version, b.Commit, b.GoVersion)
 	case "-h", "--help", "help":
 		usage()
 	default:
@@ -66,7 +72,7 @@ func main() {
 		os.Exit(2)
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "mailarray:", err)
+		reportFatal(os.Stderr, cmd, args, err)
 		os.Exit(1)
 	}
 }

@@ -356,7 +356,7 @@ func (s *Server) forget(c net.Conn, counter *int) {
 
 // reject greets c with the RFC 3206 §4 temporary failure code and closes it.
 func (s *Server) reject(c net.Conn) {
-	s.log.Warn("pop3: too many sessions; rejecting", "remote", c.RemoteAddr(), "max", s.cfg.MaxSessions)
+	s.log.Warn("pop3: too many sessions; rejecting", "remote", c.RemoteAddr().String(), "max", s.cfg.MaxSessions)
 	// A TLS listener's conn handshakes on this write: bound reads too.
 	_ = c.SetDeadline(time.Now().Add(s.cfg.WriteTimeout))
 	_, _ = io.WriteString(c, "-ERR [SYS/TEMP] too many sessions, try again later\r\n")

@@ -101,7 +101,7 @@ func newSession(srv *Server, c net.Conn) *session {
 		start:       time.Now(),
 		num:         make([]byte, 0, 24),
 	}
-	s.log = srv.log.With("session", srv.nextID.Add(1), "remote", s.remote)
+	s.log = srv.log.With("session", srv.nextID.Add(1), "remote", s.remote.String())
 	s.dw = &deadlineWriter{conn: c, timeout: srv.cfg.WriteTimeout}
 	s.br = bufio.NewReaderSize(c, max(readBufferBytes, srv.cfg.MaxLineBytes))
 	s.bw = bufio.NewWriterSize(s.dw, writeBufferBytes)
