@@ -45,8 +45,13 @@ type ReadyState struct {
 	Ready bool `json:"ready"`
 	// Reason is ReadyOK or one of the Ready* reasons it is not.
 	Reason string `json:"reason"`
-	// Detail says why in words, naming the peers that did not answer.
+	// Detail says why in words (also on the unauthenticated /readyz:
+	// it names no peer).
 	Detail string `json:"detail,omitempty"`
+	// NotAnswering lists the ring peers that did not answer the last
+	// probe, each with its error ("n1 (remote error: ...)"), for status
+	// and the log.
+	NotAnswering []string `json:"not_answering,omitempty"`
 	// Reachable counts the storage nodes, itself included, that answered
 	// the last probe; WriteQuorum is how many a write needs.
 	Reachable   int `json:"reachable_storage_nodes"`
@@ -90,9 +95,7 @@ func judgeReady(in readyInput) ReadyState {
 	if st.Reachable < in.writeQuorum {
 		st.Reason = ReadyNoQuorum
 		st.Detail = fmt.Sprintf("%d of the %d storage nodes a write needs answer (itself included)", st.Reachable, in.writeQuorum)
-		if len(down) > 0 {
-			st.Detail += "; not answering: " + strings.Join(down, ", ")
-		}
+		st.NotAnswering = down
 		return st
 	}
 	if others > 0 && !in.synced {
@@ -219,7 +222,7 @@ func (r *readiness) round(ctx context.Context, timeout time.Duration) {
 	if st.Ready {
 		n.log.Info("node: ready", "reachable_storage_nodes", st.Reachable, "write_quorum", st.WriteQuorum)
 	} else {
-		n.log.Warn("node: not ready", "reason", st.Reason, "detail", st.Detail)
+		n.log.Warn("node: not ready", "reason", st.Reason, "detail", st.Detail, "not_answering", strings.Join(st.NotAnswering, "; "))
 	}
 	if prev.Ready != st.Ready {
 		if err := n.advertise(); err != nil {

@@ -46,7 +46,8 @@ func TestJudgeReady(t *testing.T) {
 		})
 	}
 	got := judgeReady(readyInput{self: "n4", ring: []string{"n1", "n4"}, writeQuorum: 2, probes: map[string]error{"n1": refused}})
-	assert.Contains(t, got.Detail, "n1 (remote error: tls: unknown certificate authority)", "the detail names the peer and its error")
+	assert.Equal(t, []string{"n1 (remote error: tls: unknown certificate authority)"}, got.NotAnswering, "names the peer and its error")
+	assert.NotContains(t, got.Detail, "n1", "the detail (on the unauthenticated /readyz) names no peer")
 }
 
 // TestReadyOnly is the DNS rule: not-ready members leave service answers,

@@ -114,7 +114,11 @@ func printStatus(w io.Writer, st node.Status) {
 	if st.Ready.Ready {
 		fmt.Fprintf(w, "ready: %d storage nodes answer, W=%d\n\n", st.Ready.Reachable, st.Ready.WriteQuorum)
 	} else {
-		fmt.Fprintf(w, "NOT READY (%s): %s\n\n", st.Ready.Reason, st.Ready.Detail)
+		fmt.Fprintf(w, "NOT READY (%s): %s\n", st.Ready.Reason, st.Ready.Detail)
+		for _, d := range st.Ready.NotAnswering {
+			fmt.Fprintf(w, "  not answering: %s\n", d)
+		}
+		fmt.Fprintln(w)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MEMBER\tSTATUS\tADDR\tROLES\tPEER\tMIRRORS")
