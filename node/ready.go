@@ -37,8 +37,14 @@ const (
 	ReadyCatalogStale = "catalog_not_synced" // no anti-entropy round with a peer since start
 )
 
-// readyErrMaxBytes bounds each peer's error in the reason detail.
-const readyErrMaxBytes = 160
+const (
+	// readyErrMaxBytes bounds each peer's error in NotAnswering.
+	readyErrMaxBytes = 160
+	// readyProbeTimeoutMin is the least time a probe may take: a peer
+	// slowed by load (a loaded machine, a GC pause) is not unreachable,
+	// and readiness that flaps takes nodes in and out of DNS answers.
+	readyProbeTimeoutMin = 3 * time.Second
+)
 
 // ReadyState is the node's readiness as last judged.
 type ReadyState struct {
@@ -112,13 +118,12 @@ type readiness struct {
 	n    *Node
 	kick chan struct{} // a membership change: judge again now
 
-	mu     sync.Mutex
-	probes map[string]error // guarded by mu
-	state  ReadyState       // guarded by mu
+	mu    sync.Mutex
+	state ReadyState // guarded by mu
 }
 
 func newReadiness(n *Node) *readiness {
-	return &readiness{n: n, kick: make(chan struct{}, 1), probes: map[string]error{}, state: ReadyState{Reason: ReadyStarting, Detail: "starting", WriteQuorum: n.cfg.WriteQuorum}}
+	return &readiness{n: n, kick: make(chan struct{}, 1), state: ReadyState{Reason: ReadyStarting, Detail: "starting", WriteQuorum: n.cfg.WriteQuorum}}
 }
 
 // State is the last judgement.
@@ -160,7 +165,7 @@ func (r *readiness) run(ctx context.Context) {
 		case <-r.kick:
 			t.Stop()
 		}
-		r.round(ctx, every)
+		r.round(ctx, max(every, readyProbeTimeoutMin))
 		t.Reset(every)
 	}
 }
@@ -214,7 +219,7 @@ func (r *readiness) round(ctx context.Context, timeout time.Duration) {
 	st := judgeReady(readyInput{self: n.cfg.Name, ring: ring, writeQuorum: n.cfg.WriteQuorum, probes: probes, synced: synced})
 	r.mu.Lock()
 	prev := r.state
-	r.probes, r.state = probes, st
+	r.state = st
 	r.mu.Unlock()
 	if prev.Ready == st.Ready && prev.Reason == st.Reason {
 		return
