@@ -18,9 +18,14 @@ type BuildInfo struct {
 	GoVersion string `json:"go_version"`
 }
 
-// ReadBuildInfo describes the running binary, calling it version.
-func ReadBuildInfo(version string) BuildInfo {
-	b := BuildInfo{Version: version, Commit: "unknown", GoVersion: runtime.Version()}
+// ReadBuildInfo describes the running binary, calling it version. commit
+// is the revision given at link time, if any: the toolchain's own stamp
+// (vcs.revision) wins when there is one.
+func ReadBuildInfo(version, commit string) BuildInfo {
+	b := BuildInfo{Version: version, Commit: commit, GoVersion: runtime.Version()}
+	if b.Commit == "" {
+		b.Commit = "unknown"
+	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		if b.Version == "" {

@@ -29,13 +29,13 @@ func scrape(t *testing.T, n *Node) string {
 // process and Go runtime metrics, each node on its own registry (two
 // nodes in one process both serve them).
 func TestBuildInfoAndProcessMetrics(t *testing.T) {
-	a := startNode(t, func(c *Config) { c.Version = "v1.2.3-test" })
+	a := startNode(t, func(c *Config) { c.Version, c.Commit = "v1.2.3-test", "abc123" })
 	b := startNode(t, func(c *Config) { c.Version = "v1.2.4-test" })
 
 	st := a.Status()
 	assert.Equal(t, "v1.2.3-test", st.Build.Version)
 	assert.Equal(t, runtime.Version(), st.Build.GoVersion)
-	assert.NotEmpty(t, st.Build.Commit, "a commit, or unknown when the toolchain stamped none")
+	assert.Equal(t, "abc123", st.Build.Commit, "the link-time commit (go test stamps no vcs.revision)")
 
 	for _, tc := range []struct {
 		n       *Node

@@ -149,6 +149,9 @@ type Config struct {
 	// commit in Status and mailarray_build_info. No YAML key: the binary
 	// knows it.
 	Version string `yaml:"-"`
+	// Commit is the VCS revision passed at link time (`make build`), used
+	// when the toolchain stamped none (-buildvcs=false); "" otherwise.
+	Commit string `yaml:"-"`
 }
 
 // PipelineConfig configures the inbound pipeline (antivirus, spam

@@ -49,7 +49,7 @@ func newMetrics(n *Node) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}, []string{"op"}),
 	}
-	b := ReadBuildInfo(n.cfg.Version)
+	b := ReadBuildInfo(n.cfg.Version, n.cfg.Commit)
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "mailarray_build_info",
 		Help: "Always 1; the labels say which binary the node runs (a rolling upgrade is done when every node reports the new version).",

@@ -154,7 +154,7 @@ func (n *Node) UnderReplicated() int64 { return n.repl.underReplicated.Load() }
 // Status gathers the node's report.
 func (n *Node) Status() Status {
 	st := Status{
-		Node: n.cfg.Name, Build: ReadBuildInfo(n.cfg.Version), Roles: n.cfg.Roles, Addrs: n.addrsSnapshot(),
+		Node: n.cfg.Name, Build: ReadBuildInfo(n.cfg.Version, n.cfg.Commit), Roles: n.cfg.Roles, Addrs: n.addrsSnapshot(),
 		Mirror: n.members.Table(), Replicas: n.cfg.Replicas, WriteQuorum: n.cfg.WriteQuorum,
 		CatalogDigest: n.cat.Digest(), Entries: map[string]int{},
 		UnderReplicated: n.UnderReplicated(), Mailboxes: n.dir.Len(), Load: n.Load(),

@@ -18,8 +18,12 @@ import (
 )
 
 // version is the release this binary is, set at link time: `make build`
-// passes -ldflags "-X main.version=$(git describe ...)".
+// passes -ldflags "-X main.version=$(git describe ...) -X main.commit=...".
 var version = "dev"
+
+// commit is the revision this binary was built from, set at link time
+// like version (the toolchain's own stamp wins when it made one).
+var commit = ""
 
 func usage() {
 	fmt.Fprint(os.Stderr, `usage: mailarray <command> [flags]
@@ -62,7 +66,7 @@ func main() {
 	case "tls":
 		err = tlsCmd(args)
 	case "version":
-		b := node.ReadBuildInfo(version)
+		b := node.ReadBuildInfo(version, commit)
 		fmt.Printf("mailarray %s (commit %s, %s)\n", b.Version, b.Commit, b.GoVersion)
 	case "-h", "--help", "help":
 		usage()

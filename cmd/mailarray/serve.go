@@ -263,8 +263,8 @@ func serve(args []string) error {
 	}
 	// The log's first line says which binary runs: a rolling upgrade is
 	// confirmed from the logs as well as from status and metrics.
-	cfg.Version = version
-	b := node.ReadBuildInfo(version)
+	cfg.Version, cfg.Commit = version, commit
+	b := node.ReadBuildInfo(version, commit)
 	log.Info("mailarray: starting", "version", b.Version, "commit", b.Commit, "go_version", b.GoVersion, "node", cfg.Name)
 	if err := checkSecrets(cfg); err != nil {
 		return err
