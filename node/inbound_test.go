@@ -156,13 +156,14 @@ func TestPipelineFailingFilterIs451AndStoresNothing(t *testing.T) {
 // first, so injected pipeline faults still reach it.
 func TestFaultFilterOnlyWithAFaultHook(t *testing.T) {
 	n := startNode(t, func(*Config) {})
-	assert.Equal(t, []string{"antivirus", "spam"}, n.in.pipe.Filters(), "production pipeline")
+	assert.NotContains(t, n.in.pipe.Filters(), "fault", "production pipeline")
+	assert.Contains(t, n.in.pipe.Filters(), "antivirus", "production pipeline")
 
 	faults := newTestFaults()
 	c := newTestCluster(t, 0, 1, 1)
 	c.env = func(name string, e *Env) { e.Fault = nodeFaults{faults, name} }
 	c.start("n1")
-	assert.Equal(t, []string{"fault", "antivirus", "spam"}, c.nodes["n1"].in.pipe.Filters(), "pipeline with a fault hook")
+	assert.Equal(t, "fault", c.nodes["n1"].in.pipe.Filters()[0], "pipeline with a fault hook: the fault filter first")
 	faults.set("n1", "pipeline.filter", true)
 	_, err := send(t, c.nodes["n1"].Addr("smtp"), []string{"alice@example.com"}, testMessage("fault", 400))
 	require.Error(t, err, "the injected filter fault refuses the message")

@@ -127,15 +127,20 @@ func TestReadinessWrongCA(t *testing.T) {
 
 	// Every node's DNS, n4's included, sends mail to the three good
 	// nodes only (n4 knows the others' readiness from their tags).
-	require.Eventually(t, func() bool {
+	var last []string
+	if !assert.Eventually(t, func() bool {
+		last = last[:0]
+		ok := true
 		for _, p := range all {
 			got, err := mxTargets(p)
-			if err != nil || strings.Join(got, ",") != "n1,n2,n3" {
-				return false
-			}
+			st, _ := p.status()
+			last = append(last, fmt.Sprintf("%s: MX %v %v, ready %+v", p.name, got, err, st.Ready))
+			ok = ok && err == nil && strings.Join(got, ",") == "n1,n2,n3"
 		}
-		return true
-	}, readyTimeout, 50*time.Millisecond, "no node's MX answer names n4")
+		return ok
+	}, readyTimeout, 50*time.Millisecond, "no node's MX answer names n4") {
+		t.Fatalf("last MX answers: %v", last)
+	}
 
 	for _, p := range nodes {
 		assert.True(t, p.ready(), "%s stays ready: it reaches the other two", p.name)
