@@ -44,6 +44,8 @@ const (
 	// slowed by load (a loaded machine, a GC pause) is not unreachable,
 	// and readiness that flaps takes nodes in and out of DNS answers.
 	readyProbeTimeoutMin = 3 * time.Second
+	// readyRetryMin bounds how often a node that is not ready probes.
+	readyRetryMin = 50 * time.Millisecond
 )
 
 // ReadyState is the node's readiness as last judged.
@@ -151,8 +153,9 @@ func (r *readiness) changed() {
 	}
 }
 
-// run judges readiness every Tuning.ReadyProbeEvery, the first time at
-// once, and after each membership change, until ctx ends.
+// run judges readiness every Tuning.ReadyProbeEvery (a tenth of it while
+// not ready), the first time at once, and after each membership change,
+// until ctx ends.
 func (r *readiness) run(ctx context.Context) {
 	every := r.n.cfg.Tuning.ReadyProbeEvery
 	t := time.NewTimer(0)
@@ -166,7 +169,14 @@ func (r *readiness) run(ctx context.Context) {
 			t.Stop()
 		}
 		r.round(ctx, max(every, readyProbeTimeoutMin))
-		t.Reset(every)
+		if r.State().Ready {
+			t.Reset(every)
+		} else {
+			// Not ready: look again soon. At start the peers may not be
+			// listening yet, and each interval spent not ready is one
+			// out of the DNS answers.
+			t.Reset(max(every/10, readyRetryMin))
+		}
 	}
 }
 
