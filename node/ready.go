@@ -208,16 +208,16 @@ func (r *readiness) round(ctx context.Context, timeout time.Duration) {
 	if ctx.Err() != nil {
 		return
 	}
-	synced := r.synced()
+	synced := n.repl.SyncedSinceStart()
 	if !synced {
 		// Do not wait for the anti-entropy loop's random pick: compare
 		// catalogs now with the first peer that answered.
 		for _, m := range ring {
 			if err, ok := probes[m]; ok && err == nil {
-				if err := n.repl.syncWith(ctx, m); err != nil {
+				if err := n.repl.SyncWith(ctx, m); err != nil {
 					n.log.Debug("node: first anti-entropy round failed", "peer", m, "err", err)
 				}
-				synced = r.synced()
+				synced = n.repl.SyncedSinceStart()
 				break
 			}
 		}
@@ -258,14 +258,19 @@ func (n *Node) probePeer(ctx context.Context, peer string) error {
 	return nil
 }
 
-// synced reports whether an anti-entropy round with some peer completed
-// since the node started.
-func (r *readiness) synced() bool {
-	h := &r.n.repl.hz
-	h.init()
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.synced) > 0
+// The replicator's two entry points readiness uses. (When the replicator
+// moves to its own package these two go with it, as they are.)
+
+// SyncWith runs one anti-entropy round with peer now.
+func (r *replicator) SyncWith(ctx context.Context, peer string) error { return r.syncWith(ctx, peer) }
+
+// SyncedSinceStart reports whether an anti-entropy round with some peer
+// completed since the node started.
+func (r *replicator) SyncedSinceStart() bool {
+	r.hz.init()
+	r.hz.mu.Lock()
+	defer r.hz.mu.Unlock()
+	return len(r.hz.synced) > 0
 }
 
 // readyOnly leaves out of a DNS answer's candidates the members that
