@@ -19,6 +19,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -248,6 +249,9 @@ func (r *readiness) round(ctx context.Context, timeout time.Duration) {
 // peer client, kept here so the client's move to node/peer changes one
 // line (there: n.peer.Load(ctx, peer, &ld)).
 func (n *Node) probePeer(ctx context.Context, peer string) error {
+	if n.peer == nil {
+		return errors.New("node: no peer API client")
+	}
 	var ld Load
 	if err := n.peer.getJSON(ctx, peer, "/v1/load", &ld); err != nil {
 		return err
