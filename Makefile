@@ -12,8 +12,12 @@ SCENARIO ?=
 
 all: build
 
+# The version the binary reports (mailarray version, status, metrics, log).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/mailarray
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o $(BIN) ./cmd/mailarray
 
 deps:
 	$(GO) mod download

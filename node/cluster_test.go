@@ -67,7 +67,9 @@ func newTestCluster(t testing.TB, n, r, w int) *testCluster {
 
 // waitRing waits until every node's mirroring table has every node in its
 // ring: membership reaches each node as an event, so a write right after
-// start could otherwise find too few nodes for its quorum.
+// start could otherwise find too few nodes for its quorum. When the nodes
+// can reach a write quorum it also waits until every node is ready and
+// every node sees the others' readiness, as DNS answers do (ready.go).
 func (c *testCluster) waitRing() {
 	c.t.Helper()
 	require.Eventually(c.t, func() bool {
@@ -75,9 +77,20 @@ func (c *testCluster) waitRing() {
 			if len(nd.members.Table().Ring) != len(c.nodes) {
 				return false
 			}
+			if len(c.nodes) < c.w {
+				continue
+			}
+			if !nd.ready.State().Ready {
+				return false
+			}
+			for _, m := range nd.members.Members() {
+				if m.Status == env.StatusAlive && m.Tags[env.TagReady] == "0" {
+					return false
+				}
+			}
 		}
 		return true
-	}, 10*time.Second, 5*time.Millisecond, "every node sees the whole ring")
+	}, 10*time.Second, 5*time.Millisecond, "every node sees the whole ring (and, given a quorum, every node ready)")
 }
 
 func (c *testCluster) config(name string) Config {

@@ -156,6 +156,14 @@ type Config struct {
 	// Without it such a node refuses to start (ErrAwayTooLong). No YAML
 	// key: a config file would resync at every restart.
 	ResyncCatalog bool `yaml:"-"`
+	// Version is the release the binary was built as (the command's
+	// version, set by -ldflags; "dev" otherwise), reported with the
+	// commit in Status and mailarray_build_info. No YAML key: the binary
+	// knows it.
+	Version string `yaml:"-"`
+	// Commit is the VCS revision passed at link time (`make build`), used
+	// when the toolchain stamped none (-buildvcs=false); "" otherwise.
+	Commit string `yaml:"-"`
 }
 
 // PipelineConfig configures the inbound pipeline (antivirus, spam
@@ -265,6 +273,11 @@ type Tuning struct {
 	// (for the tombstone-ttl check at start). The horizon advances in
 	// steps of this interval, so replicas agree on it between rounds.
 	CollectEvery time.Duration `yaml:"collect-every"`
+	// ReadyProbeEvery is how often the node asks every live storage peer
+	// for its load report to judge its own readiness (node/ready.go): a
+	// peer that answered the last probe counts toward the write quorum.
+	// A change of readiness is seen within about this interval.
+	ReadyProbeEvery time.Duration `yaml:"ready-probe-every"`
 }
 
 // DefaultTuning returns the production pace.
@@ -281,6 +294,7 @@ func DefaultTuning() Tuning {
 		VerifyEvery:       time.Second,
 		VerifyPerScan:     256,
 		CollectEvery:      10 * time.Minute,
+		ReadyProbeEvery:   time.Second,
 	}
 }
 
@@ -497,6 +511,7 @@ func (c *Config) Validate() error {
 		{"tuning.delete-sync-timeout", &t.DeleteSyncTimeout, d.DeleteSyncTimeout},
 		{"tuning.verify-every", &t.VerifyEvery, d.VerifyEvery},
 		{"tuning.collect-every", &t.CollectEvery, d.CollectEvery},
+		{"tuning.ready-probe-every", &t.ReadyProbeEvery, d.ReadyProbeEvery},
 	} {
 		if *f.v == 0 {
 			*f.v = f.def

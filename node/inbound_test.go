@@ -149,3 +149,23 @@ func TestPipelineFailingFilterIs451AndStoresNothing(t *testing.T) {
 	st, _ := n.Store().Stats()
 	assert.Equal(t, 0, st.Copies, "no partial copy")
 }
+
+// TestFaultFilterOnlyWithAFaultHook (issue 18, item 10): a production
+// node's pipeline has no fault filter (it logged a "no fault" verdict for
+// every message); a node with a fault hook (the simulator's tests) has it
+// first, so injected pipeline faults still reach it.
+func TestFaultFilterOnlyWithAFaultHook(t *testing.T) {
+	n := startNode(t, func(*Config) {})
+	assert.NotContains(t, n.in.pipe.Filters(), "fault", "production pipeline")
+	assert.Contains(t, n.in.pipe.Filters(), "antivirus", "production pipeline")
+
+	faults := newTestFaults()
+	c := newTestCluster(t, 0, 1, 1)
+	c.env = func(name string, e *Env) { e.Fault = nodeFaults{faults, name} }
+	c.start("n1")
+	assert.Equal(t, "fault", c.nodes["n1"].in.pipe.Filters()[0], "pipeline with a fault hook: the fault filter first")
+	faults.set("n1", "pipeline.filter", true)
+	_, err := send(t, c.nodes["n1"].Addr("smtp"), []string{"alice@example.com"}, testMessage("fault", 400))
+	require.Error(t, err, "the injected filter fault refuses the message")
+	assert.Equal(t, 451, smtpCode(err))
+}

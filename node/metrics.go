@@ -54,8 +54,17 @@ func newMetrics(n *Node) *metrics {
 		Name: "mailarray_logins_total",
 		Help: "Login attempts by protocol (pop3, imap, web) and result (success, failure: wrong user or password, throttled, refused: cleartext without TLS, error).",
 	}, []string{"protocol", "result"})
-	m.reg.MustRegister(m.smtpResults, m.smtpLatency, m.storeLatency, m.pop3Latency, m.imapLatency, m.logins,
-		collectors.NewGoCollector(), (*nodeCollector)(n))
+	b := ReadBuildInfo(n.cfg.Version, n.cfg.Commit)
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "mailarray_build_info",
+		Help: "Always 1; the labels say which binary the node runs (a rolling upgrade is done when every node reports the new version).",
+	}, []string{"version", "commit", "go_version"})
+	build.WithLabelValues(b.Version, b.Commit, b.GoVersion).Set(1)
+	// The process and Go runtime collectors go on the node's own registry
+	// like everything else: nodes sharing a process (tests, the simulator)
+	// each report the same process, and nothing touches the global one.
+	m.reg.MustRegister(m.smtpResults, m.smtpLatency, m.storeLatency, m.pop3Latency, m.imapLatency, m.logins, build,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), (*nodeCollector)(n))
 	return m
 }
 
@@ -86,7 +95,6 @@ var (
 	descAERepaired = prometheus.NewDesc("mailarray_antientropy_repaired_total", "Entries repaired by anti-entropy.", nil, nil)
 	descMembers    = prometheus.NewDesc("mailarray_members", "Members by status as this node sees them.", []string{"status"}, nil)
 	descSessions   = prometheus.NewDesc("mailarray_smtp_sessions", "SMTP sessions open now.", nil, nil)
-	descDNS        = prometheus.NewDesc("mailarray_dns_answers_total", "DNS answers by rcode and by strategy.", []string{"kind", "value"}, nil)
 	descMailboxes  = prometheus.NewDesc("mailarray_directory_mailboxes", "Mailboxes in the directory.", nil, nil)
 	descVerified   = prometheus.NewDesc("mailarray_verify_checked_total", "Copies checksummed by the store verifier's continuous pass.", nil, nil)
 	descVMissing   = prometheus.NewDesc("mailarray_verify_missing_total", "Catalog entries that listed this node for a copy it lacked or held damaged, republished without it for rebuild.", nil, nil)
@@ -95,8 +103,16 @@ var (
 	descStreams    = prometheus.NewDesc("mailarray_peer_streams", "Replication streams open to peers (outgoing) and from them (incoming), and peers spoken to over HTTP because they refused the stream (http).", []string{"kind"}, nil)
 )
 
+var (
+	// Two metrics, not one with a kind label: every reply has an rcode and
+	// some also a strategy, so sum() over one metric counted them twice.
+	descDNSRcode    = prometheus.NewDesc("mailarray_dns_answers_total", "DNS replies by rcode (sum: every reply).", []string{"rcode"}, nil)
+	descDNSStrategy = prometheus.NewDesc("mailarray_dns_strategy_answers_total", "DNS answers whose nodes the strategy ordered (MX and service names), by strategy.", []string{"strategy"}, nil)
+	descReady       = prometheus.NewDesc("mailarray_ready", "1 when the node is ready (reaches a write quorum, catalog in sync), else 0; reason says why not (ok, starting, no_write_quorum, catalog_not_synced).", []string{"reason"}, nil)
+)
+
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEntries, descCopies, descBytes, descUnder, descRebuilt, descRebuiltB, descLag, descDropped, descAE, descAERepaired, descMembers, descSessions, descDNS, descMailboxes, descStreams, descVerified, descVMissing, descVLost} {
+	for _, d := range []*prometheus.Desc{descEntries, descCopies, descBytes, descUnder, descRebuilt, descRebuiltB, descLag, descDropped, descAE, descAERepaired, descMembers, descSessions, descDNSRcode, descDNSStrategy, descMailboxes, descStreams, descVerified, descVMissing, descVLost, descReady} {
 		ch <- d
 	}
 	ch <- descFuture
@@ -137,13 +153,17 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if n.dns != nil {
 		for k, v := range n.dns.Stats() {
-			kind, value, ok := strings.Cut(k, ".")
-			if ok && (kind == "rcode" || kind == "strategy") {
-				ch <- prometheus.MustNewConstMetric(descDNS, prometheus.CounterValue, float64(v), kind, value)
+			switch kind, value, _ := strings.Cut(k, "."); kind {
+			case "rcode":
+				ch <- prometheus.MustNewConstMetric(descDNSRcode, prometheus.CounterValue, float64(v), value)
+			case "strategy":
+				ch <- prometheus.MustNewConstMetric(descDNSStrategy, prometheus.CounterValue, float64(v), value)
 			}
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(descMailboxes, prometheus.GaugeValue, float64(n.dir.Len()))
+	rs := n.ready.State()
+	ch <- prometheus.MustNewConstMetric(descReady, prometheus.GaugeValue, map[bool]float64{true: 1}[rs.Ready], rs.Reason)
 	out, in, http := n.streamCounts()
 	ch <- prometheus.MustNewConstMetric(descStreams, prometheus.GaugeValue, float64(out), "outgoing")
 	ch <- prometheus.MustNewConstMetric(descStreams, prometheus.GaugeValue, float64(in), "incoming")

@@ -41,7 +41,7 @@ func (s *dnsSource) Nodes(role string) []env.Member {
 			out = append(out, m)
 		}
 	}
-	return out
+	return readyOnly(role, out)
 }
 
 func (s *dnsSource) Serial() uint32 { return (*Node)(s).members.Serial() + 1 }
@@ -59,6 +59,7 @@ func (n *Node) onMembership(ev *env.Event) {
 		n.log.Info("node: released the mailbox leases of failed or departed nodes", "leases", k)
 	}
 	n.repl.TriggerMaintenance()
+	n.ready.changed()
 }
 
 // Load is what a node reports of its load over the peer API.
@@ -90,6 +91,7 @@ func (n *Node) Load() Load {
 // Status is a node's report for operators (`mailarray status`).
 type Status struct {
 	Node            string              `json:"node"`
+	Build           BuildInfo           `json:"build"`
 	Roles           []string            `json:"roles"`
 	Addrs           map[string]string   `json:"addrs"`
 	Members         []MemberStatus      `json:"members"`
@@ -109,6 +111,9 @@ type Status struct {
 	// PeerAPI says how the peer API is protected (Config.PeerAPIMode):
 	// operators see an unauthenticated one here (peerauth.go).
 	PeerAPI string `json:"peer_api"`
+	// Ready is the node's readiness: whether it reaches a write quorum
+	// and its catalog is in sync (ready.go).
+	Ready ReadyState `json:"ready"`
 }
 
 // MemberStatus is one member as this node sees it.
@@ -149,11 +154,11 @@ func (n *Node) UnderReplicated() int64 { return n.repl.UnderReplicated() }
 // Status gathers the node's report.
 func (n *Node) Status() Status {
 	st := Status{
-		Node: n.cfg.Name, Roles: n.cfg.Roles, Addrs: n.addrsSnapshot(),
+		Node: n.cfg.Name, Build: ReadBuildInfo(n.cfg.Version, n.cfg.Commit), Roles: n.cfg.Roles, Addrs: n.addrsSnapshot(),
 		Mirror: n.members.Table(), Replicas: n.cfg.Replicas, WriteQuorum: n.cfg.WriteQuorum,
 		CatalogDigest: n.cat.Digest(), Entries: map[string]int{},
 		UnderReplicated: n.UnderReplicated(), Mailboxes: n.dir.Len(), Load: n.Load(),
-		Rebuild: n.Rebuild(), Verify: n.Verify(), PeerAPI: n.cfg.PeerAPIMode(),
+		Rebuild: n.Rebuild(), Verify: n.Verify(), PeerAPI: n.cfg.PeerAPIMode(), Ready: n.ready.State(),
 	}
 	st.MirrorPairs = st.Mirror.Pairs()
 	for s, c := range n.cat.Counts() {
@@ -182,6 +187,10 @@ func (n *Node) httpHandler() http.Handler {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if live := len(n.members.Table().Ring); live < n.cfg.WriteQuorum {
 			http.Error(w, fmt.Sprintf("not ready: %d live storage nodes, write quorum %d\n", live, n.cfg.WriteQuorum), http.StatusServiceUnavailable)
+			return
+		}
+		if st := n.ready.State(); !st.Ready {
+			http.Error(w, fmt.Sprintf("not ready: %s: %s\n", st.Reason, st.Detail), http.StatusServiceUnavailable)
 			return
 		}
 		w.Write([]byte("ready\n"))

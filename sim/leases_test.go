@@ -12,10 +12,13 @@ import (
 // sessions, so that a session holds the lease when its node crashes, and
 // the others are refused. (A pause of n1 at the same instant made no
 // refusal at this seed: the mailbox's lock managers were then the two
-// nodes down; TestTimeFaults covers the pause itself.)
+// nodes down; TestTimeFaults covers the pause itself.) Whether a session
+// on n3 holds the lease at the crash depends on the run: seed 2 stopped
+// making one when the readiness probes (node/ready.go) added traffic;
+// seeds 1 and 5 do.
 const leaseScenario = `
 name: leases
-seed: 2
+seed: 1
 duration: 6s
 drain: 4s
 mailboxes: 1

@@ -115,6 +115,16 @@ func printStatus(w io.Writer, st node.Status) {
 		fmt.Fprintln(w, "WARNING: the peer API needs no credentials: whoever reaches it can read, inject and delete mail (set peer-key or peer-ca)")
 	}
 	fmt.Fprintln(w)
+	fmt.Fprintf(w, "version %s (commit %s, %s)\n", st.Build.Version, st.Build.Commit, st.Build.GoVersion)
+	if st.Ready.Ready {
+		fmt.Fprintf(w, "ready: %d storage nodes answer, W=%d\n\n", st.Ready.Reachable, st.Ready.WriteQuorum)
+	} else {
+		fmt.Fprintf(w, "NOT READY (%s): %s\n", st.Ready.Reason, st.Ready.Detail)
+		for _, d := range st.Ready.NotAnswering {
+			fmt.Fprintf(w, "  not answering: %s\n", d)
+		}
+		fmt.Fprintln(w)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MEMBER\tSTATUS\tADDR\tROLES\tPEER\tMIRRORS")
 	for _, m := range st.Members {

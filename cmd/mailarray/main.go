@@ -13,9 +13,17 @@ package main
 import (
 	"fmt"
 	"os"
+
+	"mailarray/node"
 )
 
+// version is the release this binary is, set at link time: `make build`
+// passes -ldflags "-X main.version=$(git describe ...) -X main.commit=...".
 var version = "dev"
+
+// commit is the revision this binary was built from, set at link time
+// like version (the toolchain's own stamp wins when it made one).
+var commit = ""
 
 func usage() {
 	fmt.Fprint(os.Stderr, `usage: mailarray <command> [flags]
@@ -39,7 +47,8 @@ func main() {
 		os.Exit(2)
 	}
 	var err error
-	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
+	cmd, args := os.Args[1], os.Args[2:]
+	switch cmd {
 	case "serve":
 		err = serve(args)
 	case "user":
@@ -57,7 +66,8 @@ func main() {
 	case "tls":
 		err = tlsCmd(args)
 	case "version":
-		fmt.Println("mailarray", version)
+		b := node.ReadBuildInfo(version, commit)
+		fmt.Printf("mailarray %s (commit %s, %s)\n", b.Version, b.Commit, b.GoVersion)
 	case "-h", "--help", "help":
 		usage()
 	default:
@@ -66,7 +76,7 @@ func main() {
 		os.Exit(2)
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "mailarray:", err)
+		reportFatal(os.Stderr, cmd, args, err)
 		os.Exit(1)
 	}
 }

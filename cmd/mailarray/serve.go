@@ -46,6 +46,11 @@ func loadConfig(args []string, stderr io.Writer) (node.Config, *slog.Logger, err
 	cfg.Replicas, cfg.WriteQuorum = 0, 0
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	if logFormatArg(args) == "json" && !helpArg(args) {
+		// A JSON log has JSON lines only: a flag error is reported as one
+		// record by reportFatal, not followed by the usage text.
+		fs.SetOutput(io.Discard)
+	}
 	configFile := fs.String("config", "", "YAML config file; flags given on the command line override its keys")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
@@ -308,6 +313,11 @@ func serve(args []string) error {
 		}
 		return err
 	}
+	// The log's first line says which binary runs: a rolling upgrade is
+	// confirmed from the logs as well as from status and metrics.
+	cfg.Version, cfg.Commit = version, commit
+	b := node.ReadBuildInfo(version, commit)
+	log.Info("mailarray: starting", "version", b.Version, "commit", b.Commit, "go_version", b.GoVersion, "node", cfg.Name)
 	if err := checkSecrets(cfg); err != nil {
 		return err
 	}

@@ -47,6 +47,11 @@ const (
 	// node that restarted has a new one, so its peers know that the
 	// transactions of its previous life are gone.
 	TagBoot = "boot"
+	// TagReady is "0" while the node judges itself not ready (it cannot
+	// reach a write quorum or its catalog has not yet been compared with a
+	// peer's: node/ready.go); DNS answers then leave it out. Absent or any
+	// other value: ready (nodes that predate the tag).
+	TagReady = "ready"
 )
 
 // Status is a member's liveness as membership last judged it.
