@@ -34,7 +34,7 @@
 #
 # Usage: mutants/run.sh
 #   MUTANTS="a b"        only these mutants (default: every mutants/*.patch);
-#                        a name with a slash is a path (mutants/after-merge/x.patch)
+#                        a name with a slash is a path (tmp/x.patch)
 #   MUTANTS_SRC=dir      test this tree instead of the working tree (a merge
 #                        candidate unpacked with git archive, say)
 #   MUTANTS_BASELINE=0   skip the baseline: by default every killing test
@@ -284,7 +284,7 @@ if [ "$out" != - ]; then
 		echo "$table"
 		echo
 		if [ "$src" = "$root" ]; then
-			echo "Commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$root" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)'); wall time $wall s on the machine that wrote this file."
+			echo "Commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$root" diff --quiet HEAD -- . ':!results' 2>/dev/null || echo ' (with uncommitted changes)'); wall time $wall s on the machine that wrote this file."
 		else
 			echo "Tree $src (MUTANTS_SRC); wall time $wall s on the machine that wrote this file."
 		fi
