@@ -3,6 +3,8 @@ package chaos
 import (
 	"bytes"
 	"context"
+	cryptorand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -42,6 +44,13 @@ func requireDocker(t *testing.T) string {
 	compose, err := exec.LookPath("docker-compose")
 	if err != nil {
 		t.Skip("docker-compose is not installed: container tests skipped")
+	}
+	// docker-compose.yml takes the peer key from the environment (make
+	// compose-up writes a random one to .env): a test cluster gets its own.
+	if os.Getenv("MAILARRAY_PEER_KEY") == "" {
+		var b [24]byte
+		_, _ = cryptorand.Read(b[:])
+		t.Setenv("MAILARRAY_PEER_KEY", hex.EncodeToString(b[:]))
 	}
 	return compose
 }
