@@ -184,7 +184,14 @@
 // select with two ready cases picks at random: a caller whose context is
 // already done must be turned away before a select that also offers it a
 // ready resource (peerstream.go get and roundTrip; seen after a long
-// stall_disk, when callers resume with deadlines long past).
+// stall_disk, when callers resume with deadlines long past). A fixed retry
+// pace is a coinciding timer in disguise: callers failed at one instant (a
+// broken stream answers all its pending requests at once) that wait the
+// same fixed delay wake together and race for the new stream. Settle
+// before each retry, under a key of the caller's own that the run
+// determines (pushEverywhere settles as "delete <first id>"; seen with
+// deletions waiting on a disk stalled past DeleteSyncTimeout,
+// TestDeletionRetriesReplay).
 //
 // # Teardown order
 //
