@@ -136,6 +136,14 @@ func (r *replicator) commit(entries []catalog.Entry) {
 
 func (r *replicator) commitLoop(ctx context.Context) {
 	for {
+		// A stopped node's loop ends here, not in the select below, which
+		// would pick at random between its ctx and a pending wake (and
+		// drain once more on the wake: one more settle, a simulated run
+		// that does not replay after a crash).
+		if ctx.Err() != nil {
+			r.drainCommits()
+			return
+		}
 		select {
 		case <-ctx.Done():
 			r.drainCommits()
@@ -313,6 +321,9 @@ func (r *replicator) queue(peer string) *pushQueue {
 func (r *replicator) pushLoop(ctx context.Context, peer string, q *pushQueue) {
 	who := "push " + peer
 	for {
+		if ctx.Err() != nil { // not in the select: see commitLoop
+			return
+		}
 		select {
 		case <-ctx.Done():
 			return
