@@ -39,11 +39,22 @@ const (
 // are pushed to as well. It returns the live members that still lack the
 // entries, sorted by name (nil: every live node has them).
 func (n *Node) pushEverywhere(ctx context.Context, entries []catalog.Entry, bound time.Duration) []string {
+	if len(entries) == 0 {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	done := map[string]bool{}
 	wait := deleteRetryMin
+	// Deletions woken together (the stream they shared broke, failing
+	// their pushes at one instant, so their retry timers coincide to the
+	// nanosecond; or one group commit applied their tombstones) would
+	// race to write on a shared stream, and a simulated run would not
+	// replay: each round settles first, under a key of its own (its first
+	// message), so the simulator lets them go in that key's order.
+	who := "delete " + entries[0].ID
 	for {
+		n.settle(who)
 		todo := n.lacking(done)
 		if len(todo) == 0 {
 			return nil

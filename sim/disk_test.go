@@ -209,10 +209,10 @@ func TestDiskFaultsValidate(t *testing.T) {
 }
 
 // TestDiskFaultsReplay: every disk fault kind, each schedule run twice:
-// the same network digest, report and ledger. The stall runs without a
-// crash: a long disk wait (stall_disk, or slow_disk at x2000) on one node
-// while another crashes does not yet replay exactly in the first run of a
-// process (a pre-existing order dependence, masked by NetConfig.Trace).
+// the same network digest, report and ledger. The stall runs beside a
+// crash: the crashed node's push and commit loops, a wake pending when
+// its context ended, once chose at random between the two (replicate.go
+// commitLoop), and a run replayed only one time in two.
 func TestDiskFaultsReplay(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector randomizes scheduling (see TestScenarioDeterminism)")
@@ -225,7 +225,7 @@ func TestDiskFaultsReplay(t *testing.T) {
 			"{at: 2500ms, action: restart, node: n1, disk: backup}",
 			"{at: 3s, action: restart, node: n3, disk: empty}",
 		},
-		{"{at: 1s, action: stall_disk, node: n2, for: 2s}"},
+		{"{at: 1s, action: stall_disk, node: n2, for: 3s}", "{at: 1500ms, action: crash, node: n3}", "{at: 3s, action: restart, node: n3}"},
 	} {
 		a, _ := runDisk(t, faults...)
 		b, _ := runDisk(t, faults...)

@@ -166,7 +166,10 @@
 // Net.Digest hashes every event's time, stream, sequence, outcome and
 // payload, and every note: the same scenario, seed and commit give the
 // same digest at any GOMAXPROCS and under -race. When two runs differ, set
-// NetConfig.Trace in both and diff the traces.
+// NetConfig.Trace in both and diff the traces. Trace formats each line on
+// the driver, which can hide a race (it hid the deletion retries below,
+// even writing to memory); copying each event into a slice and formatting
+// them after the run did not.
 //
 // Pitfalls that silently break it: a goroutine waiting on a sync.Mutex is
 // not durably blocked, so never do network I/O inside a bbolt Update, Batch
@@ -176,7 +179,17 @@
 // select with two ready cases picks at random: a caller whose context is
 // already done must be turned away before a select that also offers it a
 // ready resource (peerstream.go get and roundTrip; seen after a long
-// stall_disk, when callers resume with deadlines long past).
+// stall_disk, when callers resume with deadlines long past); so must a
+// loop whose context ended while a wake is pending (replicate.go
+// commitLoop and pushLoop: after a crash they settled once more one time
+// in two, TestStoppedLoopsIgnoreAPendingWake). A fixed retry
+// pace is a coinciding timer in disguise: callers failed at one instant (a
+// broken stream answers all its pending requests at once) that wait the
+// same fixed delay wake together and race for the new stream. Settle
+// before each retry, under a key of the caller's own that the run
+// determines (pushEverywhere settles as "delete <first id>"; seen with
+// deletions waiting on a disk stalled past DeleteSyncTimeout,
+// TestDeletionRetriesReplay).
 //
 // # Teardown order
 //

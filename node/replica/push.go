@@ -34,6 +34,14 @@ func (r *Replicator) Commit(entries []catalog.Entry) {
 
 func (r *Replicator) commitLoop(ctx context.Context) {
 	for {
+		// A stopped node's loop ends here, not in the select below, which
+		// would pick at random between its ctx and a pending wake (and
+		// drain once more on the wake: one more settle, a simulated run
+		// that does not replay after a crash).
+		if ctx.Err() != nil {
+			r.drainCommits()
+			return
+		}
 		select {
 		case <-ctx.Done():
 			r.drainCommits()
@@ -167,6 +175,9 @@ func (r *Replicator) queue(peer string) *pushQueue {
 func (r *Replicator) pushLoop(ctx context.Context, peer string, q *pushQueue) {
 	who := "push " + peer
 	for {
+		if ctx.Err() != nil { // not in the select: see commitLoop
+			return
+		}
 		select {
 		case <-ctx.Done():
 			return
