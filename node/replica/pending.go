@@ -74,14 +74,15 @@ func (r *Replicator) resolvePending(ctx context.Context) {
 // the listener still holds its copy (fsync made it durable before it
 // counted) and answers "have it" as before, so nothing changes there.
 //
-// The price is invariant 4 in one narrow case: a transaction refused (451)
-// because one of its copies failed, whose listener restarts before its
-// tombstone is applied anywhere (Commit is asynchronous) and holds no copy
-// of its own, is committed with the copy that survives on a peer. Seen from
-// the holders, it cannot be told apart from an acknowledged transaction
-// whose listener's disk went back in time, and never losing an
-// acknowledged message comes first. A tombstone that reached any node
-// still wins (a final state anywhere wins; deletion wins in the merge).
+// The price is invariant 4 in one narrow case. A refused transaction's
+// tombstones are applied to its listener's catalog before the 451
+// (node/refused.go), so a listener that crashes after refusing answers
+// with the decision, and a final state anywhere wins. But a listener
+// restored to a disk older than its refusal, before its tombstone reached
+// any peer, lets the copy a peer holds be committed: seen from the
+// holders, it cannot be told apart from an acknowledged transaction whose
+// listener's disk went back in time, and never losing an acknowledged
+// message comes first.
 //
 // Not covered: a listener that is not a placed node (its copies on two
 // peers) dies before its commit while one of those peers restarts from an
