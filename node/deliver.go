@@ -245,9 +245,6 @@ func (n *Node) storeMessage(ctx context.Context, data []byte, entries []catalog.
 		}
 		final[i] = e
 	}
-	if failed {
-		n.settleRefused(ctx, final) // refused.go
-	}
 	n.repl.Commit(final)
 	if failed {
 		return fmt.Errorf("%w: %v", smtp.ErrUnavailable, errors.Join(errs...))

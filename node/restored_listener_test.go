@@ -72,39 +72,3 @@ func TestRestartedListenersMissingCopyIsNoAnswer(t *testing.T) {
 		})
 	}
 }
-
-// failCommits fails the asynchronous committer's local apply
-// ("catalog.commit"): it retries, so only settleRefused can have applied a
-// tombstone by the time the client reads its reply.
-type failCommits struct{}
-
-func (failCommits) Fault(point string) error {
-	if point == "catalog.commit" {
-		return errRefused
-	}
-	return nil
-}
-
-// A refused transaction's tombstones are in its listener's catalog before
-// the 451: a listener that crashes right after it comes back with the
-// decision, and the holders' resolution (which no longer trusts a
-// restarted listener's missing copy) finds a final state instead of
-// committing the copy left on a peer.
-func TestRefusedTransactionIsSettledBeforeTheReply(t *testing.T) {
-	refuse := &refuseCopies{}
-	refuse.on.Store(true)
-	c := newFaultyClusterWith(t, 2, 2, 2, func(name string, e *Env) {
-		if name == "n1" {
-			e.Fault = failCommits{}
-		} else {
-			e.Fault = refuse
-		}
-	})
-	_, err := send(t, c.nodes["n1"].Addr("smtp"), []string{"alice@example.com"}, testMessage("refused", 512))
-	require.ErrorContains(t, err, "451", "one copy of W=2: refused")
-	got := entriesOf(c.nodes["n1"], "alice@example.com")
-	require.NotEmpty(t, got, "the listener wrote its own pending copy")
-	for _, e := range got {
-		assert.Equal(t, catalog.Deleted, e.State, "%s is a tombstone on the listener when the client hears 451", e.ID)
-	}
-}
