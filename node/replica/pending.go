@@ -74,15 +74,17 @@ func (r *Replicator) resolvePending(ctx context.Context) {
 // the listener still holds its copy (fsync made it durable before it
 // counted) and answers "have it" as before, so nothing changes there.
 //
-// The price is invariant 4 in one narrow case. A refused transaction's
-// tombstones are applied to its listener's catalog before the 451
-// (node/refused.go), so a listener that crashes after refusing answers
-// with the decision, and a final state anywhere wins. But a listener
-// restored to a disk older than its refusal, before its tombstone reached
-// any peer, lets the copy a peer holds be committed: seen from the
-// holders, it cannot be told apart from an acknowledged transaction whose
-// listener's disk went back in time, and never losing an acknowledged
-// message comes first.
+// The price is invariant 4 in one narrow case: a transaction refused (451)
+// because one of its copies failed, whose listener holds no copy of its
+// own and restarts (crash, power loss or restore) before its tombstone is
+// applied anywhere (node/deliver.go commits it asynchronously, after the
+// 451), is committed with the copy a peer holds. Seen from the holders it
+// cannot be told apart from an acknowledged transaction whose listener's
+// disk went back in time, and never losing an acknowledged message comes
+// first. A tombstone that reached any node still wins (a final state
+// anywhere wins). Applying the tombstone locally before the 451 would
+// close the crash case but not the restore case; it is not done yet (both
+// ways tried made the simulator's stall-listener runs stop replaying).
 //
 // Not covered: a listener that is not a placed node (its copies on two
 // peers) dies before its commit while one of those peers restarts from an
