@@ -189,7 +189,7 @@ func Matrix() []Cell {
 const (
 	bug1 = "issue 16 bug 1: 250, then deleted (stalled listener write outlives PendingTimeout)"
 	bug2 = "issue 16 bug 2: phantom holders after a restored or empty disk"
-	bug7 = "soak-real: a pending entry deleted on a restored listener's word that it has no copy"
+	bug7 = "soak-real lost 6: a pending entry deleted on a restored listener's word that it has no copy (fixed on hu); seed 3 also finds a stale lease (issue 16 bug 6: a quick restart is never declared failed)"
 )
 
 // diskSeeds is the disk cells' seed count in make chaos: their runs are
