@@ -189,6 +189,7 @@ func Matrix() []Cell {
 const (
 	bug1 = "issue 16 bug 1: 250, then deleted (stalled listener write outlives PendingTimeout)"
 	bug2 = "issue 16 bug 2: phantom holders after a restored or empty disk"
+	bug7 = "soak-real lost 6: a pending entry deleted on a restored listener's word that it has no copy (fixed on hu); seed 3 also finds a stale lease (issue 16 bug 6: a quick restart is never declared failed)"
 )
 
 // diskSeeds is the disk cells' seed count in make chaos: their runs are
@@ -212,6 +213,11 @@ func DiskCells() []Cell {
 			Doc: "n2 is backed up early in the load, crashes as the load stops and restarts from the backup before the others declare it failed",
 			Faults: []string{"{at: 500ms, action: backup, node: n2}", "{at: 3s, action: crash, node: n2}",
 				"{at: 3200ms, action: restart, node: n2, disk: backup}"}},
+		{Group: "disk", Name: "restore-listener", Seeds: diskSeeds, Exposes: bug7,
+			Doc: "n2 is backed up early, crashes under load right after acknowledging messages and restarts from the backup before the others declare it failed",
+			Faults: []string{"{at: 0s, action: slow_disk, node: n2, factor: 20}", "{at: 500ms, action: backup, node: n2}",
+				"{at: 2s, action: crash, node: n2}", "{at: 2050ms, action: slow_disk, node: n2, factor: 1}",
+				"{at: 2050ms, action: restart, node: n2, disk: backup}"}},
 		{Group: "disk", Name: "empty-disk", Seeds: diskSeeds, Exposes: bug2,
 			Doc:    "n2 crashes under load and restarts with an empty disk before the others declare it failed",
 			Faults: []string{"{at: 2s, action: crash, node: n2}", "{at: 2200ms, action: restart, node: n2, disk: empty}"}},
