@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -22,11 +23,13 @@ import (
 type lockTable struct {
 	mu    sync.Mutex
 	locks map[string]lease
-	// gone reports whether membership declared a node failed or left. A
-	// lease whose owner is on such a node holds nothing: its session died
-	// with the node, and waiting out the TTL would lock the mailbox out
-	// of every surviving node for up to lockTTL.
-	gone func(node string) bool
+	// gone reports whether membership declared a node failed or left, or
+	// shows it restarted since boot (another boot id). A lease whose owner
+	// is such a node's holds nothing: its session died with the node (or
+	// with its previous life, when it restarted faster than failure
+	// detection), and waiting out the TTL would lock the mailbox out of
+	// every surviving node for up to lockTTL.
+	gone func(node, boot string) bool
 	// observe, if set, hears every grant and refusal, with mu held: the
 	// simulator checks that no lease outlives its holder's failure by
 	// more than the detection time.
@@ -41,12 +44,32 @@ type lease struct {
 // maxLocks bounds the table (one entry per open POP3 session in the array).
 const maxLocks = 100000
 
-func newLockTable(gone func(node string) bool) *lockTable {
+func newLockTable(gone func(node, boot string) bool) *lockTable {
 	return &lockTable{locks: map[string]lease{}, gone: gone}
 }
 
+// lockOwner names a lease holder of this node's current life:
+// "<node>/<boot>/<rest>", so that lock managers can tell the leases of a
+// node's previous life, which died with it, from its new ones.
+func (n *Node) lockOwner(rest string) string {
+	return n.cfg.Name + "/" + bootString(n.boot) + "/" + rest
+}
+
+// ownerBoot is the boot id an owner names ("" for an owner of another
+// form, such as one written by an older version).
+func ownerBoot(owner string) string {
+	parts := strings.SplitN(owner, "/", 3)
+	if len(parts) < 3 || len(parts[1]) != 16 {
+		return ""
+	}
+	if _, err := strconv.ParseUint(parts[1], 16, 64); err != nil {
+		return ""
+	}
+	return parts[1]
+}
+
 // ownerNode is the node an owner names: owners are "<node>/<rest>" (see
-// pop3Backend.Login, deleteExclusive, assignUIDs); "" if owner has no node.
+// lockOwner); "" if owner has no node.
 func ownerNode(owner string) string {
 	node, _, ok := strings.Cut(owner, "/")
 	if !ok {
@@ -64,7 +87,7 @@ func (t *lockTable) held(l lease, now time.Time) bool {
 		return false
 	}
 	node := ownerNode(l.owner)
-	return node == "" || t.gone == nil || !t.gone(node)
+	return node == "" || t.gone == nil || !t.gone(node, ownerBoot(l.owner))
 }
 
 // acquire takes or renews mailbox's lock for owner.
@@ -105,7 +128,7 @@ func (t *lockTable) dropGone() int {
 	defer t.mu.Unlock()
 	dropped := 0
 	for k, l := range t.locks {
-		if node := ownerNode(l.owner); node != "" && t.gone(node) {
+		if node := ownerNode(l.owner); node != "" && t.gone(node, ownerBoot(l.owner)) {
 			delete(t.locks, k)
 			dropped++
 		}

@@ -129,6 +129,20 @@ func (v *memberView) Gone(name string) bool {
 	return ok && (m.Status == env.StatusFailed || m.Status == env.StatusLeft)
 }
 
+// GoneOrRestarted is Gone, or the member advertises a boot id other than
+// boot (it restarted since; "" boot: not known, only Gone counts).
+func (v *memberView) GoneOrRestarted(name, boot string) bool {
+	m, ok := v.Get(name)
+	if !ok {
+		return false
+	}
+	if m.Status == env.StatusFailed || m.Status == env.StatusLeft {
+		return true
+	}
+	cur := m.Tags[env.TagBoot]
+	return boot != "" && cur != "" && cur != boot
+}
+
 // PeerAddr is the peer API address of a live member, or "".
 func (v *memberView) PeerAddr(name string) string {
 	m, ok := v.Get(name)

@@ -127,7 +127,7 @@ func New(cfg Config, e *Env) (*Node, error) {
 	n.boot = newBootID(cfg.Name, time.Now().UnixNano())
 	n.txs = newTxTable()
 	n.members = newMemberView(e.Membership, cfg.Replicas)
-	n.locks = newLockTable(n.members.Gone)
+	n.locks = newLockTable(n.members.GoneOrRestarted)
 	n.locks.observe = e.LeaseObserver()
 	n.repl = newReplicator(n)
 	n.metrics = newMetrics(n)

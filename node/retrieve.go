@@ -46,7 +46,7 @@ func (b *pop3Backend) Login(ctx context.Context, user, pass string, remote net.A
 		}
 		return nil, err
 	}
-	owner := n.cfg.Name + "/" + strconv.FormatUint(n.env.Rand.Uint64(), 36)
+	owner := n.lockOwner(strconv.FormatUint(n.env.Rand.Uint64(), 36))
 	mgrs, err := n.lockMailbox(ctx, mb.Address, owner, lockTTL)
 	if errors.Is(err, errLocked) {
 		return nil, pop3.ErrInUse
@@ -205,7 +205,7 @@ func (m *maildrop) Close() error {
 // instead of removing messages from under it. who names the path in the
 // lock's owner.
 func (n *Node) deleteExclusive(ctx context.Context, who, mailbox string, ids []string) error {
-	owner := n.cfg.Name + "/" + who + "/" + strconv.FormatUint(n.env.Rand.Uint64(), 36)
+	owner := n.lockOwner(who + "/" + strconv.FormatUint(n.env.Rand.Uint64(), 36))
 	mgrs, err := n.lockMailbox(ctx, mailbox, owner, lockTTL)
 	if err != nil {
 		return err
