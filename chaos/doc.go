@@ -41,9 +41,9 @@
 // instead of failpoints: a listener's disk stalled longer than
 // PendingTimeout, a power loss under load then a restart, a restart from
 // an early backup, a restart with an empty disk. A scheduled fault proves
-// it fired by applying without error. Cells marked Exposes are expected
-// to fail until the issue-16 fix they name lands; they run diskSeeds
-// seeds in make chaos (CHAOS_SEEDS overrides, for the soak).
+// it fired by applying without error. Exposes names the issue-16 bug each
+// found on code without its fix (all fixed; the cells must pass); they
+// run diskSeeds seeds in make chaos (CHAOS_SEEDS overrides, for the soak).
 //
 // After each run, Check opens every live node's store and catalog from
 // its files and compares them with the load generator's records and the

@@ -230,9 +230,6 @@ func TestSimChaos(t *testing.T) {
 					if cell.Seeds > 0 && os.Getenv("CHAOS_SEEDS") == "" {
 						n = cell.Seeds
 					}
-					if cell.Exposes != "" {
-						t.Logf("cell %s is expected to fail until fixed: %s", cell.ID(), cell.Exposes)
-					}
 					for _, seed := range cellSeeds(cell.ID(), offset, soak, n) {
 						t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 							defer func() {
