@@ -215,7 +215,12 @@ func (r *readiness) round(ctx context.Context, timeout time.Duration) {
 		// catalogs now with the first peer that answered.
 		for _, m := range ring {
 			if err, ok := probes[m]; ok && err == nil {
-				if err := n.repl.SyncWith(ctx, m); err != nil {
+				// Bounded like the probes: a round that hangs must not
+				// keep the node's readiness unjudged (and out of DNS).
+				sctx, scancel := context.WithTimeout(ctx, timeout)
+				err := n.repl.SyncWith(sctx, m)
+				scancel()
+				if err != nil {
 					n.log.Debug("node: first anti-entropy round failed", "peer", m, "err", err)
 				}
 				synced = n.repl.SyncedSinceStart()
