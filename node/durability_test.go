@@ -2,8 +2,6 @@ package node
 
 import (
 	"errors"
-	"fmt"
-	"net"
 	"reflect"
 	"strings"
 	"sync/atomic"
@@ -15,7 +13,6 @@ import (
 
 	"mailarray/node/catalog"
 	"mailarray/node/env"
-	"mailarray/node/member"
 )
 
 // errRefused is the fault refuseCopies injects.
@@ -42,27 +39,10 @@ func newFaultyCluster(t *testing.T, n, r, w int, hooks map[string]env.FaultHook)
 }
 
 // newFaultyClusterWith is newTestCluster with each node's Env edited by
-// edit before the node is built (fault hooks, cost models).
+// edit before the node is built (fault hooks, cost models): pending_test.go's
+// newFaultCluster with the default configuration.
 func newFaultyClusterWith(t *testing.T, n, r, w int, edit func(name string, e *Env)) *testCluster {
-	c := &testCluster{t: t, group: member.NewGroup(), nodes: map[string]*Node{}, dirs: map[string]string{}, r: r, w: w, users: testUsers}
-	t.Cleanup(func() {
-		for _, nd := range c.nodes {
-			nd.Close()
-		}
-	})
-	for i := 1; i <= n; i++ {
-		name := fmt.Sprintf("n%d", i)
-		cfg := c.config(name)
-		view := c.group.View(env.Member{Name: name, Addr: net.IPv4(127, 0, 0, 1)})
-		e := &Env{Net: &env.RealNet{}, Rand: env.NewRand(uint64(i) + 7), Membership: view, DataDir: cfg.DataDir, Log: testLogger(t)}
-		edit(name, e)
-		nd, err := New(cfg, e)
-		require.NoError(t, err)
-		require.NoError(t, nd.Start())
-		c.nodes[name] = nd
-	}
-	c.waitRing()
-	return c
+	return newFaultCluster(t, n, r, w, edit, nil)
 }
 
 // queuedID is the transaction id of a 250 reply's text ("Ok: queued as X").
