@@ -95,10 +95,14 @@ type Cluster struct {
 
 // clusterNode is the truth about one node. inc (incarnation) grows with each
 // join, so a view can tell news about the current run of a node from stale
-// news about a previous one.
+// news about a previous one; ver grows with each change of its tags, so a
+// view can tell the newer of two updates that gossip delivered out of order
+// (memberlist bumps the incarnation for both; two counters keep a tag change
+// from refuting a failure verdict, which the simulator does not model).
 type clusterNode struct {
 	member  env.Member
 	inc     uint64
+	ver     uint64
 	crashed bool
 	view    *View
 	// paused: frozen (Pause) until Resume; pauses counts the pauses, so a
@@ -110,6 +114,7 @@ type clusterNode struct {
 type knownMember struct {
 	m   env.Member
 	inc uint64
+	ver uint64
 }
 
 // NewCluster returns a cluster of the initial members, who all know each
@@ -230,7 +235,7 @@ func (c *Cluster) Remove(name string) {
 		return
 	}
 	nd.member.Status = env.StatusLeft
-	nd.view.apply(env.EventLeave, cloneMember(nd.member), nd.inc)
+	nd.view.apply(env.EventLeave, cloneMember(nd.member), nd.inc, nd.ver)
 	nd.view.stop()
 	c.broadcastLocked(nd, env.EventLeave, c.cfg.GossipMin, c.cfg.GossipMax)
 }
@@ -243,7 +248,8 @@ func (c *Cluster) setTags(name string, tags map[string]string) error {
 		return fmt.Errorf("sim: set tags of %s: member is %v", name, nd.member.Status)
 	}
 	nd.member.Tags = maps.Clone(tags)
-	nd.view.apply(env.EventUpdate, cloneMember(nd.member), nd.inc)
+	nd.ver++
+	nd.view.apply(env.EventUpdate, cloneMember(nd.member), nd.inc, nd.ver)
 	c.broadcastLocked(nd, env.EventUpdate, c.cfg.GossipMin, c.cfg.GossipMax)
 	return nil
 }
@@ -251,7 +257,7 @@ func (c *Cluster) setTags(name string, tags map[string]string) error {
 func (c *Cluster) snapshotLocked() map[string]knownMember {
 	snap := make(map[string]knownMember, len(c.nodes))
 	for name, nd := range c.nodes {
-		snap[name] = knownMember{cloneMember(nd.member), nd.inc}
+		snap[name] = knownMember{cloneMember(nd.member), nd.inc, nd.ver}
 	}
 	return snap
 }
@@ -260,7 +266,7 @@ func (c *Cluster) snapshotLocked() map[string]knownMember {
 // live node, after a delay drawn in [lo, hi] per observer, in name order.
 func (c *Cluster) broadcastLocked(subject *clusterNode, kind env.EventKind, lo, hi time.Duration) {
 	names := slices.Sorted(maps.Keys(c.nodes))
-	m, inc := cloneMember(subject.member), subject.inc
+	m, inc, ver := cloneMember(subject.member), subject.inc, subject.ver
 	for _, name := range names {
 		obs := c.nodes[name]
 		if obs == subject || obs.crashed || obs.member.Status != env.StatusAlive {
@@ -271,7 +277,7 @@ func (c *Cluster) broadcastLocked(subject *clusterNode, kind env.EventKind, lo, 
 		}
 		d := c.drawLocked(lo, hi)
 		v := obs.view
-		c.n.AfterFunc(d, "member "+name, func() { v.apply(kind, m, inc) })
+		c.n.AfterFunc(d, "member "+name, func() { v.apply(kind, m, inc, ver) })
 	}
 }
 
@@ -310,7 +316,7 @@ func (c *Cluster) cutLocked(obs, subj string) {
 	if o == nil || s == nil || o.crashed || s.crashed || o.member.Status != env.StatusAlive || s.member.Status != env.StatusAlive {
 		return
 	}
-	m, inc, v := cloneMember(s.member), s.inc, o.view
+	m, inc, ver, v := cloneMember(s.member), s.inc, s.ver, o.view
 	m.Status = env.StatusFailed
 	key := [2]string{obs, subj}
 	c.n.AfterFunc(c.drawLocked(c.cfg.DetectMin, c.cfg.DetectMax), "member "+obs, func() {
@@ -318,7 +324,7 @@ func (c *Cluster) cutLocked(obs, subj string) {
 		cut := c.cuts[key]
 		c.mu.Unlock()
 		if cut {
-			v.apply(env.EventFail, m, inc)
+			v.apply(env.EventFail, m, inc, ver)
 		}
 	})
 }
@@ -345,7 +351,7 @@ func (c *Cluster) Heal() {
 			continue
 		}
 		s.inc++
-		m, inc := cloneMember(s.member), s.inc
+		m, inc, ver := cloneMember(s.member), s.inc, s.ver
 		for _, name := range names {
 			obs := c.nodes[name]
 			if obs == s || obs.crashed || obs.member.Status != env.StatusAlive {
@@ -356,7 +362,7 @@ func (c *Cluster) Heal() {
 				d = c.drawLocked(c.cfg.RejoinMin, c.cfg.RejoinMax)
 			}
 			v := obs.view
-			c.n.AfterFunc(d, "member "+name, func() { v.apply(env.EventJoin, m, inc) })
+			c.n.AfterFunc(d, "member "+name, func() { v.apply(env.EventJoin, m, inc, ver) })
 		}
 	}
 }
@@ -490,8 +496,14 @@ func (v *View) resync(snap map[string]knownMember) {
 }
 
 // apply is news of a member reaching this node (on the driver, or at once
-// for the node's own changes).
-func (v *View) apply(kind env.EventKind, m env.Member, inc uint64) {
+// for the node's own changes). Gossip delays are drawn per message, so news
+// arrives out of order: a join or tag update is memberlist's "alive"
+// message and applies only when newer, by (incarnation, tag version), than
+// what the view knows; a failure or leave applies to the incarnation it
+// names. Without the version, a node's "ready" tag overtaken by its older
+// "not ready" one stayed "not ready" at that observer for the whole run,
+// and its DNS answers left the node out.
+func (v *View) apply(kind env.EventKind, m env.Member, inc, ver uint64) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.stopped || v.closed {
@@ -502,23 +514,29 @@ func (v *View) apply(kind env.EventKind, m env.Member, inc uint64) {
 		return // stale: about an earlier incarnation
 	}
 	switch kind {
-	case env.EventJoin:
-		if had && inc == old.inc {
+	case env.EventJoin, env.EventUpdate:
+		switch {
+		case !had, inc > old.inc:
+		case old.m.Status != env.StatusAlive, ver <= old.ver:
+			// The same incarnation: a verdict of failure or departure
+			// stands (only a new incarnation refutes it), and older or
+			// repeated news of its tags changes nothing.
 			return
 		}
-		v.known[m.Name] = knownMember{m, inc}
+		v.known[m.Name] = knownMember{m, inc, ver}
 		switch {
 		case !had || old.m.Status != env.StatusAlive:
+			kind = env.EventJoin
 		case !maps.Equal(m.Tags, old.m.Tags):
-			kind = env.EventUpdate // restarted before we noticed it was gone
+			kind = env.EventUpdate // also: restarted before we noticed it was gone
 		default:
 			return
 		}
-	case env.EventFail, env.EventLeave, env.EventUpdate:
+	case env.EventFail, env.EventLeave:
 		if !had || inc != old.inc || old.m.Status != env.StatusAlive {
 			return
 		}
-		v.known[m.Name] = knownMember{m, inc}
+		v.known[m.Name] = knownMember{m, inc, max(ver, old.ver)}
 	}
 	v.emitLocked(env.Event{Kind: kind, Member: m})
 }

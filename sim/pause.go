@@ -92,7 +92,7 @@ func (c *Cluster) Pause(name string) {
 	nd.pauses++
 	gen := nd.pauses
 	nd.view.stop()
-	m, inc := cloneMember(nd.member), nd.inc
+	m, inc, ver := cloneMember(nd.member), nd.inc, nd.ver
 	m.Status = env.StatusFailed
 	for _, obs := range slices.Sorted(maps.Keys(c.nodes)) {
 		o := c.nodes[obs]
@@ -105,7 +105,7 @@ func (c *Cluster) Pause(name string) {
 			still := nd.paused && nd.pauses == gen
 			c.mu.Unlock()
 			if still {
-				v.apply(env.EventFail, m, inc)
+				v.apply(env.EventFail, m, inc, ver)
 			}
 		})
 	}
