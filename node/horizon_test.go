@@ -10,6 +10,7 @@ import (
 
 	"mailarray/node/catalog"
 	"mailarray/node/env"
+	"mailarray/node/peer"
 )
 
 // shortTombstones makes tombstones collectable within a test.
@@ -206,4 +207,22 @@ func TestResyncEveryNodeKeepsCopies(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, 3, st.Copies, "%s keeps its copies", name)
 	}
+}
+
+// A peer that proposes a tombstone horizon far ahead of this node's clock
+// (a wrong clock, or a hostile peer) is refused: adopted, it would make
+// the catalog drop every entry stamped before it, new mail included.
+func TestFarFutureHorizonRefused(t *testing.T) {
+	c := newClusterWith(t, 3, 2, 2, shortTombstones(300*time.Millisecond))
+	n1 := c.nodes["n1"]
+	far := uint64(time.Now().Add(10 * 365 * 24 * time.Hour).UnixNano())
+	peerHandler{n1}.ExchangeHorizon(peer.Horizon{From: "n2", Horizon: far})
+	assert.Less(t, n1.Catalog().Horizon(), far, "the far-future horizon was adopted")
+	assert.LessOrEqual(t, n1.Catalog().Horizon(), n1.Catalog().HorizonLimit(300*time.Millisecond))
+	assert.EqualValues(t, 1, n1.repl.HorizonRefused())
+
+	// Mail still lands in n1's catalog and stays readable.
+	deliverMany(t, c, 3)
+	c.waitConverged(10 * time.Second)
+	assert.Len(t, n1.Catalog().List(alice), 3, "n1's catalog lists the new mail")
 }

@@ -100,6 +100,7 @@ var (
 	descVMissing   = prometheus.NewDesc("mailarray_verify_missing_total", "Catalog entries that listed this node for a copy it lacked or held damaged, republished without it for rebuild.", nil, nil)
 	descVLost      = prometheus.NewDesc("mailarray_verify_lost_messages", "Messages listed only on this node whose copy is missing here and on every live node: lost unless restored.", nil, nil)
 	descFuture     = prometheus.NewDesc("mailarray_catalog_future_refused_total", "Catalog entries from peers refused because their version was more than catalog.MaxAhead ahead of this node's clock (a peer's clock is wrong, or a hostile peer).", nil, nil)
+	descHorizonRef = prometheus.NewDesc("mailarray_catalog_horizon_refused_total", "Tombstone horizons proposed by peers and refused because they were further ahead of this node's clock than a version may be, less the tombstone TTL (a peer's clock is wrong, or a hostile peer).", nil, nil)
 	descStreams    = prometheus.NewDesc("mailarray_peer_streams", "Replication streams open to peers (outgoing) and from them (incoming), and peers spoken to over HTTP because they refused the stream (http).", []string{"kind"}, nil)
 )
 
@@ -116,6 +117,7 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	ch <- descFuture
+	ch <- descHorizonRef
 }
 
 func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -137,6 +139,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descAE, prometheus.CounterValue, float64(r.AntiEntropyRounds))
 	ch <- prometheus.MustNewConstMetric(descAERepaired, prometheus.CounterValue, float64(r.AntiEntropyFixed))
 	ch <- prometheus.MustNewConstMetric(descFuture, prometheus.CounterValue, float64(n.cat.FutureRefused()))
+	ch <- prometheus.MustNewConstMetric(descHorizonRef, prometheus.CounterValue, float64(n.repl.HorizonRefused()))
 	vs := n.Verify()
 	ch <- prometheus.MustNewConstMetric(descVerified, prometheus.CounterValue, float64(vs.Checked))
 	ch <- prometheus.MustNewConstMetric(descVMissing, prometheus.CounterValue, float64(vs.Missing))

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"time"
 
 	"mailarray/node/store"
 )
@@ -135,6 +136,20 @@ func (c *Catalog) MarkComplete() error {
 	c.complete, c.reset = true, false
 	c.mu.Unlock()
 	return nil
+}
+
+// HorizonLimit is the highest horizon a peer may propose to this replica:
+// a horizon is a watermark (a version stamp, at most MaxAhead ahead of
+// this replica's wall clock, as CheckVersion enforces) minus ttl, the
+// tombstone TTL. A horizon above it comes from a broken or hostile peer;
+// adopting it would collect every tombstone at once and make Apply drop,
+// as below the horizon, every entry stamped before it: new mail included.
+func (c *Catalog) HorizonLimit(ttl time.Duration) uint64 {
+	limit := c.wallNanos() + uint64(MaxAhead)
+	if uint64(ttl) >= limit {
+		return 0
+	}
+	return limit - uint64(ttl)
 }
 
 // RaiseHorizon raises the horizon to h if it is higher, persists it, and

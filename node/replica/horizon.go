@@ -166,10 +166,21 @@ func (r *Replicator) Adopt(from string, h peer.Horizon) {
 		r.hz.complete[from] = h.Complete
 		r.hz.mu.Unlock()
 	}
-	if h.Horizon > r.d.Catalog.Horizon() {
-		r.raiseHorizon(h.Horizon)
+	if h.Horizon <= r.d.Catalog.Horizon() {
+		return
 	}
+	if limit := r.d.Catalog.HorizonLimit(r.d.Tuning.TombstoneTTL); h.Horizon > limit {
+		// Never adopted: it would drop new mail as below the horizon.
+		r.horizonRefused.Add(1)
+		r.d.Log.Warn("node: refused a peer's tombstone horizon too far ahead of this node's clock; is its clock wrong?",
+			"peer", from, "horizon", h.Horizon, "limit", limit)
+		return
+	}
+	r.raiseHorizon(h.Horizon)
 }
+
+// HorizonRefused counts the peers' horizons Adopt refused as too far ahead.
+func (r *Replicator) HorizonRefused() int64 { return r.horizonRefused.Load() }
 
 func (r *Replicator) raiseHorizon(h uint64) {
 	k, err := r.d.Catalog.RaiseHorizon(h)

@@ -122,6 +122,8 @@ type Replicator struct {
 	kick   chan struct{}
 
 	rebalance atomic.Bool
+	// horizonRefused counts peers' horizons refused as too far ahead.
+	horizonRefused atomic.Int64
 
 	// Rebuild's full scans are skipped while nothing may need work: the
 	// mirroring table is the one of the last scan that found nothing
