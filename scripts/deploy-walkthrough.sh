@@ -121,7 +121,7 @@ if [[ ${1:-} == --systemctl ]]; then
 			((SECONDS < deadline)) || { tail -n 5 "$log" >&2; fail "n$node: /healthz not answering after 60s"; }
 			sleep 0.2
 		done
-		echo "(n$node started as $user, pid $(<"$work/n$node/pid"), log $log)"
+		echo "(n$node started as $([[ -n $isroot ]] && echo "$user" || id -un), pid $(<"$work/n$node/pid"), log $log)"
 		;;
 	"stop mailarray")
 		stop_node "$node"
@@ -358,6 +358,7 @@ if [[ -n $isroot ]]; then
 	# A key the service user cannot read (the guide used to leave them
 	# 0600 root): the node must say which one, as whom.
 	key=$work/n1/etc/mailarray/tls/privkey.pem
+	mode=$(stat -c %a "$key")
 	chmod 0600 "$key"
 	read -r -a argv <<<"$(exec_start 1)"
 	# Its own data directory and no gossip: the probe leaves nothing behind.
@@ -367,7 +368,7 @@ if [[ -n $isroot ]]; then
 	grep -q "tls-key $key: permission denied: the node runs as user $svc_user" <<<"$out" ||
 		fail "an unreadable key is not named in the error: $out"
 	say "an unreadable tls-key is named: $(tail -n 1 <<<"$out")"
-	chmod 0640 "$key"
+	chmod "$mode" "$key"
 fi
 
 export MAILARRAY_ADMIN_TOKEN=""
@@ -427,10 +428,8 @@ say "a message sent by SMTP STARTTLS to n2 was read back by POP3S on n3 and IMAP
 export MAILARRAY_ADMIN_TOKEN=${secret[admin-token]}
 # A binary of another version, as a release would be.
 newver=walkthrough-upgrade
-if command -v go >/dev/null; then
-	(cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=$newver" -o "$safe/mailarray.new" ./cmd/mailarray)
-else
-	say "go not found: the upgrade installs the same binary"
+if ! (cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=$newver" -o "$safe/mailarray.new" ./cmd/mailarray); then
+	say "could not build a binary of another version (no go here?): the upgrade installs the same binary"
 	newver=$("$root/bin/mailarray" version | awk '{print $2}')
 	cp "$root/bin/mailarray" "$safe/mailarray.new"
 fi
