@@ -285,6 +285,8 @@ fi
 # Secrets: each of the guide's commands, keyed by its comment.
 declare -A secret=()
 while read -r line; do
+	[[ $line =~ ^head\ -c\ [0-9]+\ /dev/urandom\ \|\ base64\ +#\ [a-z-]+$ ]] ||
+		fail "docs/deploy.md, Configure, block 2: '$line' is not a secret's command (head ... | base64  # KEY)"
 	key=${line##*# }
 	secret[$key]=$(bash -c "${line%%#*}")
 	[[ ${#secret[$key]} -ge 40 ]] || fail "secret $key: '${secret[$key]}' is short"
