@@ -419,7 +419,9 @@ curl -fsS --max-time 30 --ssl-reqd "${tlsc[@]}" --resolve "mx.example.com:${port
 	fail "SMTP STARTTLS delivery through n2"
 pop3s() { curl -fsS --max-time 10 "${tlsc[@]}" --resolve "pop.example.com:${port[995]}:$(ip "$1")" -u "alice@example.com:$password" "pop3s://pop.example.com:${port[995]}/1"; }
 imaps() { curl -fsS --max-time 10 "${tlsc[@]}" --resolve "imap.example.com:${port[993]}:$(ip "$1")" -u "alice@example.com:$password" "imaps://imap.example.com:${port[993]}/INBOX;UID=1"; }
-has_msg() { "$1" "$2" | grep -q "$token"; }
+# (Output is taken whole before grep -q: under pipefail, grep -q's early
+# exit would fail the writer with SIGPIPE now and then.)
+has_msg() { local out; out=$("$1" "$2") && grep -q "$token" <<<"$out"; }
 wait_for 30 "the message read back by POP3S on n3" has_msg pop3s 3
 wait_for 30 "the message read back by IMAPS on n1" has_msg imaps 1
 say "a message sent by SMTP STARTTLS to n2 was read back by POP3S on n3 and IMAPS on n1"
@@ -437,15 +439,15 @@ if ! (cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=$
 fi
 for i in 1 2 3; do
 	block Upgrades 1 | localize "$i" | run_block "$i" "$safe"
-	status_of "$i" | grep -q "^version $newver " || fail "n$i does not report version $newver after its upgrade"
+	out=$(status_of "$i") && grep -q "^version $newver " <<<"$out" || fail "n$i does not report version $newver after its upgrade"
 	# The guide's last line reads under-replicated; the next node waits
 	# until it is 0, as the guide says.
-	under0() { status_of "$1" | grep -q '^under-replicated messages: 0$'; }
+	under0() { local out; out=$(status_of "$1") && grep -q '^under-replicated messages: 0$' <<<"$out"; }
 	wait_for 60 "n$i: under-replicated 0 after its upgrade" under0 "$i"
 done
 metrics() { curl -fsS --max-time 10 -H "Authorization: Bearer ${secret[admin-token]}" "http://$(ip "$1"):${port[8080]}/metrics"; }
 for i in 1 2 3; do
-	metrics "$i" | grep -q "^mailarray_build_info{.*version=\"$newver\"" || fail "n$i: mailarray_build_info is not $newver"
+	out=$(metrics "$i") && grep -q "^mailarray_build_info{.*version=\"$newver\"" <<<"$out" || fail "n$i: mailarray_build_info is not $newver"
 done
 wait_for 30 "the message read back by POP3S on n2 after the upgrade" has_msg pop3s 2
 say "rolling upgrade: every node reports $newver (status, mailarray_build_info); the message is still there"
