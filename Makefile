@@ -8,7 +8,7 @@ PKGS := ./...
 RACE_PKGS := ./node/... ./sim/...
 SCENARIO ?=
 
-.PHONY: soak-real bench bench-compare bench-saturation bench-scale bench-real chaos chaos-soak mutants sim-test image compose-up compose-down compose-purge all build test test-race vet fmt-check cluster bench bench-real chaos clean deps sim-test
+.PHONY: deploy-walkthrough soak-real bench bench-compare bench-saturation bench-scale bench-real chaos chaos-soak mutants sim-test image compose-up compose-down compose-purge all build test test-race vet fmt-check cluster bench bench-real chaos clean deps sim-test
 
 all: build
 
@@ -21,10 +21,10 @@ build:
 
 deps:
 	$(GO) mod download
-	@command -v swaks >/dev/null && command -v curl >/dev/null && command -v dig >/dev/null && command -v dnsperf >/dev/null || \
-		{ echo "make: installing real mail/DNS clients used by the tests (swaks, curl, dnsutils, dnsperf)"; \
-		  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq swaks curl dnsutils dnsperf) >/dev/null 2>&1 || \
-		  echo "make: could not install swaks/curl/dnsutils/dnsperf; tests that need them will skip"; }
+	@command -v swaks >/dev/null && command -v curl >/dev/null && command -v dig >/dev/null && command -v dnsperf >/dev/null && command -v openssl >/dev/null || \
+		{ echo "make: installing real mail/DNS/TLS clients used by the tests (swaks, curl, dnsutils, dnsperf, openssl)"; \
+		  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq swaks curl dnsutils dnsperf openssl) >/dev/null 2>&1 || \
+		  echo "make: could not install swaks/curl/dnsutils/dnsperf/openssl; tests that need them will skip (the deploy walkthrough fails)"; }
 	@command -v postfix >/dev/null || [ -x /usr/sbin/postfix ] || \
 		{ echo "make: installing Postfix for the end-to-end relay test (Debian's postfix, a private instance per test, not the system's)"; \
 		  (apt-get update -qq && echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections && \
@@ -43,10 +43,18 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 # Every test: unit, loopback integration with real clients, simulator,
-# fuzz seed corpora; then the race detector on the concurrent packages.
+# fuzz seed corpora; the deployment guide followed end to end on loopback
+# (scripts/deploy-walkthrough.sh); then the race detector on the concurrent
+# packages.
 test: deps fmt-check vet build
 	$(GO) test -count=1 -timeout 15m $(PKGS)
+	./scripts/deploy-walkthrough.sh
 	$(GO) test -count=1 -race -timeout 15m $(RACE_PKGS)
+
+# docs/deploy.md followed as an operator would, three nodes on loopback
+# (also part of make test).
+deploy-walkthrough: build
+	./scripts/deploy-walkthrough.sh
 
 # A three-node cluster on loopback, R=2 W=2; Ctrl-C stops it.
 cluster: build

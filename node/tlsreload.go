@@ -8,6 +8,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"mailarray/node/pemfile"
 )
 
 // certReloader serves the current certificate and re-reads the PEM files
@@ -41,9 +43,9 @@ func (r *certReloader) fileStamp() string {
 
 func (r *certReloader) load() error {
 	stamp := r.fileStamp()
-	cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	cert, err := pemfile.LoadKeyPair("tls-cert", r.certFile, "tls-key", r.keyFile)
 	if err != nil {
-		return fmt.Errorf("node: tls: %w", err)
+		return err
 	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	r.mu.Lock()

@@ -22,14 +22,19 @@ func reportFatal(w io.Writer, cmd string, args []string, err error) {
 
 // logFormatArg finds --log-format in args as the flag package reads it
 // (-log-format or --log-format, "=value" or the next argument), without
-// parsing the rest: the rest may be what failed. It stops at "--" and at
-// the first non-flag argument, like the flag package.
+// parsing the rest: the rest may be what failed. It stops at "--". A
+// non-flag argument is passed over, not a stop: without the flag set it
+// cannot tell a value ("--config FILE", as the shipped unit starts the
+// node) from a stray argument, and serve takes no positional ones.
 func logFormatArg(args []string) string {
 	format := ""
 	for i := 0; i < len(args); i++ {
 		a := args[i]
-		if a == "--" || !strings.HasPrefix(a, "-") {
+		if a == "--" {
 			break
+		}
+		if !strings.HasPrefix(a, "-") {
+			continue
 		}
 		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		if name != "log-format" {

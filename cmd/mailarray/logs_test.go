@@ -81,6 +81,9 @@ func TestServeFatalErrorJSON(t *testing.T) {
 	}{
 		{"bad flag", []string{"serve", "--log-format", "json", "--no-such-flag"}, "flag provided but not defined"},
 		{"bad value", []string{"serve", "--log-format=json", "--data", t.TempDir(), "--dns-strategy", "nosuch"}, "nosuch"},
+		// The order of deploy/systemd/mailarray.service: a flag with a
+		// value before --log-format.
+		{"after a value", []string{"serve", "--data", t.TempDir(), "--log-format", "json", "--dns-strategy", "nosuch"}, "nosuch"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, errOut, code := runCommand(t, "", tc.args...)

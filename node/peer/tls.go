@@ -10,6 +10,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"mailarray/node/pemfile"
 )
 
 // TLS is the peer API's mutual TLS: every node has a certificate
@@ -59,17 +61,17 @@ func LoadTLS(caFile, certFile, keyFile string) (*TLS, error) {
 // load reads the three files and makes them current.
 func (t *TLS) load() error {
 	stamp := t.fileStamp()
-	caPEM, err := os.ReadFile(t.caFile)
+	caPEM, err := pemfile.Read("peer-ca", t.caFile)
 	if err != nil {
-		return fmt.Errorf("peer: peer-ca: %w", err)
+		return fmt.Errorf("peer: %w", err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return fmt.Errorf("peer: peer-ca: %s holds no PEM certificate", t.caFile)
 	}
-	cert, err := tls.LoadX509KeyPair(t.certFile, t.keyFile)
+	cert, err := pemfile.LoadKeyPair("peer-cert", t.certFile, "peer-cert-key", t.keyFile)
 	if err != nil {
-		return fmt.Errorf("peer: peer-cert: %w", err)
+		return fmt.Errorf("peer: %w", err)
 	}
 	// Refuse a pair the CA does not sign (a half-finished rotation, a
 	// certificate of another array): the peers would refuse it anyway,
