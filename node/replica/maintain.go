@@ -109,7 +109,7 @@ func (r *Replicator) rebuild(ctx context.Context) {
 		}
 		if short || rebalance || live != len(e.Locations) {
 			h := LiveHolders(t, e)
-			if short || (rebalance && !sameSet(h, balanced(t, e.ID, want))) || len(h) != len(e.Locations) {
+			if short || (rebalance && !sameSet(h, Balanced(t, e.ID, want))) || len(h) != len(e.Locations) {
 				jobs = append(jobs, job{*e, h})
 			}
 		}
@@ -174,10 +174,10 @@ func sameSet(a, b []string) bool {
 	return true
 }
 
-// balanced is the placement a rebalance moves copies to: the top nodes of
+// Balanced is the placement a rebalance moves copies to: the top nodes of
 // a rendezvous hash of the id over the ring, which spreads old mail evenly
 // over every storage node, new ones included.
-func balanced(t mirror.Table, id string, k int) []string {
+func Balanced(t mirror.Table, id string, k int) []string {
 	type scored struct {
 		node  string
 		score uint64
@@ -220,7 +220,7 @@ func (r *Replicator) repair(ctx context.Context, t mirror.Table, e catalog.Entry
 	}
 	target := slices.Clone(holders)
 	if rebalance {
-		target = balanced(t, e.ID, want)
+		target = Balanced(t, e.ID, want)
 	}
 	// Fill up to want, in mirror order after the primary, skipping holders.
 	for _, cand := range append(t.Replicas(holders[0]), t.Ring...) {
