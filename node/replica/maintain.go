@@ -288,11 +288,12 @@ func (r *Replicator) CleanOrphans(ctx context.Context) {
 	// Outside the store's read transaction: the confirmations are network
 	// calls. CopyIDs walks in id order, so the calls replay in the simulator.
 	trimmed := 0
+	unreachable := map[string]bool{}
 	for i := range excess {
 		if ctx.Err() != nil {
 			break
 		}
-		if r.confirmHeld(ctx, t, &excess[i], want) {
+		if r.confirmHeld(ctx, t, &excess[i], want, unreachable) {
 			gone = append(gone, excess[i].ID)
 			trimmed++
 		}
@@ -314,15 +315,18 @@ func (r *Replicator) CleanOrphans(ctx context.Context) {
 
 // confirmHeld reports whether at least want of e's live listed holders
 // answer that their store holds e's copy. A holder that cannot be asked
-// does not count: the copy here waits for the next scan.
-func (r *Replicator) confirmHeld(ctx context.Context, t mirror.Table, e *catalog.Entry, want int) bool {
+// does not count: the copy here waits for the next scan. Nor is it asked
+// again in this scan (unreachable): a hung peer would otherwise hold the
+// maintain loop for a request timeout per copy.
+func (r *Replicator) confirmHeld(ctx context.Context, t mirror.Table, e *catalog.Entry, want int, unreachable map[string]bool) bool {
 	n := 0
 	for _, h := range LiveHolders(t, e) {
-		if h == r.d.Name {
+		if h == r.d.Name || unreachable[h] {
 			continue
 		}
 		ok, err := r.d.Peer.HasCopy(ctx, h, e.ID)
 		if err != nil {
+			unreachable[h] = true
 			r.d.Log.Debug("node: orphan cleanup could not confirm a holder", "id", e.ID, "node", h, "err", err)
 			continue
 		}
