@@ -278,6 +278,15 @@ type Tuning struct {
 	// peer that answered the last probe counts toward the write quorum.
 	// A change of readiness is seen within about this interval.
 	ReadyProbeEvery time.Duration `yaml:"ready-probe-every"`
+	// RebalanceAfterReturn: when a storage node comes back (after a
+	// failure, a partition or a restart) and membership then stays
+	// unchanged for this long, the lowest-named live storage node asks the
+	// array to rebalance, as `mailarray rebalance` does: rebuild moved
+	// the returned node's copies elsewhere while it was away. Long enough
+	// that a flapping node or a rolling restart causes one rebalance, not
+	// one each. 0 disables it (and a Config built without DefaultTuning
+	// has it off).
+	RebalanceAfterReturn time.Duration `yaml:"rebalance-after-return"`
 }
 
 // DefaultTuning returns the production pace.
@@ -295,6 +304,8 @@ func DefaultTuning() Tuning {
 		VerifyPerScan:     256,
 		CollectEvery:      10 * time.Minute,
 		ReadyProbeEvery:   time.Second,
+
+		RebalanceAfterReturn: 5 * time.Minute,
 	}
 }
 
@@ -519,6 +530,10 @@ func (c *Config) Validate() error {
 		if *f.v < 0 {
 			bad(f.key, "%v must be positive", *f.v)
 		}
+	}
+	// 0 is a value here (off), not "unset": DefaultTuning gives the default.
+	if t.RebalanceAfterReturn < 0 {
+		bad("tuning.rebalance-after-return", "%v must be 0 (off) or positive", t.RebalanceAfterReturn)
 	}
 	if t.RebuildPerScan == 0 {
 		t.RebuildPerScan = d.RebuildPerScan

@@ -200,7 +200,7 @@ func TestResyncEveryNodeKeepsCopies(t *testing.T) {
 		return true
 	}, 30*time.Second, 20*time.Millisecond, "anti-entropy rounds run")
 	for name, n := range c.nodes {
-		n.repl.CleanOrphans() // as the maintenance loop does
+		n.repl.CleanOrphans(context.Background()) // as the maintenance loop does
 		assert.Empty(t, n.Catalog().List(alice), "%s: the catalog is gone", name)
 		assert.False(t, n.Catalog().Complete(), "%s: no member had the catalog", name)
 		st, err := n.Store().Stats()

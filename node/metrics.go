@@ -89,6 +89,8 @@ var (
 	descUnder      = prometheus.NewDesc("mailarray_under_replicated_messages", "Committed messages with fewer than R live copies.", nil, nil)
 	descRebuilt    = prometheus.NewDesc("mailarray_rebuild_copies_total", "Copies made by rebuild (lost copies) and by rebalance (moved).", []string{"kind"}, nil)
 	descRebuiltB   = prometheus.NewDesc("mailarray_rebuild_bytes_total", "Bytes copied by rebuild.", nil, nil)
+	descTrimmed    = prometheus.NewDesc("mailarray_trimmed_copies_total", "Copies this node deleted after a rebuild or rebalance stopped listing it, once R listed holders confirmed theirs from their stores.", nil, nil)
+	descAutoRebal  = prometheus.NewDesc("mailarray_rebalance_after_return_total", "Rebalances this node asked of the array because a storage node returned and membership then settled (tuning.rebalance-after-return).", nil, nil)
 	descLag        = prometheus.NewDesc("mailarray_replication_queue_entries", "Catalog entries waiting to be pushed to peers (replication lag).", nil, nil)
 	descDropped    = prometheus.NewDesc("mailarray_replication_push_dropped_total", "Entries whose push failed; anti-entropy delivers them.", nil, nil)
 	descAE         = prometheus.NewDesc("mailarray_antientropy_rounds_total", "Anti-entropy rounds run.", nil, nil)
@@ -113,7 +115,7 @@ var (
 )
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEntries, descCopies, descBytes, descUnder, descRebuilt, descRebuiltB, descLag, descDropped, descAE, descAERepaired, descMembers, descSessions, descDNSRcode, descDNSStrategy, descMailboxes, descStreams, descVerified, descVMissing, descVLost, descReady} {
+	for _, d := range []*prometheus.Desc{descEntries, descCopies, descBytes, descUnder, descRebuilt, descRebuiltB, descTrimmed, descAutoRebal, descLag, descDropped, descAE, descAERepaired, descMembers, descSessions, descDNSRcode, descDNSStrategy, descMailboxes, descStreams, descVerified, descVMissing, descVLost, descReady} {
 		ch <- d
 	}
 	ch <- descFuture
@@ -134,6 +136,8 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descRebuilt, prometheus.CounterValue, float64(r.RebuiltCopies), "rebuild")
 	ch <- prometheus.MustNewConstMetric(descRebuilt, prometheus.CounterValue, float64(r.MovedCopies), "rebalance")
 	ch <- prometheus.MustNewConstMetric(descRebuiltB, prometheus.CounterValue, float64(r.RebuiltBytes))
+	ch <- prometheus.MustNewConstMetric(descTrimmed, prometheus.CounterValue, float64(r.TrimmedCopies))
+	ch <- prometheus.MustNewConstMetric(descAutoRebal, prometheus.CounterValue, float64(r.AutoRebalances))
 	ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(n.Load().PushQueue))
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(r.PushDropped))
 	ch <- prometheus.MustNewConstMetric(descAE, prometheus.CounterValue, float64(r.AntiEntropyRounds))

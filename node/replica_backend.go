@@ -42,6 +42,8 @@ func newReplicator(n *Node) *replica.Replicator {
 			VerifyEvery:      t.VerifyEvery,
 			VerifyPerScan:    t.VerifyPerScan,
 			CollectEvery:     t.CollectEvery,
+
+			RebalanceAfterReturn: t.RebalanceAfterReturn,
 		},
 		Catalog:      n.cat,
 		Store:        n.store,
@@ -87,6 +89,10 @@ func (p replicaPeer) HasCopy(ctx context.Context, node, id string) (bool, error)
 
 func (p replicaPeer) Abort(ctx context.Context, node, id string) (peer.AbortReply, error) {
 	return p.n.peer.Abort(ctx, node, id)
+}
+
+func (p replicaPeer) Rebalance(ctx context.Context, node string) error {
+	return p.n.peer.Rebalance(ctx, node)
 }
 
 func (n *Node) lastMember() (time.Time, bool) {

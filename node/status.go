@@ -130,6 +130,8 @@ type RebuildStatus struct {
 	RebuiltCopies     int64 `json:"rebuilt_copies"`
 	RebuiltBytes      int64 `json:"rebuilt_bytes"`
 	MovedCopies       int64 `json:"moved_copies"`
+	TrimmedCopies     int64 `json:"trimmed_copies"`
+	AutoRebalances    int64 `json:"auto_rebalances"`
 	AntiEntropyRounds int64 `json:"anti_entropy_rounds"`
 	AntiEntropyFixed  int64 `json:"anti_entropy_repaired"`
 	PushDropped       int64 `json:"push_dropped"`
@@ -141,8 +143,9 @@ func (n *Node) Rebuild() RebuildStatus {
 	r := n.repl.Stats()
 	return RebuildStatus{
 		RebuiltCopies: r.RebuiltCopies, RebuiltBytes: r.RebuiltBytes,
-		MovedCopies: r.MovedCopies, AntiEntropyRounds: r.AntiEntropyRounds,
-		AntiEntropyFixed: r.AntiEntropyFixed, PushDropped: r.PushDropped,
+		MovedCopies: r.MovedCopies, TrimmedCopies: r.TrimmedCopies, AutoRebalances: r.AutoRebalances,
+		AntiEntropyRounds: r.AntiEntropyRounds,
+		AntiEntropyFixed:  r.AntiEntropyFixed, PushDropped: r.PushDropped,
 	}
 }
 

@@ -97,20 +97,26 @@ type CDFPoint struct {
 
 // NodeReport is one node at the end of the run.
 type NodeReport struct {
-	Name            string  `json:"name"`
-	IP              string  `json:"ip"`
-	State           string  `json:"state"`
-	SMTPAccepted    int     `json:"smtp_accepted"`
-	Copies          int     `json:"copies"`
-	CopyBytes       int64   `json:"copy_bytes"`
-	Primaries       int     `json:"primaries"`
-	ShareCopies     float64 `json:"share_copies"`
-	ShareBytes      float64 `json:"share_bytes"`
-	CatalogEntries  int     `json:"catalog_entries"`
-	CatalogBytes    int64   `json:"catalog_bytes"`
-	RebuiltCopies   int64   `json:"rebuilt_copies"`
-	RebuiltBytes    int64   `json:"rebuilt_bytes"`
-	MovedCopies     int64   `json:"moved_copies"`
+	Name           string  `json:"name"`
+	IP             string  `json:"ip"`
+	State          string  `json:"state"`
+	SMTPAccepted   int     `json:"smtp_accepted"`
+	Copies         int     `json:"copies"`
+	CopyBytes      int64   `json:"copy_bytes"`
+	Primaries      int     `json:"primaries"`
+	ShareCopies    float64 `json:"share_copies"`
+	ShareBytes     float64 `json:"share_bytes"`
+	CatalogEntries int     `json:"catalog_entries"`
+	CatalogBytes   int64   `json:"catalog_bytes"`
+	RebuiltCopies  int64   `json:"rebuilt_copies"`
+	RebuiltBytes   int64   `json:"rebuilt_bytes"`
+	MovedCopies    int64   `json:"moved_copies"`
+	// TrimmedCopies: copies the node deleted once a rebuild or rebalance
+	// listed them elsewhere; AutoRebalances: rebalances it drove after a
+	// node returned (omitted when 0: reports of runs without either stay
+	// as they were).
+	TrimmedCopies   int64   `json:"trimmed_copies,omitempty"`
+	AutoRebalances  int64   `json:"auto_rebalances,omitempty"`
 	CPUBusySeconds  float64 `json:"cpu_busy_seconds"`
 	CPUUtilization  float64 `json:"cpu_utilization"`
 	DiskSyncs       int64   `json:"disk_syncs"`
@@ -368,6 +374,8 @@ func (s *simulation) nodeReports(r *Report, smtpBy map[string]int) {
 			rb.RebuiltCopies += cur.RebuiltCopies
 			rb.RebuiltBytes += cur.RebuiltBytes
 			rb.MovedCopies += cur.MovedCopies
+			rb.TrimmedCopies += cur.TrimmedCopies
+			rb.AutoRebalances += cur.AutoRebalances
 			totalCopies += nr.Copies
 			totalBytes += nr.CopyBytes
 			liveCopies = append(liveCopies, float64(nr.Copies))
@@ -375,6 +383,7 @@ func (s *simulation) nodeReports(r *Report, smtpBy map[string]int) {
 			liveSMTP = append(liveSMTP, float64(nr.SMTPAccepted))
 		}
 		nr.RebuiltCopies, nr.RebuiltBytes, nr.MovedCopies = rb.RebuiltCopies, rb.RebuiltBytes, rb.MovedCopies
+		nr.TrimmedCopies, nr.AutoRebalances = rb.TrimmedCopies, rb.AutoRebalances
 		cs := sn.cost.stats()
 		nr.CPUBusySeconds = roundTo(cs.CPUTime.Seconds(), 3)
 		nr.CPUUtilization = roundTo(cs.CPUTime.Seconds()/(float64(sn.spec.CPUCores)*end), 4)

@@ -336,6 +336,9 @@ func (s *simulation) config(sn *simNode) node.Config {
 	cfg.Weight = sn.spec.Weight
 	cfg.MaxMessageBytes = max(cfg.MaxMessageBytes, 2*int64(sc.Load.Size.MaxBytes))
 	cfg.NoSync = true // the disk's cost is modeled (nodeCost)
+	if d := sc.RebalanceAfterReturn.D(); d > 0 {
+		cfg.Tuning.RebalanceAfterReturn = d
+	}
 	return cfg
 }
 
@@ -395,6 +398,8 @@ func (s *simulation) stopNode(sn *simNode, state string) *node.Node {
 		sn.rebuilt.RebuiltCopies += r.RebuiltCopies
 		sn.rebuilt.RebuiltBytes += r.RebuiltBytes
 		sn.rebuilt.MovedCopies += r.MovedCopies
+		sn.rebuilt.TrimmedCopies += r.TrimmedCopies
+		sn.rebuilt.AutoRebalances += r.AutoRebalances
 	}
 	sn.node, sn.state = nil, state
 	return nd

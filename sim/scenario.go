@@ -41,6 +41,10 @@ type Scenario struct {
 	// TargetP99 is the latency objective a saturation search holds the
 	// load to; the report says whether the run met it. 0: none.
 	TargetP99 Duration `yaml:"target_p99" json:"target_p99"`
+	// RebalanceAfterReturn sets the nodes' tuning of the same name (the
+	// rebalance after a failed node returns). 0: the node's default (5
+	// minutes: in a run of a few minutes, never).
+	RebalanceAfterReturn Duration `yaml:"rebalance_after_return" json:"rebalance_after_return,omitempty"`
 
 	Membership MembershipSpec `yaml:"membership" json:"membership"`
 	Link       LinkSpec       `yaml:"link" json:"link"`
@@ -321,6 +325,9 @@ func (sc *Scenario) Validate() error {
 	}
 	if sc.DNSTTL < Duration(time.Second) {
 		bad("dns_ttl", "%v must be >= 1s", sc.DNSTTL)
+	}
+	if sc.RebalanceAfterReturn < 0 {
+		bad("rebalance_after_return", "must be >= 0")
 	}
 	if sc.TargetP99 < 0 {
 		bad("target_p99", "must be >= 0")

@@ -140,7 +140,7 @@ func printStatus(w io.Writer, st node.Status) {
 	fmt.Fprintf(w, "catalog entries: %s\n", strings.Join(states, ", "))
 	fmt.Fprintf(w, "copies held: %d (%d bytes)\n", st.Copies, st.CopyBytes)
 	fmt.Fprintf(w, "under-replicated messages: %d\n", st.UnderReplicated)
-	fmt.Fprintf(w, "rebuild: %d copies rebuilt (%d bytes), %d moved by rebalance\n", st.Rebuild.RebuiltCopies, st.Rebuild.RebuiltBytes, st.Rebuild.MovedCopies)
+	fmt.Fprintf(w, "rebuild: %d copies rebuilt (%d bytes), %d moved by rebalance, %d extra copies trimmed, %d rebalances after a return\n", st.Rebuild.RebuiltCopies, st.Rebuild.RebuiltBytes, st.Rebuild.MovedCopies, st.Rebuild.TrimmedCopies, st.Rebuild.AutoRebalances)
 	fmt.Fprintf(w, "anti-entropy: %d rounds, %d entries repaired; pushes dropped %d\n", st.Rebuild.AntiEntropyRounds, st.Rebuild.AntiEntropyFixed, st.Rebuild.PushDropped)
 	fmt.Fprintf(w, "store verify: %d copies checked, %d missing (unlisted for rebuild), %d lost\n", st.Verify.Checked, st.Verify.Missing, st.Verify.Lost)
 	fmt.Fprintf(w, "load: %d SMTP sessions, %d accepted\n", st.Load.SMTPSessions, st.Load.AcceptedTotal)

@@ -32,15 +32,18 @@
 //     batches, retrying until durable, then hands them to the push queues;
 //   - the maintain loop (maintain.go, pending.go, horizon.go): every
 //     MaintainEvery or when kicked (TriggerMaintenance, TriggerRebalance):
-//     rebuild or rebalance, pending resolution, orphan cleanup (paced by
-//     OrphanGrace), tombstone collection (every CollectEvery);
+//     the watch for returned nodes (rebalance.go; it may ask every storage
+//     node to rebalance), rebuild or rebalance, pending resolution, orphan
+//     cleanup (paced by OrphanGrace; it asks the listed holders before
+//     trimming a copy of a live entry), tombstone collection (every
+//     CollectEvery);
 //   - one push loop per peer (push.go), started on the first entry queued
 //     for it, pushing in batches of at most pushBatchMax.
 //
 // # Ownership and concurrency
 //
-// The maintain loop alone owns cleanTable, lastOrphanScan, pendingSeen
-// and the horizon's lastCollect; the verifier loop alone owns its pass.
+// The maintain loop alone owns cleanTable, lastOrphanScan, pendingSeen,
+// returns and the horizon's lastCollect; the verifier loop alone owns its pass.
 // Counters are atomics, readable from any goroutine (Stats,
 // UnderReplicated, VerifyStatus, PushQueued). The push queues, the commit
 // queue, the verifier's queue and the horizon's maps each have their own

@@ -30,6 +30,7 @@ func (r *Replicator) maintainLoop(ctx context.Context, rnd *env.Rand) {
 		case <-r.kick:
 		case <-time.After(rnd.Jitter(r.d.Tuning.MaintainEvery, 0.25)):
 		}
+		r.watchReturns(ctx)
 		r.rebuild(ctx)
 		r.resolvePending(ctx)
 		// An orphan is deleted only once its entry is OrphanGrace old, so
@@ -37,7 +38,7 @@ func (r *Replicator) maintainLoop(ctx context.Context, rnd *env.Rand) {
 		// nothing new: pace the scan (a full pass over the store).
 		if time.Since(r.lastOrphanScan) >= r.d.Tuning.OrphanGrace/orphanScansPerGrace {
 			r.lastOrphanScan = time.Now()
-			r.CleanOrphans()
+			r.CleanOrphans(ctx)
 		}
 		r.collectTick()
 	}
@@ -108,7 +109,7 @@ func (r *Replicator) rebuild(ctx context.Context) {
 		}
 		if short || rebalance || live != len(e.Locations) {
 			h := LiveHolders(t, e)
-			if short || (rebalance && !sameSet(h, balanced(t, e.ID, want))) || len(h) != len(e.Locations) {
+			if short || (rebalance && !sameSet(h, Balanced(t, e.ID, want))) || len(h) != len(e.Locations) {
 				jobs = append(jobs, job{*e, h})
 			}
 		}
@@ -142,6 +143,11 @@ func (r *Replicator) rebuild(ctx context.Context) {
 		r.d.Log.Info("node: rebuild progress", "repaired", done, "under_replicated", under, "rebuilt_total", r.rebuiltCopies.Load(), "moved_total", r.movedCopies.Load())
 	}
 	if full {
+		if rebalance {
+			// The rest of the rebalance goes on in the next pass: the
+			// request is not spent after one throttled batch.
+			r.rebalance.Store(true)
+		}
 		r.TriggerMaintenance()
 	}
 }
@@ -168,10 +174,10 @@ func sameSet(a, b []string) bool {
 	return true
 }
 
-// balanced is the placement a rebalance moves copies to: the top nodes of
+// Balanced is the placement a rebalance moves copies to: the top nodes of
 // a rendezvous hash of the id over the ring, which spreads old mail evenly
 // over every storage node, new ones included.
-func balanced(t mirror.Table, id string, k int) []string {
+func Balanced(t mirror.Table, id string, k int) []string {
 	type scored struct {
 		node  string
 		score uint64
@@ -214,7 +220,7 @@ func (r *Replicator) repair(ctx context.Context, t mirror.Table, e catalog.Entry
 	}
 	target := slices.Clone(holders)
 	if rebalance {
-		target = balanced(t, e.ID, want)
+		target = Balanced(t, e.ID, want)
 	}
 	// Fill up to want, in mirror order after the primary, skipping holders.
 	for _, cand := range append(t.Replicas(holders[0]), t.Ring...) {
@@ -251,13 +257,17 @@ func (r *Replicator) repair(ctx context.Context, t mirror.Table, e catalog.Entry
 }
 
 // CleanOrphans deletes copies this node holds that no entry lists, once
-// the entry is fully replicated elsewhere (rebalance moved them) or
-// deleted.
-func (r *Replicator) CleanOrphans() {
+// the entry is fully replicated elsewhere (rebuild or rebalance moved
+// them) or deleted. A copy of a live entry goes only once min(R, ring)
+// listed holders confirmed from their stores that they hold theirs: the
+// catalog alone could list a node whose copy is not (yet, or any more)
+// there, and this copy may be the one rebuild needs.
+func (r *Replicator) CleanOrphans(ctx context.Context) {
 	t := r.d.Members.Table()
 	want := min(r.d.Replicas, len(t.Ring))
 	cutoff := uint64(r.d.Wall().Add(-r.d.Tuning.OrphanGrace).UnixNano())
 	var gone []string
+	var excess []catalog.Entry // live entries that no longer list this node
 	r.d.Store.CopyIDs(func(id string) bool {
 		e, ok := r.d.Catalog.Get(id)
 		switch {
@@ -271,16 +281,61 @@ func (r *Replicator) CleanOrphans() {
 		case e.State == catalog.Deleted:
 			gone = append(gone, id)
 		case e.State == catalog.Committed && !e.HasLocation(r.d.Name) && e.Version < cutoff && countLive(t, &e) >= want:
-			gone = append(gone, id)
+			excess = append(excess, e)
 		}
-		return len(gone) < r.d.Tuning.RebuildPerScan
+		return len(gone)+len(excess) < r.d.Tuning.RebuildPerScan
 	})
+	// Outside the store's read transaction: the confirmations are network
+	// calls. CopyIDs walks in id order, so the calls replay in the simulator.
+	trimmed := 0
+	unreachable := map[string]bool{}
+	for i := range excess {
+		if ctx.Err() != nil {
+			break
+		}
+		if r.confirmHeld(ctx, t, &excess[i], want, unreachable) {
+			gone = append(gone, excess[i].ID)
+			trimmed++
+		}
+	}
 	if len(gone) > 0 {
 		if err := r.d.Store.Write(&store.Batch{DeleteCopies: gone}); err != nil {
 			r.d.Log.Error("node: orphan cleanup", "err", err)
+			return
+		}
+		if trimmed > 0 {
+			r.trimmedCopies.Add(int64(trimmed))
+			r.d.Log.Info("node: trimmed copies held elsewhere", "copies", trimmed, "trimmed_total", r.trimmedCopies.Load())
 		}
 		// A repair may have written one of these copies again, listing
 		// this node, between the scan and the delete (see verifier.recheck).
 		r.verify.recheck(gone)
 	}
+}
+
+// confirmHeld reports whether at least want of e's live listed holders
+// answer that their store holds e's copy. A holder that cannot be asked
+// does not count: the copy here waits for the next scan. Nor is it asked
+// again in this scan (unreachable): a hung peer would otherwise hold the
+// maintain loop for a request timeout per copy.
+func (r *Replicator) confirmHeld(ctx context.Context, t mirror.Table, e *catalog.Entry, want int, unreachable map[string]bool) bool {
+	n := 0
+	for _, h := range LiveHolders(t, e) {
+		if h == r.d.Name || unreachable[h] {
+			continue
+		}
+		ok, err := r.d.Peer.HasCopy(ctx, h, e.ID)
+		if err != nil {
+			unreachable[h] = true
+			r.d.Log.Debug("node: orphan cleanup could not confirm a holder", "id", e.ID, "node", h, "err", err)
+			continue
+		}
+		if ok {
+			n++
+		}
+		if n >= want {
+			return true
+		}
+	}
+	return false
 }

@@ -26,6 +26,7 @@ type Peer interface {
 	GetEntry(ctx context.Context, node, id string) (catalog.Entry, bool, error)
 	HasCopy(ctx context.Context, node, id string) (bool, error)
 	Abort(ctx context.Context, node, id string) (peer.AbortReply, error)
+	Rebalance(ctx context.Context, node string) error
 }
 
 var _ Peer = (*peer.Client)(nil)
@@ -56,6 +57,10 @@ type Tuning struct {
 	VerifyEvery      time.Duration
 	VerifyPerScan    int
 	CollectEvery     time.Duration
+	// RebalanceAfterReturn: once a storage node returned (rebalance.go)
+	// and membership has not changed for this long, the array rebalances
+	// by itself; 0: never (only `mailarray rebalance`).
+	RebalanceAfterReturn time.Duration
 }
 
 // Deps is everything the replicator uses, given once to New. Function
@@ -134,6 +139,9 @@ type Replicator struct {
 	suspect    atomic.Bool
 	// lastOrphanScan paces cleanOrphans (maintain loop only).
 	lastOrphanScan time.Time
+	// returns follows membership for the rebalance after a node's return
+	// (rebalance.go; maintain loop only).
+	returns returnWatch
 	// pendingSeen holds, for each pending entry this node may resolve, the
 	// instant (with its monotonic reading) this node first saw it pending
 	// (maintain loop only). Staleness is measured on this clock: the
@@ -153,6 +161,8 @@ type Replicator struct {
 	rebuiltCopies   atomic.Int64
 	rebuiltBytes    atomic.Int64
 	movedCopies     atomic.Int64
+	trimmedCopies   atomic.Int64
+	autoRebalances  atomic.Int64
 	aeRounds        atomic.Int64
 	aeRepaired      atomic.Int64
 	pushDropped     atomic.Int64
@@ -252,10 +262,16 @@ func (r *Replicator) TriggerRebalance() {
 
 // Stats is the replicator's progress, for status and metrics.
 type Stats struct {
-	UnderReplicated   int64
-	RebuiltCopies     int64
-	RebuiltBytes      int64
-	MovedCopies       int64
+	UnderReplicated int64
+	RebuiltCopies   int64
+	RebuiltBytes    int64
+	MovedCopies     int64
+	// TrimmedCopies: copies this node deleted because a rebuild or
+	// rebalance stopped listing it, after R listed holders confirmed theirs.
+	TrimmedCopies int64
+	// AutoRebalances: rebalances this node asked of the array after a
+	// node returned (rebalance.go).
+	AutoRebalances    int64
 	AntiEntropyRounds int64
 	AntiEntropyFixed  int64
 	PushDropped       int64
@@ -266,7 +282,8 @@ func (r *Replicator) Stats() Stats {
 	return Stats{
 		UnderReplicated: r.underReplicated.Load(),
 		RebuiltCopies:   r.rebuiltCopies.Load(), RebuiltBytes: r.rebuiltBytes.Load(),
-		MovedCopies: r.movedCopies.Load(), AntiEntropyRounds: r.aeRounds.Load(),
+		MovedCopies: r.movedCopies.Load(), TrimmedCopies: r.trimmedCopies.Load(),
+		AutoRebalances: r.autoRebalances.Load(), AntiEntropyRounds: r.aeRounds.Load(),
 		AntiEntropyFixed: r.aeRepaired.Load(), PushDropped: r.pushDropped.Load(),
 	}
 }
