@@ -148,7 +148,7 @@ func (r *Replicator) candidateHorizon() uint64 {
 		lo = min(lo, pm)
 	}
 	r.hz.mu.Unlock()
-	ttl, step := uint64(r.d.Tuning.TombstoneTTL), uint64(r.d.Tuning.CollectEvery)
+	ttl, step := uint64(r.tun().TombstoneTTL), uint64(r.tun().CollectEvery)
 	if lo <= ttl {
 		return 0
 	}
@@ -187,7 +187,7 @@ func (r *Replicator) raiseHorizon(h uint64) {
 // at the current one) and records that the node is a member.
 func (r *Replicator) collectTick() {
 	r.hz.init()
-	if time.Since(r.hz.lastCollect) < r.d.Tuning.CollectEvery {
+	if time.Since(r.hz.lastCollect) < r.tun().CollectEvery {
 		return
 	}
 	r.hz.lastCollect = time.Now()
@@ -195,7 +195,7 @@ func (r *Replicator) collectTick() {
 	// The first tick comes one interval after start, by when membership
 	// shows the other members: a node alone for a moment at start is not
 	// taken for a lone array.
-	if time.Since(r.hz.started) >= r.d.Tuning.CollectEvery {
+	if time.Since(r.hz.started) >= r.tun().CollectEvery {
 		r.RecordMembership()
 	}
 }

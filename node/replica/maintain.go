@@ -28,14 +28,14 @@ func (r *Replicator) maintainLoop(ctx context.Context, rnd *env.Rand) {
 		case <-ctx.Done():
 			return
 		case <-r.kick:
-		case <-time.After(rnd.Jitter(r.d.Tuning.MaintainEvery, 0.25)):
+		case <-time.After(rnd.Jitter(r.tun().MaintainEvery, 0.25)):
 		}
 		r.rebuild(ctx)
 		r.resolvePending(ctx)
 		// An orphan is deleted only once its entry is OrphanGrace old, so
 		// scanning every copy more often than a fraction of that finds
 		// nothing new: pace the scan (a full pass over the store).
-		if time.Since(r.lastOrphanScan) >= r.d.Tuning.OrphanGrace/orphanScansPerGrace {
+		if time.Since(r.lastOrphanScan) >= r.tun().OrphanGrace/orphanScansPerGrace {
 			r.lastOrphanScan = time.Now()
 			r.CleanOrphans()
 		}
@@ -123,9 +123,9 @@ func (r *Replicator) rebuild(ctx context.Context) {
 	}
 	// Map order is random: sort so runs replay in the simulator.
 	slices.SortFunc(jobs, func(a, b job) int { return compareStrings(a.e.ID, b.e.ID) })
-	full := len(jobs) > r.d.Tuning.RebuildPerScan
+	full := len(jobs) > r.tun().RebuildPerScan
 	if full {
-		jobs = jobs[:r.d.Tuning.RebuildPerScan]
+		jobs = jobs[:r.tun().RebuildPerScan]
 	}
 	done := 0
 	for _, j := range jobs {
@@ -256,7 +256,7 @@ func (r *Replicator) repair(ctx context.Context, t mirror.Table, e catalog.Entry
 func (r *Replicator) CleanOrphans() {
 	t := r.d.Members.Table()
 	want := min(r.d.Replicas, len(t.Ring))
-	cutoff := uint64(r.d.Wall().Add(-r.d.Tuning.OrphanGrace).UnixNano())
+	cutoff := uint64(r.d.Wall().Add(-r.tun().OrphanGrace).UnixNano())
 	var gone []string
 	r.d.Store.CopyIDs(func(id string) bool {
 		e, ok := r.d.Catalog.Get(id)
@@ -273,7 +273,7 @@ func (r *Replicator) CleanOrphans() {
 		case e.State == catalog.Committed && !e.HasLocation(r.d.Name) && e.Version < cutoff && countLive(t, &e) >= want:
 			gone = append(gone, id)
 		}
-		return len(gone) < r.d.Tuning.RebuildPerScan
+		return len(gone) < r.tun().RebuildPerScan
 	})
 	if len(gone) > 0 {
 		if err := r.d.Store.Write(&store.Batch{DeleteCopies: gone}); err != nil {
