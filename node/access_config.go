@@ -119,10 +119,10 @@ func (a *AccessLimits) validate(c *Config, bad func(key, f string, args ...any))
 // warnCleartext says loudly, once at start, that passwords may cross the
 // network in clear: the node serves POP3 or IMAP without TLS.
 func (n *Node) warnCleartext() {
-	if !n.cfg.CleartextAuthAllowed() || (n.cfg.POP3Addr == "" && n.cfg.IMAPAddr == "") {
+	if !n.conf().CleartextAuthAllowed() || (n.conf().POP3Addr == "" && n.conf().IMAPAddr == "") {
 		return
 	}
-	if n.cfg.TLSCert == "" {
+	if n.conf().TLSCert == "" {
 		n.log.Warn("node: INSECURE: POP3/IMAP accept passwords in cleartext: no tls-cert is configured; set tls-cert and tls-key so clients can STLS/STARTTLS (and cleartext logins are then refused)")
 		return
 	}

@@ -43,7 +43,7 @@ func (c *Config) validateAuth(bad func(key, f string, a ...any)) {
 // there is no resolver or no check is on: then the pipeline makes no
 // lookups and adds no field.
 func (n *Node) newAuthFilter() (*pipeline.Auth, error) {
-	c := n.cfg.Pipeline.Auth
+	c := n.conf().Pipeline.Auth
 	if c.Resolver == "" || !(c.SPF || c.DKIM || c.DMARC) {
 		return nil, nil
 	}

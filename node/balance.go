@@ -43,20 +43,20 @@ func newBalancer(n *Node) *balancer {
 	var err error
 	// Config.Validate checked both names: a failure here is a programming
 	// error.
-	if b.dnsInfo, err = strategy.Lookup(n.cfg.DNSStrategy); err != nil {
+	if b.dnsInfo, err = strategy.Lookup(n.conf().DNSStrategy); err != nil {
 		panic("node: unvalidated dns strategy: " + err.Error())
 	}
-	if b.placeInfo, err = strategy.Lookup(n.cfg.PlacementStrategy); err != nil {
+	if b.placeInfo, err = strategy.Lookup(n.conf().PlacementStrategy); err != nil {
 		panic("node: unvalidated placement strategy: " + err.Error())
 	}
 	b.dns, b.place = b.dnsInfo.New(b.cfg), b.placeInfo.New(b.cfg)
-	b.seq.Store(hashString(n.cfg.Name))
+	b.seq.Store(hashString(n.conf().Name))
 	return b
 }
 
 // needsLoad reports whether a configured strategy reads load reports.
 func (b *balancer) needsLoad() bool {
-	return (b.n.cfg.DNSAddr != "" && b.dnsInfo.UsesLoad) || b.placeInfo.UsesLoad
+	return (b.n.conf().DNSAddr != "" && b.dnsInfo.UsesLoad) || b.placeInfo.UsesLoad
 }
 
 func hashString(s string) uint64 {
@@ -98,8 +98,8 @@ func (o *dnsOrderer) Order(q ddns.Query, members []env.Member) []env.Member {
 	slices.SortFunc(members, func(a, b env.Member) int { return strings.Compare(a.Name, b.Name) })
 	req := strategy.Request{
 		Key:   q.Name,
-		Local: b.n.cfg.Name,
-		Seq:   strategy.Slot(now, b.n.cfg.DNSRotateEvery) + hashString(q.Name),
+		Local: b.n.conf().Name,
+		Seq:   strategy.Slot(now, b.n.conf().DNSRotateEvery) + hashString(q.Name),
 	}
 	if b.dnsInfo.UsesSeed {
 		req.Seed = b.n.env.Rand.Uint64()
@@ -131,10 +131,10 @@ func (b *balancer) placement(t mirror.Table, e *catalog.Entry, urgent bool) []st
 	if b.placeInfo.Name == "local" {
 		// local needs no inputs: the mirroring table is its answer
 		// (strategy.Local orders the same), and the delivery path stays lean.
-		return t.Replicas(b.n.cfg.Name)
+		return t.Replicas(b.n.conf().Name)
 	}
 	now := time.Now()
-	req := strategy.Request{Key: e.Mailbox, Local: b.n.cfg.Name, Size: e.Size, Urgent: urgent, Seq: b.seq.Add(1) - 1}
+	req := strategy.Request{Key: e.Mailbox, Local: b.n.conf().Name, Size: e.Size, Urgent: urgent, Seq: b.seq.Add(1) - 1}
 	if b.placeInfo.UsesSeed {
 		req.Seed = b.n.env.Rand.Uint64()
 	}
@@ -145,7 +145,7 @@ func (b *balancer) placement(t mirror.Table, e *catalog.Entry, urgent bool) []st
 		cands = append(cands, b.candidate(m, now))
 	}
 	cands = b.place.Order(&req, cands)
-	out := make([]string, 0, min(b.n.cfg.Replicas, len(cands)))
+	out := make([]string, 0, min(b.n.conf().Replicas, len(cands)))
 	for _, c := range cands[:cap(out)] {
 		out = append(out, c.Name)
 	}

@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"regexp"
 	"slices"
@@ -142,6 +143,9 @@ type Config struct {
 	UsersReload time.Duration `yaml:"users-reload"`
 	// ShutdownGrace bounds how long SIGTERM waits for transactions in flight.
 	ShutdownGrace time.Duration `yaml:"shutdown-grace"`
+	// LogLevel is the least level logged: debug, info (default), warn or
+	// error. `mailarray serve` applies it; the node logs through Env.Log.
+	LogLevel string `yaml:"log-level"`
 	// Pipeline: the inbound filters run after DATA, before placement.
 	Pipeline PipelineConfig `yaml:"pipeline"`
 	// Tuning holds the replicator's intervals and limits.
@@ -329,6 +333,7 @@ func DefaultConfig() Config {
 		LoadStale:         time.Second,
 		UsersReload:       2 * time.Second,
 		ShutdownGrace:     10 * time.Second,
+		LogLevel:          "info",
 		Tuning:            DefaultTuning(),
 		Pipeline:          PipelineConfig{Auth: AuthConfig{SPF: true, DKIM: true, DMARC: true, DMARCPolicy: "mark"}},
 
@@ -491,6 +496,13 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownGrace <= 0 {
 		bad("shutdown-grace", "%v must be positive", c.ShutdownGrace)
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		bad("log-level", "%q must be debug, info, warn or error", c.LogLevel)
 	}
 	switch c.Pipeline.AVPolicy {
 	case "":

@@ -95,7 +95,7 @@ func (n *Node) pushEverywhere(ctx context.Context, entries []catalog.Entry, boun
 func (n *Node) lacking(done map[string]bool) []string {
 	var out []string
 	for _, m := range n.members.Live() {
-		if m.Name == n.cfg.Name || m.Tags[env.TagPeer] == "" || done[m.Name] {
+		if m.Name == n.conf().Name || m.Tags[env.TagPeer] == "" || done[m.Name] {
 			continue
 		}
 		out = append(out, m.Name)

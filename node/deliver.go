@@ -34,14 +34,14 @@ func (b *smtpBackend) CheckRecipient(ctx context.Context, addr string) error {
 	if at < 0 {
 		return smtp.ErrUnknownMailbox
 	}
-	if !slices.Contains(n.cfg.Domains, strings.ToLower(addr[at+1:])) {
+	if !slices.Contains(n.conf().Domains, strings.ToLower(addr[at+1:])) {
 		return smtp.ErrNotHosted
 	}
 	if err := n.knownRecipient(addr); err != nil {
 		return err
 	}
-	if live := len(n.members.Table().Ring); live < n.cfg.WriteQuorum {
-		return fmt.Errorf("%w: %d live storage nodes, write quorum %d", smtp.ErrUnavailable, live, n.cfg.WriteQuorum)
+	if live := len(n.members.Table().Ring); live < n.conf().WriteQuorum {
+		return fmt.Errorf("%w: %d live storage nodes, write quorum %d", smtp.ErrUnavailable, live, n.conf().WriteQuorum)
 	}
 	return nil
 }
@@ -110,16 +110,16 @@ func (n *Node) storeMessage(ctx context.Context, data []byte, entries []catalog.
 	local := true
 	for i := range entries {
 		locs := n.place(table, &entries[i], data)
-		if len(locs) < n.cfg.WriteQuorum {
-			return fmt.Errorf("%w: %d storage nodes for write quorum %d", smtp.ErrUnavailable, len(locs), n.cfg.WriteQuorum)
+		if len(locs) < n.conf().WriteQuorum {
+			return fmt.Errorf("%w: %d storage nodes for write quorum %d", smtp.ErrUnavailable, len(locs), n.conf().WriteQuorum)
 		}
 		entries[i].Locations = locs
 		entries[i].State = catalog.Pending
 		entries[i].Version = n.cat.Now()
 		// The holders ask this listener, of this boot, before they resolve
 		// the entry (txn.go).
-		entries[i].Origin, entries[i].Boot = n.cfg.Name, n.boot
-		local = local && len(locs) == 1 && locs[0] == n.cfg.Name
+		entries[i].Origin, entries[i].Boot = n.conf().Name, n.boot
+		local = local && len(locs) == 1 && locs[0] == n.conf().Name
 	}
 	if local {
 		b := &store.Batch{}
@@ -129,7 +129,7 @@ func (n *Node) storeMessage(ctx context.Context, data []byte, entries []catalog.
 			b.PutCopies = append(b.PutCopies, store.Copy{ID: entries[i].ID, Data: data, Sum: entries[i].Sum})
 		}
 		err := n.env.Inject("store.write")
-		failpoint.InjectCall("store.write", n.cfg.Name, &err) // chaos failpoint: compiled in by make chaos only
+		failpoint.InjectCall("store.write", n.conf().Name, &err) // chaos failpoint: compiled in by make chaos only
 		if err != nil {
 			return err
 		}
@@ -197,7 +197,7 @@ func (n *Node) storeMessage(ctx context.Context, data []byte, entries []catalog.
 		}
 		for _, loc := range entries[i].Locations {
 			wg.Add(1)
-			if loc == n.cfg.Name {
+			if loc == n.conf().Name {
 				locals = append(locals, localCopy{i, fb})
 				continue
 			}
@@ -207,12 +207,12 @@ func (n *Node) storeMessage(ctx context.Context, data []byte, entries []catalog.
 	// This node's own copies are written here, while the remote ones are
 	// on their way: a goroutine less per message.
 	for _, l := range locals {
-		write(l.i, n.cfg.Name, entries[l.i], l.fb)
+		write(l.i, n.conf().Name, entries[l.i], l.fb)
 	}
 	wg.Wait()
 	failed := false
 	for i := range entries {
-		if len(ok[i]) < n.cfg.WriteQuorum {
+		if len(ok[i]) < n.conf().WriteQuorum {
 			failed = true
 		}
 	}
@@ -283,11 +283,11 @@ func (n *Node) place(t mirror.Table, e *catalog.Entry, data []byte) []string {
 
 // writeCopy stores one copy with its pending entry on node.
 func (n *Node) writeCopy(ctx context.Context, node string, data []byte, e *catalog.Entry) error {
-	if node == n.cfg.Name {
+	if node == n.conf().Name {
 		return n.writeLocal(ctx, data, *e)
 	}
 	err := n.env.Inject("mirror.send")
-	failpoint.InjectCall("mirror.send", n.cfg.Name, &err) // chaos failpoint: compiled in by make chaos only
+	failpoint.InjectCall("mirror.send", n.conf().Name, &err) // chaos failpoint: compiled in by make chaos only
 	if err != nil {
 		return err
 	}
@@ -333,7 +333,7 @@ func (n *Node) writeLocal(ctx context.Context, data []byte, e catalog.Entry) err
 		return errCopyDeleted
 	}
 	err := n.env.Inject("store.write")
-	failpoint.InjectCall("store.write", n.cfg.Name, &err) // chaos failpoint: compiled in by make chaos only
+	failpoint.InjectCall("store.write", n.conf().Name, &err) // chaos failpoint: compiled in by make chaos only
 	if err != nil {
 		return err
 	}

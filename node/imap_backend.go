@@ -27,15 +27,15 @@ var (
 )
 
 func (n *Node) startIMAP() error {
-	if n.cfg.IMAPAddr == "" && n.cfg.IMAPSAddr == "" {
+	if n.conf().IMAPAddr == "" && n.conf().IMAPSAddr == "" {
 		return nil
 	}
 	icfg := imapd.DefaultConfig()
 	icfg.Log = n.log
-	icfg.MaxSessions = n.cfg.IMAPMaxSessions
-	icfg.MaxSessionsPerAddr = n.cfg.IMAPMaxSessionsPerIP
-	icfg.LoginTimeout = n.cfg.IMAPLoginTimeout
-	icfg.RequireTLS = !n.cfg.CleartextAuthAllowed()
+	icfg.MaxSessions = n.conf().IMAPMaxSessions
+	icfg.MaxSessionsPerAddr = n.conf().IMAPMaxSessionsPerIP
+	icfg.LoginTimeout = n.conf().IMAPLoginTimeout
+	icfg.RequireTLS = !n.conf().CleartextAuthAllowed()
 	icfg.Logins = n.recordLogin
 	if n.tls != nil {
 		icfg.TLS = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return n.tls.Config(), nil }}
@@ -45,15 +45,15 @@ func (n *Node) startIMAP() error {
 	svc := imapd.New(icfg, imapBackend{n})
 	n.imap = svc
 	n.cat.OnChange(svc.CatalogChanged)
-	if n.cfg.IMAPAddr != "" {
-		l, err := n.listen("imap", n.cfg.IMAPAddr)
+	if n.conf().IMAPAddr != "" {
+		l, err := n.listen("imap", n.conf().IMAPAddr)
 		if err != nil {
 			return err
 		}
 		n.serve("imap", func() error { return svc.Serve(l) })
 	}
-	if n.cfg.IMAPSAddr != "" {
-		l, err := n.listen("imaps", n.cfg.IMAPSAddr)
+	if n.conf().IMAPSAddr != "" {
+		l, err := n.listen("imaps", n.conf().IMAPSAddr)
 		if err != nil {
 			return err
 		}
@@ -85,7 +85,7 @@ func (m *imapMailbox) Name() string                        { return m.name }
 func (m *imapMailbox) List() []catalog.Entry               { return m.n.cat.List(m.name) }
 func (m *imapMailbox) Get(id string) (catalog.Entry, bool) { return m.n.cat.Get(id) }
 func (m *imapMailbox) MaxUID() uint32                      { return m.n.cat.MaxUID(m.name) }
-func (m *imapMailbox) Local(e *catalog.Entry) bool         { return e.HasLocation(m.n.cfg.Name) }
+func (m *imapMailbox) Local(e *catalog.Entry) bool         { return e.HasLocation(m.n.conf().Name) }
 
 func (m *imapMailbox) AssignUIDs(ctx context.Context) error { return m.n.assignUIDs(ctx, m.name) }
 

@@ -128,7 +128,7 @@ func (n *Node) assignUIDs(ctx context.Context, mailbox string) error {
 	defer cancel()
 	defer func(t0 time.Time) { n.metrics.imapLatency.WithLabelValues("assign").Observe(time.Since(t0).Seconds()) }(time.Now())
 	key := uidLockPrefix + mailbox
-	owner := n.cfg.Name + "/uid/" + strconv.FormatUint(n.env.Rand.Uint64(), 36)
+	owner := n.conf().Name + "/uid/" + strconv.FormatUint(n.env.Rand.Uint64(), 36)
 	var mgrs []string
 	for attempt := 1; ; attempt++ {
 		var err error

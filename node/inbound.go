@@ -28,7 +28,7 @@ type inbound struct {
 }
 
 func newInbound(n *Node) (*inbound, error) {
-	pc := n.cfg.Pipeline
+	pc := n.conf().Pipeline
 	av := pipeline.DefaultAVConfig()
 	av.SignatureFile = pc.AVSignatures
 	av.DefaultPolicy = pc.AVPolicy
@@ -84,7 +84,7 @@ func (f *faultFilter) Name() string { return "fault" }
 
 func (f *faultFilter) Check(ctx context.Context, m *pipeline.Message) (pipeline.Verdict, error) {
 	err := f.n.env.Inject("pipeline.filter")
-	failpoint.InjectCall("pipeline.filter", f.n.cfg.Name, &err) // chaos failpoint: compiled in by make chaos only
+	failpoint.InjectCall("pipeline.filter", f.n.conf().Name, &err) // chaos failpoint: compiled in by make chaos only
 	if err != nil {
 		return pipeline.Verdict{}, err
 	}

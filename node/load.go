@@ -52,7 +52,7 @@ const (
 )
 
 func newLoadTracker(n *Node) *loadTracker {
-	return &loadTracker{n: n, stale: n.cfg.LoadStale, every: n.cfg.LoadStale / 2, reports: map[string]loadReport{}}
+	return &loadTracker{n: n, stale: n.conf().LoadStale, every: n.conf().LoadStale / 2, reports: map[string]loadReport{}}
 }
 
 // start polls until ctx ends, when a configured strategy reads loads.
@@ -91,12 +91,12 @@ func (l *loadTracker) start(ctx context.Context, wg *sync.WaitGroup, needed bool
 func (l *loadTracker) poll(ctx context.Context) {
 	live := l.n.members.Live()
 	l.prune(live)
-	l.put(l.n.cfg.Name, loadReport{load: l.n.Load(), at: time.Now()})
+	l.put(l.n.conf().Name, loadReport{load: l.n.Load(), at: time.Now()})
 	ctx, cancel := context.WithTimeout(ctx, l.every/2)
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, m := range live {
-		if m.Name == l.n.cfg.Name || m.Tags[env.TagPeer] == "" {
+		if m.Name == l.n.conf().Name || m.Tags[env.TagPeer] == "" {
 			continue
 		}
 		wg.Add(1)
@@ -105,7 +105,7 @@ func (l *loadTracker) poll(ctx context.Context) {
 			var ld Load
 			err := l.n.peer.Load(ctx, m.Name, &ld)
 			// Chaos failpoint (make chaos only): the peer's load report is lost.
-			failpoint.InjectCall("load.query", l.n.cfg.Name, &err)
+			failpoint.InjectCall("load.query", l.n.conf().Name, &err)
 			if err != nil || ld.Node != m.Name {
 				if ctx.Err() == nil {
 					l.n.log.Debug("node: load query failed", "peer", m.Name, "err", err)

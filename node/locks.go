@@ -52,7 +52,7 @@ func newLockTable(gone func(node, boot string) bool) *lockTable {
 // "<node>/<boot>/<rest>", so that lock managers can tell the leases of a
 // node's previous life, which died with it, from its new ones.
 func (n *Node) lockOwner(rest string) string {
-	return n.cfg.Name + "/" + bootString(n.boot) + "/" + rest
+	return n.conf().Name + "/" + bootString(n.boot) + "/" + rest
 }
 
 // ownerBoot is the boot id an owner names ("" for an owner of another
@@ -160,7 +160,7 @@ func (n *Node) lockManagersFor(mailbox string) []string {
 	}
 	var c []scored
 	for _, m := range n.members.Live() {
-		if m.Name != n.cfg.Name && m.Tags[env.TagPeer] == "" {
+		if m.Name != n.conf().Name && m.Tags[env.TagPeer] == "" {
 			continue
 		}
 		h := fnv.New64a()
@@ -198,7 +198,7 @@ func (n *Node) lockMailbox(ctx context.Context, mailbox, owner string, ttl time.
 	var errs []error
 	locked := false
 	for _, mgr := range n.lockManagersFor(mailbox) {
-		if mgr == n.cfg.Name {
+		if mgr == n.conf().Name {
 			if n.locks.acquire(mailbox, owner, ttl) {
 				granted = append(granted, mgr)
 			} else {
@@ -232,7 +232,7 @@ func (n *Node) lockMailbox(ctx context.Context, mailbox, owner string, ttl time.
 // unlockMailbox releases owner's lease on every manager given.
 func (n *Node) unlockMailbox(ctx context.Context, managers []string, mailbox, owner string) {
 	for _, mgr := range managers {
-		if mgr == n.cfg.Name {
+		if mgr == n.conf().Name {
 			n.locks.release(mailbox, owner)
 			continue
 		}

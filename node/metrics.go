@@ -20,6 +20,7 @@ type metrics struct {
 	pop3Latency  *prometheus.HistogramVec
 	imapLatency  *prometheus.HistogramVec
 	logins       *prometheus.CounterVec
+	reloads      *prometheus.CounterVec
 }
 
 func newMetrics(n *Node) *metrics {
@@ -54,7 +55,11 @@ func newMetrics(n *Node) *metrics {
 		Name: "mailarray_logins_total",
 		Help: "Login attempts by protocol (pop3, imap, web) and result (success, failure: wrong user or password, throttled, refused: cleartext without TLS, error).",
 	}, []string{"protocol", "result"})
-	b := ReadBuildInfo(n.cfg.Version, n.cfg.Commit)
+	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mailarray_config_reloads_total",
+		Help: "Configuration reloads (SIGHUP) by result: ok (live keys applied), error (the file was refused; the running configuration stays).",
+	}, []string{"result"})
+	b := ReadBuildInfo(n.conf().Version, n.conf().Commit)
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "mailarray_build_info",
 		Help: "Always 1; the labels say which binary the node runs (a rolling upgrade is done when every node reports the new version).",
@@ -63,7 +68,7 @@ func newMetrics(n *Node) *metrics {
 	// The process and Go runtime collectors go on the node's own registry
 	// like everything else: nodes sharing a process (tests, the simulator)
 	// each report the same process, and nothing touches the global one.
-	m.reg.MustRegister(m.smtpResults, m.smtpLatency, m.storeLatency, m.pop3Latency, m.imapLatency, m.logins, build,
+	m.reg.MustRegister(m.smtpResults, m.smtpLatency, m.storeLatency, m.pop3Latency, m.imapLatency, m.logins, m.reloads, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), (*nodeCollector)(n))
 	return m
 }

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mailarray/node/catalog"
@@ -32,7 +33,10 @@ type Env = env.Env
 
 // Node is one member of the array.
 type Node struct {
-	cfg Config
+	// cfg is the running configuration, replaced whole by Reload
+	// (reload.go) and never modified in place: a reader takes one
+	// snapshot (conf) and sees every key of one version.
+	cfg atomic.Pointer[Config]
 	env *Env
 	log *slog.Logger
 
@@ -61,6 +65,7 @@ type Node struct {
 	ready   *readiness
 	txs     *txTable // this listener's transactions in flight (txn.go)
 	boot    uint64   // boot id, drawn at each start (txn.go)
+	reload  reloader // the last configuration reload (reload.go)
 
 	mu        sync.Mutex
 	addrs     map[string]string // bound listener addresses by config key
@@ -82,7 +87,8 @@ func New(cfg Config, e *Env) (*Node, error) {
 		panic("node: Env needs Net, Rand, Membership and Log")
 	}
 	log := e.Log.With("node", cfg.Name)
-	n := &Node{cfg: cfg, env: e, log: log, addrs: map[string]string{}}
+	n := &Node{env: e, log: log, addrs: map[string]string{}}
+	n.cfg.Store(&cfg)
 	var err error
 	dataDir := cfg.DataDir
 	if e.DataDir != "" && !filepath.IsAbs(dataDir) && dataDir == DefaultConfig().DataDir {
@@ -176,10 +182,14 @@ func (n *Node) settle(who string) {
 }
 
 // Name is the node's name.
-func (n *Node) Name() string { return n.cfg.Name }
+func (n *Node) Name() string { return n.conf().Name }
 
-// Config returns the node's validated configuration.
-func (n *Node) Config() Config { return n.cfg }
+// Config returns the node's validated configuration as it runs now.
+func (n *Node) Config() Config { return *n.conf() }
+
+// conf is the running configuration: one consistent snapshot, not to be
+// modified (Reload replaces it whole).
+func (n *Node) conf() *Config { return n.cfg.Load() }
 
 // Catalog is the node's catalog replica (for status, tests and the checker).
 func (n *Node) Catalog() *catalog.Catalog { return n.cat }
@@ -241,20 +251,20 @@ func (n *Node) Start() (err error) {
 	n.repl.Start(n.ctx, &n.wg)
 	n.loads.start(n.ctx, &n.wg, n.bal.needsLoad())
 	n.goLoop(n.ready.run)
-	if n.cfg.UsersFile != "" {
-		n.goLoop(func(ctx context.Context) { n.dir.Watch(ctx, n.cfg.UsersReload) })
+	if n.conf().UsersFile != "" {
+		n.goLoop(func(ctx context.Context) { n.dir.Watch(ctx, n.conf().UsersReload) })
 	}
 	if n.tls != nil {
-		n.goLoop(func(ctx context.Context) { n.tls.Watch(ctx, n.cfg.UsersReload) })
+		n.goLoop(func(ctx context.Context) { n.tls.Watch(ctx, n.conf().UsersReload) })
 	}
 	n.goLoop(n.in.notifier.Run)
-	if n.cfg.Pipeline.AVSignatures != "" {
-		n.goLoop(func(ctx context.Context) { n.in.av.Watch(ctx, n.cfg.UsersReload) })
+	if n.conf().Pipeline.AVSignatures != "" {
+		n.goLoop(func(ctx context.Context) { n.in.av.Watch(ctx, n.conf().UsersReload) })
 	}
-	if n.cfg.Pipeline.SpamDB != "" {
-		n.goLoop(func(ctx context.Context) { n.in.spam.Watch(ctx, n.cfg.UsersReload) })
+	if n.conf().Pipeline.SpamDB != "" {
+		n.goLoop(func(ctx context.Context) { n.in.spam.Watch(ctx, n.conf().UsersReload) })
 	}
-	n.log.Info("node: started", "addrs", n.addrsSnapshot(), "roles", n.cfg.Roles, "replicas", n.cfg.Replicas, "write_quorum", n.cfg.WriteQuorum)
+	n.log.Info("node: started", "addrs", n.addrsSnapshot(), "roles", n.conf().Roles, "replicas", n.conf().Replicas, "write_quorum", n.conf().WriteQuorum)
 	return nil
 }
 
@@ -306,24 +316,24 @@ func (n *Node) tlsConfig() func() *tls.Config {
 }
 
 func (n *Node) startSMTP() error {
-	if n.cfg.SMTPAddr == "" {
+	if n.conf().SMTPAddr == "" {
 		return nil
 	}
 	scfg := smtp.DefaultConfig()
 	scfg.Hostname = n.hostname()
-	scfg.MaxMessageBytes = n.cfg.MaxMessageBytes
-	scfg.MaxRecipients = n.cfg.MaxRecipients
+	scfg.MaxMessageBytes = n.conf().MaxMessageBytes
+	scfg.MaxRecipients = n.conf().MaxRecipients
 	scfg.TLS = n.tlsConfig()
 	scfg.Observe = n.metrics.observeSMTP
-	scfg.MaxSessions, scfg.MaxSessionsPerIP, scfg.RatePerIP = n.cfg.SMTPMaxSessions, n.cfg.SMTPMaxSessionsPerIP, n.cfg.SMTPRatePerIP
-	scfg.ReadTimeout = n.cfg.SMTPReadTimeout
-	scfg.UnknownRcptTarpitAfter, scfg.UnknownRcptDelay = n.cfg.SMTPRcptTarpitAfter, n.cfg.SMTPRcptTarpitDelay
-	scfg.MaxUnknownRcpts, scfg.MaxUnknownRcptsPerIP = n.cfg.SMTPMaxUnknownRcpts, n.cfg.SMTPMaxUnknownRcptsPerIP
+	scfg.MaxSessions, scfg.MaxSessionsPerIP, scfg.RatePerIP = n.conf().SMTPMaxSessions, n.conf().SMTPMaxSessionsPerIP, n.conf().SMTPRatePerIP
+	scfg.ReadTimeout = n.conf().SMTPReadTimeout
+	scfg.UnknownRcptTarpitAfter, scfg.UnknownRcptDelay = n.conf().SMTPRcptTarpitAfter, n.conf().SMTPRcptTarpitDelay
+	scfg.MaxUnknownRcpts, scfg.MaxUnknownRcptsPerIP = n.conf().SMTPMaxUnknownRcpts, n.conf().SMTPMaxUnknownRcptsPerIP
 	s, err := smtp.New(scfg, (*smtpBackend)(n), n.log)
 	if err != nil {
 		return err
 	}
-	l, err := n.listen("smtp", n.cfg.SMTPAddr)
+	l, err := n.listen("smtp", n.conf().SMTPAddr)
 	if err != nil {
 		return err
 	}
@@ -333,30 +343,30 @@ func (n *Node) startSMTP() error {
 }
 
 func (n *Node) startPOP3() error {
-	if n.cfg.POP3Addr == "" && n.cfg.POP3SAddr == "" {
+	if n.conf().POP3Addr == "" && n.conf().POP3SAddr == "" {
 		return nil
 	}
 	pcfg := pop3.DefaultConfig()
 	pcfg.Hostname = n.hostname()
 	pcfg.TLS = n.tlsConfig()
-	pcfg.IdleTimeout = n.cfg.POP3IdleTimeout
-	pcfg.MaxFailedLogins = n.cfg.POP3MaxFailedLogins
-	pcfg.MaxSessions = n.cfg.POP3MaxSessions
-	pcfg.MaxSessionsPerAddr = n.cfg.POP3MaxSessionsPerIP
-	pcfg.LoginTimeout = n.cfg.POP3LoginTimeout
-	pcfg.RequireTLS = !n.cfg.CleartextAuthAllowed()
+	pcfg.IdleTimeout = n.conf().POP3IdleTimeout
+	pcfg.MaxFailedLogins = n.conf().POP3MaxFailedLogins
+	pcfg.MaxSessions = n.conf().POP3MaxSessions
+	pcfg.MaxSessionsPerAddr = n.conf().POP3MaxSessionsPerIP
+	pcfg.LoginTimeout = n.conf().POP3LoginTimeout
+	pcfg.RequireTLS = !n.conf().CleartextAuthAllowed()
 	pcfg.Logins = n.recordLogin
 	s := pop3.New(pcfg, (*pop3Backend)(n), n.log)
 	n.pop3 = s
-	if n.cfg.POP3Addr != "" {
-		l, err := n.listen("pop3", n.cfg.POP3Addr)
+	if n.conf().POP3Addr != "" {
+		l, err := n.listen("pop3", n.conf().POP3Addr)
 		if err != nil {
 			return err
 		}
 		n.serve("pop3", func() error { return s.Serve(l) })
 	}
-	if n.cfg.POP3SAddr != "" {
-		l, err := n.listen("pop3s", n.cfg.POP3SAddr)
+	if n.conf().POP3SAddr != "" {
+		l, err := n.listen("pop3s", n.conf().POP3SAddr)
 		if err != nil {
 			return err
 		}
@@ -367,11 +377,11 @@ func (n *Node) startPOP3() error {
 }
 
 func (n *Node) startDNS() error {
-	if n.cfg.DNSAddr == "" {
+	if n.conf().DNSAddr == "" {
 		return nil
 	}
 	dcfg := ddns.DefaultConfig()
-	dcfg.TTL = n.cfg.DNSTTL
+	dcfg.TTL = n.conf().DNSTTL
 	s := ddns.New(dcfg, (*dnsSource)(n), n.bal.orderer(), n.env)
 	if err := n.loadZones(s); err != nil {
 		return err
@@ -399,11 +409,11 @@ const dnsBindAttempts = 16
 // bindDNS binds UDP and TCP on the same port (RFC 7766: TCP is mandatory
 // for DNS).
 func (n *Node) bindDNS() (net.PacketConn, net.Listener, error) {
-	_, port, _ := net.SplitHostPort(n.cfg.DNSAddr)
+	_, port, _ := net.SplitHostPort(n.conf().DNSAddr)
 	for attempt := 1; ; attempt++ {
-		pc, err := n.env.Net.ListenPacket("udp", n.cfg.DNSAddr)
+		pc, err := n.env.Net.ListenPacket("udp", n.conf().DNSAddr)
 		if err != nil {
-			return nil, nil, fmt.Errorf("node: dns udp listener on %s: %w", n.cfg.DNSAddr, err)
+			return nil, nil, fmt.Errorf("node: dns udp listener on %s: %w", n.conf().DNSAddr, err)
 		}
 		l, err := n.env.Net.Listen("tcp", pc.LocalAddr().String())
 		if err == nil {
@@ -417,10 +427,10 @@ func (n *Node) bindDNS() (net.PacketConn, net.Listener, error) {
 }
 
 func (n *Node) startHTTP() error {
-	if n.cfg.HTTPAddr == "" {
+	if n.conf().HTTPAddr == "" {
 		return nil
 	}
-	l, err := n.listen("http", n.cfg.HTTPAddr)
+	l, err := n.listen("http", n.conf().HTTPAddr)
 	if err != nil {
 		return err
 	}
@@ -436,12 +446,12 @@ func (n *Node) startHTTP() error {
 
 // hostname is the name the node gives itself in greetings and headers.
 func (n *Node) hostname() string {
-	return n.cfg.Name + "." + n.cfg.Domains[0]
+	return n.conf().Name + "." + n.conf().Domains[0]
 }
 
 // advertise publishes the node's endpoints and roles in membership.
 func (n *Node) advertise() error {
-	tags := map[string]string{env.TagRoles: strings.Join(n.cfg.Roles, ","), env.TagWeight: strconv.Itoa(n.cfg.Weight), env.TagBoot: bootString(n.boot), env.TagReady: n.ready.tag()}
+	tags := map[string]string{env.TagRoles: strings.Join(n.conf().Roles, ","), env.TagWeight: strconv.Itoa(n.conf().Weight), env.TagBoot: bootString(n.boot), env.TagReady: n.ready.tag()}
 	for key, tag := range map[string]string{"smtp": env.TagSMTP, "pop3": env.TagPOP3, "imap": env.TagIMAP, "dns": env.TagDNS, "peer": env.TagPeer} {
 		if a := n.Addr(key); a != "" {
 			tags[tag] = n.advertisedAddr(a)
@@ -457,8 +467,8 @@ func (n *Node) advertisedAddr(a string) string {
 		return a
 	}
 	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
-		if n.cfg.Advertise != "" {
-			return net.JoinHostPort(n.cfg.Advertise, port)
+		if n.conf().Advertise != "" {
+			return net.JoinHostPort(n.conf().Advertise, port)
 		}
 	}
 	return a

@@ -25,35 +25,35 @@ var _ peer.Handler = peerHandler{}
 // protocol on it.
 func (n *Node) startPeer() error {
 	pcfg := peer.Config{
-		Name:         n.cfg.Name,
+		Name:         n.conf().Name,
 		Resolver:     n.members,
 		Dial:         n.env.Net.DialContext,
-		Key:          n.cfg.PeerKey,
+		Key:          n.conf().PeerKey,
 		MaxLockTTL:   lockTTL,
-		MaxCopyBytes: n.cfg.MaxMessageBytes + 1<<20,
+		MaxCopyBytes: n.conf().MaxMessageBytes + 1<<20,
 		Log:          n.log,
 		ChargeCPU:    n.env.ChargeCPU,
 		Inject:       n.env.Inject,
 	}
-	if n.cfg.PeerCA != "" {
-		t, err := peer.LoadTLS(n.cfg.PeerCA, n.cfg.PeerCert, n.cfg.PeerCertKey)
+	if n.conf().PeerCA != "" {
+		t, err := peer.LoadTLS(n.conf().PeerCA, n.conf().PeerCert, n.conf().PeerCertKey)
 		if err != nil {
 			return err
 		}
 		pcfg.TLS = t
 		// Rotated certificates are taken without a restart.
-		n.goLoop(func(ctx context.Context) { t.Watch(ctx, n.cfg.UsersReload, n.log) })
+		n.goLoop(func(ctx context.Context) { t.Watch(ctx, n.conf().UsersReload, n.log) })
 	}
 	c, err := peer.NewClient(pcfg)
 	if err != nil {
 		return err
 	}
 	n.peer = c
-	if n.cfg.PeerAddr == "" {
+	if n.conf().PeerAddr == "" {
 		return nil
 	}
 	n.warnPeerAuth()
-	l, err := n.listen("peer", n.cfg.PeerAddr)
+	l, err := n.listen("peer", n.conf().PeerAddr)
 	if err != nil {
 		return err
 	}

@@ -56,13 +56,13 @@ func (c *Config) CheckPeerAuth() error {
 // when it listens beyond loopback (only with InsecurePeerAPI), as a plain
 // warning on loopback.
 func (n *Node) warnPeerAuth() {
-	switch n.cfg.PeerAPIMode() {
+	switch n.conf().PeerAPIMode() {
 	case PeerAPIOpenInsecure:
 		n.log.Warn("peer: THE PEER API IS UNAUTHENTICATED ON A NON-LOOPBACK ADDRESS (insecure-peer-api): anyone who reaches it can read, inject and delete mail",
-			"peer", n.cfg.PeerAddr)
+			"peer", n.conf().PeerAddr)
 	case PeerAPIOpenLoopback:
 		n.log.Warn("peer: the peer API has neither peer-key nor peer-ca; any local process can read, inject and delete mail",
-			"peer", n.cfg.PeerAddr)
+			"peer", n.conf().PeerAddr)
 	}
 }
 

@@ -30,7 +30,7 @@ func (n *Node) readMessages(ctx context.Context, entries []catalog.Entry) []fetc
 	var single []int
 	for i := range entries {
 		e := &entries[i]
-		if e.HasLocation(n.cfg.Name) {
+		if e.HasLocation(n.conf().Name) {
 			single = append(single, i)
 			continue
 		}

@@ -126,7 +126,7 @@ type readiness struct {
 }
 
 func newReadiness(n *Node) *readiness {
-	return &readiness{n: n, kick: make(chan struct{}, 1), state: ReadyState{Reason: ReadyStarting, Detail: "starting", WriteQuorum: n.cfg.WriteQuorum}}
+	return &readiness{n: n, kick: make(chan struct{}, 1), state: ReadyState{Reason: ReadyStarting, Detail: "starting", WriteQuorum: n.conf().WriteQuorum}}
 }
 
 // State is the last judgement.
@@ -158,7 +158,6 @@ func (r *readiness) changed() {
 // not ready), the first time at once, and after each membership change,
 // until ctx ends.
 func (r *readiness) run(ctx context.Context) {
-	every := r.n.cfg.Tuning.ReadyProbeEvery
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -169,6 +168,7 @@ func (r *readiness) run(ctx context.Context) {
 		case <-r.kick:
 			t.Stop()
 		}
+		every := r.n.conf().Tuning.ReadyProbeEvery // at each turn: a reload may change it
 		r.round(ctx, max(every, readyProbeTimeoutMin))
 		if r.State().Ready {
 			t.Reset(every)
@@ -192,7 +192,7 @@ func (r *readiness) round(ctx context.Context, timeout time.Duration) {
 	var wg sync.WaitGroup
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	for _, m := range ring {
-		if m == n.cfg.Name {
+		if m == n.conf().Name {
 			continue
 		}
 		wg.Add(1)
@@ -228,7 +228,7 @@ func (r *readiness) round(ctx context.Context, timeout time.Duration) {
 			}
 		}
 	}
-	st := judgeReady(readyInput{self: n.cfg.Name, ring: ring, writeQuorum: n.cfg.WriteQuorum, probes: probes, synced: synced})
+	st := judgeReady(readyInput{self: n.conf().Name, ring: ring, writeQuorum: n.conf().WriteQuorum, probes: probes, synced: synced})
 	r.mu.Lock()
 	prev := r.state
 	r.state = st

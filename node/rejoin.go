@@ -22,7 +22,7 @@ var ErrAwayTooLong = errors.New("node: away from the array longer than tuning.to
 // to the newest version in its catalog, the last change it saw.
 func (n *Node) checkRejoin() error {
 	now := n.env.Wall() // compared with recorded wall stamps
-	if n.cfg.ResyncCatalog {
+	if n.conf().ResyncCatalog {
 		k := n.cat.Len()
 		if err := n.cat.Reset(); err != nil {
 			return fmt.Errorf("node: resync catalog: %w", err)
@@ -43,11 +43,11 @@ func (n *Node) checkRejoin() error {
 		n.cat.ForEach(func(e *catalog.Entry) bool { v = max(v, e.Version); return true })
 		last = time.Unix(0, int64(v))
 	}
-	if away := now.Sub(last); away > n.cfg.Tuning.TombstoneTTL {
+	if away := now.Sub(last); away > n.conf().Tuning.TombstoneTTL {
 		return fmt.Errorf("%w: %s was last in step with the array %v ago (at %s), tombstone-ttl is %v; "+
 			"deletions made meanwhile may be forgotten and its catalog would bring those messages back: "+
 			"start it once with --resync-catalog to drop its catalog and take the array's (docs/deploy.md section 7)",
-			ErrAwayTooLong, n.cfg.Name, away.Truncate(time.Millisecond), last.UTC().Format(time.RFC3339), n.cfg.Tuning.TombstoneTTL)
+			ErrAwayTooLong, n.conf().Name, away.Truncate(time.Millisecond), last.UTC().Format(time.RFC3339), n.conf().Tuning.TombstoneTTL)
 	}
 	return nil
 }

@@ -24,27 +24,32 @@ var _ replica.Members = (*memberView)(nil)
 // VerifyStatus is the store verifier's progress (node/replica verify.go).
 type VerifyStatus = replica.VerifyStatus
 
+// replicaTuning is the replicator's share of t (at start, and at each
+// configuration reload).
+func replicaTuning(t Tuning) replica.Tuning {
+	return replica.Tuning{
+		AntiEntropyEvery: t.AntiEntropyEvery,
+		MaintainEvery:    t.MaintainEvery,
+		PendingTimeout:   t.PendingTimeout,
+		OrphanGrace:      t.OrphanGrace,
+		RebuildPerScan:   t.RebuildPerScan,
+		TombstoneTTL:     t.TombstoneTTL,
+		VerifyEvery:      t.VerifyEvery,
+		VerifyPerScan:    t.VerifyPerScan,
+		CollectEvery:     t.CollectEvery,
+
+		RebalanceAfterReturn: t.RebalanceAfterReturn,
+	}
+}
+
 // newReplicator makes the node's replicator; it registers its catalog
 // hooks (rebuild's, then the verifier's) as New always did.
 func newReplicator(n *Node) *replica.Replicator {
-	t := n.cfg.Tuning
 	return replica.New(replica.Deps{
-		Name:        n.cfg.Name,
-		Replicas:    n.cfg.Replicas,
-		WriteQuorum: n.cfg.WriteQuorum,
-		Tuning: replica.Tuning{
-			AntiEntropyEvery: t.AntiEntropyEvery,
-			MaintainEvery:    t.MaintainEvery,
-			PendingTimeout:   t.PendingTimeout,
-			OrphanGrace:      t.OrphanGrace,
-			RebuildPerScan:   t.RebuildPerScan,
-			TombstoneTTL:     t.TombstoneTTL,
-			VerifyEvery:      t.VerifyEvery,
-			VerifyPerScan:    t.VerifyPerScan,
-			CollectEvery:     t.CollectEvery,
-
-			RebalanceAfterReturn: t.RebalanceAfterReturn,
-		},
+		Name:         n.conf().Name,
+		Replicas:     n.conf().Replicas,
+		WriteQuorum:  n.conf().WriteQuorum,
+		Tuning:       replicaTuning(n.conf().Tuning),
 		Catalog:      n.cat,
 		Store:        n.store,
 		Peer:         replicaPeer{n},

@@ -122,7 +122,7 @@ func (m *maildrop) Open(ctx context.Context, id string) (io.ReadCloser, error) {
 	}
 	data, ok := m.ahead[id]
 	delete(m.ahead, id)
-	if !ok && !m.entries[i].HasLocation(m.n.cfg.Name) {
+	if !ok && !m.entries[i].HasLocation(m.n.conf().Name) {
 		data, ok = m.readAhead(ctx, i)
 	}
 	if !ok {
@@ -148,7 +148,7 @@ func (m *maildrop) readAhead(ctx context.Context, i int) ([]byte, bool) {
 	size := int64(0)
 	for k := i; k < len(m.entries) && len(batch) < popReadAhead; k++ {
 		e := &m.entries[k]
-		if e.HasLocation(m.n.cfg.Name) {
+		if e.HasLocation(m.n.conf().Name) {
 			continue
 		}
 		if len(batch) > 0 && size+e.Size > readAheadBytes {
@@ -177,7 +177,7 @@ func (m *maildrop) Commit(ctx context.Context, deleted []string) error {
 		m.n.metrics.pop3Latency.WithLabelValues("commit").Observe(time.Since(t0).Seconds())
 	}(time.Now())
 	err := m.n.env.Inject("pop3.delete")
-	failpoint.InjectCall("pop3.delete", m.n.cfg.Name, &err) // chaos failpoint: compiled in by make chaos only
+	failpoint.InjectCall("pop3.delete", m.n.conf().Name, &err) // chaos failpoint: compiled in by make chaos only
 	if err != nil {
 		return err
 	}
@@ -245,7 +245,7 @@ func (n *Node) deleteMessages(ctx context.Context, ids []string) error {
 	if _, err := n.cat.Apply(fresh...); err != nil {
 		return fmt.Errorf("node: delete: %w", err)
 	}
-	if missing := n.pushEverywhere(ctx, tomb, n.cfg.Tuning.DeleteSyncTimeout); len(missing) > 0 {
+	if missing := n.pushEverywhere(ctx, tomb, n.conf().Tuning.DeleteSyncTimeout); len(missing) > 0 {
 		n.log.Warn("node: deletion applied here but not yet on every live node; anti-entropy will finish it", "messages", len(tomb), "missing", missing)
 		return fmt.Errorf("%w: %d messages not confirmed by %s", errDeleteIncomplete, len(tomb), strings.Join(missing, ", "))
 	}
@@ -259,18 +259,18 @@ func (n *Node) readMessage(ctx context.Context, e *catalog.Entry) ([]byte, error
 	var bad []string
 	var errs []error
 	order := make([]string, 0, len(e.Locations))
-	if e.HasLocation(n.cfg.Name) {
-		order = append(order, n.cfg.Name)
+	if e.HasLocation(n.conf().Name) {
+		order = append(order, n.conf().Name)
 	}
 	for _, l := range e.Locations {
-		if l != n.cfg.Name && n.members.Alive(l) {
+		if l != n.conf().Name && n.members.Alive(l) {
 			order = append(order, l)
 		}
 	}
 	for _, loc := range order {
 		var data []byte
 		var err error
-		if loc == n.cfg.Name {
+		if loc == n.conf().Name {
 			data, err = n.store.Get(e.ID)
 			if err == nil && store.Checksum(data) != e.Sum {
 				err = fmt.Errorf("%w: %s differs from its entry", store.ErrCorrupt, e.ID)

@@ -24,11 +24,11 @@ type dnsSource Node
 
 var _ ddns.Source = (*dnsSource)(nil)
 
-func (s *dnsSource) Domains() []string { return s.cfg.Domains }
+func (s *dnsSource) Domains() []string { return (*Node)(s).conf().Domains }
 
 func (s *dnsSource) Nodes(role string) []env.Member {
 	n := (*Node)(s)
-	if role == ddns.RoleSMTP && len(n.members.Table().Ring) < n.cfg.WriteQuorum {
+	if role == ddns.RoleSMTP && len(n.members.Table().Ring) < n.conf().WriteQuorum {
 		// This node sees too few storage nodes to make mail durable (it is
 		// on the minority side of a partition, or alone): rather than send
 		// senders to listeners that would answer 451, the answer fails
@@ -78,7 +78,7 @@ type Load struct {
 
 // Load reports the node's current load.
 func (n *Node) Load() Load {
-	l := Load{Node: n.cfg.Name, CatalogEntries: n.cat.Len(), UnderReplicated: n.repl.UnderReplicated(), At: time.Now().UnixMilli(),
+	l := Load{Node: n.conf().Name, CatalogEntries: n.cat.Len(), UnderReplicated: n.repl.UnderReplicated(), At: time.Now().UnixMilli(),
 		FreeDiskBytes: n.freeDisk(), LatencyMs: n.loads.latencyMs()}
 	if n.smtp != nil {
 		l.SMTPSessions = n.smtp.Sessions()
@@ -114,6 +114,8 @@ type Status struct {
 	// Ready is the node's readiness: whether it reaches a write quorum
 	// and its catalog is in sync (ready.go).
 	Ready ReadyState `json:"ready"`
+	// Reload is the last configuration reload (reload.go).
+	Reload ReloadStatus `json:"reload"`
 }
 
 // MemberStatus is one member as this node sees it.
@@ -157,11 +159,12 @@ func (n *Node) UnderReplicated() int64 { return n.repl.UnderReplicated() }
 // Status gathers the node's report.
 func (n *Node) Status() Status {
 	st := Status{
-		Node: n.cfg.Name, Build: ReadBuildInfo(n.cfg.Version, n.cfg.Commit), Roles: n.cfg.Roles, Addrs: n.addrsSnapshot(),
-		Mirror: n.members.Table(), Replicas: n.cfg.Replicas, WriteQuorum: n.cfg.WriteQuorum,
+		Node: n.conf().Name, Build: ReadBuildInfo(n.conf().Version, n.conf().Commit), Roles: n.conf().Roles, Addrs: n.addrsSnapshot(),
+		Mirror: n.members.Table(), Replicas: n.conf().Replicas, WriteQuorum: n.conf().WriteQuorum,
 		CatalogDigest: n.cat.Digest(), Entries: map[string]int{},
 		UnderReplicated: n.UnderReplicated(), Mailboxes: n.dir.Len(), Load: n.Load(),
-		Rebuild: n.Rebuild(), Verify: n.Verify(), PeerAPI: n.cfg.PeerAPIMode(), Ready: n.ready.State(),
+		Rebuild: n.Rebuild(), Verify: n.Verify(), PeerAPI: n.conf().PeerAPIMode(), Ready: n.ready.State(),
+		Reload: n.LastReload(),
 	}
 	st.MirrorPairs = st.Mirror.Pairs()
 	for s, c := range n.cat.Counts() {
@@ -188,8 +191,8 @@ func (n *Node) httpHandler() http.Handler {
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if live := len(n.members.Table().Ring); live < n.cfg.WriteQuorum {
-			http.Error(w, fmt.Sprintf("not ready: %d live storage nodes, write quorum %d\n", live, n.cfg.WriteQuorum), http.StatusServiceUnavailable)
+		if live := len(n.members.Table().Ring); live < n.conf().WriteQuorum {
+			http.Error(w, fmt.Sprintf("not ready: %d live storage nodes, write quorum %d\n", live, n.conf().WriteQuorum), http.StatusServiceUnavailable)
 			return
 		}
 		if st := n.ready.State(); !st.Ready {
@@ -248,7 +251,7 @@ func (n *Node) httpHandler() http.Handler {
 // adminOnly lets a request through to h only with the admin token, when
 // one is configured; a refusal is logged with the client's address.
 func (n *Node) adminOnly(h http.Handler) http.Handler {
-	want := n.cfg.AdminToken
+	want := n.conf().AdminToken
 	if want == "" {
 		return h
 	}
@@ -266,9 +269,9 @@ func (n *Node) adminOnly(h http.Handler) http.Handler {
 
 // CatalogDigests asks every live member for its catalog digest.
 func (n *Node) CatalogDigests(ctx context.Context) map[string]string {
-	out := map[string]string{n.cfg.Name: n.cat.Digest()}
+	out := map[string]string{n.conf().Name: n.cat.Digest()}
 	for _, m := range n.members.Live() {
-		if m.Name == n.cfg.Name {
+		if m.Name == n.conf().Name {
 			continue
 		}
 		var st Status
@@ -282,7 +285,7 @@ func (n *Node) CatalogDigests(ctx context.Context) map[string]string {
 // Under reports entries short of R live copies (for tests and status).
 func (n *Node) Under() int {
 	t := n.members.Table()
-	want := min(n.cfg.Replicas, len(t.Ring))
+	want := min(n.conf().Replicas, len(t.Ring))
 	under := 0
 	n.cat.ForEach(func(e *catalog.Entry) bool {
 		if e.State == catalog.Committed && len(replica.LiveHolders(t, e)) < want {
@@ -311,10 +314,10 @@ func httpError(w http.ResponseWriter, err error) {
 // RebalanceAll asks this node and every live peer to move copies to their
 // balanced placement, and returns each node's answer ("ok" or an error).
 func (n *Node) RebalanceAll(ctx context.Context) map[string]string {
-	out := map[string]string{n.cfg.Name: "ok"}
+	out := map[string]string{n.conf().Name: "ok"}
 	n.repl.TriggerRebalance()
 	for _, m := range n.members.Live() {
-		if m.Name == n.cfg.Name {
+		if m.Name == n.conf().Name {
 			continue
 		}
 		if err := n.peer.Rebalance(ctx, m.Name); err != nil {

@@ -336,8 +336,8 @@ func TestStaleLoadCountsAsFullyLoaded(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return !n1.loads.get("n3", time.Now()).Known && !c.nodes["n2"].loads.get("n3", time.Now()).Known
 	}, 5*time.Second, 10*time.Millisecond, "n1 and n2 see n3's load go stale")
-	t.Logf("n3's report went stale %v after its peer API closed (load-stale %v)", time.Since(closed).Round(10*time.Millisecond), n1.cfg.LoadStale)
-	for start := time.Now(); time.Since(start) < 4*n1.cfg.DNSRotateEvery; {
+	t.Logf("n3's report went stale %v after its peer API closed (load-stale %v)", time.Since(closed).Round(10*time.Millisecond), n1.conf().LoadStale)
+	for start := time.Now(); time.Since(start) < 4*n1.conf().DNSRotateEvery; {
 		for _, name := range []string{"n1", "n2"} {
 			o := mxOrder(t, ask(t, "udp", c.nodes[name].Addr("dns"), "example.com", dns.TypeMX))
 			require.Equal(t, []string{"n3"}, o[2:], "%s puts n3, of unknown load, last: %v", name, o)

@@ -28,8 +28,8 @@ func (n *Node) mountWeb(mux *http.ServeMux) {
 	ws.Register(mux)
 	icfg := ingest.DefaultConfig()
 	icfg.Hostname = n.hostname()
-	icfg.MaxMessageBytes = n.cfg.MaxMessageBytes
-	icfg.Token = n.cfg.IngestToken
+	icfg.MaxMessageBytes = n.conf().MaxMessageBytes
+	icfg.Token = n.conf().IngestToken
 	g, err := ingest.New(icfg, (*ingestBackend)(n), n.log)
 	if err != nil {
 		panic("node: invariant broken: ingest config from a validated Config invalid: " + err.Error())

@@ -40,6 +40,13 @@ func (l *listFlag) Set(v string) error {
 // loadConfig reads --config (YAML, keys as the flags) and then applies
 // the flags that were set, which win.
 func loadConfig(args []string, stderr io.Writer) (node.Config, *slog.Logger, error) {
+	cfg, log, _, err := loadConfigLevel(args, stderr)
+	return cfg, log, err
+}
+
+// loadConfigLevel is loadConfig that also returns the logger's level,
+// which a reload sets (log-level is live).
+func loadConfigLevel(args []string, stderr io.Writer) (node.Config, *slog.Logger, *slog.LevelVar, error) {
 	cfg := node.DefaultConfig()
 	// R and W left unset (0) are chosen by resolveCopies once the whole
 	// configuration is known: an array mirrors by default.
@@ -52,9 +59,9 @@ func loadConfig(args []string, stderr io.Writer) (node.Config, *slog.Logger, err
 		fs.SetOutput(io.Discard)
 	}
 	configFile := fs.String("config", "", "YAML config file; flags given on the command line override its keys")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	var c node.Config // flag targets; merged below
+	fs.StringVar(&c.LogLevel, "log-level", cfg.LogLevel, "log level: debug, info, warn, error (live on SIGHUP)")
 	var domains, join, roles listFlag
 	fs.StringVar(&c.Name, "name", "", "node name, unique in the array (a DNS label)")
 	fs.StringVar(&c.DataDir, "data", cfg.DataDir, "data directory (holds node.db)")
@@ -134,20 +141,20 @@ func loadConfig(args []string, stderr io.Writer) (node.Config, *slog.Logger, err
 	fs.DurationVar(&c.LoadStale, "load-stale", cfg.LoadStale, "oldest load report strategies use; older counts as fully loaded")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "how long SIGTERM waits for transactions in flight")
 	if err := fs.Parse(args); err != nil {
-		return cfg, nil, err
+		return cfg, nil, nil, err
 	}
 	if fs.NArg() > 0 {
-		return cfg, nil, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+		return cfg, nil, nil, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
 	}
 	if *configFile != "" {
 		b, err := os.ReadFile(*configFile)
 		if err != nil {
-			return cfg, nil, fmt.Errorf("config: %w", err)
+			return cfg, nil, nil, fmt.Errorf("config: %w", err)
 		}
 		dec := yaml.NewDecoder(strings.NewReader(string(b)))
 		dec.KnownFields(true)
 		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-			return cfg, nil, fmt.Errorf("config %s: %w", *configFile, err)
+			return cfg, nil, nil, fmt.Errorf("config %s: %w", *configFile, err)
 		}
 	}
 	c.Domains, c.Join, c.Roles = domains, join, roles
@@ -213,7 +220,7 @@ func loadConfig(args []string, stderr io.Writer) (node.Config, *slog.Logger, err
 	if cfg.Pipeline.Auth.Resolver == "system" {
 		server, err := systemResolver("/etc/resolv.conf")
 		if err != nil {
-			return cfg, nil, fmt.Errorf("serve: --auth-resolver system: %w", err)
+			return cfg, nil, nil, fmt.Errorf("serve: --auth-resolver system: %w", err)
 		}
 		cfg.Pipeline.Auth.Resolver = server
 	}
@@ -244,23 +251,26 @@ func loadConfig(args []string, stderr io.Writer) (node.Config, *slog.Logger, err
 	apply("weight", func() { cfg.Weight = c.Weight })
 	apply("load-stale", func() { cfg.LoadStale = c.LoadStale })
 	apply("shutdown-grace", func() { cfg.ShutdownGrace = c.ShutdownGrace })
+	apply("log-level", func() { cfg.LogLevel = c.LogLevel })
 	if cfg.Name == "" {
 		if h, err := os.Hostname(); err == nil {
 			cfg.Name = strings.ToLower(strings.Split(h, ".")[0])
 		}
 	}
-	log, err := newLogger(*logLevel, *logFormat, stderr)
+	level := new(slog.LevelVar)
+	log, err := newLogger(level, *logFormat, stderr)
 	if err != nil {
-		return cfg, nil, err
+		return cfg, nil, nil, err
 	}
 	resolveCopies(&cfg)
 	if err := cfg.Validate(); err != nil {
-		return cfg, nil, err
+		return cfg, nil, nil, err
 	}
 	if err := cfg.CheckPeerAuth(); err != nil {
-		return cfg, nil, err
+		return cfg, nil, nil, err
 	}
-	return cfg, log, nil
+	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // Validate checked it
+	return cfg, log, level, nil
 }
 
 // strategyNames lists the built-in strategies usable for DNS (dns) or
@@ -275,12 +285,8 @@ func strategyNames(dns bool) string {
 	return strings.Join(out, ", ")
 }
 
-func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log-level: %w", err)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
+func newLogger(level *slog.LevelVar, format string, w io.Writer) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{Level: level}
 	switch format {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, opts)), nil
@@ -306,7 +312,7 @@ func advertiseIP(cfg node.Config) net.IP {
 }
 
 func serve(args []string) error {
-	cfg, log, err := loadConfig(args, os.Stderr)
+	cfg, log, level, err := loadConfigLevel(args, os.Stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -328,6 +334,11 @@ func serve(args []string) error {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
+	// SIGHUP re-reads the configuration (reload below). Caught from the
+	// start too: its default action would end the process.
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data: %w", err)
 	}
@@ -376,9 +387,17 @@ func serve(args []string) error {
 		membership.Close()
 		return err
 	}
-	sig := <-sigs
-	log.Info("mailarray: signal received, shutting down", "signal", sig.String(), "grace", cfg.ShutdownGrace.String())
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	var sig os.Signal
+	for sig == nil {
+		select {
+		case sig = <-sigs:
+		case <-hups:
+			reload(args, n, level, log)
+		}
+	}
+	grace := n.Config().ShutdownGrace // live: a reload may have changed it
+	log.Info("mailarray: signal received, shutting down", "signal", sig.String(), "grace", grace.String())
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	go func() {
 		// A second signal stops at once; acknowledged mail is durable anyway.
@@ -392,6 +411,28 @@ func serve(args []string) error {
 		return nil
 	}
 	return err
+}
+
+// reload re-reads the configuration as serve read it at start (the same
+// arguments: the --config file, then the flags, which still win) and
+// hands it to the node, which applies the keys that can change live
+// (node/config_keys.go). A file that does not load or validate is
+// refused, logged with the key at fault, and the node runs on unchanged.
+func reload(args []string, n *node.Node, level *slog.LevelVar, log *slog.Logger) {
+	log.Info("mailarray: SIGHUP received, reloading the configuration")
+	next, _, err := loadConfig(args, io.Discard) // the arguments parsed at start
+	if err == nil {
+		err = checkSecrets(next)
+	}
+	if err != nil {
+		n.RefuseReload(err) // counted, shown in status and logged there
+		return
+	}
+	next.Version, next.Commit = version, commit
+	if _, err := n.Reload(next); err != nil {
+		return
+	}
+	_ = level.UnmarshalText([]byte(n.Config().LogLevel))
 }
 
 // resolveCopies fills R and W left at 0. A node that gossips is part of

@@ -4,6 +4,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -175,7 +176,7 @@ type zoneAnswer struct {
 }
 
 func (z *zoneAnswer) hdr(name string, rrtype uint16) dns.RR_Header {
-	return dns.RR_Header{Name: name, Rrtype: rrtype, Class: dns.ClassINET, Ttl: ttl(z.s.cfg.TTL)}
+	return dns.RR_Header{Name: name, Rrtype: rrtype, Class: dns.ClassINET, Ttl: ttl(time.Duration(z.s.ttl.Load()))}
 }
 
 // host is the name of node in the zone.

@@ -54,6 +54,7 @@ type Server struct {
 	stats    stats
 	limiter  logLimiter
 	zones    atomic.Pointer[Zones] // static records, set by SetZones
+	ttl      atomic.Int64          // cfg.TTL, then SetTTL's (a reload)
 
 	mu     sync.Mutex
 	closed bool
@@ -87,7 +88,7 @@ func New(cfg Config, src Source, ord Orderer, e *env.Env) *Server {
 	if e != nil && e.Log != nil {
 		log = e.Log
 	}
-	return &Server{
+	s := &Server{
 		cfg:      cfg,
 		src:      src,
 		ord:      ord,
@@ -96,6 +97,20 @@ func New(cfg Config, src Source, ord Orderer, e *env.Env) *Server {
 		limiter:  logLimiter{perSecond: cfg.LogLimitPerSecond},
 		runs:     make(map[*run]struct{}),
 	}
+	s.ttl.Store(int64(cfg.TTL))
+	return s
+}
+
+// SetTTL changes the TTL of positive records from the next answer on (a
+// configuration reload). Whole seconds, 0..MaxTTL.
+func (s *Server) SetTTL(d time.Duration) error {
+	c := s.cfg
+	c.TTL = d
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	s.ttl.Store(int64(d))
+	return nil
 }
 
 // strategyName is ord's Name() if it has one, else its type.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -198,11 +199,12 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu       sync.Mutex
-	sessions map[*session]struct{}
-	closed   bool
-	wg       sync.WaitGroup // one per session, done at its Close
-	byes     sync.WaitGroup // Bye's writers, ended by Close at the latest
+	mu          sync.Mutex
+	maxSessions int // cfg.MaxSessions, then SetSessionLimits'
+	sessions    map[*session]struct{}
+	closed      bool
+	wg          sync.WaitGroup // one per session, done at its Close
+	byes        sync.WaitGroup // Bye's writers, ended by Close at the latest
 
 	// logins counts login attempts per remote address across connections
 	// (throttle.go).
@@ -229,7 +231,7 @@ func New(cfg Config, backend Backend) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, backend: backend, log: cfg.Log, sessions: map[*session]struct{}{}, watched: map[string]*mailboxWatch{},
+	s := &Server{cfg: cfg, maxSessions: cfg.MaxSessions, backend: backend, log: cfg.Log, sessions: map[*session]struct{}{}, watched: map[string]*mailboxWatch{},
 		logins: newLoginThrottle(cfg)}
 	if cfg.MaxSessionsPerAddr > 0 {
 		s.perAddr = throttle.NewConns(cfg.MaxSessionsPerAddr)
@@ -318,20 +320,33 @@ func (s *Server) Close() {
 	s.byes.Wait()
 }
 
+// SetSessionLimits replaces the session caps (a configuration reload):
+// new connections are judged by them; sessions already open stay. The
+// per-address cap applies only to a server created with one. Both >= 1.
+func (s *Server) SetSessionLimits(maxSessions, maxPerAddr int) error {
+	if maxSessions < 1 || maxPerAddr < 1 {
+		return fmt.Errorf("imap: session limits %d, %d per address must be >= 1", maxSessions, maxPerAddr)
+	}
+	s.perAddr.SetMax(maxPerAddr)
+	s.mu.Lock()
+	s.maxSessions = maxSessions
+	s.mu.Unlock()
+	return nil
+}
+
 func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Text: "server shutting down"}
 	}
-	if len(s.sessions) >= s.cfg.MaxSessions {
+	if len(s.sessions) >= s.maxSessions {
 		// RFC 9051 section 7.1.5: BYE at greeting when refusing service.
 		return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Code: imap.ResponseCodeUnavailable, Text: "too many sessions, try again later"}
 	}
 	key, ok := s.perAddr.Acquire(c.NetConn().RemoteAddr())
 	if !ok {
-		s.log.Warn("imap: too many sessions from one address; rejecting", "remote", loginlog.Remote(c.NetConn().RemoteAddr()),
-			"max_per_addr", s.cfg.MaxSessionsPerAddr)
+		s.log.Warn("imap: too many sessions from one address; rejecting", "remote", loginlog.Remote(c.NetConn().RemoteAddr()))
 		return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Code: imap.ResponseCodeUnavailable, Text: "too many sessions from your address, try again later"}
 	}
 	ctx, cancel := context.WithCancel(s.ctx)

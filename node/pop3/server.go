@@ -222,13 +222,14 @@ type Server struct {
 	perAddr  *throttle.Conns    // sessions per client address; nil: no cap
 	nextID   atomic.Uint64
 
-	mu         sync.Mutex
-	closed     bool
-	listeners  map[net.Listener]struct{}
-	conns      map[net.Conn]struct{} // every open connection, session or rejected
-	nsessions  int
-	nrejecting int
-	wg         sync.WaitGroup // one per connection goroutine
+	mu          sync.Mutex
+	maxSessions int // cfg.MaxSessions, then SetSessionLimits'
+	closed      bool
+	listeners   map[net.Listener]struct{}
+	conns       map[net.Conn]struct{} // every open connection, session or rejected
+	nsessions   int
+	nrejecting  int
+	wg          sync.WaitGroup // one per connection goroutine
 }
 
 // New returns a server for backend. An invalid cfg is reported by Serve and
@@ -239,15 +240,16 @@ func New(cfg Config, b Backend, log *slog.Logger) *Server {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		cfg:       cfg,
-		cfgErr:    cfg.Validate(),
-		backend:   b,
-		log:       log,
-		ctx:       ctx,
-		cancel:    cancel,
-		done:      make(chan struct{}),
-		listeners: make(map[net.Listener]struct{}),
-		conns:     make(map[net.Conn]struct{}),
+		cfg:         cfg,
+		maxSessions: cfg.MaxSessions,
+		cfgErr:      cfg.Validate(),
+		backend:     b,
+		log:         log,
+		ctx:         ctx,
+		cancel:      cancel,
+		done:        make(chan struct{}),
+		listeners:   make(map[net.Listener]struct{}),
+		conns:       make(map[net.Conn]struct{}),
 	}
 	if b == nil && s.cfgErr == nil {
 		s.cfgErr = errors.New("pop3: nil Backend")
@@ -348,7 +350,7 @@ func (s *Server) admit(c net.Conn) (run func(), ok bool) {
 	}
 	why := ""
 	key, perAddrOK := "", true
-	if s.nsessions >= s.cfg.MaxSessions {
+	if s.nsessions >= s.maxSessions {
 		why = "too many sessions"
 	} else if key, perAddrOK = s.perAddr.Acquire(c.RemoteAddr()); !perAddrOK {
 		why = "too many sessions from your address"
@@ -356,15 +358,16 @@ func (s *Server) admit(c net.Conn) (run func(), ok bool) {
 	if why != "" {
 		// Rejections cost a goroutine each until the greeting is written;
 		// bound them too, and drop silently beyond.
-		if s.nrejecting >= s.cfg.MaxSessions {
+		if s.nrejecting >= s.maxSessions {
 			c.Close()
 			return nil, false
 		}
 		s.nrejecting++
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)
+		max := s.maxSessions
 		return func() {
-			s.reject(c, why)
+			s.reject(c, why, max)
 			s.forget(c, &s.nrejecting)
 		}, true
 	}
@@ -378,6 +381,20 @@ func (s *Server) admit(c net.Conn) (run func(), ok bool) {
 	}, true
 }
 
+// SetSessionLimits replaces the session caps (a configuration reload):
+// new connections are judged by them; sessions already open stay. The
+// per-address cap applies only to a server created with one. Both >= 1.
+func (s *Server) SetSessionLimits(maxSessions, maxPerAddr int) error {
+	if maxSessions < 1 || maxPerAddr < 1 {
+		return fmt.Errorf("pop3: session limits %d, %d per address must be >= 1", maxSessions, maxPerAddr)
+	}
+	s.perAddr.SetMax(maxPerAddr)
+	s.mu.Lock()
+	s.maxSessions = maxSessions
+	s.mu.Unlock()
+	return nil
+}
+
 // forget closes c and unregisters it.
 func (s *Server) forget(c net.Conn, counter *int) {
 	c.Close()
@@ -388,9 +405,9 @@ func (s *Server) forget(c net.Conn, counter *int) {
 }
 
 // reject greets c with the RFC 3206 §4 temporary failure code and closes it.
-func (s *Server) reject(c net.Conn, why string) {
+func (s *Server) reject(c net.Conn, why string, max int) {
 	s.log.Warn("pop3: "+why+"; rejecting", "remote", loginlog.Remote(c.RemoteAddr()),
-		"max", s.cfg.MaxSessions, "max_per_addr", s.cfg.MaxSessionsPerAddr)
+		"max", max)
 	// A TLS listener's conn handshakes on this write: bound reads too.
 	_ = c.SetDeadline(time.Now().Add(s.cfg.WriteTimeout))
 	_, _ = io.WriteString(c, "-ERR [SYS/TEMP] "+why+", try again later\r\n")

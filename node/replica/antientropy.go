@@ -14,7 +14,7 @@ import (
 
 func (r *Replicator) antiEntropyLoop(ctx context.Context, rnd *env.Rand) {
 	for {
-		d := rnd.Jitter(r.d.Tuning.AntiEntropyEvery/2, 1.0)
+		d := rnd.Jitter(r.tun().AntiEntropyEvery/2, 1.0)
 		select {
 		case <-ctx.Done():
 			return

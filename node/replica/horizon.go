@@ -148,7 +148,7 @@ func (r *Replicator) candidateHorizon() uint64 {
 		lo = min(lo, pm)
 	}
 	r.hz.mu.Unlock()
-	ttl, step := uint64(r.d.Tuning.TombstoneTTL), uint64(r.d.Tuning.CollectEvery)
+	ttl, step := uint64(r.tun().TombstoneTTL), uint64(r.tun().CollectEvery)
 	if lo <= ttl {
 		return 0
 	}
@@ -169,7 +169,7 @@ func (r *Replicator) Adopt(from string, h peer.Horizon) {
 	if h.Horizon <= r.d.Catalog.Horizon() {
 		return
 	}
-	if limit := r.d.Catalog.HorizonLimit(r.d.Tuning.TombstoneTTL); h.Horizon > limit {
+	if limit := r.d.Catalog.HorizonLimit(r.tun().TombstoneTTL); h.Horizon > limit {
 		// Never adopted: it would drop new mail as below the horizon.
 		r.horizonRefused.Add(1)
 		r.d.Log.Warn("node: refused a peer's tombstone horizon too far ahead of this node's clock; is its clock wrong?",
@@ -198,7 +198,7 @@ func (r *Replicator) raiseHorizon(h uint64) {
 // at the current one) and records that the node is a member.
 func (r *Replicator) collectTick() {
 	r.hz.init()
-	if time.Since(r.hz.lastCollect) < r.d.Tuning.CollectEvery {
+	if time.Since(r.hz.lastCollect) < r.tun().CollectEvery {
 		return
 	}
 	r.hz.lastCollect = time.Now()
@@ -206,7 +206,7 @@ func (r *Replicator) collectTick() {
 	// The first tick comes one interval after start, by when membership
 	// shows the other members: a node alone for a moment at start is not
 	// taken for a lone array.
-	if time.Since(r.hz.started) >= r.d.Tuning.CollectEvery {
+	if time.Since(r.hz.started) >= r.tun().CollectEvery {
 		r.RecordMembership()
 	}
 }

@@ -28,7 +28,7 @@ func (r *Replicator) maintainLoop(ctx context.Context, rnd *env.Rand) {
 		case <-ctx.Done():
 			return
 		case <-r.kick:
-		case <-time.After(rnd.Jitter(r.d.Tuning.MaintainEvery, 0.25)):
+		case <-time.After(rnd.Jitter(r.tun().MaintainEvery, 0.25)):
 		}
 		r.watchReturns(ctx)
 		r.rebuild(ctx)
@@ -36,7 +36,7 @@ func (r *Replicator) maintainLoop(ctx context.Context, rnd *env.Rand) {
 		// An orphan is deleted only once its entry is OrphanGrace old, so
 		// scanning every copy more often than a fraction of that finds
 		// nothing new: pace the scan (a full pass over the store).
-		if time.Since(r.lastOrphanScan) >= r.d.Tuning.OrphanGrace/orphanScansPerGrace {
+		if time.Since(r.lastOrphanScan) >= r.tun().OrphanGrace/orphanScansPerGrace {
 			r.lastOrphanScan = time.Now()
 			r.CleanOrphans(ctx)
 		}
@@ -124,9 +124,9 @@ func (r *Replicator) rebuild(ctx context.Context) {
 	}
 	// Map order is random: sort so runs replay in the simulator.
 	slices.SortFunc(jobs, func(a, b job) int { return compareStrings(a.e.ID, b.e.ID) })
-	full := len(jobs) > r.d.Tuning.RebuildPerScan
+	full := len(jobs) > r.tun().RebuildPerScan
 	if full {
-		jobs = jobs[:r.d.Tuning.RebuildPerScan]
+		jobs = jobs[:r.tun().RebuildPerScan]
 	}
 	done := 0
 	for _, j := range jobs {
@@ -265,7 +265,7 @@ func (r *Replicator) repair(ctx context.Context, t mirror.Table, e catalog.Entry
 func (r *Replicator) CleanOrphans(ctx context.Context) {
 	t := r.d.Members.Table()
 	want := min(r.d.Replicas, len(t.Ring))
-	cutoff := uint64(r.d.Wall().Add(-r.d.Tuning.OrphanGrace).UnixNano())
+	cutoff := uint64(r.d.Wall().Add(-r.tun().OrphanGrace).UnixNano())
 	var gone []string
 	var excess []catalog.Entry // live entries that no longer list this node
 	r.d.Store.CopyIDs(func(id string) bool {
@@ -283,7 +283,7 @@ func (r *Replicator) CleanOrphans(ctx context.Context) {
 		case e.State == catalog.Committed && !e.HasLocation(r.d.Name) && e.Version < cutoff && countLive(t, &e) >= want:
 			excess = append(excess, e)
 		}
-		return len(gone)+len(excess) < r.d.Tuning.RebuildPerScan
+		return len(gone)+len(excess) < r.tun().RebuildPerScan
 	})
 	// Outside the store's read transaction: the confirmations are network
 	// calls. CopyIDs walks in id order, so the calls replay in the simulator.

@@ -32,7 +32,7 @@ func (r *Replicator) resolvePending(ctx context.Context) {
 		// The store is read only for the stale: most pending entries are
 		// young. A fallback holder is not among the placed locations but
 		// resolves too: it may hold the last copy.
-		if now.Sub(first) >= r.d.Tuning.PendingTimeout && (e.HasLocation(r.d.Name) || r.d.Store.Has(e.ID)) {
+		if now.Sub(first) >= r.tun().PendingTimeout && (e.HasLocation(r.d.Name) || r.d.Store.Has(e.ID)) {
 			stale = append(stale, *e)
 		}
 		return true
@@ -40,8 +40,8 @@ func (r *Replicator) resolvePending(ctx context.Context) {
 	r.pendingSeen = seen // entries no longer pending are forgotten
 	// Map order is random: sort so runs replay in the simulator.
 	slices.SortFunc(stale, func(a, b catalog.Entry) int { return compareStrings(a.ID, b.ID) })
-	if len(stale) > r.d.Tuning.RebuildPerScan {
-		stale = stale[:r.d.Tuning.RebuildPerScan]
+	if len(stale) > r.tun().RebuildPerScan {
+		stale = stale[:r.tun().RebuildPerScan]
 	}
 	for _, e := range stale {
 		r.resolve(ctx, e)

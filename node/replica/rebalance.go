@@ -47,7 +47,7 @@ type returnWatch struct {
 // node. Called by the maintain loop before each rebuild scan, so the
 // rebalance starts within MaintainEvery of the settle period's end.
 func (r *Replicator) watchReturns(ctx context.Context) {
-	settle := r.d.Tuning.RebalanceAfterReturn
+	settle := r.tun().RebalanceAfterReturn
 	if settle <= 0 {
 		return
 	}

@@ -72,7 +72,8 @@ type Deps struct {
 	Name string
 	// Replicas is R, WriteQuorum W (node.Config).
 	Replicas, WriteQuorum int
-	Tuning                Tuning
+	// Tuning is the starting pace; SetTuning replaces it while running.
+	Tuning Tuning
 
 	Catalog *catalog.Catalog
 	Store   *store.Store
@@ -119,6 +120,9 @@ const (
 // (see doc.go).
 type Replicator struct {
 	d Deps
+	// tuning is the current pace (Deps.Tuning, then SetTuning's), one
+	// snapshot per read: the loops read it at every turn.
+	tuning atomic.Pointer[Tuning]
 
 	mu     sync.Mutex
 	queues map[string]*pushQueue
@@ -184,11 +188,22 @@ type pushQueue struct {
 // catalog change hooks (the replicator's first). Nothing runs until Start.
 func New(d Deps) *Replicator {
 	r := &Replicator{d: d, queues: map[string]*pushQueue{}, kick: make(chan struct{}, 1), commitWake: make(chan struct{}, 1)}
+	r.tuning.Store(&d.Tuning)
 	r.commitIdle = sync.NewCond(&r.commitMu)
 	d.Catalog.OnChange(r.noteChanged)
 	r.verify = newVerifier(r)
 	return r
 }
+
+// tun is the current tuning.
+func (r *Replicator) tun() *Tuning { return r.tuning.Load() }
+
+// Tuning is the current pace.
+func (r *Replicator) Tuning() Tuning { return *r.tun() }
+
+// SetTuning replaces the replicator's pace (a configuration reload); each
+// loop takes the new values at its next turn. Safe for concurrent use.
+func (r *Replicator) SetTuning(t Tuning) { r.tuning.Store(&t) }
 
 // noteChanged marks the catalog suspect when a changed entry may need a
 // rebuild (fewer live holders than wanted, or a holder that is not live),

@@ -159,7 +159,7 @@ func (v *verifier) loop(ctx context.Context, rnd *env.Rand) {
 		v.r.d.Settle("verify")
 		v.checkIDs(ctx, absent)
 	}
-	tick := time.NewTimer(rnd.Jitter(v.r.d.Tuning.VerifyEvery, 0.25))
+	tick := time.NewTimer(rnd.Jitter(v.r.tun().VerifyEvery, 0.25))
 	defer tick.Stop()
 	for {
 		select {
@@ -171,7 +171,7 @@ func (v *verifier) loop(ctx context.Context, rnd *env.Rand) {
 			v.checkQueued(ctx)
 		case <-tick.C:
 			v.checkSome(ctx)
-			tick.Reset(rnd.Jitter(v.r.d.Tuning.VerifyEvery, 0.25))
+			tick.Reset(rnd.Jitter(v.r.tun().VerifyEvery, 0.25))
 		}
 	}
 }
@@ -245,7 +245,7 @@ func (v *verifier) checkSome(ctx context.Context) {
 	if v.next >= len(v.pass) {
 		v.pass, v.next = v.listed(), 0
 	}
-	end := min(len(v.pass), v.next+v.r.d.Tuning.VerifyPerScan)
+	end := min(len(v.pass), v.next+v.r.tun().VerifyPerScan)
 	ids := v.pass[v.next:end]
 	v.next = end
 	v.checked.Add(int64(len(ids)))

@@ -173,6 +173,53 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// Limits are the keys of Config a running listener takes from SetLimits
+// (a configuration reload): the session caps, the connection rate and
+// the recipient tarpit. The others (sizes, timeouts) live in go-smtp's
+// server, which reads them unlocked from its sessions: they are fixed
+// for the listener's life.
+type Limits struct {
+	MaxSessions, MaxSessionsPerIP, RatePerIP int
+	UnknownRcptTarpitAfter                   int
+	UnknownRcptDelay                         time.Duration
+	MaxUnknownRcpts, MaxUnknownRcptsPerIP    int
+}
+
+func (c *Config) limits() Limits {
+	return Limits{MaxSessions: c.MaxSessions, MaxSessionsPerIP: c.MaxSessionsPerIP, RatePerIP: c.RatePerIP,
+		UnknownRcptTarpitAfter: c.UnknownRcptTarpitAfter, UnknownRcptDelay: c.UnknownRcptDelay,
+		MaxUnknownRcpts: c.MaxUnknownRcpts, MaxUnknownRcptsPerIP: c.MaxUnknownRcptsPerIP}
+}
+
+// SetLimits replaces the listener's live limits. New connections and
+// recipients are judged by them at once; sessions already open stay open
+// under a lowered cap. Limits below 1 (the delay below 0) are refused.
+func (s *Server) SetLimits(l Limits) error {
+	c := s.cfg
+	c.MaxSessions, c.MaxSessionsPerIP, c.RatePerIP = l.MaxSessions, l.MaxSessionsPerIP, l.RatePerIP
+	c.UnknownRcptTarpitAfter, c.UnknownRcptDelay = l.UnknownRcptTarpitAfter, l.UnknownRcptDelay
+	c.MaxUnknownRcpts, c.MaxUnknownRcptsPerIP = l.MaxUnknownRcpts, l.MaxUnknownRcptsPerIP
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if c.RatePerIP < 0 {
+		return errors.New("smtp: rate per IP must be >= 0")
+	}
+	s.perAddr.SetMax(c.MaxSessionsPerIP)
+	s.unknownRcpts.SetMax(c.MaxUnknownRcptsPerIP)
+	s.mu.Lock()
+	s.lim = c.limits()
+	s.mu.Unlock()
+	return nil
+}
+
+// limits is the current live limits.
+func (s *Server) limits() Limits {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lim
+}
+
 // Stats counts the listener's outcomes.
 type Stats struct {
 	Sessions, Accepted, Rejected, Failed atomic.Uint64
@@ -197,6 +244,7 @@ type Server struct {
 	stopOnce sync.Once
 
 	mu       sync.Mutex
+	lim      Limits // the live share of cfg; SetLimits
 	sessions map[*session]struct{}
 	conns    int
 	buckets  map[string]*bucket
@@ -212,7 +260,7 @@ func New(cfg Config, b Backend, log *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, backend: b, log: log, sessions: map[*session]struct{}{}, buckets: map[string]*bucket{},
+	s := &Server{cfg: cfg, lim: cfg.limits(), backend: b, log: log, sessions: map[*session]struct{}{}, buckets: map[string]*bucket{},
 		perAddr:      throttle.NewConns(cfg.MaxSessionsPerIP),
 		unknownRcpts: throttle.New(cfg.UnknownRcptWindow, cfg.MaxUnknownRcptsPerIP, maxBuckets),
 		stop:         make(chan struct{})}
@@ -312,14 +360,14 @@ func (s *Server) endSession(ss *session) {
 func (s *Server) admit(remote net.Addr) (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.conns >= s.cfg.MaxSessions {
+	if s.conns >= s.lim.MaxSessions {
 		return "", false
 	}
 	key, ok := s.perAddr.Acquire(remote)
 	if !ok {
 		return key, false
 	}
-	if s.cfg.RatePerIP > 0 && !s.takeToken(key, time.Now()) {
+	if s.lim.RatePerIP > 0 && !s.takeToken(key, time.Now()) {
 		s.perAddr.Release(key)
 		return key, false
 	}
@@ -337,7 +385,7 @@ type bucket struct {
 const maxBuckets = 100000
 
 func (s *Server) takeToken(ip string, now time.Time) bool {
-	burst := float64(s.cfg.RatePerIP)
+	burst := float64(s.lim.RatePerIP)
 	b := s.buckets[ip]
 	if b == nil {
 		if len(s.buckets) >= maxBuckets {

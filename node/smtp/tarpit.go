@@ -44,7 +44,7 @@ func (c *Config) fillTarpitDefaults(d Config) {
 // session or its address is past the tarpit threshold, and returns the
 // 421 that ends the session (nil: answer the usual 550).
 func (ss *session) unknownRecipient() *gosmtp.SMTPError {
-	cfg := &ss.srv.cfg
+	cfg := ss.srv.limits()
 	ss.unknown++
 	addrOK, _ := ss.srv.unknownRcpts.Begin(time.Now(), ss.addrKey)
 	if ss.unknown <= cfg.UnknownRcptTarpitAfter && addrOK {

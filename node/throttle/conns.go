@@ -15,9 +15,8 @@ import (
 // The table holds only addresses with open connections, so its size is
 // bounded by the listener's global session cap.
 type Conns struct {
-	max int
-
 	mu   sync.Mutex
+	max  int // SetMax
 	open map[string]int
 }
 
@@ -27,6 +26,21 @@ func NewConns(max int) *Conns {
 		panic("throttle: invariant broken: NewConns max must be >= 1")
 	}
 	return &Conns{max: max, open: map[string]int{}}
+}
+
+// SetMax changes the cap (a configuration reload). Connections already
+// open stay open; an address above a lowered cap gets no new one until
+// it is back under it.
+func (c *Conns) SetMax(max int) {
+	if c == nil {
+		return
+	}
+	if max < 1 {
+		panic("throttle: invariant broken: Conns.SetMax max must be >= 1")
+	}
+	c.mu.Lock()
+	c.max = max
+	c.mu.Unlock()
 }
 
 // Acquire counts a connection from remote and returns its key, or ok

@@ -20,10 +20,10 @@ import (
 // use.
 type Throttle struct {
 	window  time.Duration
-	max     int // failed (or in progress) attempts per key and window
 	maxKeys int // bound on the keys tracked
 
 	mu     sync.Mutex
+	max    int // failed (or in progress) attempts per key and window; SetMax
 	counts map[string]window
 }
 
@@ -38,6 +38,17 @@ type window struct {
 // not lock everyone out) while the keys already counted stay counted.
 func New(win time.Duration, max, maxKeys int) *Throttle {
 	return &Throttle{window: win, max: max, maxKeys: maxKeys, counts: map[string]window{}}
+}
+
+// SetMax changes the attempts allowed per key and window (a
+// configuration reload); attempts already counted stay counted.
+func (t *Throttle) SetMax(max int) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	t.max = max
+	t.mu.Unlock()
 }
 
 // Begin counts an attempt by every key, or by none when one of them has
