@@ -39,6 +39,7 @@ import (
 // Drain states (DrainStatus.State).
 const (
 	DrainDraining = "draining"
+	DrainLeaving  = "leaving" // every message is safe elsewhere; membership Leave under way
 	DrainLeft     = "left"
 )
 
@@ -55,7 +56,8 @@ var ErrDrainRefused = errors.New("drain refused")
 // DrainStatus is a drain's progress, as the drained node reports it.
 type DrainStatus struct {
 	Node string `json:"node"`
-	// State is "" (not draining), DrainDraining or DrainLeft.
+	// State is "" (not draining), DrainDraining, DrainLeaving or
+	// DrainLeft.
 	State string `json:"state"`
 	// Moved counts the messages this node held that now have R copies on
 	// the other nodes (since this process started draining); Left those
@@ -153,7 +155,7 @@ func (n *Node) startDrain() {
 		return
 	}
 	d.mu.Lock()
-	d.st = DrainStatus{State: DrainDraining}
+	d.st = DrainStatus{State: DrainDraining, Detail: "starting: first scan under way"}
 	d.seen = map[string]struct{}{}
 	d.mu.Unlock()
 	n.log.Info("node: draining: no new mail or copies; waiting for every message it holds to have R copies elsewhere")
@@ -208,6 +210,9 @@ func (n *Node) runDrain(ctx context.Context) {
 	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	n.repl.Flush(fctx)
 	cancel()
+	d.mu.Lock()
+	d.st.State, d.st.Detail = DrainLeaving, "leaving the array"
+	d.mu.Unlock()
 	if err := n.env.Membership.Leave(); err != nil {
 		n.log.Warn("node: drain: leave", "err", err)
 	}
