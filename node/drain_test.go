@@ -13,6 +13,7 @@ import (
 
 	"mailarray/node/catalog"
 	"mailarray/node/env"
+	"mailarray/node/member"
 )
 
 // loadDuring sends messages to alice round-robin through nodes until stop
@@ -200,4 +201,79 @@ func TestDrainRefusedWhenTheRestCannotHoldRCopies(t *testing.T) {
 	require.Eventually(t, func() bool { return !c.nodes["n1"].members.Alive("n3") }, 10*time.Second, 5*time.Millisecond)
 	_, err = c.nodes["n1"].DrainNode(context.Background(), "n3", true)
 	require.ErrorIs(t, err, errNoMember)
+}
+
+// blockRebuild fails every rebuild copy on its node while on.
+type blockRebuild struct{ on atomic.Bool }
+
+func (b *blockRebuild) Fault(point string) error {
+	if point == "rebuild.copy" && b.on.Load() {
+		return fmt.Errorf("test: rebuild blocked")
+	}
+	return nil
+}
+
+// TestDrainHandsOnCopiesNoOtherNodeHolds: messages whose only live copy
+// is on the draining node (their other holder failed, and the node had
+// not rebuilt them yet) are copied out by the draining node itself; the
+// drain waits for them.
+func TestDrainHandsOnCopiesNoOtherNodeHolds(t *testing.T) {
+	block := &blockRebuild{}
+	c := &testCluster{t: t, group: member.NewGroup(), nodes: map[string]*Node{}, dirs: map[string]string{}, r: 2, w: 2, users: testUsers}
+	c.env = func(name string, e *Env) {
+		if name == "n4" {
+			e.Fault = block
+		}
+	}
+	for i := 1; i <= 4; i++ {
+		c.start(fmt.Sprintf("n%d", i))
+	}
+	t.Cleanup(func() {
+		for _, nd := range c.nodes {
+			nd.Close()
+		}
+	})
+	c.waitRing()
+	sent := deliverMany(t, c, 60)
+	c.waitConverged(10 * time.Second)
+	n4 := c.nodes["n4"]
+	block.on.Store(true)
+	c.kill("n3")
+	// The messages n3 and n4 held: n4 alone holds them now and cannot
+	// rebuild them.
+	var alone int
+	require.Eventually(t, func() bool {
+		alone = 0
+		t := n4.members.Table()
+		n4.Catalog().ForEach(func(e *catalog.Entry) bool {
+			if e.State == catalog.Committed && e.HasLocation("n4") && e.HasLocation("n3") && len(t.Ring) == 3 {
+				alone++
+			}
+			return true
+		})
+		return alone > 0 && n4.UnderReplicated() > 0
+	}, 10*time.Second, 10*time.Millisecond, "some messages are held by n4 alone")
+
+	_, err := n4.Drain(true)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		st, _ := n4.Drain(false)
+		return st.Left > 0
+	}, 10*time.Second, 10*time.Millisecond, "the drain has scanned")
+	st, _ := n4.Drain(false)
+	assert.False(t, st.Done, "copies only n4 holds keep it from leaving")
+	assert.GreaterOrEqual(t, st.Left, alone)
+
+	block.on.Store(false)
+	require.Eventually(t, func() bool {
+		st, _ := n4.Drain(false)
+		return st.Done
+	}, 30*time.Second, 20*time.Millisecond, "n4 hands them on, then leaves")
+	delete(c.nodes, "n4")
+	t.Cleanup(func() { n4.Close() })
+	c.waitConverged(20 * time.Second)
+	rest := map[string]*Node{"n1": c.nodes["n1"], "n2": c.nodes["n2"]}
+	for _, n := range rest {
+		assertHeldOn(t, n, rest, 2, len(sent))
+	}
 }
