@@ -136,11 +136,24 @@ func (n *Node) Drain(start bool) (DrainStatus, error) {
 	return n.Drain(false)
 }
 
+// newDrainer reads whether a drain was asked before this start. A node
+// resuming its drain is off its own ring from the start, and its first
+// advertisement already carries the tag: no peer places a copy on it in
+// between.
+func newDrainer(n *Node) *drainer {
+	d := &drainer{}
+	if string(n.store.GetMeta(drainMetaKey)) == "1" {
+		d.on = true
+		n.members.setLeaving()
+	}
+	return d
+}
+
 // resumeDrain continues, at start, a drain that was asked before.
 func (n *Node) resumeDrain() {
-	if string(n.store.GetMeta(drainMetaKey)) == "1" {
+	if n.drain.draining() {
 		n.log.Info("node: resuming the drain asked before the restart")
-		n.startDrain()
+		n.runDrainFrom()
 	}
 }
 
@@ -154,16 +167,22 @@ func (n *Node) startDrain() {
 	if was {
 		return
 	}
-	d.mu.Lock()
-	d.st = DrainStatus{State: DrainDraining, Detail: "starting: first scan under way"}
-	d.seen = map[string]struct{}{}
-	d.mu.Unlock()
 	n.log.Info("node: draining: no new mail or copies; waiting for every message it holds to have R copies elsewhere")
 	n.members.setLeaving()
 	n.onMembership(nil)
 	if err := n.advertise(); err != nil {
 		n.log.Warn("node: draining not advertised yet", "err", err)
 	}
+	n.runDrainFrom()
+}
+
+// runDrainFrom starts the drain's loop, its progress from zero.
+func (n *Node) runDrainFrom() {
+	d := n.drain
+	d.mu.Lock()
+	d.st = DrainStatus{State: DrainDraining, Detail: "starting: first scan under way"}
+	d.seen = map[string]struct{}{}
+	d.mu.Unlock()
 	n.goLoop(n.runDrain)
 }
 

@@ -170,6 +170,8 @@ func TestDrainResumesAfterRestart(t *testing.T) {
 	c.nodes["n3"].Close()
 	n3 := c.start("n3")
 	assert.True(t, n3.drain.draining(), "a restarted node resumes its drain")
+	assert.Equal(t, "1", n3.env.Membership.Local().Tags[env.TagDraining], "advertised from its first advertisement: no copy is placed on it meanwhile")
+	assert.NotContains(t, n3.members.Table().Ring, "n3", "off its own ring from the start")
 	require.Eventually(t, func() bool {
 		st, err := c.nodes["n1"].DrainNode(context.Background(), "n3", false)
 		return err == nil && st.Done

@@ -139,7 +139,7 @@ func New(cfg Config, e *Env) (*Node, error) {
 	n.loads = newLoadTracker(n)
 	n.bal = newBalancer(n)
 	n.ready = newReadiness(n)
-	n.drain = &drainer{}
+	n.drain = newDrainer(n)
 	n.cat.OnChange(n.onCatalogChange)
 	return n, nil
 }
