@@ -43,6 +43,11 @@ func (b *smtpBackend) CheckRecipient(ctx context.Context, addr string) error {
 	if live := len(n.members.Table().Ring); live < n.conf().WriteQuorum {
 		return fmt.Errorf("%w: %d live storage nodes, write quorum %d", smtp.ErrUnavailable, live, n.conf().WriteQuorum)
 	}
+	if n.drain.draining() {
+		// Out of DNS answers already; a sender that kept the old answer
+		// retries another MX (drain.go).
+		return fmt.Errorf("%w: this node is draining (leaving the array)", smtp.ErrUnavailable)
+	}
 	return nil
 }
 

@@ -17,7 +17,10 @@ type memberView struct {
 	r     int
 	local string
 
-	mu      sync.RWMutex
+	mu sync.RWMutex
+	// leaving takes this node off its own ring at once when it starts to
+	// drain, before its own tag comes back through membership.
+	leaving bool
 	members []env.Member
 	byName  map[string]env.Member
 	table   mirror.Table
@@ -72,22 +75,35 @@ func (v *memberView) refresh() bool {
 		by[m.Name] = m
 	}
 	// Another node joins the ring only once it advertises its peer
-	// address: before that nothing can be stored on it.
+	// address: before that nothing can be stored on it. A draining node
+	// leaves it (drain.go).
+	v.mu.Lock()
+	defer v.mu.Unlock()
 	var ring []env.Member
 	for _, m := range ms {
+		if m.Tags[env.TagDraining] == "1" || (m.Name == v.local && v.leaving) {
+			continue
+		}
 		if m.Name == v.local || m.Tags[env.TagPeer] != "" {
 			ring = append(ring, m)
 		}
 	}
 	t := mirror.Build(ring, v.r)
-	v.mu.Lock()
-	defer v.mu.Unlock()
 	changed := t.Version != v.table.Version
 	v.members, v.byName, v.table = ms, by, t
 	if changed {
 		v.changes++
 	}
 	return changed
+}
+
+// setLeaving takes this node off its own ring (it is draining) and
+// reports whether the table changed.
+func (v *memberView) setLeaving() bool {
+	v.mu.Lock()
+	v.leaving = true
+	v.mu.Unlock()
+	return v.refresh()
 }
 
 func (v *memberView) Table() mirror.Table {

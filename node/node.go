@@ -63,6 +63,7 @@ type Node struct {
 	loads   *loadTracker
 	bal     *balancer
 	ready   *readiness
+	drain   *drainer // drain.go
 	txs     *txTable // this listener's transactions in flight (txn.go)
 	boot    uint64   // boot id, drawn at each start (txn.go)
 	reload  reloader // the last configuration reload (reload.go)
@@ -144,6 +145,7 @@ func New(cfg Config, e *Env) (*Node, error) {
 	n.loads = newLoadTracker(n)
 	n.bal = newBalancer(n)
 	n.ready = newReadiness(n)
+	n.drain = newDrainer(n)
 	n.cat.OnChange(n.onCatalogChange)
 	return n, nil
 }
@@ -251,6 +253,7 @@ func (n *Node) Start() (err error) {
 	n.repl.Start(n.ctx, &n.wg)
 	n.loads.start(n.ctx, &n.wg, n.bal.needsLoad())
 	n.goLoop(n.ready.run)
+	n.resumeDrain()
 	if n.conf().UsersFile != "" {
 		n.goLoop(func(ctx context.Context) { n.dir.Watch(ctx, n.conf().UsersReload) })
 	}
@@ -452,6 +455,9 @@ func (n *Node) hostname() string {
 // advertise publishes the node's endpoints and roles in membership.
 func (n *Node) advertise() error {
 	tags := map[string]string{env.TagRoles: strings.Join(n.conf().Roles, ","), env.TagWeight: strconv.Itoa(n.conf().Weight), env.TagBoot: bootString(n.boot), env.TagReady: n.ready.tag()}
+	if n.drain.draining() {
+		tags[env.TagDraining] = "1"
+	}
 	for key, tag := range map[string]string{"smtp": env.TagSMTP, "pop3": env.TagPOP3, "imap": env.TagIMAP, "dns": env.TagDNS, "peer": env.TagPeer} {
 		if a := n.Addr(key); a != "" {
 			tags[tag] = n.advertisedAddr(a)

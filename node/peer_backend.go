@@ -7,6 +7,8 @@ package node
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"mailarray/node/catalog"
@@ -93,8 +95,9 @@ func (h peerHandler) StoreCopy(e catalog.Entry, data []byte) error {
 		return err
 	}
 	// writeLocal refuses a tombstoned id with errCopyDeleted, which is
-	// peer.ErrCopyDeleted (deliver.go).
-	return h.n.writeLocal(context.Background(), data, e)
+	// peer.ErrCopyDeleted (deliver.go). A draining node takes no copies:
+	// the sender, which has not heard yet, falls back to another node.
+	return h.n.drain.admitCopy(func() error { return h.n.writeLocal(context.Background(), data, e) })
 }
 
 func (h peerHandler) GetCopy(id string) ([]byte, error) { return h.n.store.Get(id) }
@@ -140,3 +143,11 @@ func (h peerHandler) Load() any   { return h.n.Load() }
 func (h peerHandler) Mirror() any { return h.n.members.Table() }
 func (h peerHandler) Status() any { return h.n.Status() }
 func (h peerHandler) Rebalance()  { h.n.repl.TriggerRebalance() }
+
+func (h peerHandler) Drain(start bool) (any, error) {
+	st, err := h.n.Drain(start)
+	if errors.Is(err, ErrDrainRefused) {
+		err = fmt.Errorf("%w: %w", peer.ErrDrainRefused, err)
+	}
+	return st, err
+}

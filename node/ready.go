@@ -271,7 +271,8 @@ func (n *Node) probePeer(ctx context.Context, peer string) error {
 // advertise not ready. The rule, for every node's DNS server alike:
 //   - node names (RoleAny) are never filtered: an operator asking for one
 //     node by name gets it;
-//   - otherwise members advertising env.TagReady "0" are left out;
+//   - otherwise members advertising env.TagDraining "1" are left out,
+//     and so are those advertising env.TagReady "0";
 //   - if that leaves none (a lone node that cannot be ready, an array
 //     that is starting or lost its quorum everywhere), the answer keeps
 //     every live candidate: a listener that may answer 451 is no worse
@@ -282,6 +283,9 @@ func readyOnly(role string, ms []env.Member) []env.Member {
 	if role == ddns.RoleAny {
 		return ms
 	}
+	// A draining node is leaving for good: never an answer, not even the
+	// last resort (drain.go).
+	ms = slices.DeleteFunc(slices.Clone(ms), func(m env.Member) bool { return m.Tags[env.TagDraining] == "1" })
 	out := slices.DeleteFunc(slices.Clone(ms), func(m env.Member) bool { return m.Tags[env.TagReady] == "0" })
 	if len(out) == 0 {
 		return ms

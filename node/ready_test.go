@@ -60,6 +60,10 @@ func TestReadyOnly(t *testing.T) {
 		}
 		return env.Member{Name: name, Tags: tags}
 	}
+	draining := func(x env.Member) env.Member {
+		x.Tags[env.TagDraining] = "1"
+		return x
+	}
 	names := func(ms []env.Member) (out []string) {
 		for _, x := range ms {
 			out = append(out, x.Name)
@@ -77,6 +81,9 @@ func TestReadyOnly(t *testing.T) {
 		{"node names are never filtered", ddns.RoleAny, []env.Member{m("n1", "1"), m("n2", "0")}, []string{"n1", "n2"}},
 		{"every node not ready: all kept", ddns.RoleSMTP, []env.Member{m("n1", "0"), m("n2", "0")}, []string{"n1", "n2"}},
 		{"lone node not ready: kept", ddns.RoleIMAP, []env.Member{m("n1", "0")}, []string{"n1"}},
+		{"draining left out", ddns.RoleSMTP, []env.Member{m("n1", "1"), draining(m("n2", "1"))}, []string{"n1"}},
+		{"draining never the last resort", ddns.RoleSMTP, []env.Member{m("n1", "0"), draining(m("n2", "1"))}, []string{"n1"}},
+		{"draining still resolves by name", ddns.RoleAny, []env.Member{m("n1", "1"), draining(m("n2", "1"))}, []string{"n1", "n2"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			assert.Equal(t, tc.want, names(readyOnly(tc.role, tc.in)))

@@ -116,6 +116,8 @@ type Status struct {
 	Ready ReadyState `json:"ready"`
 	// Reload is the last configuration reload (reload.go).
 	Reload ReloadStatus `json:"reload"`
+	// Drain is the node's drain (drain.go), when it is draining or left.
+	Drain *DrainStatus `json:"drain,omitempty"`
 }
 
 // MemberStatus is one member as this node sees it.
@@ -125,6 +127,8 @@ type MemberStatus struct {
 	Status string `json:"status"`
 	Roles  string `json:"roles"`
 	Peer   string `json:"peer"`
+	// Draining: the member advertises that it is being drained.
+	Draining bool `json:"draining,omitempty"`
 }
 
 // RebuildStatus is the replicator's progress.
@@ -167,6 +171,10 @@ func (n *Node) Status() Status {
 		Reload: n.LastReload(),
 	}
 	st.MirrorPairs = st.Mirror.Pairs()
+	if d := n.drain.status(); d.State != "" {
+		d.Node = n.conf().Name
+		st.Drain = &d
+	}
 	for s, c := range n.cat.Counts() {
 		st.Entries[s.String()] = c
 	}
@@ -178,7 +186,8 @@ func (n *Node) Status() Status {
 		if m.Addr != nil {
 			addr = m.Addr.String()
 		}
-		st.Members = append(st.Members, MemberStatus{Name: m.Name, Addr: addr, Status: m.Status.String(), Roles: m.Tags[env.TagRoles], Peer: m.Tags[env.TagPeer]})
+		st.Members = append(st.Members, MemberStatus{Name: m.Name, Addr: addr, Status: m.Status.String(), Roles: m.Tags[env.TagRoles], Peer: m.Tags[env.TagPeer],
+			Draining: m.Tags[env.TagDraining] == "1"})
 	}
 	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].Name < st.Members[j].Name })
 	return st
@@ -209,6 +218,9 @@ func (n *Node) httpHandler() http.Handler {
 	admin("POST /v1/rebalance", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, n.RebalanceAll(r.Context()))
 	})
+	// Draining a node (drain.go): this one or another, over the peer API.
+	admin("POST /v1/drain/{node}", func(w http.ResponseWriter, r *http.Request) { n.serveDrain(w, r, true) })
+	admin("GET /v1/drain/{node}", func(w http.ResponseWriter, r *http.Request) { n.serveDrain(w, r, false) })
 	admin("GET /v1/quarantine", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.Quarantined()) })
 	admin("GET /v1/quarantine/{id}", func(w http.ResponseWriter, r *http.Request) {
 		data, err := n.QuarantinedMessage(r.Context(), r.PathValue("id"))

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -125,10 +126,21 @@ func printStatus(w io.Writer, st node.Status) {
 		}
 		fmt.Fprintln(w)
 	}
+	if d := st.Drain; d != nil {
+		if d.Done {
+			fmt.Fprintf(w, "DRAINED: left the array (%s): stop the service\n\n", drainProgress(*d))
+		} else {
+			fmt.Fprintf(w, "DRAINING: %s\n\n", drainProgress(*d))
+		}
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MEMBER\tSTATUS\tADDR\tROLES\tPEER\tMIRRORS")
 	for _, m := range st.Members {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Status, m.Addr, m.Roles, m.Peer, strings.Join(st.MirrorPairs[m.Name], ","))
+		status := m.Status
+		if m.Draining {
+			status += ",draining"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, status, m.Addr, m.Roles, m.Peer, strings.Join(st.MirrorPairs[m.Name], ","))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nmirroring table version %016x, ring %s\n", st.Mirror.Version, strings.Join(st.Mirror.Ring, " -> "))
@@ -175,4 +187,70 @@ func rebalance(args []string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// drain NODE asks, through one node's --http address, that NODE be
+// drained (node/drain.go): it stops taking mail and copies, the others
+// take R copies of every message it holds, then it leaves the array. It
+// prints progress until the node has left. Asking again resumes.
+func drain(args []string) error {
+	fs := flag.NewFlagSet("drain", flag.ContinueOnError)
+	addr := fs.String("addr", "127.0.0.1:8080", "a node's --http address (the drained node's or another's)")
+	every := fs.Duration("every", 2*time.Second, "how often to print progress")
+	timeout := fs.Duration("timeout", 0, "give up waiting after this long (0: wait until done; the drain goes on either way)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("usage: mailarray drain [--addr HOST:PORT] NODE")
+	}
+	name := fs.Arg(0)
+	path := "/v1/drain/" + url.PathEscape(name)
+	b, err := httpDo(http.MethodPost, *addr, path)
+	if err != nil {
+		return fmt.Errorf("drain %s: %w", name, err)
+	}
+	var deadline time.Time
+	if *timeout > 0 {
+		deadline = time.Now().Add(*timeout)
+	}
+	last := ""
+	for {
+		var st node.DrainStatus
+		if err := json.Unmarshal(b, &st); err != nil {
+			return fmt.Errorf("drain %s: %w", name, err)
+		}
+		if st.Done {
+			fmt.Printf("%s has left the array: stop its service now (docs/deploy.md, Removing a node)\n", name)
+			return nil
+		}
+		if line := fmt.Sprintf("%s: %s: %s", name, st.State, drainProgress(st)); line != last {
+			fmt.Println(line)
+			last = line
+		}
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			return fmt.Errorf("drain %s: not done after %s (it goes on; run the command again to follow it)", name, *timeout)
+		}
+		time.Sleep(*every)
+		if b, err = httpDo(http.MethodGet, *addr, path); err != nil {
+			// The node asked may be restarting: say so and keep asking.
+			fmt.Fprintf(os.Stderr, "drain %s: %v (retrying)\n", name, err)
+			b = nil
+			for err != nil && (deadline.IsZero() || time.Now().Before(deadline)) {
+				time.Sleep(*every)
+				b, err = httpDo(http.MethodGet, *addr, path)
+			}
+			if err != nil {
+				return fmt.Errorf("drain %s: %w", name, err)
+			}
+		}
+	}
+}
+
+func drainProgress(st node.DrainStatus) string {
+	s := fmt.Sprintf("%d messages moved, %d left", st.Moved, st.Left)
+	if st.Detail != "" {
+		s += " (" + st.Detail + ")"
+	}
+	return s
 }

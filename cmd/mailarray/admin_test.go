@@ -153,7 +153,7 @@ func TestAdminToken(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	for _, ep := range [][2]string{{"GET", "/v1/status"}, {"GET", "/metrics"}, {"GET", "/v1/quarantine"}, {"POST", "/v1/rebalance"}, {"GET", "/v1/trace/x"}, {"DELETE", "/v1/quarantine/x"}} {
+	for _, ep := range [][2]string{{"GET", "/v1/status"}, {"GET", "/metrics"}, {"GET", "/v1/quarantine"}, {"POST", "/v1/rebalance"}, {"POST", "/v1/drain/x"}, {"GET", "/v1/drain/x"}, {"GET", "/v1/trace/x"}, {"DELETE", "/v1/quarantine/x"}} {
 		assert.Equal(t, http.StatusUnauthorized, call(ep[0], ep[1], ""), "%s %s without a token", ep[0], ep[1])
 		assert.Equal(t, http.StatusUnauthorized, call(ep[0], ep[1], "Bearer wrong"), "%s %s with a wrong token", ep[0], ep[1])
 	}

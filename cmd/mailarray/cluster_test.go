@@ -440,3 +440,93 @@ func TestServeUsersFileBadLine(t *testing.T) {
 	require.NoError(t, err, "the mailbox after the bad line works")
 	require.NoError(t, cl.Quit())
 }
+
+// TestDrainProcesses: `mailarray drain n4`, asked through n1 with the
+// admin token, while mail keeps arriving, prints progress and returns once
+// n4 has left; every message (acknowledged before and during) is then on
+// two of n1..n3, and nothing is lost.
+func TestDrainProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts four mailarray processes (~15 s); skipped under -short")
+	}
+	const token = "drain-s3cret"
+	t.Setenv(adminTokenEnv, token)
+	nodes := startCluster(t, 4, "--admin-token", token)
+	sent := deliver(t, nodes, 80)
+	waitRebuilt(t, nodes, "", len(sent), 20*time.Second)
+	st4, err := nodes[3].status()
+	require.NoError(t, err)
+	require.Positive(t, st4.Copies, "n4 holds copies to drain")
+
+	_, errOut, code := runCommand(t, "", "drain", "--addr", nodes[0].http, "n9")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "not a member", "an unknown node is a clear error")
+
+	// Mail keeps arriving through the other three during the drain.
+	stop := make(chan struct{})
+	var mu sync.Mutex
+	var errs []error
+	during := map[string]bool{}
+	loadDone := make(chan struct{})
+	go func() {
+		defer close(loadDone)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			msg := testMessage(fmt.Sprintf("during-%04d", i), 800+i*7)
+			_, err := send(context.Background(), nodes[i%3].addrs["smtp"], []string{"alice@" + testDomain}, msg)
+			mu.Lock()
+			if err != nil {
+				errs = append(errs, err)
+			} else {
+				during[string(msg)] = true
+			}
+			mu.Unlock()
+		}
+	}()
+	t0 := time.Now()
+	out, errOut, code := runCommand(t, "", "drain", "--addr", nodes[0].http, "--every", "200ms", "n4")
+	close(stop)
+	<-loadDone
+	t.Logf("drain took %v; output:\n%s", time.Since(t0).Round(time.Millisecond), out)
+	require.Equal(t, 0, code, "stderr: %s", errOut)
+	assert.Contains(t, out, "n4: draining:")
+	assert.Contains(t, out, "n4 has left the array")
+	require.Empty(t, errs, "the other nodes kept acknowledging mail")
+	require.NotEmpty(t, during)
+
+	// n4 is still running, out of the array (its own Leave returns once
+	// the goodbye has spread, after the others saw it).
+	require.Eventually(t, func() bool {
+		st4, err = nodes[3].status()
+		return err == nil && st4.Drain != nil && st4.Drain.State == node.DrainLeft
+	}, detectTimeout, 50*time.Millisecond, "n4 reports its drain done")
+	assert.Positive(t, st4.Drain.Moved)
+	statusOut, errOut, code := runCommand(t, "", "status", "--addr", nodes[3].http)
+	require.Equal(t, 0, code, "stderr: %s", errOut)
+	assert.Contains(t, statusOut, "DRAINED: left the array")
+	for _, m := range st4.Members {
+		if m.Name == "n4" {
+			assert.True(t, m.Draining, "status shows the node draining")
+		}
+	}
+	for _, p := range nodes[:3] {
+		st, err := p.status()
+		require.NoError(t, err)
+		for _, m := range st.Members {
+			if m.Name == "n4" {
+				assert.Equal(t, "left", m.Status, "%s sees n4 left (not failed)", p.name)
+			}
+		}
+	}
+	for k := range during {
+		sent[k] = true
+	}
+	waitRebuilt(t, nodes[:3], "n4", len(sent), detectTimeout)
+	checkMailbox(t, nodes[1], sent, detectTimeout)
+	_, errOut, code = runCommand(t, "", "drain", "--addr", nodes[0].http, "n4")
+	assert.Equal(t, 0, code, "asking again after it left is harmless: %s", errOut)
+}

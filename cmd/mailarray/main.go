@@ -4,6 +4,7 @@
 //	mailarray user hash [PASSWORD] print a {BCRYPT} hash for a users file
 //	mailarray status [--json]      show the array as a node sees it
 //	mailarray rebalance            move a share of copies to new nodes
+//	mailarray drain NODE           move a node's copies to the others, then it leaves
 //	mailarray spam add|del|list    the spam database of sender domains
 //	mailarray quarantine list|show|release|delete
 //	mailarray trace ID             what happened to a message
@@ -33,6 +34,7 @@ commands:
   user hash    print a {BCRYPT} password hash for the users file
   status       show members, mirroring table, replication and rebuild progress
   rebalance    ask every node to move copies to their balanced placement
+  drain NODE   take a node out: its messages get R copies elsewhere, then it leaves the array
   spam         add|del|list blocked sender domains in the spam database file
   quarantine   list|show ID|release ID|delete ID quarantined messages
   trace ID     show what happened to a message (pipeline decisions, copies)
@@ -57,6 +59,8 @@ func main() {
 		err = status(args)
 	case "rebalance":
 		err = rebalance(args)
+	case "drain":
+		err = drain(args)
 	case "spam":
 		err = spam(args)
 	case "quarantine":

@@ -52,6 +52,10 @@ const (
 	// peer's: node/ready.go); DNS answers then leave it out. Absent or any
 	// other value: ready (nodes that predate the tag).
 	TagReady = "ready"
+	// TagDraining is "1" while the node is being drained before it leaves
+	// the array (node/drain.go): it is off every node's mirroring ring (no
+	// new copies, its own copies do not count) and out of DNS answers.
+	TagDraining = "draining"
 )
 
 // Status is a member's liveness as membership last judged it.

@@ -348,6 +348,23 @@ func (c *Client) Rebalance(ctx context.Context, node string) error {
 	return err
 }
 
+// Drain asks node to start draining (start) or for its drain's progress,
+// decoded into v. A refusal wraps ErrDrainRefused.
+func (c *Client) Drain(ctx context.Context, node string, start bool, v any) error {
+	method := http.MethodGet
+	if start {
+		method = http.MethodPost
+	}
+	code, b, err := c.call(ctx, method, node, "/v1/drain", nil, nil)
+	if code == http.StatusConflict {
+		return fmt.Errorf("%w: %w", ErrDrainRefused, err)
+	}
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
 func (c *Client) getJSON(ctx context.Context, node, path string, v any) error {
 	_, b, err := c.call(ctx, http.MethodGet, node, path, nil, nil)
 	if err != nil {

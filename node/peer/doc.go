@@ -25,6 +25,8 @@
 //	GET    /v1/mirror           the node's mirroring table (JSON)
 //	GET    /v1/status           the node's status (JSON)
 //	POST   /v1/rebalance        start moving copies to their current placement
+//	POST   /v1/drain            start draining the node before it leaves (JSON progress; 409 refused)
+//	GET    /v1/drain            the drain's progress (JSON)
 //
 // Answers are HTTP statuses: 204 for a stored copy or merged entries, 400
 // for a request that does not decode, 404 for what the node does not

@@ -63,7 +63,17 @@ type Handler interface {
 	// Rebalance starts moving copies to their current placement (POST
 	// /v1/rebalance) and returns at once.
 	Rebalance()
+	// Drain starts draining the node before it leaves the array (start,
+	// POST /v1/drain) or reports the drain's progress (GET /v1/drain):
+	// a value encoded as JSON. An error wrapping ErrDrainRefused is
+	// answered 409, any other 500.
+	Drain(start bool) (any, error)
 }
+
+// ErrDrainRefused is returned by Client.Drain (and by a Handler's Drain)
+// when the node refuses to drain: the rest of the array could not hold R
+// copies of every message.
+var ErrDrainRefused = errors.New("peer: drain refused")
 
 // ErrCopyDeleted is returned by Client.PutCopy (and by a Handler's
 // StoreCopy) when the receiving node holds the copy's entry as a

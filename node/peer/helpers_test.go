@@ -153,6 +153,12 @@ func (h *memHandler) Abort(id string) AbortReply {
 func (h *memHandler) Load() any   { return map[string]int{"sessions": 3} }
 func (h *memHandler) Mirror() any { return map[string]int{} }
 func (h *memHandler) Status() any { return map[string]string{"node": "mem"} }
+func (h *memHandler) Drain(start bool) (any, error) {
+	if start {
+		return nil, ErrDrainRefused
+	}
+	return map[string]string{"state": ""}, nil
+}
 func (h *memHandler) Rebalance() {
 	h.mu.Lock()
 	h.rebalanced++

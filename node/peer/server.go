@@ -110,6 +110,8 @@ func (s *Server) routes() []route {
 			s.h.Rebalance()
 			w.WriteHeader(http.StatusAccepted)
 		}},
+		{"POST /v1/drain", func(w http.ResponseWriter, r *http.Request) { s.handleDrain(w, true) }},
+		{"GET /v1/drain", func(w http.ResponseWriter, r *http.Request) { s.handleDrain(w, false) }},
 	}
 }
 
@@ -356,4 +358,17 @@ func (s *Server) handleCopyBatch(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.Write(out)
+}
+
+func (s *Server) handleDrain(w http.ResponseWriter, start bool) {
+	v, err := s.h.Drain(start)
+	switch {
+	case errors.Is(err, ErrDrainRefused):
+		http.Error(w, err.Error(), http.StatusConflict)
+	case err != nil:
+		s.cfg.Log.Error("peer: drain", "err", err)
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	default:
+		writeJSON(w, v)
+	}
 }

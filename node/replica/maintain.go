@@ -93,6 +93,10 @@ func (r *Replicator) rebuild(ctx context.Context) {
 	}
 	var jobs []job
 	under := 0
+	// A node off its own ring (draining, drain.go) is no live holder: the
+	// array's rebuild replaces its copies from the others. A copy no live
+	// ring node holds can be handed on only by this node.
+	_, onRing := slices.BinarySearch(t.Ring, r.d.Name)
 	r.d.Catalog.ForEach(func(e *catalog.Entry) bool {
 		if e.State != catalog.Committed {
 			return true
@@ -103,6 +107,10 @@ func (r *Replicator) rebuild(ctx context.Context) {
 		short := live < want
 		if short {
 			under++
+		}
+		if live == 0 && !onRing && want > 0 && e.HasLocation(r.d.Name) {
+			jobs = append(jobs, job{*e, nil})
+			return true
 		}
 		if live == 0 || first != r.d.Name {
 			return true
@@ -223,7 +231,13 @@ func (r *Replicator) repair(ctx context.Context, t mirror.Table, e catalog.Entry
 		target = Balanced(t, e.ID, want)
 	}
 	// Fill up to want, in mirror order after the primary, skipping holders.
-	for _, cand := range append(t.Replicas(holders[0]), t.Ring...) {
+	// Without a live holder (this node is handing on its copy, off the
+	// ring) the order starts after this node.
+	primary := r.d.Name
+	if len(holders) > 0 {
+		primary = holders[0]
+	}
+	for _, cand := range append(t.Replicas(primary), t.Ring...) {
 		if len(target) >= want {
 			break
 		}
