@@ -140,6 +140,7 @@ var configKeys = map[string]keyClass{
 	"tuning.verify-per-scan":            live("the next slice"),
 	"tuning.collect-every":              restart("the collection horizon's step: " + whyArray),
 	"tuning.ready-probe-every":          live("the next probe"),
+	"tuning.rebalance-after-return":     live("the next maintenance pass"),
 }
 
 // tlsOnOff: a node without TLS has listeners without STARTTLS, and one
