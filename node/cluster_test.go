@@ -241,7 +241,7 @@ func (c *testCluster) waitConverged(timeout time.Duration) {
 	require.Eventually(c.t, func() bool {
 		var d string
 		for _, n := range c.nodes {
-			if n.Under() != 0 || n.Catalog().Counts()[catalog.Pending] != 0 || !n.repl.CommitsIdle() {
+			if n.underReplicatedNow() != 0 || n.Catalog().Counts()[catalog.Pending] != 0 || !n.repl.CommitsIdle() {
 				return false
 			}
 			if d == "" {

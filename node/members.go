@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -179,4 +180,20 @@ func (v *memberView) Live() []env.Member {
 		}
 	}
 	return out
+}
+
+// onMembership reacts to membership changes: reads already avoid dead
+// nodes (the view is current); rebuild starts at once; a joining node gets
+// an immediate anti-entropy round.
+func (n *Node) onMembership(ev *env.Event) {
+	if ev != nil {
+		n.log.Info("node: membership", "event", ev.Kind.String(), "member", ev.Member.Name, "status", ev.Member.Status.String())
+	}
+	t := n.members.Table()
+	n.log.Info("node: mirroring table", "version", fmt.Sprintf("%016x", t.Version), "ring", t.Ring)
+	if k := n.locks.dropGone(); k > 0 {
+		n.log.Info("node: released the mailbox leases of failed or departed nodes", "leases", k)
+	}
+	n.repl.TriggerMaintenance()
+	n.ready.changed()
 }

@@ -64,7 +64,7 @@ func deliverBatch(t *testing.T, c *testCluster, prefix string, k int, sent map[s
 func (c *testCluster) converged() bool {
 	var d string
 	for _, n := range c.nodes {
-		if n.Under() != 0 || n.Catalog().Counts()[catalog.Pending] != 0 || !n.repl.CommitsIdle() {
+		if n.underReplicatedNow() != 0 || n.Catalog().Counts()[catalog.Pending] != 0 || !n.repl.CommitsIdle() {
 			return false
 		}
 		if d == "" {

@@ -370,7 +370,7 @@ func (s *simulation) nodeReports(r *Report, smtpBy map[string]int) {
 				nr.CatalogBytes += int64(len(id) + len(v))
 				return nil
 			})
-			cur := nd.Rebuild()
+			cur := nd.RebuildStatus()
 			rb.RebuiltCopies += cur.RebuiltCopies
 			rb.RebuiltBytes += cur.RebuiltBytes
 			rb.MovedCopies += cur.MovedCopies

@@ -394,7 +394,7 @@ func (s *simulation) stopNode(sn *simNode, state string) *node.Node {
 	nd := sn.node
 	s.leases.down(sn.spec.Name, sn.inc, time.Now())
 	if nd != nil {
-		r := nd.Rebuild()
+		r := nd.RebuildStatus()
 		sn.rebuilt.RebuiltCopies += r.RebuiltCopies
 		sn.rebuilt.RebuiltBytes += r.RebuiltBytes
 		sn.rebuilt.MovedCopies += r.MovedCopies

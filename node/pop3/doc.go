@@ -13,10 +13,12 @@
 // take the mailbox's cluster-wide lock) and Maildrop (list the mailbox from
 // the catalog, read each message from any live copy, delete on commit).
 //
-// A session (session.go) is one goroutine running the RFC 1939 state
-// machine: AUTHORIZATION (USER, PASS, CAPA, STLS, QUIT), TRANSACTION (STAT,
-// LIST, UIDL, RETR, TOP, DELE, RSET, NOOP, CAPA, QUIT) and UPDATE, entered by
-// QUIT, where Maildrop.Commit removes the messages marked deleted. Deleted
+// A session is one goroutine running the RFC 1939 state machine:
+// AUTHORIZATION (USER, PASS, CAPA, STLS, QUIT; authorization.go),
+// TRANSACTION (STAT, LIST, UIDL, RETR, TOP, DELE, RSET, NOOP, CAPA, QUIT;
+// transaction.go) and UPDATE, entered by QUIT, where Maildrop.Commit removes
+// the messages marked deleted (transaction.go). session.go holds the loop,
+// the dispatch by state, line reading and the response writers. Deleted
 // messages are invisible for the rest of the session and message numbers
 // never shift. Maildrop.Close is called exactly once when the session ends,
 // however it ends, so the mailbox lock is never leaked; a session that ends
