@@ -131,7 +131,12 @@ func (o *nodeLeases) Refused(mailbox, holder, requester string) {
 		inc = l.cur[hn]
 	}
 	down, isDown := l.downs[nodeInc{hn, inc}]
-	if !isDown {
+	_, managerDown := l.downs[nodeInc{o.manager, l.cur[o.manager]}]
+	if !isDown || managerDown {
+		// A paused manager's answer is held with its packets until it
+		// resumes, when a holder on the same node is alive again: nobody
+		// sees the refusal while it is down (a session reading requests
+		// buffered before the pause still runs; pause.go).
 		l.mu.Unlock()
 		return
 	}
