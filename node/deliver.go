@@ -9,9 +9,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pingcap/failpoint"
-
 	"mailarray/node/catalog"
+	"mailarray/node/fault"
 	"mailarray/node/mirror"
 	"mailarray/node/peer"
 	"mailarray/node/smtp"
@@ -48,7 +47,7 @@ func (b *smtpBackend) CheckRecipient(ctx context.Context, addr string) error {
 
 func (b *smtpBackend) Deliver(ctx context.Context, m *smtp.Message) error {
 	n := (*Node)(b)
-	if err := n.env.Inject("smtp.deliver"); err != nil {
+	if err := n.env.Inject(fault.SMTPDeliver, n.cfg.Name); err != nil {
 		return err
 	}
 	n.env.ChargeCPU(len(m.Data))
@@ -128,9 +127,7 @@ func (n *Node) storeMessage(ctx context.Context, data []byte, entries []catalog.
 			entries[i].Origin, entries[i].Boot = "", 0
 			b.PutCopies = append(b.PutCopies, store.Copy{ID: entries[i].ID, Data: data, Sum: entries[i].Sum})
 		}
-		err := n.env.Inject("store.write")
-		failpoint.InjectCall("store.write", n.cfg.Name, &err) // chaos failpoint: compiled in by make chaos only
-		if err != nil {
+		if err := n.env.Inject(fault.StoreWrite, n.cfg.Name); err != nil {
 			return err
 		}
 		b.PutRecords = n.cat.Records(entries...)
@@ -286,9 +283,7 @@ func (n *Node) writeCopy(ctx context.Context, node string, data []byte, e *catal
 	if node == n.cfg.Name {
 		return n.writeLocal(ctx, data, *e)
 	}
-	err := n.env.Inject("mirror.send")
-	failpoint.InjectCall("mirror.send", n.cfg.Name, &err) // chaos failpoint: compiled in by make chaos only
-	if err != nil {
+	if err := n.env.Inject(fault.MirrorSend, n.cfg.Name); err != nil {
 		return err
 	}
 	return n.peer.PutCopy(ctx, node, data, e)
@@ -332,12 +327,10 @@ func (n *Node) writeLocal(ctx context.Context, data []byte, e catalog.Entry) err
 	if n.deletedHere(e.ID) {
 		return errCopyDeleted
 	}
-	err := n.env.Inject("store.write")
-	failpoint.InjectCall("store.write", n.cfg.Name, &err) // chaos failpoint: compiled in by make chaos only
-	if err != nil {
+	if err := n.env.Inject(fault.StoreWrite, n.cfg.Name); err != nil {
 		return err
 	}
-	err = n.store.WriteContext(ctx, &store.Batch{
+	err := n.store.WriteContext(ctx, &store.Batch{
 		// Both callers hold data whose checksum is e.Sum: Deliver computed
 		// it, handlePutCopy verified it.
 		PutCopies:  []store.Copy{{ID: e.ID, Data: data, Sum: e.Sum}},
