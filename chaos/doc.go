@@ -5,14 +5,19 @@
 //
 // # Failpoints
 //
-// Node code carries named markers, failpoint.InjectCall("name", node,
-// &err), beside its env.Inject points (Failpoints lists them, with their
-// files). An ordinary build compiles them to nothing. `make chaos` runs
-// chaos/run.sh, which copies the module to tmp/chaos-src, rewrites the copy
-// with `go tool failpoint-ctl enable` (each marker becomes a call of the
-// function a test registers with failpoint.EnableCall) and runs the
-// simulator suites there with `-tags chaos`; the working tree is never
-// rewritten, so nothing has to be restored, even after kill -9.
+// Node code names its fault points once, as constants of node/fault, and
+// asks fault.Inject (through env.Inject) at each: the node's fault hook,
+// then the point's failpoint, through the one marker
+// failpoint.InjectCall(point, node, &err) in fault.Inject. Failpoints
+// lists the points the matrix fails, with their files; notInMatrix the
+// others, with the reason; markers_test.go checks that these, node/fault
+// and the call sites agree. An ordinary build compiles the marker to
+// nothing. `make chaos` runs chaos/run.sh, which copies the module to
+// tmp/chaos-src, rewrites the copy with `go tool failpoint-ctl enable`
+// (the marker becomes a call of the function a test registers with
+// failpoint.EnableCall under the point's Path) and runs the simulator
+// suites there with `-tags chaos`; the working tree is never rewritten, so
+// nothing has to be restored, even after kill -9.
 //
 // # The simulator suites (sim_chaos_test.go, build tag chaos)
 //

@@ -11,22 +11,22 @@ import (
 	"github.com/pingcap/failpoint"
 
 	"mailarray/node/env"
+	"mailarray/node/fault"
 )
 
-// Failpoint is one named fault point in node code: a
-// failpoint.InjectCall(name, where, &err) marker. Ordinary builds compile
-// the marker to nothing; `make chaos` rewrites a scratch copy of the module
-// with failpoint-ctl (chaos/run.sh), which turns the marker into a call of
-// whatever function a suite registered with failpoint.EnableCall. That
-// function gets the node (or its store path) and a pointer to the error
-// the step is about to return, and sets it to inject the fault.
+// Failpoint is one fault point of node code (node/fault) that the matrix
+// fails. Node code asks fault.Inject at the point, whose one
+// failpoint.InjectCall marker ordinary builds compile to nothing; `make
+// chaos` rewrites a scratch copy of the module with failpoint-ctl
+// (chaos/run.sh), which turns the marker into a call of whatever function
+// a suite registered with failpoint.EnableCall under the point's Path.
+// That function gets the node (or its store path) and a pointer to the
+// error the step is about to return, and sets it to inject the fault.
 type Failpoint struct {
-	// Name is the marker's name, a string literal in node code.
-	Name string
-	// Pkg is the import path of the package holding the marker: the
-	// rewritten code registers the point as Pkg + "/" + Name.
-	Pkg string
-	// Where is the file and function of the marker.
+	// Name is the point.
+	Name fault.Point
+	// Where is the file and function of each call site (markers_test.go
+	// checks the files).
 	Where string
 	// Effect is what an injected fault does.
 	Effect string
@@ -36,7 +36,7 @@ type Failpoint struct {
 }
 
 // Path is the point's name in the failpoint registry (EnableCall).
-func (f Failpoint) Path() string { return f.Pkg + "/" + f.Name }
+func (f Failpoint) Path() string { return f.Name.Path() }
 
 // Why a marker is not reached in a phase.
 const (
@@ -45,37 +45,47 @@ const (
 	noMail       = "no mail arrives after the load stops"
 )
 
-// Failpoints lists the markers of node code, in a fixed order (the order
-// of the report). A marker added to node code must be listed here: make
-// chaos checks that the rewritten tree has exactly these.
+// Failpoints lists the fault points the matrix fails, in a fixed order
+// (the order of the report). A point added to node/fault must be listed
+// here or in notInMatrix (TestFaultPoints).
 func Failpoints() []Failpoint {
 	return []Failpoint{
-		{Name: "store.write", Pkg: "mailarray/node", Where: "node/deliver.go storeMessage, writeLocal",
+		{Name: fault.StoreWrite, Where: "node/deliver.go storeMessage, writeLocal",
 			Effect:    "a copy and its pending entry are not written on this node (the listener's own copy, or a peer's PUT)",
 			Unreached: map[string]string{"after-ack": noCopyWrites}},
-		{Name: "store.sync", Pkg: "mailarray/node/store", Where: "node/store/store.go Store.commit",
+		{Name: fault.StoreSync, Where: "node/store/store.go Store.commit",
 			Effect: "a group commit fails as a whole, as if the disk refused the sync: nothing of the group is written"},
-		{Name: "mirror.send", Pkg: "mailarray/node", Where: "node/deliver.go writeCopy",
+		{Name: fault.MirrorSend, Where: "node/deliver.go writeCopy",
 			Effect:    "a copy is not sent to its peer (delivery and rebuild)",
 			Unreached: map[string]string{"after-ack": noCopyWrites}},
-		{Name: "mirror.ack", Pkg: "mailarray/node/peer", Where: "node/peer/client.go Client.PutCopy",
+		{Name: fault.MirrorAck, Where: "node/peer/client.go Client.PutCopy",
 			Effect:    "a copy lands on the peer but its acknowledgement is lost",
 			Unreached: map[string]string{"after-ack": noCopyWrites}},
-		{Name: "catalog.apply", Pkg: "mailarray/node/catalog", Where: "node/catalog/catalog.go Catalog.Apply",
+		{Name: fault.CatalogApply, Where: "node/catalog/catalog.go Catalog.Apply",
 			Effect: "a catalog merge (commit, push, anti-entropy, rebuild, deletion) is not applied on this node"},
-		{Name: "catalog.antientropy", Pkg: "mailarray/node/replica", Where: "node/replica/antientropy.go Replicator.syncWith",
+		{Name: fault.CatalogAntiEntropy, Where: "node/replica/antientropy.go Replicator.syncWith",
 			Effect: "an anti-entropy round fails before it starts"},
-		{Name: "rebuild.copy", Pkg: "mailarray/node/replica", Where: "node/replica/maintain.go Replicator.repair",
+		{Name: fault.RebuildCopy, Where: "node/replica/maintain.go Replicator.repair",
 			Effect:    "the rebuild of one under-replicated message fails",
 			Unreached: map[string]string{"before-ack": noRebuild, "after-ack": noRebuild}},
-		{Name: "pop3.delete", Pkg: "mailarray/node", Where: "node/retrieve.go maildrop.Commit",
+		{Name: fault.POP3Delete, Where: "node/retrieve.go maildrop.Commit",
 			Effect: "a POP3 QUIT's deletions fail (the client gets -ERR)"},
-		{Name: "load.query", Pkg: "mailarray/node", Where: "node/load.go loadTracker.poll",
+		{Name: fault.LoadQuery, Where: "node/load.go loadTracker.poll",
 			Effect: "a peer's load report is lost (the strategy sees it unknown)"},
-		{Name: "pipeline.filter", Pkg: "mailarray/node", Where: "node/inbound.go faultFilter.Check",
+		{Name: fault.PipelineFilter, Where: "node/inbound.go faultFilter.Check",
 			Effect:    "the inbound pipeline's filter fails on a message",
 			Unreached: map[string]string{"after-ack": noMail, "during-rebuild": noMail}},
 	}
+}
+
+// notInMatrix are the points of node/fault the matrix does not fail, and
+// why: each fails a step that a listed failpoint fails too, or is left to
+// node tests.
+var notInMatrix = map[fault.Point]string{
+	fault.SMTPDeliver:   "refuses a DATA before the pipeline, as pipeline.filter does",
+	fault.PeerApply:     "refuses pushed entries; catalog.apply fails those merges and all others",
+	fault.CatalogCommit: "fails the local apply of a commit batch; catalog.apply fails the same apply",
+	fault.PeerFetch:     "fails serving copies (503); node/peer's tests cover it",
 }
 
 // ErrInjected is wrapped by every fault a Plan injects.
@@ -157,7 +167,7 @@ func (pl *Plan) Enable() (disable func(), err error) {
 		}
 	}
 	for _, fp := range Failpoints() {
-		if err := failpoint.EnableCall(fp.Path(), pl.callback(fp.Name)); err != nil {
+		if err := failpoint.EnableCall(fp.Path(), pl.callback(string(fp.Name))); err != nil {
 			disable()
 			return nil, fmt.Errorf("chaos: enable %s: %w", fp.Path(), err)
 		}
@@ -208,10 +218,10 @@ func (pl *Plan) Counts() map[string]Count {
 	defer pl.mu.Unlock()
 	out := map[string]Count{}
 	for _, fp := range Failpoints() {
-		if c := pl.counts[fp.Name]; c != nil {
-			out[fp.Name] = *c
+		if c := pl.counts[string(fp.Name)]; c != nil {
+			out[string(fp.Name)] = *c
 		} else {
-			out[fp.Name] = Count{}
+			out[string(fp.Name)] = Count{}
 		}
 	}
 	return out
@@ -221,8 +231,8 @@ func (pl *Plan) Counts() map[string]Count {
 func (pl *Plan) Targets() []string {
 	var out []string
 	for _, fp := range Failpoints() {
-		if pl.points[fp.Name] {
-			out = append(out, fp.Name)
+		if pl.points[string(fp.Name)] {
+			out = append(out, string(fp.Name))
 		}
 	}
 	return out
@@ -257,7 +267,7 @@ func failpointNames() []string {
 	fps := Failpoints()
 	out := make([]string, len(fps))
 	for i, fp := range fps {
-		out[i] = fp.Name
+		out[i] = string(fp.Name)
 	}
 	return out
 }

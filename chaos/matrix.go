@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"mailarray/node/fault"
 	"mailarray/sim"
 )
 
@@ -83,7 +84,7 @@ func Phases() []Phase {
 // do not yet replay exactly from their seed (node Load().FreeDiskBytes
 // reads the real filesystem); the mixes must replay.
 func Mixes() []Cell {
-	all := slices.DeleteFunc(failpointNames(), func(n string) bool { return n == "load.query" })
+	all := slices.DeleteFunc(failpointNames(), func(n string) bool { return n == string(fault.LoadQuery) })
 	return []Cell{
 		{Group: "mix", Name: "crash-restart", Doc: "n3 crashes under load and restarts with its data",
 			Targets: all, Probability: mixProbability, Window: Window{0, 7 * time.Second},
@@ -92,9 +93,18 @@ func Mixes() []Cell {
 			Targets: all, Probability: mixProbability, Window: Window{0, 7 * time.Second},
 			Faults: []string{"{at: 1s, action: partition, nodes: [n1]}", "{at: 3s, action: heal}"}},
 		{Group: "mix", Name: "commit-path", Doc: "no crash; the copy writes, their acknowledgements and the commits fail often",
-			Targets:     []string{"store.write", "store.sync", "mirror.send", "mirror.ack", "catalog.apply"},
+			Targets:     names(fault.StoreWrite, fault.StoreSync, fault.MirrorSend, fault.MirrorAck, fault.CatalogApply),
 			Probability: commitPathProbability, Window: Window{0, 3 * time.Second}},
 	}
+}
+
+// names returns the points' names, as cells and plans take them.
+func names(ps ...fault.Point) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = string(p)
+	}
+	return out
 }
 
 // loadStrategy is the DNS strategy of cells that fail load.query: one
@@ -160,7 +170,7 @@ func (c Cell) Scenario(seed uint64) (sim.Scenario, error) {
 	if err := sc.Validate(); err != nil {
 		return sc, fmt.Errorf("chaos: cell %s: %w", c.ID(), err)
 	}
-	if slices.Contains(c.Targets, "load.query") {
+	if slices.Contains(c.Targets, string(fault.LoadQuery)) {
 		sc.DNSStrategy = loadStrategy
 	}
 	return sc, nil
@@ -175,7 +185,7 @@ func Matrix() []Cell {
 			if _, no := fp.Unreached[ph.Name]; no {
 				continue
 			}
-			out = append(out, Cell{Group: fp.Name, Name: ph.Name, Doc: ph.Doc, Targets: []string{fp.Name},
+			out = append(out, Cell{Group: string(fp.Name), Name: ph.Name, Doc: ph.Doc, Targets: names(fp.Name),
 				Window: ph.Window, Probability: cellProbability, Faults: ph.Faults})
 		}
 	}

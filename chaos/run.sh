@@ -31,7 +31,7 @@ scratch_copy "$root" "$work"
 
 # Rewrite the markers in the copy, and prove every one was rewritten.
 failpoint_rewrite "$root" "$work"
-echo "chaos: $FAILPOINT_MARKERS failpoint markers compiled in (scratch copy $work)"
+echo "chaos: $FAILPOINT_MARKERS failpoint marker compiled in, node/fault's, for every fault point (scratch copy $work)"
 
 status=0
 t0=$(date +%s)

@@ -140,10 +140,10 @@ func (s *Summary) Markdown(wall time.Duration) []byte {
 	p("\"Never fired\" also counts scheduled faults that did not apply.\n\n")
 
 	p("## Failpoints\n\n")
-	p("Markers are `failpoint.InjectCall(\"<name>\", node, &err)` beside the node's `env.Inject` points; ordinary builds compile them to nothing.\n\n")
+	p("Node code names each point once (node/fault); `fault.Inject` asks the node's fault hook and the point's failpoint, whose one marker ordinary builds compile to nothing.\n\n")
 	p("| failpoint | marker | effect of a fault | faults injected |\n|---|---|---|---:|\n")
 	for _, fp := range Failpoints() {
-		p("| `%s` | %s | %s | %d |\n", fp.Name, fp.Where, fp.Effect, firedBy[fp.Name])
+		p("| `%s` | %s | %s | %d |\n", fp.Name, fp.Where, fp.Effect, firedBy[string(fp.Name)])
 	}
 
 	p("\n## Fault matrix: faults injected per cell (all seeds)\n\n")
@@ -164,13 +164,13 @@ func (s *Summary) Markdown(wall time.Duration) []byte {
 		for _, ph := range phases {
 			if why, no := fp.Unreached[ph.Name]; no {
 				p(" n/a |")
-				unreached = append(unreached, na{fp.Name, ph.Name, why})
+				unreached = append(unreached, na{string(fp.Name), ph.Name, why})
 				continue
 			}
 			var fired int64
 			for _, r := range s.Runs {
-				if r.Cell == fp.Name+"/"+ph.Name {
-					fired += r.Counts[fp.Name].Fired
+				if r.Cell == string(fp.Name)+"/"+ph.Name {
+					fired += r.Counts[string(fp.Name)].Fired
 				}
 			}
 			p(" %d |", fired)

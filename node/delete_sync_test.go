@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailarray/node/catalog"
+	"mailarray/node/fault"
 	"mailarray/node/pop3"
 )
 
@@ -17,17 +18,22 @@ import (
 // (node ""), as the test switches them.
 type testFaults struct {
 	mu   sync.Mutex
-	fail map[[2]string]bool // {node, point}
+	fail map[nodePoint]bool
 }
 
 var errTestFault = errors.New("test: injected fault")
 
-func newTestFaults() *testFaults { return &testFaults{fail: map[[2]string]bool{}} }
+type nodePoint struct {
+	node  string
+	point fault.Point
+}
 
-func (f *testFaults) set(node, point string, on bool) {
+func newTestFaults() *testFaults { return &testFaults{fail: map[nodePoint]bool{}} }
+
+func (f *testFaults) set(node string, point fault.Point, on bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.fail[[2]string{node, point}] = on
+	f.fail[nodePoint{node, point}] = on
 }
 
 type nodeFaults struct {
@@ -35,10 +41,10 @@ type nodeFaults struct {
 	node string
 }
 
-func (h nodeFaults) Fault(point string) error {
+func (h nodeFaults) Fault(point fault.Point) error {
 	h.f.mu.Lock()
 	defer h.f.mu.Unlock()
-	if h.f.fail[[2]string{h.node, point}] || h.f.fail[[2]string{"", point}] {
+	if h.f.fail[nodePoint{h.node, point}] || h.f.fail[nodePoint{"", point}] {
 		return errTestFault
 	}
 	return nil
@@ -63,8 +69,8 @@ func TestDeleteOKOnlyWhenEveryLiveNodeHasTheTombstone(t *testing.T) {
 
 	// From now on only the deletion's own push can carry a tombstone (no
 	// anti-entropy anywhere), and n3 refuses pushed entries.
-	faults.set("", "catalog.antientropy", true)
-	faults.set("n3", "catalog.apply", true)
+	faults.set("", fault.CatalogAntiEntropy, true)
+	faults.set("n3", fault.PeerApply, true)
 
 	cl, err := popLogin(t, c.nodes["n1"].Addr("pop3"), "alice@example.com", "secret")
 	require.NoError(t, err)
@@ -88,7 +94,7 @@ func TestDeleteOKOnlyWhenEveryLiveNodeHasTheTombstone(t *testing.T) {
 
 	// n3 accepts again. The client retries; the node that still lists the
 	// message serves it, and this time the deletion is confirmed.
-	faults.set("n3", "catalog.apply", false)
+	faults.set("n3", fault.PeerApply, false)
 	cl, err = popLogin(t, c.nodes["n3"].Addr("pop3"), "alice@example.com", "secret")
 	require.NoError(t, err)
 	uids, err = cl.Uidl()

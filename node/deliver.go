@@ -9,9 +9,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pingcap/failpoint"
-
 	"mailarray/node/catalog"
+	"mailarray/node/fault"
 	"mailarray/node/mirror"
 	"mailarray/node/peer"
 	"mailarray/node/smtp"
@@ -53,7 +52,7 @@ func (b *smtpBackend) CheckRecipient(ctx context.Context, addr string) error {
 
 func (b *smtpBackend) Deliver(ctx context.Context, m *smtp.Message) error {
 	n := (*Node)(b)
-	if err := n.env.Inject("smtp.deliver"); err != nil {
+	if err := n.env.Inject(fault.SMTPDeliver, n.conf().Name); err != nil {
 		return err
 	}
 	n.env.ChargeCPU(len(m.Data))
@@ -133,9 +132,7 @@ func (n *Node) storeMessage(ctx context.Context, data []byte, entries []catalog.
 			entries[i].Origin, entries[i].Boot = "", 0
 			b.PutCopies = append(b.PutCopies, store.Copy{ID: entries[i].ID, Data: data, Sum: entries[i].Sum})
 		}
-		err := n.env.Inject("store.write")
-		failpoint.InjectCall("store.write", n.conf().Name, &err) // chaos failpoint: compiled in by make chaos only
-		if err != nil {
+		if err := n.env.Inject(fault.StoreWrite, n.conf().Name); err != nil {
 			return err
 		}
 		b.PutRecords = n.cat.Records(entries...)
@@ -291,9 +288,7 @@ func (n *Node) writeCopy(ctx context.Context, node string, data []byte, e *catal
 	if node == n.conf().Name {
 		return n.writeLocal(ctx, data, *e)
 	}
-	err := n.env.Inject("mirror.send")
-	failpoint.InjectCall("mirror.send", n.conf().Name, &err) // chaos failpoint: compiled in by make chaos only
-	if err != nil {
+	if err := n.env.Inject(fault.MirrorSend, n.conf().Name); err != nil {
 		return err
 	}
 	return n.peer.PutCopy(ctx, node, data, e)
@@ -337,12 +332,10 @@ func (n *Node) writeLocal(ctx context.Context, data []byte, e catalog.Entry) err
 	if n.deletedHere(e.ID) {
 		return errCopyDeleted
 	}
-	err := n.env.Inject("store.write")
-	failpoint.InjectCall("store.write", n.conf().Name, &err) // chaos failpoint: compiled in by make chaos only
-	if err != nil {
+	if err := n.env.Inject(fault.StoreWrite, n.conf().Name); err != nil {
 		return err
 	}
-	err = n.store.WriteContext(ctx, &store.Batch{
+	err := n.store.WriteContext(ctx, &store.Batch{
 		// Both callers hold data whose checksum is e.Sum: Deliver computed
 		// it, handlePutCopy verified it.
 		PutCopies:  []store.Copy{{ID: e.ID, Data: data, Sum: e.Sum}},

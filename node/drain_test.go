@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"mailarray/node/fault"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -208,8 +209,8 @@ func TestDrainRefusedWhenTheRestCannotHoldRCopies(t *testing.T) {
 // blockRebuild fails every rebuild copy on its node while on.
 type blockRebuild struct{ on atomic.Bool }
 
-func (b *blockRebuild) Fault(point string) error {
-	if point == "rebuild.copy" && b.on.Load() {
+func (b *blockRebuild) Fault(point fault.Point) error {
+	if point == fault.RebuildCopy && b.on.Load() {
 		return fmt.Errorf("test: rebuild blocked")
 	}
 	return nil

@@ -13,19 +13,20 @@ import (
 
 	"mailarray/node/catalog"
 	"mailarray/node/env"
+	"mailarray/node/fault"
 )
 
 // errRefused is the fault refuseCopies injects.
 var errRefused = errors.New("test: this node refuses copies")
 
 // refuseCopies is a fault hook that, while on, fails every local copy
-// write ("store.write": writeLocal, which a peer's copy PUT reaches), so
+// write (fault.StoreWrite: writeLocal, which a peer's copy PUT reaches), so
 // the node answers a copy PUT with an error as a full or failing disk
 // would.
 type refuseCopies struct{ on atomic.Bool }
 
-func (f *refuseCopies) Fault(point string) error {
-	if point == "store.write" && f.on.Load() {
+func (f *refuseCopies) Fault(point fault.Point) error {
+	if point == fault.StoreWrite && f.on.Load() {
 		return errRefused
 	}
 	return nil

@@ -7,10 +7,9 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/pingcap/failpoint"
-
 	"mailarray/node/catalog"
 	"mailarray/node/env"
+	"mailarray/node/fault"
 	"mailarray/node/pipeline"
 	"mailarray/node/smtp"
 )
@@ -83,9 +82,7 @@ type faultFilter struct{ n *Node }
 func (f *faultFilter) Name() string { return "fault" }
 
 func (f *faultFilter) Check(ctx context.Context, m *pipeline.Message) (pipeline.Verdict, error) {
-	err := f.n.env.Inject("pipeline.filter")
-	failpoint.InjectCall("pipeline.filter", f.n.conf().Name, &err) // chaos failpoint: compiled in by make chaos only
-	if err != nil {
+	if err := f.n.env.Inject(fault.PipelineFilter, f.n.conf().Name); err != nil {
 		return pipeline.Verdict{}, err
 	}
 	return pipeline.Verdict{Action: pipeline.Accept, Reason: "no fault"}, nil

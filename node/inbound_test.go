@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailarray/node/env"
+	"mailarray/node/fault"
 )
 
 // eicar is the antivirus test file (built at run time so this source is
@@ -164,7 +165,7 @@ func TestFaultFilterOnlyWithAFaultHook(t *testing.T) {
 	c.env = func(name string, e *Env) { e.Fault = nodeFaults{faults, name} }
 	c.start("n1")
 	assert.Equal(t, "fault", c.nodes["n1"].in.pipe.Filters()[0], "pipeline with a fault hook: the fault filter first")
-	faults.set("n1", "pipeline.filter", true)
+	faults.set("n1", fault.PipelineFilter, true)
 	_, err := send(t, c.nodes["n1"].Addr("smtp"), []string{"alice@example.com"}, testMessage("fault", 400))
 	require.Error(t, err, "the injected filter fault refuses the message")
 	assert.Equal(t, 451, smtpCode(err))

@@ -6,9 +6,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pingcap/failpoint"
-
 	"mailarray/node/env"
+	"mailarray/node/fault"
 	"mailarray/node/strategy"
 )
 
@@ -104,8 +103,10 @@ func (l *loadTracker) poll(ctx context.Context) {
 			defer wg.Done()
 			var ld Load
 			err := l.n.peer.Load(ctx, m.Name, &ld)
-			// Chaos failpoint (make chaos only): the peer's load report is lost.
-			failpoint.InjectCall("load.query", l.n.conf().Name, &err)
+			if err == nil {
+				// The peer's report is lost on the way back.
+				err = l.n.env.Inject(fault.LoadQuery, l.n.conf().Name)
+			}
 			if err != nil || ld.Node != m.Name {
 				if ctx.Err() == nil {
 					l.n.log.Debug("node: load query failed", "peer", m.Name, "err", err)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"mailarray/node/catalog"
+	"mailarray/node/fault"
 	"mailarray/node/peer"
 )
 
@@ -105,9 +106,9 @@ func (h peerHandler) GetCopy(id string) ([]byte, error) { return h.n.store.Get(i
 func (h peerHandler) HasCopy(id string) bool { return h.n.store.Has(id) }
 
 func (h peerHandler) ApplyEntries(entries []catalog.Entry) error {
-	// The env twin of the catalog.apply failpoint, for pushed entries: a
-	// node whose catalog refuses merges from its peers.
-	if err := h.n.env.Inject("catalog.apply"); err != nil {
+	// A node whose catalog refuses merges from its peers (catalog.apply,
+	// inside Apply, fails merges of every origin).
+	if err := h.n.env.Inject(fault.PeerApply, h.n.conf().Name); err != nil {
 		return err
 	}
 	_, err := h.n.cat.Apply(entries...)

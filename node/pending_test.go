@@ -12,6 +12,7 @@ import (
 
 	"mailarray/node/catalog"
 	"mailarray/node/env"
+	"mailarray/node/fault"
 	"mailarray/node/member"
 	"mailarray/node/peer"
 )
@@ -20,14 +21,14 @@ import (
 // armed, until released: a disk that stalls longer than the pending
 // timeout. Every other point passes.
 type stallHook struct {
-	point   string
+	point   fault.Point // "": none (the hook stalls the disk as a cost model)
 	mu      sync.Mutex
 	armed   bool
 	entered chan struct{} // closed when the stall begins
 	release chan struct{} // closed by the test
 }
 
-func newStallHook(point string) *stallHook {
+func newStallHook(point fault.Point) *stallHook {
 	return &stallHook{point: point, entered: make(chan struct{}), release: make(chan struct{})}
 }
 
@@ -37,7 +38,7 @@ func (h *stallHook) arm() {
 	h.mu.Unlock()
 }
 
-func (h *stallHook) Fault(point string) error {
+func (h *stallHook) Fault(point fault.Point) error {
 	if point == h.point {
 		h.stall()
 	}
@@ -108,7 +109,7 @@ func entriesOf(nd *Node, mailbox string) []catalog.Entry {
 // deleted: either 250 and the message is readable on every node, or a
 // failure and the message is visible nowhere.
 func TestStalledListenerWriteIsNotAcknowledgedThenDeleted(t *testing.T) {
-	stall := newStallHook("store.write")
+	stall := newStallHook(fault.StoreWrite)
 	c := newFaultCluster(t, 3, 2, 2, func(name string, e *Env) {
 		if name == "n1" {
 			e.Fault = stall

@@ -13,10 +13,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pingcap/failpoint"
-
 	"mailarray/node/catalog"
 	"mailarray/node/directory"
+	"mailarray/node/fault"
 	"mailarray/node/pop3"
 	"mailarray/node/store"
 )
@@ -176,9 +175,7 @@ func (m *maildrop) Commit(ctx context.Context, deleted []string) error {
 	defer func(t0 time.Time) {
 		m.n.metrics.pop3Latency.WithLabelValues("commit").Observe(time.Since(t0).Seconds())
 	}(time.Now())
-	err := m.n.env.Inject("pop3.delete")
-	failpoint.InjectCall("pop3.delete", m.n.conf().Name, &err) // chaos failpoint: compiled in by make chaos only
-	if err != nil {
+	if err := m.n.env.Inject(fault.POP3Delete, m.n.conf().Name); err != nil {
 		return err
 	}
 	return m.n.deleteMessages(ctx, deleted)

@@ -25,7 +25,10 @@
 //     recipients Zipf over the mailboxes) by join-the-shortest-queue, resolve
 //     MX through the array's own DNS (a DNS node chosen from the seed, the
 //     answer cached for its TTL) and deliver with the go-smtp client to the
-//     first MX that answers, so the DNS strategy shapes the load. Readers
+//     first MX that answers, so the DNS strategy shapes the load. The
+//     sender loop (sender.go) is shared with the real-socket generator
+//     (real_load.go): each generator supplies its clock, resolver, dialer
+//     and queue. Readers
 //     resolve pop.<domain>, log in by POP3, RETR and DELE, QUIT. Every
 //     offered message is a Record; the accepted ones are what the chaos
 //     checker compares with the stores.

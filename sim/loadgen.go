@@ -141,9 +141,7 @@ func newLoadGen(s *simulation) *loadGen {
 	g.filler = []byte(strings.Repeat(fillerLine, lines))
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	for k := range sc.Load.Senders {
-		ip := fmt.Sprintf("10.1.%d.%d", k/250, k%250+1)
-		g.senders = append(g.senders, &sender{g: g, idx: k, name: "sender" + strconv.Itoa(k), host: s.net.Host(ip),
-			rnd: netRand(s.net, "load/sender"+strconv.Itoa(k)), wake: make(chan struct{}, 1)})
+		g.senders = append(g.senders, g.newSender(k))
 	}
 	for k := range sc.Load.Readers {
 		ip := fmt.Sprintf("10.2.0.%d", k+1)
@@ -429,46 +427,47 @@ func (r *resolver) ask(ctx context.Context, server, name string, mx bool) ([]net
 	return ips, time.Duration(ttl) * time.Second, nil
 }
 
-// sender is one SMTP client (a relay sending to the array), on its own
-// host, delivering the messages dispatched to it in order.
+// sender is one simulated SMTP client, on its own host: the shared
+// sendLoop over simnet and the virtual clock. The driver's dispatch fills
+// its queue and wakes it.
 type sender struct {
+	loop sendLoop
 	g    *loadGen
-	idx  int
-	name string
 	host *simnet.Host
 	rnd  *env.Rand
 	wake chan struct{}
 	res  resolver
-
-	// conn is the current session's connection (the 250's send time).
-	conn *simnet.Conn
 
 	mu    sync.Mutex
 	queue []*Record
 	busy  bool
 }
 
+func (g *loadGen) newSender(k int) *sender {
+	ip := fmt.Sprintf("10.1.%d.%d", k/250, k%250+1)
+	sd := &sender{g: g, host: g.n.Host(ip), rnd: netRand(g.n, "load/sender"+strconv.Itoa(k)), wake: make(chan struct{}, 1)}
+	sd.loop = sendLoop{name: "sender" + strconv.Itoa(k), spec: &g.spec, seed: g.s.sc.Seed, filler: g.filler,
+		world: sd, queue: sd, mu: &g.mu, accepted: &g.accepted}
+	return sd
+}
+
 func (sd *sender) run() {
 	sd.res = resolver{g: sd.g, host: sd.host, rnd: sd.rnd, first: sd.rnd.IntN(len(sd.g.s.dnsServers))}
-	ctx := sd.g.ctx
-	for {
-		select {
-		case <-sd.wake:
-		case <-ctx.Done():
-			return
-		}
-		for ctx.Err() == nil {
-			rec := sd.take()
-			if rec == nil {
-				break
-			}
-			sd.session(ctx, rec)
-		}
+	sd.loop.run(sd.g.ctx)
+}
+
+// wait blocks until dispatch wakes the sender (sendQueue).
+func (sd *sender) wait(ctx context.Context) bool {
+	select {
+	case <-sd.wake:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
 // take returns the next queued message and marks the sender busy, or nil
-// and marks it idle.
+// and marks it idle (sendQueue).
 //
 // Lock order: loadGen.mu before sender.mu (dispatch); take holds one at a
 // time.
@@ -490,98 +489,37 @@ func (sd *sender) take() *Record {
 	return rec
 }
 
-// session delivers rec and then, on the same connection, up to
-// MessagesPerConnection-1 more queued messages.
-func (sd *sender) session(ctx context.Context, rec *Record) {
-	g := sd.g
-	start := g.now()
-	timeout := g.spec.SMTPTimeout.D()
-	ips, err := sd.res.lookup(ctx, g.domain, true)
+// now is virtual time since the load started (senderWorld).
+func (sd *sender) now() time.Duration { return sd.g.now() }
+
+// mxTargets resolves MX through the simulated DNS; each glue address
+// names its node (senderWorld).
+func (sd *sender) mxTargets(ctx context.Context) ([]mxTarget, error) {
+	ips, err := sd.res.lookup(ctx, sd.g.domain, true)
 	if err != nil {
-		sd.finish(rec, start, Failed, 0, ReasonDNS, "", "")
-		return
+		return nil, err
 	}
-	c, node, stop, err := sd.connect(ctx, ips, timeout)
-	if err != nil {
-		code, reason := classify(err)
-		if code != 0 {
-			sd.finish(rec, start, Rejected, code, "", node, "")
-		} else {
-			sd.finish(rec, start, Failed, 0, reason, node, "")
-		}
-		return
+	out := make([]mxTarget, len(ips))
+	for i, ip := range ips {
+		out[i] = mxTarget{node: sd.g.s.nodeByIP(ip.String()), addr: net.JoinHostPort(ip.String(), "25")}
 	}
-	defer stop()
-	defer c.Close()
-	for sent := 0; ; {
-		ok := sd.transaction(c, rec, start, node)
-		sent++
-		if !ok || sent >= g.spec.MessagesPerConnection || ctx.Err() != nil {
-			if ok {
-				c.Quit()
-			}
-			return
-		}
-		if rec = sd.take(); rec == nil {
-			c.Quit()
-			return
-		}
-		start = g.now()
-	}
+	return out, nil
 }
 
-// connect dials the MX targets in order until one greets with 220 and
-// accepts EHLO. A target that refuses, times out or answers 421 is skipped
-// (RFC 5321 section 5.1: try the next MX).
-func (sd *sender) connect(ctx context.Context, ips []net.IP, timeout time.Duration) (c *smtp.Client, node string, stop func() bool, err error) {
-	var lastErr error
-	sd.conn = nil
-	for _, ip := range ips {
-		node = sd.g.s.nodeByIP(ip.String())
-		dctx, cancel := context.WithTimeout(ctx, timeout)
-		conn, err := sd.host.DialContext(dctx, "tcp", net.JoinHostPort(ip.String(), "25"))
-		cancel()
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		// Cancelling the load cuts the session at once.
-		c, stop, err = greet(ctx, conn, timeout, sd.name)
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		sd.conn, _ = conn.(*simnet.Conn)
-		return c, node, stop, nil
-	}
-	return nil, node, nil, lastErr
+// dial connects from the sender's simulated host (senderWorld).
+func (sd *sender) dial(ctx context.Context, t mxTarget, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return sd.host.DialContext(ctx, "tcp", t.addr)
 }
 
-// transaction sends one message on c and records the outcome; it reports
-// whether the connection may carry another.
-func (sd *sender) transaction(c *smtp.Client, rec *Record, start time.Duration, node string) bool {
-	return transact(c, rec, sd.g.s.sc.Seed, sd.g.filler, func(o Outcome, code int, reason, id string) {
-		sd.finish(rec, start, o, code, reason, node, id)
-	})
-}
-
-// finish records rec's outcome. Records are written and read under
-// loadGen.mu only: the report and the progress bar read them from other
-// goroutines.
-func (sd *sender) finish(rec *Record, start time.Duration, o Outcome, code int, reason, node, id string) {
-	g := sd.g
-	now := g.now()
-	g.mu.Lock()
-	rec.Start, rec.Done = start, now
-	rec.Outcome, rec.Code, rec.Reason, rec.Node, rec.ID = o, code, reason, node, id
-	if o == Accepted {
-		g.accepted++
-		rec.Acked = now
-		if sd.conn != nil {
-			rec.Acked = sd.conn.LastArrivalSent().Sub(g.s.loadStart)
-		}
+// ackedAt is the send time of the 250's segment, which simnet knows:
+// earlier than now by the link's delay (senderWorld).
+func (sd *sender) ackedAt(conn net.Conn, now time.Duration) time.Duration {
+	if c, ok := conn.(*simnet.Conn); ok {
+		return c.LastArrivalSent().Sub(sd.g.s.loadStart)
 	}
-	g.mu.Unlock()
+	return now
 }
 
 // classify returns an SMTP error's reply code, or 0 and the failure reason.

@@ -26,7 +26,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/emersion/go-smtp"
 	"github.com/miekg/dns"
 	"github.com/schollz/progressbar/v3"
 
@@ -129,7 +128,7 @@ func (g *realGen) run(parent context.Context) (*Report, error) {
 	g.start = time.Now()
 	var wg sync.WaitGroup
 	for k := range sc.Load.Senders {
-		sd := &realSender{g: g, name: "sender" + strconv.Itoa(k), rnd: realRand(sc.Seed, "load/sender"+strconv.Itoa(k))}
+		sd := g.newSender(k)
 		wg.Go(func() { sd.run(ctx) })
 	}
 	for k := range sc.Load.Readers {
@@ -366,28 +365,47 @@ func (r *realResolver) ask(ctx context.Context, server string) ([]string, time.D
 	return names, time.Duration(ttl) * time.Second, nil
 }
 
-// realSender is one SMTP client.
+// realSender is one SMTP client over real sockets: the shared sendLoop
+// over the wall clock and the target's DNS and listeners. Every sender
+// takes from one queue (the arrivals' backlog).
 type realSender struct {
+	loop sendLoop
 	g    *realGen
-	name string
 	rnd  *env.Rand
 	res  realResolver
+	held *Record // received by wait, not yet taken
+}
+
+func (g *realGen) newSender(k int) *realSender {
+	sd := &realSender{g: g, rnd: realRand(g.sc.Seed, "load/sender"+strconv.Itoa(k))}
+	sd.loop = sendLoop{name: "sender" + strconv.Itoa(k), spec: &g.spec, seed: g.sc.Seed, filler: g.filler,
+		world: sd, queue: sd, mu: &g.mu, accepted: &g.accepted}
+	return sd
 }
 
 func (sd *realSender) run(ctx context.Context) {
 	sd.res = realResolver{g: sd.g, rnd: sd.rnd, first: sd.rnd.IntN(len(sd.g.target.DNS))}
-	for {
-		select {
-		case rec := <-sd.g.queue:
-			sd.session(ctx, rec)
-		case <-ctx.Done():
-			return
-		}
+	sd.loop.run(ctx)
+}
+
+// wait blocks until a message is queued and holds it for take
+// (sendQueue).
+func (sd *realSender) wait(ctx context.Context) bool {
+	select {
+	case sd.held = <-sd.g.queue:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
-// next takes another queued message for the same connection, if any.
-func (sd *realSender) next() *Record {
+// take returns the held message, or another queued one, or nil
+// (sendQueue).
+func (sd *realSender) take() *Record {
+	if rec := sd.held; rec != nil {
+		sd.held = nil
+		return rec
+	}
 	select {
 	case rec := <-sd.g.queue:
 		return rec
@@ -396,87 +414,37 @@ func (sd *realSender) next() *Record {
 	}
 }
 
-func (sd *realSender) session(ctx context.Context, rec *Record) {
-	g := sd.g
-	start := g.since()
-	timeout := g.spec.SMTPTimeout.D()
+// now is wall time since the run started (senderWorld).
+func (sd *realSender) now() time.Duration { return sd.g.since() }
+
+// mxTargets resolves MX through the nodes' DNS: each target names its
+// node (all listen on one loopback address), whose SMTP port comes from
+// the target map; a name without one is skipped (senderWorld).
+func (sd *realSender) mxTargets(ctx context.Context) ([]mxTarget, error) {
 	names, err := sd.res.lookup(ctx)
 	if err != nil {
-		sd.finish(rec, start, Failed, 0, ReasonDNS, "", "")
-		return
+		return nil, err
 	}
-	c, node, stop, err := sd.connect(ctx, names, timeout)
-	if err != nil {
-		if code, reason := classify(err); code != 0 {
-			sd.finish(rec, start, Rejected, code, "", node, "")
-		} else {
-			sd.finish(rec, start, Failed, 0, reason, node, "")
-		}
-		return
-	}
-	defer stop()
-	defer c.Close()
-	for sent := 0; ; {
-		ok := sd.transaction(c, rec, start, node)
-		sent++
-		if !ok || sent >= g.spec.MessagesPerConnection || ctx.Err() != nil {
-			if ok {
-				c.Quit()
-			}
-			return
-		}
-		if rec = sd.next(); rec == nil {
-			c.Quit()
-			return
-		}
-		start = g.since()
-	}
-}
-
-// connect dials the MX targets in order until one greets and accepts EHLO
-// (RFC 5321 section 5.1: try the next MX).
-func (sd *realSender) connect(ctx context.Context, names []string, timeout time.Duration) (c *smtp.Client, node string, stop func() bool, err error) {
-	lastErr := errors.New("sim: real: no MX target has an SMTP listener")
+	var out []mxTarget
 	for _, name := range names {
-		addr, ok := sd.g.target.SMTP[name]
-		if !ok {
-			continue
+		if addr, ok := sd.g.target.SMTP[name]; ok {
+			out = append(out, mxTarget{node: name, addr: addr})
 		}
-		node = name
-		dctx, cancel := context.WithTimeout(ctx, min(timeout, realDialTimeout))
-		conn, err := sd.g.target.Net.DialContext(dctx, "tcp", addr)
-		cancel()
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		c, stop, err = greet(ctx, conn, timeout, sd.name)
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		return c, node, stop, nil
 	}
-	return nil, node, nil, lastErr
+	return out, nil
 }
 
-func (sd *realSender) transaction(c *smtp.Client, rec *Record, start time.Duration, node string) bool {
-	return transact(c, rec, sd.g.sc.Seed, sd.g.filler, func(o Outcome, code int, reason, id string) {
-		sd.finish(rec, start, o, code, reason, node, id)
-	})
+// dial connects over the target's network, within realDialTimeout at most
+// (senderWorld).
+func (sd *realSender) dial(ctx context.Context, t mxTarget, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, min(timeout, realDialTimeout))
+	defer cancel()
+	return sd.g.target.Net.DialContext(ctx, "tcp", t.addr)
 }
 
-func (sd *realSender) finish(rec *Record, start time.Duration, o Outcome, code int, reason, node, id string) {
-	g := sd.g
-	now := g.since()
-	g.mu.Lock()
-	rec.Start, rec.Done = start, now
-	rec.Outcome, rec.Code, rec.Reason, rec.Node, rec.ID = o, code, reason, node, id
-	if o == Accepted {
-		g.accepted++
-	}
-	g.mu.Unlock()
-}
+// ackedAt is 0: a real client cannot see when the listener sent the 250
+// (senderWorld).
+func (sd *realSender) ackedAt(net.Conn, time.Duration) time.Duration { return 0 }
 
 // realReader is one POP3 user agent: every ~ReadInterval (exponential) it
 // reads a mailbox drawn like the recipients.

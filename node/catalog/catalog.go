@@ -12,8 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pingcap/failpoint"
-
+	"mailarray/node/fault"
 	"mailarray/node/store"
 )
 
@@ -156,11 +155,10 @@ func (c *Catalog) Apply(entries ...Entry) ([]Entry, error) {
 	if len(fresh) == 0 {
 		return nil, nil
 	}
-	var err error
-	// Chaos failpoint (make chaos only): the merge is not applied. The
-	// argument is the store's path, which names the node's data directory.
-	failpoint.InjectCall("catalog.apply", c.st.Path(), &err)
-	if err != nil {
+	// The merge is not applied. The catalog has no fault hook: only the
+	// failpoint, whose where is the store's path (it names the node's
+	// data directory).
+	if err := fault.Inject(nil, fault.CatalogApply, c.st.Path()); err != nil {
 		return nil, fmt.Errorf("catalog: apply: %w", err)
 	}
 	if err := c.st.Write(&store.Batch{PutRecords: c.Records(fresh...)}); err != nil {

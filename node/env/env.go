@@ -7,6 +7,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"mailarray/node/fault"
 )
 
 // Net is how a node listens and dials. Real mode uses the net package
@@ -120,11 +122,12 @@ type Membership interface {
 	Close() error
 }
 
-// FaultHook lets the simulator and the chaos suites inject faults at named
-// points of node code. Fault returns a non-nil error when the named point
-// should fail. A nil FaultHook injects nothing.
+// FaultHook lets tests inject faults at the named points of node code
+// (node/fault lists them). Fault returns a non-nil error when the named
+// point should fail. A nil FaultHook injects nothing. (The chaos suites
+// use the same points' failpoints instead: fault.Inject asks both.)
 type FaultHook interface {
-	Fault(point string) error
+	Fault(p fault.Point) error
 }
 
 // Cost charges virtual time for work that takes none inside the
@@ -217,12 +220,15 @@ func (e *Env) ChargeCPU(bytes int) {
 	}
 }
 
-// Inject asks the fault hook about point; nil hook means no fault.
-func (e *Env) Inject(point string) error {
-	if e == nil || e.Fault == nil {
-		return nil
+// Inject reports whether the step at point p must fail: it asks the
+// fault hook (none: no fault) and the point's failpoint (fault.Inject),
+// with where naming the node for the failpoint (its name).
+func (e *Env) Inject(p fault.Point, where string) error {
+	var ask fault.Ask
+	if e != nil && e.Fault != nil {
+		ask = e.Fault.Fault
 	}
-	return e.Fault.Fault(point)
+	return fault.Inject(ask, p, where)
 }
 
 // Rand is a random stream safe for concurrent use. The simulator seeds one

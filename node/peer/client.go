@@ -15,9 +15,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/pingcap/failpoint"
-
 	"mailarray/node/catalog"
+	"mailarray/node/fault"
 	"mailarray/node/store"
 )
 
@@ -161,9 +160,9 @@ func (c *Client) PutCopy(ctx context.Context, node string, data []byte, e *catal
 		err = fmt.Errorf("%w: on %s: %w", ErrCopyDeleted, node, err)
 	}
 	if err == nil {
-		// Chaos failpoint (make chaos only): the copy landed on node but its
-		// acknowledgement is lost on the way back.
-		failpoint.InjectCall("mirror.ack", c.cfg.Name, &err)
+		// The copy landed on node but its acknowledgement is lost on the
+		// way back.
+		err = c.cfg.inject(fault.MirrorAck)
 	}
 	return err
 }

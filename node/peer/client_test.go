@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailarray/node/catalog"
+	"mailarray/node/fault"
 	"mailarray/node/store"
 )
 
@@ -169,8 +170,8 @@ func TestInjectedFetchFault(t *testing.T) {
 	h := newMemHandler()
 	h.copies["a"] = []byte("x")
 	fail := errors.New("injected")
-	c, _ := pair(t, Config{Inject: func(point string) error {
-		if point == "peer.fetch" {
+	c, _ := pair(t, Config{Inject: func(p fault.Point, _ string) error {
+		if p == fault.PeerFetch {
 			return fail
 		}
 		return nil

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"mailarray/node/fault"
 )
 
 // Limits of the protocol. They are constants, not Config fields: a
@@ -68,10 +70,11 @@ type Config struct {
 	// ChargeCPU, when set, is told the bytes of every copy received (the
 	// simulator's CPU cost model). Called concurrently.
 	ChargeCPU func(bytes int)
-	// Inject, when set, is the node's fault hook (Env.Inject), asked
-	// before serving copies ("peer.fetch"): an error fails the request
-	// with 503 and the error's text. Called concurrently.
-	Inject func(point string) error
+	// Inject, when set, asks the node's fault hook and failpoints
+	// (Env.Inject) before serving copies (fault.PeerFetch: an error fails
+	// the request with 503 and the error's text) and after a copy PUT
+	// (fault.MirrorAck). Nil: the failpoints only. Called concurrently.
+	Inject func(p fault.Point, where string) error
 }
 
 // validate fills defaults and rejects a config a Client could not use.
@@ -91,11 +94,13 @@ func (c *Config) validate(client bool) error {
 	return nil
 }
 
-func (c *Config) inject(point string) error {
+// inject asks about point p on this node: the fault hook if set, and the
+// failpoint in any case.
+func (c *Config) inject(p fault.Point) error {
 	if c.Inject == nil {
-		return nil
+		return fault.Inject(nil, p, c.Name)
 	}
-	return c.Inject(point)
+	return c.Inject(p, c.Name)
 }
 
 func (c *Config) chargeCPU(n int) {

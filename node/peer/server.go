@@ -15,6 +15,7 @@ import (
 
 	"mailarray/node/bufpool"
 	"mailarray/node/catalog"
+	"mailarray/node/fault"
 	"mailarray/node/store"
 )
 
@@ -188,7 +189,7 @@ func (s *Server) storeCopy(e catalog.Entry, data []byte) (int, string) {
 
 func (s *Server) handleGetCopy(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if err := s.cfg.inject("peer.fetch"); err != nil {
+	if err := s.cfg.inject(fault.PeerFetch); err != nil {
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
@@ -329,7 +330,7 @@ func (s *Server) handleCopyBatch(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad id list", http.StatusBadRequest)
 		return
 	}
-	if err := s.cfg.inject("peer.fetch"); err != nil {
+	if err := s.cfg.inject(fault.PeerFetch); err != nil {
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}

@@ -4,9 +4,8 @@ import (
 	"context"
 	"time"
 
-	"github.com/pingcap/failpoint"
-
 	"mailarray/node/env"
+	"mailarray/node/fault"
 )
 
 // Anti-entropy: every Tuning.AntiEntropyEvery (jittered) the loop picks a
@@ -46,9 +45,7 @@ func (r *Replicator) OtherLive() []string {
 // syncWith makes this node and peer agree: buckets whose digests differ
 // are pulled and pushed whole (merging is idempotent).
 func (r *Replicator) syncWith(ctx context.Context, peer string) error {
-	err := r.d.Inject("catalog.antientropy")
-	failpoint.InjectCall("catalog.antientropy", r.d.Name, &err) // chaos failpoint: compiled in by make chaos only
-	if err != nil {
+	if err := r.d.Inject(fault.CatalogAntiEntropy, r.d.Name); err != nil {
 		return err
 	}
 	r.aeRounds.Add(1)

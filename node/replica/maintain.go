@@ -6,10 +6,9 @@ import (
 	"slices"
 	"time"
 
-	"github.com/pingcap/failpoint"
-
 	"mailarray/node/catalog"
 	"mailarray/node/env"
+	"mailarray/node/fault"
 	"mailarray/node/mirror"
 	"mailarray/node/store"
 )
@@ -217,9 +216,7 @@ func Balanced(t mirror.Table, id string, k int) []string {
 // repair copies e from this node to new holders and commits the new
 // locations.
 func (r *Replicator) repair(ctx context.Context, t mirror.Table, e catalog.Entry, holders []string, want int, rebalance bool) error {
-	err := r.d.Inject("rebuild.copy")
-	failpoint.InjectCall("rebuild.copy", r.d.Name, &err) // chaos failpoint: compiled in by make chaos only
-	if err != nil {
+	if err := r.d.Inject(fault.RebuildCopy, r.d.Name); err != nil {
 		return err
 	}
 	data, err := r.d.Store.Get(e.ID)

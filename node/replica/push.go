@@ -9,6 +9,7 @@ import (
 
 	"mailarray/node/catalog"
 	"mailarray/node/env"
+	"mailarray/node/fault"
 )
 
 // The push side: the asynchronous committer and the per-peer push queues.
@@ -73,7 +74,7 @@ func (r *Replicator) drainCommits() {
 		// pending resolution make a refused message visible. Retry with
 		// backoff until it lands or the node stops.
 		for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-			err := r.d.Inject("catalog.commit")
+			err := r.d.Inject(fault.CatalogCommit, r.d.Name)
 			if err == nil {
 				_, err = r.d.Catalog.Apply(batch...)
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"mailarray/node/fault"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -140,7 +141,7 @@ func newMember(t *testing.T, name string, v *ringView, p *askPeer, tn Tuning) *R
 	return New(Deps{
 		Name: name, Replicas: 2, WriteQuorum: 2, Tuning: tn,
 		Catalog: cat, Store: st, Members: v, Peer: p, Log: log, Rand: env.NewRand(1),
-		Inject: func(string) error { return nil }, Wall: time.Now, Settle: func(string) {},
+		Inject: func(fault.Point, string) error { return nil }, Wall: time.Now, Settle: func(string) {},
 	})
 }
 

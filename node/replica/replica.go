@@ -9,6 +9,7 @@ import (
 
 	"mailarray/node/catalog"
 	"mailarray/node/env"
+	"mailarray/node/fault"
 	"mailarray/node/mirror"
 	"mailarray/node/peer"
 	"mailarray/node/store"
@@ -97,8 +98,9 @@ type Deps struct {
 	Log *slog.Logger
 	// Rand is the node's stream: Start splits the loops' streams from it.
 	Rand *env.Rand
-	// Inject asks the fault hook about a named point (env.Env.Inject).
-	Inject func(point string) error
+	// Inject asks the fault hook and the failpoint about a point
+	// (env.Env.Inject).
+	Inject func(p fault.Point, where string) error
 	// Wall is the node's wall clock (env.Env.Wall).
 	Wall func() time.Time
 	// Settle lets the simulator finish the current instant before a loop

@@ -13,6 +13,7 @@ import (
 
 	"mailarray/node/catalog"
 	"mailarray/node/env"
+	"mailarray/node/fault"
 	"mailarray/node/mirror"
 	"mailarray/node/store"
 )
@@ -46,7 +47,7 @@ func newLone(t *testing.T) *Replicator {
 	return New(Deps{
 		Name: "n1", Replicas: 2, WriteQuorum: 2, Tuning: Tuning{VerifyPerScan: 256},
 		Catalog: cat, Store: st, Members: loneView{}, Log: log, Rand: env.NewRand(1),
-		Inject: func(string) error { return nil }, Wall: time.Now, Settle: func(string) {},
+		Inject: func(fault.Point, string) error { return nil }, Wall: time.Now, Settle: func(string) {},
 	})
 }
 

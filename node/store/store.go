@@ -11,10 +11,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pingcap/failpoint"
 	bolt "go.etcd.io/bbolt"
 
 	"mailarray/node/bufpool"
+	"mailarray/node/fault"
 )
 
 // Bucket names. One file per node holds them all.
@@ -332,11 +332,10 @@ func (s *Store) writer() {
 }
 
 func (s *Store) commit(group []*writeReq) (err error) {
-	// Chaos failpoint (make chaos only): the disk refuses the group's sync
-	// (EIO); nothing of the group is written. The argument is the store's
-	// path, which names the node's data directory.
-	failpoint.InjectCall("store.sync", s.opts.Path, &err)
-	if err != nil {
+	// The disk refuses the group's sync (EIO); nothing of the group is
+	// written. The store has no fault hook: only the failpoint, whose where
+	// is the store's path (it names the node's data directory).
+	if err := fault.Inject(nil, fault.StoreSync, s.opts.Path); err != nil {
 		return err
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
