@@ -42,8 +42,7 @@ func (c *Config) validateAuth(bad func(key, f string, a ...any)) {
 // newAuthFilter returns the sender authentication filter, or nil when
 // there is no resolver or no check is on: then the pipeline makes no
 // lookups and adds no field.
-func (n *Node) newAuthFilter() (*pipeline.Auth, error) {
-	c := n.conf().Pipeline.Auth
+func (n *Node) newAuthFilter(c AuthConfig) (*pipeline.Auth, error) {
 	if c.Resolver == "" || !(c.SPF || c.DKIM || c.DMARC) {
 		return nil, nil
 	}

@@ -37,7 +37,9 @@ const (
 	whyGoSMTP   = "go-smtp's server reads it unlocked from every session"
 	whySession  = "copied into each session's settings"
 	whyWatcher  = "the watcher loops are started with it; the files' contents reload on their own"
-	whyPipeline = "the pipeline's filters are built at start"
+	// A reload rebuilds the pipeline (Node.swapInbound): a message in
+	// flight finishes on the filters it started with.
+	whyPipeline = "the next message; one in flight finishes on the old pipeline"
 )
 
 // configKeys classifies every YAML key of Config, by its dotted path
@@ -101,7 +103,7 @@ var configKeys = map[string]keyClass{
 	"allow-cleartext-auth":          restart("the POP3 and IMAP servers' login policy is set at start"),
 
 	"dns-ttl":            live("the next answer"),
-	"zone-file":          restart(whyWatcher),
+	"zone-file":          live("the new files are loaded (a bad one refuses the reload) and watched"),
 	"dns-strategy":       restart("the strategy keeps state (rotation, load) from start; " + whyArray),
 	"dns-rotate-every":   live("the next answer"),
 	"placement-strategy": restart("the strategy keeps state from start"),
@@ -111,24 +113,24 @@ var configKeys = map[string]keyClass{
 	"shutdown-grace":     live("read when the signal comes"),
 	"log-level":          live("`mailarray serve` sets its logger's level"),
 
-	"pipeline.av-signatures":            restart(whyPipeline),
-	"pipeline.av-policy":                restart(whyPipeline),
-	"pipeline.av-domain-policy":         restart(whyPipeline),
-	"pipeline.clamd":                    restart(whyPipeline),
-	"pipeline.spam-db":                  restart(whyPipeline),
-	"pipeline.dnsbl":                    restart(whyPipeline),
-	"pipeline.ipbl":                     restart(whyPipeline),
-	"pipeline.dnsbl-server":             restart(whyPipeline),
-	"pipeline.spam-reject":              restart(whyPipeline),
-	"pipeline.fail-open":                restart(whyPipeline),
-	"pipeline.sms-gateway":              restart(whyPipeline),
-	"pipeline.auth.resolver":            restart(whyPipeline),
-	"pipeline.auth.spf":                 restart(whyPipeline),
-	"pipeline.auth.dkim":                restart(whyPipeline),
-	"pipeline.auth.dmarc":               restart(whyPipeline),
-	"pipeline.auth.dmarc-policy":        restart(whyPipeline),
-	"pipeline.auth.authserv-id":         restart(whyPipeline),
-	"pipeline.auth.arc-trusted-sealers": restart(whyPipeline),
+	"pipeline.av-signatures":            live(whyPipeline),
+	"pipeline.av-policy":                live(whyPipeline),
+	"pipeline.av-domain-policy":         live(whyPipeline),
+	"pipeline.clamd":                    live(whyPipeline),
+	"pipeline.spam-db":                  live(whyPipeline),
+	"pipeline.dnsbl":                    live(whyPipeline),
+	"pipeline.ipbl":                     live(whyPipeline),
+	"pipeline.dnsbl-server":             live(whyPipeline),
+	"pipeline.spam-reject":              live(whyPipeline),
+	"pipeline.fail-open":                live(whyPipeline),
+	"pipeline.sms-gateway":              live("notices queued from then on; queued ones keep their gateway"),
+	"pipeline.auth.resolver":            live(whyPipeline),
+	"pipeline.auth.spf":                 live(whyPipeline),
+	"pipeline.auth.dkim":                live(whyPipeline),
+	"pipeline.auth.dmarc":               live(whyPipeline),
+	"pipeline.auth.dmarc-policy":        live(whyPipeline),
+	"pipeline.auth.authserv-id":         live(whyPipeline),
+	"pipeline.auth.arc-trusted-sealers": live(whyPipeline),
 	"tuning.anti-entropy-every":         live("the next round"),
 	"tuning.maintain-every":             live("the next scan"),
 	"tuning.pending-timeout":            live("the next scan"),

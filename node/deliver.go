@@ -56,7 +56,10 @@ func (b *smtpBackend) Deliver(ctx context.Context, m *smtp.Message) error {
 		return err
 	}
 	n.env.ChargeCPU(len(m.Data))
-	res, err := n.filter(ctx, m)
+	// One pipeline from filter to notice, even if a reload swaps it.
+	in, release := n.useInbound()
+	defer release()
+	res, err := n.filter(ctx, in, m)
 	if err != nil {
 		return err
 	}

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"mailarray/node/catalog"
 	"mailarray/node/env"
@@ -18,16 +21,22 @@ import (
 // stored and replicated like mail, but outside the recipient's mailbox.
 const quarantinePrefix = "quarantine:"
 
-// inbound holds the node's pipeline and notifier.
+// inbound is one build of the pipeline: its filters, from one version of
+// the pipeline configuration, and the loops that reload their files. A
+// reload that changes the configuration builds a new one and swaps it in
+// (swapInbound); each delivery takes one (useInbound) and keeps it to
+// the end, so a message is never filtered by a mix of two versions.
 type inbound struct {
-	pipe     *pipeline.Pipeline
-	av       *pipeline.Antivirus
-	spam     *pipeline.Spam
-	notifier *pipeline.Notifier
+	conf PipelineConfig // what it was built from
+	pipe *pipeline.Pipeline
+	av   *pipeline.Antivirus
+	spam *pipeline.Spam
+
+	loops loopGroup      // the file watchers
+	users sync.WaitGroup // deliveries running on it (Node.inMu)
 }
 
-func newInbound(n *Node) (*inbound, error) {
-	pc := n.conf().Pipeline
+func newInbound(n *Node, pc PipelineConfig) (*inbound, error) {
 	av := pipeline.DefaultAVConfig()
 	av.SignatureFile = pc.AVSignatures
 	av.DefaultPolicy = pc.AVPolicy
@@ -47,14 +56,12 @@ func newInbound(n *Node) (*inbound, error) {
 	if err != nil {
 		return nil, err
 	}
-	auth, err := n.newAuthFilter()
+	auth, err := n.newAuthFilter(pc.Auth)
 	if err != nil {
 		return nil, err
 	}
 	cfg := pipeline.DefaultConfig()
 	cfg.FailOpen = pc.FailOpen
-	nc := pipeline.DefaultNotifyConfig()
-	nc.SMSGateway = pc.SMSGateway
 	// The explicit, ordered list of filters (STYLE.md rule 11). The fault
 	// filter exists only where faults are injected (a fault hook: the
 	// simulator's tests; or a chaos build): a production node would log
@@ -67,12 +74,63 @@ func newInbound(n *Node) (*inbound, error) {
 		filters = append(filters, auth)
 	}
 	filters = append(filters, a, sp)
-	return &inbound{
-		pipe:     pipeline.New(cfg, n.log, filters...),
-		av:       a,
-		spam:     sp,
-		notifier: pipeline.NewNotifier(nc, n.env.Net, env.NewRand(n.env.Rand.Uint64()), n.log),
-	}, nil
+	return &inbound{conf: pc, pipe: pipeline.New(cfg, n.log, filters...), av: a, spam: sp}, nil
+}
+
+// newNotifier builds the node's notifier. It outlives pipeline rebuilds:
+// a reload changes its SMS gateway in place, so no queued notice is lost.
+func newNotifier(n *Node) (*pipeline.Notifier, error) {
+	nc := pipeline.DefaultNotifyConfig()
+	nc.SMSGateway = n.conf().Pipeline.SMSGateway
+	if err := nc.Validate(); err != nil {
+		return nil, err
+	}
+	return pipeline.NewNotifier(nc, n.env.Net, env.NewRand(n.env.Rand.Uint64()), n.log), nil
+}
+
+// start runs the watchers of the antivirus signatures and the spam
+// database under ctx, polling every interval.
+func (in *inbound) start(ctx context.Context, interval time.Duration) {
+	in.loops.start(ctx)
+	if in.conf.AVSignatures != "" {
+		in.loops.goLoop(func(ctx context.Context) { in.av.Watch(ctx, interval) })
+	}
+	if in.conf.SpamDB != "" {
+		in.loops.goLoop(func(ctx context.Context) { in.spam.Watch(ctx, interval) })
+	}
+}
+
+// filtersChanged reports whether a and b build different filters (the
+// SMS gateway is the notifier's, changed in place).
+func filtersChanged(a, b PipelineConfig) bool {
+	a.SMSGateway, b.SMSGateway = "", ""
+	return !reflect.DeepEqual(a, b)
+}
+
+// useInbound returns the pipeline in use and a release to call once the
+// delivery is done with it (stored and notified).
+func (n *Node) useInbound() (*inbound, func()) {
+	n.inMu.RLock()
+	in := n.in
+	in.users.Add(1) // under inMu: swapInbound's Wait sees every user
+	n.inMu.RUnlock()
+	return in, in.users.Done
+}
+
+// swapInbound makes next the pipeline of the deliveries that start from
+// now on, waits for those running on the old one to finish, then stops
+// the old one's watchers. next's watchers run under ctx when the node has
+// started (nil: Start starts them).
+func (n *Node) swapInbound(ctx context.Context, next *inbound) {
+	if ctx != nil {
+		next.start(ctx, n.conf().UsersReload)
+	}
+	n.inMu.Lock()
+	old := n.in
+	n.in = next
+	n.inMu.Unlock()
+	old.users.Wait()
+	old.loops.stop()
 }
 
 // faultFilter is the chaos suites' failpoint on the pipeline: it fails the
@@ -90,8 +148,8 @@ func (f *faultFilter) Check(ctx context.Context, m *pipeline.Message) (pipeline.
 
 // filter runs the pipeline on m and returns what to store: the data, the
 // trace, whether it is quarantined; or the reply that refuses it.
-func (n *Node) filter(ctx context.Context, m *smtp.Message) (pipeline.Result, error) {
-	res, err := n.in.pipe.Run(ctx, &pipeline.Message{ID: m.ID, From: m.From, Helo: m.Helo, To: m.To, Remote: m.Remote, Data: m.Data, Local: localOrigin(ctx)})
+func (n *Node) filter(ctx context.Context, in *inbound, m *smtp.Message) (pipeline.Result, error) {
+	res, err := in.pipe.Run(ctx, &pipeline.Message{ID: m.ID, From: m.From, Helo: m.Helo, To: m.To, Remote: m.Remote, Data: m.Data, Local: localOrigin(ctx)})
 	if err != nil {
 		return res, err // unwraps to 451 4.3.0
 	}
@@ -110,7 +168,7 @@ func (n *Node) notify(m *smtp.Message, data []byte, entries []catalog.Entry) {
 			continue
 		}
 		ev := pipeline.NewEvent(e.ID, e.Mailbox, m.From, data)
-		if !n.in.notifier.Notify(e.Mailbox, mb.Options.Notify, ev) {
+		if !n.notifier.Notify(e.Mailbox, mb.Options.Notify, ev) {
 			n.log.Warn("node: notification queue full; notice dropped", "mailbox", e.Mailbox, "id", e.ID)
 		}
 	}

@@ -22,6 +22,7 @@ import (
 	"mailarray/node/env"
 	imapd "mailarray/node/imap"
 	"mailarray/node/peer"
+	"mailarray/node/pipeline"
 	"mailarray/node/pop3"
 	"mailarray/node/replica"
 	"mailarray/node/smtp"
@@ -59,14 +60,19 @@ type Node struct {
 	locks   *lockTable
 	repl    *replica.Replicator
 	metrics *metrics
-	in      *inbound
-	loads   *loadTracker
-	bal     *balancer
-	ready   *readiness
-	drain   *drainer // drain.go
-	txs     *txTable // this listener's transactions in flight (txn.go)
-	boot    uint64   // boot id, drawn at each start (txn.go)
-	reload  reloader // the last configuration reload (reload.go)
+	// in is the pipeline in use, swapped by a reload (inbound.go:
+	// useInbound, swapInbound); notifier outlives it.
+	inMu     sync.RWMutex
+	in       *inbound
+	notifier *pipeline.Notifier
+	zones    *loopGroup // the zone-file watcher, replaced by a reload (dnszones.go)
+	loads    *loadTracker
+	bal      *balancer
+	ready    *readiness
+	drain    *drainer // drain.go
+	txs      *txTable // this listener's transactions in flight (txn.go)
+	boot     uint64   // boot id, drawn at each start (txn.go)
+	reload   reloader // the last configuration reload (reload.go)
 
 	mu        sync.Mutex
 	addrs     map[string]string // bound listener addresses by config key
@@ -138,7 +144,11 @@ func New(cfg Config, e *Env) (*Node, error) {
 	n.locks.observe = e.LeaseObserver()
 	n.repl = newReplicator(n)
 	n.metrics = newMetrics(n)
-	if n.in, err = newInbound(n); err != nil {
+	if n.notifier, err = newNotifier(n); err != nil {
+		n.store.Close()
+		return nil, fmt.Errorf("node: pipeline: %w", err)
+	}
+	if n.in, err = newInbound(n, cfg.Pipeline); err != nil {
 		n.store.Close()
 		return nil, fmt.Errorf("node: pipeline: %w", err)
 	}
@@ -260,13 +270,10 @@ func (n *Node) Start() (err error) {
 	if n.tls != nil {
 		n.goLoop(func(ctx context.Context) { n.tls.Watch(ctx, n.conf().UsersReload) })
 	}
-	n.goLoop(n.in.notifier.Run)
-	if n.conf().Pipeline.AVSignatures != "" {
-		n.goLoop(func(ctx context.Context) { n.in.av.Watch(ctx, n.conf().UsersReload) })
-	}
-	if n.conf().Pipeline.SpamDB != "" {
-		n.goLoop(func(ctx context.Context) { n.in.spam.Watch(ctx, n.conf().UsersReload) })
-	}
+	n.goLoop(n.notifier.Run)
+	n.inMu.Lock()
+	n.in.start(n.ctx, n.conf().UsersReload)
+	n.inMu.Unlock()
 	n.log.Info("node: started", "addrs", n.addrsSnapshot(), "roles", n.conf().Roles, "replicas", n.conf().Replicas, "write_quorum", n.conf().WriteQuorum)
 	return nil
 }
@@ -551,10 +558,17 @@ func (n *Node) Close() error {
 		n.web.Close()
 	}
 	n.closePeer()
-	n.in.notifier.Close()
+	n.notifier.Close()
 	for _, l := range ls {
 		l.Close()
 	}
 	n.wg.Wait()
+	// The loops a reload may have replaced: stopped (cancel above) and
+	// waited for here.
+	n.inMu.RLock()
+	in := n.in
+	n.inMu.RUnlock()
+	in.loops.stop()
+	n.stopZoneWatch()
 	return n.store.Close()
 }

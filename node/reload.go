@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"mailarray/node/pipeline"
 	"mailarray/node/smtp"
 )
 
@@ -105,17 +106,54 @@ func (n *Node) reloadLocked(next Config) (ReloadStatus, error) {
 }
 
 // applyLive hands the live keys to the parts that copied them at start.
-// Each setter validates before it changes anything; the TLS files are
-// loaded first, as the only step that reads outside input.
+// Each setter validates before it changes anything. The steps that read
+// outside input come first: the new pipeline is built (its signature and
+// spam files loaded) and the new zone files read, neither in use yet, so
+// a failure leaves everything as it runs; then the TLS files are loaded;
+// only then are the pipeline and zones swapped in.
 func (n *Node) applyLive(old, c *Config) error {
+	var in *inbound
+	if filtersChanged(old.Pipeline, c.Pipeline) {
+		var err error
+		if in, err = newInbound(n, c.Pipeline); err != nil {
+			return fmt.Errorf("config: pipeline: %w", err)
+		}
+	}
+	lz, zonesChanged, err := n.prepareZones(old, c)
+	if err != nil {
+		return fmt.Errorf("config: zone-file: %w", err)
+	}
+	gateway := old.Pipeline.SMSGateway != c.Pipeline.SMSGateway
+	if gateway {
+		nc := pipeline.NotifyConfig{SMSGateway: c.Pipeline.SMSGateway}
+		if err := nc.Validate(); err != nil {
+			return fmt.Errorf("config: pipeline.sms-gateway: %w", err)
+		}
+	}
 	if n.tls != nil && (old.TLSCert != c.TLSCert || old.TLSKey != c.TLSKey) {
 		if err := n.tls.SetFiles(c.TLSCert, c.TLSKey); err != nil {
 			return fmt.Errorf("config: tls-cert: %w", err)
 		}
 	}
+	if in != nil {
+		n.mu.Lock()
+		ctx := n.ctx // nil before Start, which starts the watchers
+		if n.closed {
+			ctx = nil // nothing to watch for any more
+		}
+		n.mu.Unlock()
+		n.swapInbound(ctx, in)
+		n.log.Info("config: pipeline rebuilt", "filters", in.pipe.Filters())
+	}
+	if zonesChanged {
+		n.useZones(n.dns, zoneFiles(c), lz)
+	}
 	// Validate checked every value, so the setters' own checks (which
 	// guard their packages' invariants) do not fail here in practice.
 	var errs []error
+	if gateway {
+		errs = append(errs, n.notifier.SetSMSGateway(c.Pipeline.SMSGateway))
+	}
 	if n.smtp != nil {
 		errs = append(errs, n.smtp.SetLimits(smtp.Limits{
 			MaxSessions: c.SMTPMaxSessions, MaxSessionsPerIP: c.SMTPMaxSessionsPerIP, RatePerIP: c.SMTPRatePerIP,

@@ -109,24 +109,49 @@ func (zf ZoneFiles) stamp() (string, error) {
 	return b.String(), nil
 }
 
+// LoadedZones is zone files read and checked, not yet served: the zones
+// and the stamp of the files' versions they were read from.
+type LoadedZones struct {
+	Zones *Zones
+	stamp string
+}
+
+// LoadStamped reads and checks zf's files (see Load) without serving
+// them: a configuration reload loads the new files first and serves them
+// (UseZones) only once the whole reload is accepted.
+func (zf ZoneFiles) LoadStamped() (LoadedZones, error) {
+	// Stamped before reading: a change made while loading is seen later.
+	st, err := zf.stamp()
+	if err != nil {
+		return LoadedZones{}, err
+	}
+	zs, err := zf.Load()
+	if err != nil {
+		return LoadedZones{}, err
+	}
+	return LoadedZones{Zones: zs, stamp: st}, nil
+}
+
+// UseZones serves lz; a WatchZones started afterwards reloads the files
+// once they change from the versions lz was read from. The zero
+// LoadedZones serves no static zone.
+func (s *Server) UseZones(lz LoadedZones) {
+	s.mu.Lock()
+	s.zoneStamp = lz.stamp
+	s.mu.Unlock()
+	s.SetZones(lz.Zones)
+}
+
 // LoadZones loads zf's files (see ZoneFiles.Load) and serves them; the
 // zones in use stay if they do not load. WatchZones then keeps them
 // current.
 func (s *Server) LoadZones(zf ZoneFiles) (*Zones, error) {
-	// Stamped before reading: a change made while loading is seen later.
-	st, err := zf.stamp()
+	lz, err := zf.LoadStamped()
 	if err != nil {
 		return nil, err
 	}
-	zs, err := zf.Load()
-	if err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	s.zoneStamp = st
-	s.mu.Unlock()
-	s.SetZones(zs)
-	return zs, nil
+	s.UseZones(lz)
+	return lz.Zones, nil
 }
 
 // WatchZones polls the zone files every interval (after LoadZones) and,

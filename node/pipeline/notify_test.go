@@ -147,6 +147,26 @@ func TestNotifySMS(t *testing.T) {
 	assert.Contains(t, logs.String(), "sms:...4567")
 }
 
+// TestNotifySetSMSGateway: a new gateway takes the notices queued from
+// then on; a bad one is refused and the old one stays.
+func TestNotifySetSMSGateway(t *testing.T) {
+	got := make(chan string, 2)
+	gw := startHTTP(t, func(w http.ResponseWriter, r *http.Request) { got <- r.URL.Path })
+	n, _ := startNotifier(t, fastNotify())
+	assert.False(t, n.Notify("bob@mx.test", "sms:+15551234567", Event{ID: "T6"}), "no gateway yet")
+	require.NoError(t, n.SetSMSGateway(gw.URL+"/one"))
+	require.Error(t, n.SetSMSGateway("ftp://gw.test/"))
+	require.True(t, n.Notify("bob@mx.test", "sms:+15551234567", Event{ID: "T7"}))
+	select {
+	case p := <-got:
+		assert.Equal(t, "/one", p)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no SMS")
+	}
+	require.NoError(t, n.SetSMSGateway(""))
+	assert.False(t, n.Notify("bob@mx.test", "sms:+15551234567", Event{ID: "T8"}), "gateway removed")
+}
+
 func TestNotifyRefusals(t *testing.T) {
 	log, logs := testLogger()
 	cfg := fastNotify()
