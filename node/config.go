@@ -382,7 +382,10 @@ func (c *Config) Validate() error {
 		if err == nil {
 			d = a
 		}
-		c.Domains[i] = d
+		if c.Domains[i] != d { // no write when already canonical: a
+			// running Config's copy (Node.Config, then Reload) shares the slice
+			c.Domains[i] = d
+		}
 		if err != nil || !domainRE.MatchString(d) {
 			bad("domain", "%q is not a domain name", d)
 		}
