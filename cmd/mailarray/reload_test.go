@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,8 +18,8 @@ import (
 )
 
 // TestServeSIGHUPReload (issue 18 item 11): SIGHUP re-reads the config
-// file. A live key (smtp-max-sessions-per-ip) takes effect on the socket
-// at once; a restart-only key (max-message-bytes, go-smtp's SIZE) keeps
+// file. Live keys (smtp-max-sessions-per-ip; pipeline.av-policy, which
+// rebuilds the inbound pipeline) take effect on the socket at once; a restart-only key (max-message-bytes, go-smtp's SIZE) keeps
 // its running value and is logged as needing a restart; a broken file is
 // refused, logged with the key at fault, and the node serves on with the
 // configuration it had.
@@ -74,21 +75,30 @@ func TestServeSIGHUPReload(t *testing.T) {
 	assert.Eventually(t, welcome, 10*time.Second, 50*time.Millisecond, "the first session from this address")
 	assert.True(t, strings.HasPrefix(greet(), "421 "), "a second one is over smtp-max-sessions-per-ip 1")
 
-	// A live key and a restart-only key change.
-	writeConf("smtp-max-sessions-per-ip: 3\nmax-message-bytes: 131072\n")
+	// Two live keys (one rebuilds the pipeline) and a restart-only key
+	// change.
+	writeConf("smtp-max-sessions-per-ip: 3\nmax-message-bytes: 131072\npipeline:\n  av-policy: quarantine\n")
 	p.signal(syscall.SIGHUP)
 	st := reloads(1)
 	assert.Equal(t, "ok", st.Result, "reload: %+v", st)
-	assert.Equal(t, []string{"smtp-max-sessions-per-ip"}, st.Applied)
+	assert.Equal(t, []string{"smtp-max-sessions-per-ip", "pipeline.av-policy"}, st.Applied)
 	assert.Equal(t, []string{"max-message-bytes"}, st.Restart)
 	assert.Equal(t, "65536", size(), "max-message-bytes keeps its running value until a restart")
 	assert.Eventually(t, welcome, 10*time.Second, 50*time.Millisecond, "the raised cap takes new sessions at once")
 	assert.Contains(t, p.log(), "needs a restart")
 	assert.Regexp(t, `key=max-message-bytes`, p.log())
-	assert.Regexp(t, `config: reloaded.*changed="?\[smtp-max-sessions-per-ip\]`, p.log())
+	assert.Regexp(t, `config: reloaded.*changed="?\[smtp-max-sessions-per-ip pipeline.av-policy\]`, p.log())
+	// The next message takes the new pipeline: held, not defanged.
+	msg := "From: x@remote.test\r\nTo: alice@" + testDomain + "\r\nSubject: after the reload\r\n\r\n" + testEICAR + "\r\n"
+	_, err := send(context.Background(), smtpAddr, []string{"alice@" + testDomain}, []byte(msg))
+	require.NoError(t, err)
+	code, body, err := p.get("/v1/quarantine")
+	require.NoError(t, err)
+	require.Equal(t, 200, code)
+	assert.Contains(t, string(body), "quarantine:alice@"+testDomain, "pipeline.av-policy applies to the next message")
 
 	// A broken file: refused, named, nothing changes.
-	writeConf("smtp-max-sessions-per-ip: 0\nmax-message-bytes: 131072\n")
+	writeConf("smtp-max-sessions-per-ip: 0\nmax-message-bytes: 131072\npipeline:\n  av-policy: quarantine\n")
 	p.signal(syscall.SIGHUP)
 	st = reloads(2)
 	assert.Equal(t, "error", st.Result)
@@ -103,7 +113,7 @@ func TestServeSIGHUPReload(t *testing.T) {
 	require.True(t, p.running(), "a refused reload does not stop the node")
 	assert.Eventually(t, welcome, 10*time.Second, 50*time.Millisecond, "the running cap (3) stays: a third session")
 	assert.True(t, strings.HasPrefix(greet(), "421 "), "and a fourth is over it")
-	code, body, err := p.get("/metrics")
+	code, body, err = p.get("/metrics")
 	require.NoError(t, err)
 	require.Equal(t, 200, code)
 	assert.Contains(t, string(body), `mailarray_config_reloads_total{result="ok"} 1`)
