@@ -47,6 +47,8 @@
 // poll, when a strategy weighs load (load.go); the readiness probe
 // (ready.go); the watchers of the users file, the TLS certificate, the
 // antivirus signatures and the spam database; and the pipeline's notifier.
+// A configuration reload rebuilds the pipeline and replaces the watchers
+// of its files and of the zone files (loops.go: loopGroup).
 //
 // # Files
 //
@@ -61,16 +63,17 @@
 //	deletesync.go      pushEverywhere: a deletion answered only once every live node has it
 //	deliver.go         smtpBackend and storeMessage: the write path
 //	dnssource.go       dnsSource: what the DNS server sees (domains, live members, serial)
-//	dnszones.go        static zone files loaded into the DNS server
+//	dnszones.go        static zone files loaded into the DNS server, and swapped by a reload
 //	doc.go             this map
 //	ids.go             transaction and copy ids
 //	imap_backend.go    imapBackend and imapMailbox: the node as the IMAP server sees it
 //	imap_uid.go        IMAP UIDs assigned over the replicated catalog
-//	inbound.go         the pipeline and notifier; quarantine listing, release, trace
+//	inbound.go         the pipeline (one build per configuration, swapped by a reload) and notifier; quarantine listing, release, trace
 //	load.go            loadTracker: peers' load reports and this node's delivery latency
 //	load_other.go      freeDiskBytes where statfs is not available
 //	load_statfs.go     freeDiskBytes from statfs
 //	locks.go           lockTable and the mailbox leases on rendezvous-hashed managers
+//	loops.go           loopGroup: background loops stopped apart from the node's
 //	members.go         memberView (membership and mirroring table cache), onMembership
 //	metrics.go         the Prometheus registry and the node's collector
 //	node.go            Node, New, Start, the listeners, Shutdown and Close
