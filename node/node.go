@@ -507,6 +507,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		// IMAP sessions are long-lived (IDLE): say BYE rather than wait.
 		n.imap.Bye(ctx)
 	}
+	n.repl.StopMaintenance()
 	n.repl.Flush(ctx)
 	n.repl.RecordMembership() // a clean stop was a member until now
 	// Leave waits for the goodbye to spread (serf: up to 5 s); never past

@@ -29,6 +29,9 @@ func (r *Replicator) maintainLoop(ctx context.Context, rnd *env.Rand) {
 		case <-r.kick:
 		case <-time.After(rnd.Jitter(r.tun().MaintainEvery, 0.25)):
 		}
+		if r.stopping.Load() {
+			continue // shutting down: see StopMaintenance
+		}
 		r.watchReturns(ctx)
 		r.rebuild(ctx)
 		r.resolvePending(ctx)
@@ -42,6 +45,14 @@ func (r *Replicator) maintainLoop(ctx context.Context, rnd *env.Rand) {
 		r.collectTick()
 	}
 }
+
+// StopMaintenance ends rebuild, rebalance, orphan cleanup and tombstone
+// collection for good (a pass under way finishes). A node shutting down
+// calls it before it leaves the array: the array's other nodes may be
+// stopping at the same moment, and their departures are no reason to
+// start repairs this node will not finish. Pushes, anti-entropy and
+// commits go on (Flush hands the last changes over).
+func (r *Replicator) StopMaintenance() { r.stopping.Store(true) }
 
 // countLiveHolders counts e's locations that are live storage members
 // and returns the first of them, without allocating.
@@ -114,9 +125,16 @@ func (r *Replicator) rebuild(ctx context.Context) {
 		if live == 0 || first != r.d.Name {
 			return true
 		}
-		if short || rebalance || live != len(e.Locations) {
+		// A holder that is not live is dropped from the entry only once R
+		// live holders are listed (full: R itself, not min(R, ring)). A
+		// node whose view of the ring is partial — the last one up while
+		// the others stop, a minority side, a start before the join —
+		// would otherwise unlist copies that exist, and an unlisted copy
+		// is one no reader finds and orphan cleanup may trim.
+		atR := live >= r.d.Replicas
+		if short || rebalance || (atR && live != len(e.Locations)) {
 			h := LiveHolders(t, e)
-			if short || (rebalance && !sameSet(h, Balanced(t, e.ID, want))) || len(h) != len(e.Locations) {
+			if short || (rebalance && !sameSet(h, Balanced(t, e.ID, want))) || (atR && len(h) != len(e.Locations)) {
 				jobs = append(jobs, job{*e, h})
 			}
 		}
@@ -242,8 +260,22 @@ func (r *Replicator) repair(ctx context.Context, t mirror.Table, e catalog.Entry
 			target = append(target, cand)
 		}
 	}
+	// Holders this repair does not reach stay listed while fewer than R
+	// live ones are (see rebuild): a node away keeps its place until its
+	// copy is replaced, and the verifier unlists it if it comes back
+	// without the copy. A node handing on its copy (off the ring) stays
+	// listed on the same terms.
+	keep := target
+	if len(target) < r.d.Replicas {
+		keep = slices.Clone(target)
+		for _, l := range e.Locations {
+			if !slices.Contains(keep, l) {
+				keep = append(keep, l)
+			}
+		}
+	}
 	e.Version = r.d.Catalog.Now()
-	e.Locations = target
+	e.Locations = keep
 	var added []string
 	for _, node := range target {
 		if slices.Contains(holders, node) {

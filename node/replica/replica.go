@@ -133,6 +133,8 @@ type Replicator struct {
 	kick   chan struct{}
 
 	rebalance atomic.Bool
+	// stopping is set by StopMaintenance.
+	stopping atomic.Bool
 	// horizonRefused counts peers' horizons refused as too far ahead.
 	horizonRefused atomic.Int64
 
