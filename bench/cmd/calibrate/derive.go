@@ -107,7 +107,7 @@ func derive(cfg config, results []repeatResult, log io.Writer) (sim.CostProfile,
 	cpuMsg := col(func(f figures) float64 { return f.cpuPerMsg })
 	cpuKiB := col(func(f figures) float64 { return f.cpuPerKiB })
 	r2 := col(func(f figures) float64 { return f.cpuR2 })
-	how := fmt.Sprintf("intercept of the least-squares line of the nodes' CPU (/proc utime+stime, less idle) per charge (accepted x R=%d) over the message sizes %v, %d messages each at %v msgs/s (R2 median %.3f)",
+	how := fmt.Sprintf("intercept of the least-squares line of the nodes' CPU (/proc utime+stime, less idle) per charge (messages stored x R=%d) over the message sizes %v, %d messages each at %v msgs/s (R2 median %.3f)",
 		chargesPerMsg, cfg.sizes, cfg.messages, cfg.rate, r2.Median)
 	line("cpu_per_msg", cpuMsg, us, "us", how)
 	line("cpu_per_kib", cpuKiB, us, "us", "slope of the same line, per KiB of message")

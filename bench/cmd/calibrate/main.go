@@ -87,7 +87,7 @@ func parse(args []string) (config, error) {
 	sizes := fs.String("sizes", "1024,8192,32768,131072", "message sizes in bytes, comma-separated (two or more)")
 	fs.IntVar(&c.messages, "messages", 1000, "messages per size and repeat")
 	fs.Float64Var(&c.rate, "rate", 100, "offered load in msgs/s: well below saturation, so that CPU, not queueing, is measured")
-	fs.IntVar(&c.senders, "senders", 8, "concurrent SMTP clients")
+	fs.IntVar(&c.senders, "senders", 32, "concurrent SMTP clients: enough that large messages at -rate do not wait for a free one")
 	fs.IntVar(&c.readers, "readers", 4, "concurrent POP3 clients emptying the mailboxes")
 	fs.DurationVar(&c.idle, "idle", 3*time.Second, "how long the idle array's CPU is measured")
 	fsyncSizes := fs.String("fsync-sizes", "4096,65536,262144,1048576", "write sizes of the fsync probe, bytes")
