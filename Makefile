@@ -8,7 +8,7 @@ PKGS := ./...
 RACE_PKGS := ./node/... ./sim/...
 SCENARIO ?=
 
-.PHONY: deploy-walkthrough soak-real bench bench-compare bench-saturation bench-scale bench-real chaos chaos-soak mutants sim-test image compose-up compose-down compose-purge all build test test-race vet fmt-check cluster bench bench-real chaos clean deps sim-test
+.PHONY: calibrate deploy-walkthrough soak-real bench bench-compare bench-saturation bench-scale bench-real chaos chaos-soak mutants sim-test image compose-up compose-down compose-purge all build test test-race vet fmt-check cluster bench bench-real chaos clean deps sim-test
 
 all: build
 
@@ -120,6 +120,16 @@ bench-scale:
 bench-real: build
 	$(GO) run ./bench/cmd/benchreal -scenario $(or $(SCENARIO),roundrobin)
 	$(MAKE) --no-print-directory bench-compare
+
+# The simulator's cost-model parameters measured on this machine (real
+# mailarray serve processes under controlled load, a disk and a loopback
+# probe): scenarios/profiles/$(PROFILE).yaml, which a scenario names with
+# cost_profile: $(PROFILE). About 4 minutes (docs/bench.md "Calibration").
+# CALIBRATE_FLAGS passes more flags (-repeats, -messages, -rate, -sizes, -out).
+PROFILE ?= calibrated
+CALIBRATE_FLAGS ?=
+calibrate: build
+	$(GO) run ./bench/cmd/calibrate -name $(PROFILE) $(CALIBRATE_FLAGS)
 
 # The real-process soak: RUNS runs (seeds SEED..SEED+RUNS-1) of three
 # mailarray serve processes on loopback under load, each with SIGKILL and

@@ -601,6 +601,16 @@ func (c *Cluster) Fill(ctx context.Context, rep *sim.Report, wall time.Duration)
 	return c.checkLost(ctx, rep)
 }
 
+// CPUTime is the CPU time (user + system) of every node's processes so
+// far, running and exited: what make calibrate divides by the messages.
+func (c *Cluster) CPUTime() time.Duration {
+	var sum time.Duration
+	for _, n := range c.nodes {
+		sum += c.cpuTime(n)
+	}
+	return sum
+}
+
 // cpuTime is n's CPU time: exited incarnations plus the running one's
 // (/proc/<pid>/stat utime + stime).
 func (c *Cluster) cpuTime(n *RealNode) time.Duration {

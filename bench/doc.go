@@ -28,7 +28,11 @@
 //     senders, readers and mailboxes proportional to n. TestScaleSweep
 //     runs 3 to 32 nodes and writes results/scale.json.
 //   - Cluster (cluster.go) starts a scenario's nodes as `mailarray serve`
-//     processes on loopback for bench-real, and reads their status.
+//     processes on loopback for bench-real and make calibrate, and reads
+//     their status and CPU time.
+//   - bench/calibrate and bench/cmd/calibrate (make calibrate) measure the
+//     cost model's parameters on this machine with a Cluster and the real
+//     load generator, and write a cost profile scenarios can name.
 //
 // Everything written under results/ is a function of the scenarios, the
 // seeds and the code, except the "wall" objects, which hold the only

@@ -37,6 +37,9 @@
 //     message, and a disk that syncs groups (disk_fsync + bytes /
 //     disk_bytes_per_sec). Both are queues served by the driver, so waiting
 //     is durable blocking and completions happen in canonical order.
+//     A scenario may name a cost profile measured on a machine (profile.go,
+//     scenarios/profiles/, make calibrate): it fills the cost fields a
+//     node leaves unset, and the link when the scenario sets none.
 //   - The report (report.go) is deterministic JSON: throughput, outcomes by
 //     code, latency percentiles and CDF, loss (acknowledged, undeleted, and
 //     without a readable copy on a live node), per-node shares, imbalance,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -51,6 +52,14 @@ type Scenario struct {
 	Nodes      []NodeSpec     `yaml:"nodes" json:"nodes"`
 	Load       LoadSpec       `yaml:"load" json:"load"`
 	Faults     []FaultSpec    `yaml:"faults" json:"faults"`
+
+	// CostProfile names a measured cost profile (profiles/<name>.yaml
+	// beside the scenario file, written by make calibrate): it fills the
+	// node cost fields a node leaves unset and the link when none is set
+	// (profile.go). Empty: the modeled defaults.
+	CostProfile string `yaml:"cost_profile" json:"cost_profile,omitempty"`
+	// profile is the one CostProfile names, once attached (UseProfile).
+	profile *CostProfile
 }
 
 // MembershipSpec overrides the modeled membership's delays (defaults:
@@ -241,20 +250,32 @@ func LoadScenario(path string) (Scenario, error) {
 	if err != nil {
 		return Scenario{}, fmt.Errorf("sim: scenario: %w", err)
 	}
-	sc, err := ParseScenario(b)
+	sc, err := parseScenario(b, filepath.Dir(path))
 	if err != nil {
 		return Scenario{}, fmt.Errorf("%s: %w", path, err)
 	}
 	return sc, nil
 }
 
-// ParseScenario parses YAML (unknown keys are errors) and validates it.
-func ParseScenario(b []byte) (Scenario, error) {
+// ParseScenario parses YAML (unknown keys are errors) and validates it. It
+// reads no files: a scenario that names a cost profile fails validation
+// (LoadScenario finds the profile beside the file; or parse without
+// validating, UseProfile, Validate).
+func ParseScenario(b []byte) (Scenario, error) { return parseScenario(b, "") }
+
+// parseScenario parses and validates b, with the cost profile it names
+// from dir/profiles ("": none).
+func parseScenario(b []byte, dir string) (Scenario, error) {
 	var sc Scenario
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&sc); err != nil {
 		return Scenario{}, fmt.Errorf("sim: scenario: %w", err)
+	}
+	if dir != "" {
+		if err := sc.loadProfileFor(dir); err != nil {
+			return Scenario{}, err
+		}
 	}
 	if err := sc.Validate(); err != nil {
 		return Scenario{}, err
@@ -331,6 +352,12 @@ func (sc *Scenario) Validate() error {
 	}
 	if sc.TargetP99 < 0 {
 		bad("target_p99", "must be >= 0")
+	}
+	if sc.CostProfile != "" && !labelRE.MatchString(sc.CostProfile) {
+		bad("cost_profile", "%q must be a lowercase label (a-z, 0-9, '-')", sc.CostProfile)
+	} else {
+		// Before the defaults: they fill only what the profile leaves.
+		sc.applyProfile(bad)
 	}
 	sc.Membership.validate(bad)
 	sc.Link.validate(bad)

@@ -1,0 +1,93 @@
+package calibrate
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestFitRecoversLine: points on a known line, exact and with small noise,
+// give back its slope and intercept.
+func TestFitRecoversLine(t *testing.T) {
+	seed := uint64(20)
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, seed))
+	for _, tc := range []struct {
+		name             string
+		intercept, slope float64
+		xs               []float64
+		noise            float64 // uniform in [-noise, noise]
+		tol              float64 // relative
+	}{
+		{"cpu per message and per KiB", 250e-6, 6e-6, []float64{1, 4, 16, 64}, 0, 1e-9},
+		{"fsync and bandwidth", 2e-3, 1.0 / 200e6, []float64{4096, 65536, 262144, 1048576}, 0, 1e-9},
+		{"noisy, many points", 300e-6, 8e-6, []float64{1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128}, 2e-6, 0.05},
+		{"flat", 1e-3, 0, []float64{1, 10, 100}, 0, 1e-9},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var pts []Point
+			for _, x := range tc.xs {
+				y := tc.intercept + tc.slope*x + tc.noise*(2*rng.Float64()-1)
+				pts = append(pts, Point{x, y})
+			}
+			got, err := Fit(pts)
+			require.NoError(t, err)
+			assert.InDelta(t, tc.intercept, got.Intercept, tc.tol*tc.intercept+1e-15, "intercept")
+			assert.InDelta(t, tc.slope, got.Slope, tc.tol*math.Abs(tc.slope)+1e-15, "slope")
+			if tc.noise == 0 {
+				assert.InDelta(t, 1, got.R2, 1e-9, "R2 of exact points")
+			} else {
+				assert.Greater(t, got.R2, 0.9, "R2 of slightly noisy points")
+			}
+		})
+	}
+}
+
+func TestFitNeedsTwoDistinctX(t *testing.T) {
+	for _, pts := range [][]Point{nil, {{1, 2}}, {{4, 1}, {4, 3}, {4, 2}}} {
+		_, err := Fit(pts)
+		assert.ErrorIs(t, err, ErrFewPoints, "points %v", pts)
+	}
+}
+
+// TestFitR2: points off the line lower R2 below 1.
+func TestFitR2(t *testing.T) {
+	got, err := Fit([]Point{{0, 0}, {1, 2}, {2, 1}, {3, 3}})
+	require.NoError(t, err)
+	assert.InDelta(t, 0.8, got.Slope, 1e-12)
+	assert.InDelta(t, 0.3, got.Intercept, 1e-12)
+	assert.InDelta(t, 0.64, got.R2, 1e-12)
+}
+
+func TestSummarizeAndPercentile(t *testing.T) {
+	s := Summarize([]float64{3, 1, 2, 10})
+	assert.Equal(t, Summary{Median: 2.5, Min: 1, Max: 10}, s)
+	assert.InDelta(t, 3.6, s.Spread(), 1e-12)
+	assert.Equal(t, Summary{}, Summarize(nil))
+	sorted := []float64{10, 20, 30, 40, 50}
+	for _, tc := range []struct{ q, want float64 }{{0, 10}, {0.5, 30}, {0.9, 46}, {0.99, 49.6}, {1, 50}} {
+		assert.InDelta(t, tc.want, Percentile(sorted, tc.q), 1e-9, "q %v", tc.q)
+	}
+}
+
+// TestProbes: the probes measure something on this machine (the values
+// depend on it: only that they are positive and ordered is asserted).
+func TestProbes(t *testing.T) {
+	samples, err := FsyncProbe(t.TempDir(), []int{4096, 65536}, 5)
+	require.NoError(t, err)
+	require.Len(t, samples, 2)
+	for _, s := range samples {
+		require.Len(t, s.Seconds, 5)
+		assert.Greater(t, s.Seconds[0], 0.0)
+		assert.LessOrEqual(t, s.Seconds[0], s.Seconds[4], "sorted")
+	}
+	rtt, err := EchoProbe(context.Background(), 50)
+	require.NoError(t, err)
+	require.Len(t, rtt, 50)
+	assert.Greater(t, rtt[0], 0.0)
+	assert.Positive(t, SelfCPU(), "this process has used CPU")
+}

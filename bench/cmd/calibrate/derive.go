@@ -1,0 +1,173 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"time"
+
+	"mailarray/bench/calibrate"
+	"mailarray/sim"
+)
+
+// figures are one repeat's parameters, in seconds and bytes per second.
+type figures struct {
+	cpuPerMsg, cpuPerKiB, cpuR2    float64
+	readPerMsg, readPerKiB, readR2 float64
+	fsyncP50, fsyncP90, fsyncP99   float64
+	fsyncIntercept                 float64
+	bandwidth                      float64
+	bandwidthFromFit               bool
+	latency, jitter                float64
+	genUtilMax, nodeUtilMax        float64
+}
+
+// repeatFigures derives one repeat's parameters from its measurements.
+func repeatFigures(res repeatResult) (figures, error) {
+	var f figures
+	var ing, rd []calibrate.Point
+	for _, p := range res.ingest {
+		ing = append(ing, calibrate.Point{X: float64(p.size) / 1024, Y: p.perCharge(chargesPerMsg)})
+		f.genUtilMax = max(f.genUtilMax, util(p.genCPU, p.wall))
+		f.nodeUtilMax = max(f.nodeUtilMax, util(p.nodeCPU, p.wall))
+	}
+	for _, p := range res.read {
+		rd = append(rd, calibrate.Point{X: float64(p.size) / 1024, Y: p.perCharge(1)})
+	}
+	l, err := calibrate.Fit(ing)
+	if err != nil {
+		return f, fmt.Errorf("ingest: %w", err)
+	}
+	f.cpuPerMsg, f.cpuPerKiB, f.cpuR2 = l.Intercept, l.Slope, l.R2
+	if l, err = calibrate.Fit(rd); err != nil {
+		return f, fmt.Errorf("read: %w", err)
+	}
+	f.readPerMsg, f.readPerKiB, f.readR2 = l.Intercept, l.Slope, l.R2
+
+	small := res.fsync[0]
+	for _, s := range res.fsync {
+		if s.Bytes < small.Bytes {
+			small = s
+		}
+	}
+	f.fsyncP50 = calibrate.Percentile(small.Seconds, 0.5)
+	f.fsyncP90 = calibrate.Percentile(small.Seconds, 0.9)
+	f.fsyncP99 = calibrate.Percentile(small.Seconds, 0.99)
+	if l, err = calibrate.FsyncFit(res.fsync); err != nil {
+		return f, fmt.Errorf("fsync: %w", err)
+	}
+	f.fsyncIntercept = l.Intercept
+	if l.Slope > 0 {
+		f.bandwidth, f.bandwidthFromFit = 1/l.Slope, true
+	} else {
+		// The sync time did not grow with the size (a fast disk under
+		// noise): the largest write over its whole sync time is a lower
+		// bound of the bandwidth.
+		big := slices.MaxFunc(res.fsync, func(a, b calibrate.SyncSamples) int { return a.Bytes - b.Bytes })
+		f.bandwidth = float64(big.Bytes) / calibrate.Percentile(big.Seconds, 0.5)
+	}
+
+	p10, p50, p90 := calibrate.Percentile(res.rtt, 0.1), calibrate.Percentile(res.rtt, 0.5), calibrate.Percentile(res.rtt, 0.9)
+	// The model's one-way delay is latency + U[0, jitter); a round trip
+	// is two. Jitter spans the middle 80% of the round trips (halved: one
+	// way), and latency puts the model's median round trip at the
+	// measured one.
+	f.jitter = max(0, (p90-p10)/2)
+	f.latency = max(p50/2-f.jitter/2, p10/2)
+	return f, nil
+}
+
+// derive turns the repeats into the profile, printing every figure with
+// how it was obtained and its spread.
+func derive(cfg config, results []repeatResult, log io.Writer) (sim.CostProfile, error) {
+	var all []figures
+	for i, res := range results {
+		f, err := repeatFigures(res)
+		if err != nil {
+			return sim.CostProfile{}, fmt.Errorf("repeat %d: %w", i+1, err)
+		}
+		all = append(all, f)
+	}
+	col := func(get func(f figures) float64) calibrate.Summary {
+		var v []float64
+		for _, f := range all {
+			v = append(v, get(f))
+		}
+		return calibrate.Summarize(v)
+	}
+	p := sim.CostProfile{Name: cfg.name, Repeats: cfg.repeats}
+	fmt.Fprintf(log, "\ncalibrate: %d repeats; each figure is the median, [min..max] and the range as a share of the median\n", len(all))
+	line := func(key string, s calibrate.Summary, unit float64, unitName, how string) {
+		fmt.Fprintf(log, "  %-18s %10.3f %s  [%.3f..%.3f] %5.1f%%  %s\n", key, s.Median/unit, unitName, s.Min/unit, s.Max/unit, 100*s.Spread(), how)
+		p.Method = append(p.Method, key+": "+how)
+	}
+	us, ms := 1e-6, 1e-3
+
+	cpuMsg := col(func(f figures) float64 { return f.cpuPerMsg })
+	cpuKiB := col(func(f figures) float64 { return f.cpuPerKiB })
+	r2 := col(func(f figures) float64 { return f.cpuR2 })
+	how := fmt.Sprintf("intercept of the least-squares line of the nodes' CPU (/proc utime+stime, less idle) per charge (messages stored x R=%d) over the message sizes %v, %d messages each at %v msgs/s (R2 median %.3f)",
+		chargesPerMsg, cfg.sizes, cfg.messages, cfg.rate, r2.Median)
+	line("cpu_per_msg", cpuMsg, us, "us", how)
+	line("cpu_per_kib", cpuKiB, us, "us", "slope of the same line, per KiB of message")
+	readMsg := col(func(f figures) float64 { return f.readPerMsg })
+	readKiB := col(func(f figures) float64 { return f.readPerKiB })
+	line("read_cpu_per_msg", readMsg, us, "us", fmt.Sprintf("intercept of the nodes' CPU per POP3 RETR (login, UIDL, DELE and the deletion's sync included) over the sizes, %d readers (R2 median %.3f); not applied: the model charges a RETR as cpu_per_msg/cpu_per_kib", cfg.readers, col(func(f figures) float64 { return f.readR2 }).Median))
+	line("read_cpu_per_kib", readKiB, us, "us", "slope of the same line")
+
+	fsync50 := col(func(f figures) float64 { return f.fsyncP50 })
+	line("disk_fsync", fsync50, ms, "ms", fmt.Sprintf("median of %d write+fdatasync of %d bytes on the data directory's filesystem", cfg.fsyncCount, slices.Min(cfg.fsyncSizes)))
+	line("fsync_p90", col(func(f figures) float64 { return f.fsyncP90 }), ms, "ms", "90th percentile of the same")
+	line("fsync_p99", col(func(f figures) float64 { return f.fsyncP99 }), ms, "ms", "99th percentile of the same")
+	bw := col(func(f figures) float64 { return f.bandwidth })
+	fromFit := 0
+	for _, f := range all {
+		if f.bandwidthFromFit {
+			fromFit++
+		}
+	}
+	line("disk_bytes_per_sec", bw, 1e6, "MB/s", fmt.Sprintf("1 / slope of the median sync time over the write sizes %v (in %d of %d repeats; else the largest write over its sync time, a lower bound); the fit's intercept is %.3f ms",
+		cfg.fsyncSizes, fromFit, len(all), col(func(f figures) float64 { return f.fsyncIntercept }).Median/ms))
+	lat := col(func(f figures) float64 { return f.latency })
+	jit := col(func(f figures) float64 { return f.jitter })
+	line("link_latency", lat, us, "us", fmt.Sprintf("loopback TCP echo of %d round trips: one-way = median round trip/2 - jitter/2 (the node's own work on a peer call is CPU, charged above)", cfg.echoCount))
+	line("link_jitter", jit, us, "us", "(p90 - p10 of the round trips) / 2: the model adds U[0, jitter) each way")
+
+	gen := col(func(f figures) float64 { return f.genUtilMax })
+	nodes := col(func(f figures) float64 { return f.nodeUtilMax })
+	fmt.Fprintf(log, "  load generator: at most %.0f%% of the machine in an ingest phase (median over repeats; max %.0f%%), nodes at most %.0f%%\n", 100*gen.Median, 100*gen.Max, 100*nodes.Median)
+
+	p.CPUPerMsg = durFig(cpuMsg, log, "cpu_per_msg")
+	p.CPUPerKiB = durFig(cpuKiB, log, "cpu_per_kib")
+	p.ReadCPUPerMsg = rawDurFig(readMsg)
+	p.ReadCPUPerKiB = rawDurFig(readKiB)
+	p.DiskFsync = durFig(fsync50, log, "disk_fsync")
+	p.FsyncP50 = rawDurFig(fsync50)
+	p.FsyncP90 = rawDurFig(col(func(f figures) float64 { return f.fsyncP90 }))
+	p.FsyncP99 = rawDurFig(col(func(f figures) float64 { return f.fsyncP99 }))
+	p.DiskBytesPerSec = sim.RateFigure{Value: int64(math.Round(bw.Median)), Min: int64(math.Floor(bw.Min)), Max: int64(math.Ceil(bw.Max))}
+	p.LinkLatency = durFig(lat, log, "link_latency")
+	p.LinkJitter = rawDurFig(jit)
+	return p, nil
+}
+
+// rawDurFig is a summary in seconds as a duration figure.
+func rawDurFig(s calibrate.Summary) sim.DurationFigure {
+	d := func(sec float64) sim.Duration { return sim.Duration(time.Duration(math.Round(sec * 1e9))) }
+	return sim.DurationFigure{Value: d(s.Median), Min: d(s.Min), Max: d(s.Max)}
+}
+
+// durFig is rawDurFig for a figure the model applies, which must be > 0:
+// in a node 0 reads as unset (the default would replace it). A median at
+// or below 0 (the cost did not grow with the size, within the noise) is
+// recorded as 1ns, and said.
+func durFig(s calibrate.Summary, log io.Writer, key string) sim.DurationFigure {
+	f := rawDurFig(s)
+	if f.Value <= 0 {
+		fmt.Fprintf(log, "  WARNING: %s measured %v (noise larger than the cost): recorded as 1ns\n", key, f.Value)
+		f.Value = sim.Duration(time.Nanosecond)
+		f.Max = max(f.Max, f.Value)
+	}
+	return f
+}
