@@ -8,7 +8,7 @@ PKGS := ./...
 RACE_PKGS := ./node/... ./sim/...
 SCENARIO ?=
 
-.PHONY: deploy-walkthrough soak-real bench bench-compare bench-saturation bench-scale bench-real chaos chaos-soak mutants sim-test image compose-up compose-down compose-purge all build test test-race vet fmt-check cluster bench bench-real chaos clean deps sim-test
+.PHONY: bench-anchors profile deploy-walkthrough soak-real bench bench-compare bench-saturation bench-scale bench-real chaos chaos-soak mutants sim-test image compose-up compose-down compose-purge all build test test-race vet fmt-check cluster bench bench-real chaos clean deps sim-test
 
 all: build
 
@@ -120,6 +120,28 @@ bench-scale:
 bench-real: build
 	$(GO) run ./bench/cmd/benchreal -scenario $(or $(SCENARIO),roundrobin)
 	$(MAKE) --no-print-directory bench-compare
+
+# The side-by-side comparisons of issue 21 (docs/performance.md): durable
+# ingest against Postfix (3 nodes R=2 W=2, then one node), IMAP and POP3
+# reads against Dovecot, and the simulator's BenchmarkSimThreeNodeR2;
+# writes results/anchors.md. The comparisons are the shared scripts in
+# $(SHARED_BENCH), outside the repository (they install Postfix and
+# Dovecot from Debian's packages when missing). About 15-20 min with the
+# issue's method (3 rounds, 6,000 ingest and 1,000 read messages, 100,000
+# simulated). A smoke run: make bench-anchors ANCHOR_ROUNDS=1 ANCHOR_MSGS=300
+# ANCHOR_SIM_MSGS=2000 ANCHOR_OUT=/tmp/anchors.md
+SHARED_BENCH ?= ../shared/bench
+ANCHOR_OUT ?= results/anchors.md
+bench-anchors:
+	@[ -f "$(SHARED_BENCH)/ingest_compare.py" ] && [ -f "$(SHARED_BENCH)/access_compare.py" ] || \
+		{ echo "make: the shared side-by-side scripts are missing: no $(SHARED_BENCH)/ingest_compare.py or access_compare.py."; \
+		  echo "make: they live outside the repository (../shared/bench beside the checkout); set SHARED_BENCH=/path/to/shared/bench"; exit 1; }
+	$(GO) run ./bench/cmd/benchanchors -shared '$(SHARED_BENCH)' -out '$(ANCHOR_OUT)' \
+		$(if $(ANCHOR_ROUNDS),-rounds $(ANCHOR_ROUNDS)) \
+		$(if $(ANCHOR_MSGS),-ingest-msgs $(ANCHOR_MSGS) -access-msgs $(ANCHOR_MSGS)) \
+		$(if $(ANCHOR_INGEST_MSGS),-ingest-msgs $(ANCHOR_INGEST_MSGS)) \
+		$(if $(ANCHOR_ACCESS_MSGS),-access-msgs $(ANCHOR_ACCESS_MSGS)) \
+		$(if $(ANCHOR_SIM_MSGS),-sim-msgs $(ANCHOR_SIM_MSGS))
 
 # The real-process soak: RUNS runs (seeds SEED..SEED+RUNS-1) of three
 # mailarray serve processes on loopback under load, each with SIGKILL and
