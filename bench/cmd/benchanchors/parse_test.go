@@ -69,7 +69,10 @@ func TestParseRefusesWhatItDoesNotKnow(t *testing.T) {
 			_, err := parseIngest("postfix msgs/s [1, 2]; mailarray(3 nodes) msgs/s [3]\ningest ratio mailarray/postfix median 1.00 (min 1.00 max 1.00)\n")
 			return err
 		}(), "2 postfix rounds and 1 mailarray"},
-		{"access without imap", func() error { _, err := parseAccess(strings.ReplaceAll(accessOut, "mailarray imap", "mailarray imap4")); return err }(), `"mailarray imap"`},
+		{"access without imap", func() error {
+			_, err := parseAccess(strings.ReplaceAll(accessOut, "mailarray imap", "mailarray imap4"))
+			return err
+		}(), `"mailarray imap"`},
 		{"access without ratios", func() error { _, err := parseAccess(strings.SplitN(accessOut, "retrieval", 2)[0]); return err }(), "retrieval ratio"},
 		{"sim without wall-s", func() error { _, err := parseSim(strings.ReplaceAll(simOut, "wall-s", "wall")); return err }(), "wall-s"},
 		{"sim failed", func() error { _, err := parseSim("--- FAIL: BenchmarkSimThreeNodeR2\n"); return err }(), "no BenchmarkSimThreeNodeR2"},

@@ -12,10 +12,10 @@ import (
 
 // The goals of issue 21, per path.
 const (
-	goalIngest3   = 3.0  // 3 nodes R=2 W=2 against Postfix's one copy
-	goalIngest1   = 7.0  // one node against Postfix
-	goalIMAP      = 1.0  // against Dovecot, same client
-	goalPOP3Pipe  = 1.0  // against Dovecot, up to 64 RETRs in flight
+	goalIngest3   = 3.0 // 3 nodes R=2 W=2 against Postfix's one copy
+	goalIngest1   = 7.0 // one node against Postfix
+	goalIMAP      = 1.0 // against Dovecot, same client
+	goalPOP3Pipe  = 1.0 // against Dovecot, up to 64 RETRs in flight
 	goalSimMsgs   = 100000
 	goalSimWallS  = 20.0 // 100,000 messages in at most this many wall seconds
 	goalSimFactor = 4.0  // that is, about 4x the real array's ingest
