@@ -143,6 +143,25 @@ bench-anchors:
 		$(if $(ANCHOR_ACCESS_MSGS),-access-msgs $(ANCHOR_ACCESS_MSGS)) \
 		$(if $(ANCHOR_SIM_MSGS),-sim-msgs $(ANCHOR_SIM_MSGS))
 
+# Where one path's time goes (docs/performance.md): CPU profiles of three
+# real nodes (serve --pprof, loopback only) broken down by category, strace
+# syscall counts per message, and the machine's floors (fsync/s, loopback
+# bandwidth, go-smtp with a discard backend). PATH_NAME=ingest|imap|pop3|
+# floors; output in tmp/profile-$(PATH_NAME)/ (profiles, report.txt).
+PATH_NAME ?= ingest
+PROFILE_SECONDS ?= 20
+STRACE_SECONDS ?= 10
+PROFILE_MSGS ?= 1000
+PROFILE_FLOORS ?= 1
+profile: build
+	@command -v smtp-source >/dev/null || [ -x /usr/sbin/smtp-source ] || \
+		{ echo "make: installing Postfix for its smtp-source load generator (Debian's postfix; the system's Postfix is not started)"; \
+		  apt-get update -qq >/dev/null && echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections && \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null; }
+	@command -v strace >/dev/null || { echo "make: installing strace"; apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null; }
+	PATH="$$PATH:/usr/sbin" $(GO) run ./bench/cmd/profilepath -path '$(PATH_NAME)' -seconds $(PROFILE_SECONDS) \
+		-strace-seconds $(STRACE_SECONDS) -msgs $(PROFILE_MSGS) $(if $(filter 0,$(PROFILE_FLOORS)),-floors=false)
+
 # The real-process soak: RUNS runs (seeds SEED..SEED+RUNS-1) of three
 # mailarray serve processes on loopback under load, each with SIGKILL and
 # restart, SIGSTOP/SIGCONT or a restart from a backup, checked against what
