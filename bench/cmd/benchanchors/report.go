@@ -103,7 +103,7 @@ func diskOf(dir string) string {
 		// A partition's queue is its disk's: sda1 -> sda, nvme0n1p1 -> nvme0n1.
 		for _, d := range []string{dev, strings.TrimRight(dev, "0123456789"), strings.TrimSuffix(strings.TrimRight(dev, "0123456789"), "p")} {
 			if r := firstLine("/sys/block/" + d + "/queue/rotational"); r == "0" || r == "1" {
-				kind := map[string]string{"0": "non-rotational", "1": "rotational"}[r]
+				kind := map[string]string{"0": "non-rotational", "1": "rotational"}[r] + " per /sys/block"
 				if model := firstLine("/sys/block/" + d + "/device/model"); model != "unknown" && model != "" {
 					kind = model + ", " + kind
 				}

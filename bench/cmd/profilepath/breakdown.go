@@ -161,11 +161,11 @@ func breakdown(samples []sample) (shares []share, total time.Duration) {
 // formatBreakdown prints the shares with their part of the total and the
 // CPU time per message.
 func formatBreakdown(w io.Writer, shares []share, total time.Duration, msgs int64) {
-	fmt.Fprintf(w, "  %-36s %10s %7s %12s\n", "category", "cpu", "share", "cpu/msg")
+	fmt.Fprintf(w, "  %-46s %10s %7s %12s\n", "category", "cpu", "share", "cpu/msg")
 	for _, s := range shares {
-		fmt.Fprintf(w, "  %-36s %10s %6.1f%% %12s\n", s.Name, s.CPU.Round(time.Millisecond), 100*float64(s.CPU)/float64(max(total, 1)), perMsg(s.CPU, msgs))
+		fmt.Fprintf(w, "  %-46s %10s %6.1f%% %12s\n", s.Name, s.CPU.Round(time.Millisecond), 100*float64(s.CPU)/float64(max(total, 1)), perMsg(s.CPU, msgs))
 	}
-	fmt.Fprintf(w, "  %-36s %10s %7s %12s\n", "total", total.Round(time.Millisecond), "", perMsg(total, msgs))
+	fmt.Fprintf(w, "  %-46s %10s %7s %12s\n", "total", total.Round(time.Millisecond), "", perMsg(total, msgs))
 }
 
 func perMsg(d time.Duration, msgs int64) string {

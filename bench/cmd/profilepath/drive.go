@@ -202,6 +202,14 @@ func pop3RetrAll(addr string, window int) (int, error) {
 		}
 		got++
 	}
-	_, _ = fmt.Fprintf(conn, "QUIT\r\n")
+	// Wait for QUIT's answer: the server releases the maildrop lock
+	// (RFC 1939 section 6, the UPDATE state) before it answers, and the
+	// next read of the mailbox must not find it still held.
+	if _, err := fmt.Fprintf(conn, "QUIT\r\n"); err != nil {
+		return n, err
+	}
+	if _, err := line(); err != nil {
+		return n, err
+	}
 	return n, nil
 }
