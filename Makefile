@@ -8,7 +8,7 @@ PKGS := ./...
 RACE_PKGS := ./node/... ./sim/...
 SCENARIO ?=
 
-.PHONY: calibrate deploy-walkthrough soak-real bench bench-compare bench-saturation bench-scale bench-real chaos chaos-soak mutants sim-test image compose-up compose-down compose-purge all build test test-race vet fmt-check cluster bench bench-real chaos clean deps sim-test
+.PHONY: calibrate bench-anchors profile deploy-walkthrough soak-real bench bench-compare bench-saturation bench-scale bench-real chaos chaos-soak mutants sim-test image compose-up compose-down compose-purge all build test test-race vet fmt-check cluster bench bench-real chaos clean deps sim-test
 
 all: build
 
@@ -130,6 +130,47 @@ PROFILE ?= calibrated
 CALIBRATE_FLAGS ?=
 calibrate: build
 	$(GO) run ./bench/cmd/calibrate -name $(PROFILE) $(CALIBRATE_FLAGS)
+
+# The side-by-side comparisons of issue 21 (docs/performance.md): durable
+# ingest against Postfix (3 nodes R=2 W=2, then one node), IMAP and POP3
+# reads against Dovecot, and the simulator's BenchmarkSimThreeNodeR2;
+# writes results/anchors.md. The comparisons are the shared scripts in
+# $(SHARED_BENCH), outside the repository (they install Postfix and
+# Dovecot from Debian's packages when missing). About 15-20 min with the
+# issue's method (3 rounds, 6,000 ingest and 1,000 read messages, 100,000
+# simulated). A smoke run: make bench-anchors ANCHOR_ROUNDS=1 ANCHOR_MSGS=300
+# ANCHOR_SIM_MSGS=2000 ANCHOR_OUT=/tmp/anchors.md
+SHARED_BENCH ?= ../shared/bench
+ANCHOR_OUT ?= results/anchors.md
+bench-anchors:
+	@[ -f "$(SHARED_BENCH)/ingest_compare.py" ] && [ -f "$(SHARED_BENCH)/access_compare.py" ] || \
+		{ echo "make: the shared side-by-side scripts are missing: no $(SHARED_BENCH)/ingest_compare.py or access_compare.py."; \
+		  echo "make: they live outside the repository (../shared/bench beside the checkout); set SHARED_BENCH=/path/to/shared/bench"; exit 1; }
+	$(GO) run ./bench/cmd/benchanchors -shared '$(SHARED_BENCH)' -out '$(ANCHOR_OUT)' \
+		$(if $(ANCHOR_ROUNDS),-rounds $(ANCHOR_ROUNDS)) \
+		$(if $(ANCHOR_MSGS),-ingest-msgs $(ANCHOR_MSGS) -access-msgs $(ANCHOR_MSGS)) \
+		$(if $(ANCHOR_INGEST_MSGS),-ingest-msgs $(ANCHOR_INGEST_MSGS)) \
+		$(if $(ANCHOR_ACCESS_MSGS),-access-msgs $(ANCHOR_ACCESS_MSGS)) \
+		$(if $(ANCHOR_SIM_MSGS),-sim-msgs $(ANCHOR_SIM_MSGS))
+
+# Where one path's time goes (docs/performance.md): CPU profiles of three
+# real nodes (serve --pprof, loopback only) broken down by category, strace
+# syscall counts per message, and the machine's floors (fsync/s, loopback
+# bandwidth, go-smtp with a discard backend). PATH_NAME=ingest|imap|pop3|
+# floors; output in tmp/profile-$(PATH_NAME)/ (profiles, report.txt).
+PATH_NAME ?= ingest
+PROFILE_SECONDS ?= 20
+STRACE_SECONDS ?= 10
+PROFILE_MSGS ?= 1000
+PROFILE_FLOORS ?= 1
+profile: build
+	@command -v smtp-source >/dev/null || [ -x /usr/sbin/smtp-source ] || \
+		{ echo "make: installing Postfix for its smtp-source load generator (Debian's postfix; the system's Postfix is not started)"; \
+		  apt-get update -qq >/dev/null && echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections && \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null; }
+	@command -v strace >/dev/null || { echo "make: installing strace"; apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null; }
+	PATH="$$PATH:/usr/sbin" $(GO) run ./bench/cmd/profilepath -path '$(PATH_NAME)' -seconds $(PROFILE_SECONDS) \
+		-strace-seconds $(STRACE_SECONDS) -msgs $(PROFILE_MSGS) $(if $(filter 0,$(PROFILE_FLOORS)),-floors=false)
 
 # The real-process soak: RUNS runs (seeds SEED..SEED+RUNS-1) of three
 # mailarray serve processes on loopback under load, each with SIGKILL and

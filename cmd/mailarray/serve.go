@@ -40,13 +40,21 @@ func (l *listFlag) Set(v string) error {
 // loadConfig reads --config (YAML, keys as the flags) and then applies
 // the flags that were set, which win.
 func loadConfig(args []string, stderr io.Writer) (node.Config, *slog.Logger, error) {
-	cfg, log, _, err := loadConfigLevel(args, stderr)
+	cfg, log, _, _, err := loadConfigLevel(args, stderr)
 	return cfg, log, err
 }
 
+// serveFlags are the flags of serve that are not node configuration:
+// they belong to the process, are not YAML keys and do not reload.
+type serveFlags struct {
+	// PprofAddr is the loopback address of the profiling endpoint
+	// (pprof.go); empty: off.
+	PprofAddr string
+}
+
 // loadConfigLevel is loadConfig that also returns the logger's level,
-// which a reload sets (log-level is live).
-func loadConfigLevel(args []string, stderr io.Writer) (node.Config, *slog.Logger, *slog.LevelVar, error) {
+// which a reload sets (log-level is live), and the process's own flags.
+func loadConfigLevel(args []string, stderr io.Writer) (node.Config, *slog.Logger, *slog.LevelVar, serveFlags, error) {
 	cfg := node.DefaultConfig()
 	// R and W left unset (0) are chosen by resolveCopies once the whole
 	// configuration is known: an array mirrors by default.
@@ -60,6 +68,8 @@ func loadConfigLevel(args []string, stderr io.Writer) (node.Config, *slog.Logger
 	}
 	configFile := fs.String("config", "", "YAML config file; flags given on the command line override its keys")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
+	var sf serveFlags
+	fs.StringVar(&sf.PprofAddr, "pprof", "", "loopback address serving net/http/pprof, for profiling (docs/performance.md); off when empty, logged as a warning when on")
 	var c node.Config // flag targets; merged below
 	fs.StringVar(&c.LogLevel, "log-level", cfg.LogLevel, "log level: debug, info, warn, error (live on SIGHUP)")
 	var domains, join, roles listFlag
@@ -141,20 +151,20 @@ func loadConfigLevel(args []string, stderr io.Writer) (node.Config, *slog.Logger
 	fs.DurationVar(&c.LoadStale, "load-stale", cfg.LoadStale, "oldest load report strategies use; older counts as fully loaded")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "how long SIGTERM waits for transactions in flight")
 	if err := fs.Parse(args); err != nil {
-		return cfg, nil, nil, err
+		return cfg, nil, nil, sf, err
 	}
 	if fs.NArg() > 0 {
-		return cfg, nil, nil, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+		return cfg, nil, nil, sf, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
 	}
 	if *configFile != "" {
 		b, err := os.ReadFile(*configFile)
 		if err != nil {
-			return cfg, nil, nil, fmt.Errorf("config: %w", err)
+			return cfg, nil, nil, sf, fmt.Errorf("config: %w", err)
 		}
 		dec := yaml.NewDecoder(strings.NewReader(string(b)))
 		dec.KnownFields(true)
 		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-			return cfg, nil, nil, fmt.Errorf("config %s: %w", *configFile, err)
+			return cfg, nil, nil, sf, fmt.Errorf("config %s: %w", *configFile, err)
 		}
 	}
 	c.Domains, c.Join, c.Roles = domains, join, roles
@@ -220,7 +230,7 @@ func loadConfigLevel(args []string, stderr io.Writer) (node.Config, *slog.Logger
 	if cfg.Pipeline.Auth.Resolver == "system" {
 		server, err := systemResolver("/etc/resolv.conf")
 		if err != nil {
-			return cfg, nil, nil, fmt.Errorf("serve: --auth-resolver system: %w", err)
+			return cfg, nil, nil, sf, fmt.Errorf("serve: --auth-resolver system: %w", err)
 		}
 		cfg.Pipeline.Auth.Resolver = server
 	}
@@ -260,17 +270,20 @@ func loadConfigLevel(args []string, stderr io.Writer) (node.Config, *slog.Logger
 	level := new(slog.LevelVar)
 	log, err := newLogger(level, *logFormat, stderr)
 	if err != nil {
-		return cfg, nil, nil, err
+		return cfg, nil, nil, sf, err
 	}
 	resolveCopies(&cfg)
 	if err := cfg.Validate(); err != nil {
-		return cfg, nil, nil, err
+		return cfg, nil, nil, sf, err
 	}
 	if err := cfg.CheckPeerAuth(); err != nil {
-		return cfg, nil, nil, err
+		return cfg, nil, nil, sf, err
+	}
+	if err := checkPprofAddr(sf.PprofAddr); err != nil {
+		return cfg, nil, nil, sf, err
 	}
 	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // Validate checked it
-	return cfg, log, level, nil
+	return cfg, log, level, sf, nil
 }
 
 // strategyNames lists the built-in strategies usable for DNS (dns) or
@@ -312,7 +325,7 @@ func advertiseIP(cfg node.Config) net.IP {
 }
 
 func serve(args []string) error {
-	cfg, log, level, err := loadConfigLevel(args, os.Stderr)
+	cfg, log, level, sf, err := loadConfigLevel(args, os.Stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -326,6 +339,13 @@ func serve(args []string) error {
 	log.Info("mailarray: starting", "version", b.Version, "commit", b.Commit, "go_version", b.GoVersion, "node", cfg.Name)
 	if err := checkSecrets(cfg); err != nil {
 		return err
+	}
+	if sf.PprofAddr != "" {
+		srv, _, err := startPprof(sf.PprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
 	}
 	// Catch signals before anything starts: a SIGTERM that arrives while
 	// the node is starting (a supervisor's stop right after its start) is
