@@ -53,6 +53,16 @@ import (
 //  8. after quiescence catalog locations match the stores: no committed
 //     entry lists a live node whose store lacks the copy (else: phantom
 //     holder; such an entry also counts as under-replicated).
+//  9. after quiescence no copy is left out of an entry that needs it: in
+//     every live catalog, every acknowledged message no reader deleted is
+//     listed on at least min(R, live) live holders whose stores hold a
+//     valid copy (else: under-listed; none at all: unreadable, though
+//     another store may hold it), and no live store holds a valid copy of
+//     a committed entry that lists fewer than R holders without being
+//     listed (else: unlisted copy: rebuild and readers do not see it, and
+//     orphan cleanup may trim it). Issue 16's bug broke both: a node that
+//     saw fewer than R live storage nodes rewrote entries to list itself
+//     alone (chaos/ringcells.go).
 
 // storeFile is a node's bbolt file under its data directory (node/node.go).
 const storeFile = "node.db"
@@ -106,6 +116,8 @@ type Result struct {
 	UnderQuorum     Finding `json:"under_quorum"`
 	DeletedUnasked  Finding `json:"deleted_unasked"`
 	PhantomHolder   Finding `json:"phantom_holder"`
+	UnderListed     Finding `json:"under_listed"`
+	UnlistedCopy    Finding `json:"unlisted_copy"`
 }
 
 // Violations describes every broken invariant; empty means the run is
@@ -132,6 +144,8 @@ func (r *Result) Violations() []string {
 	add("under-quorum (fewer than W copies durable when the 250 went out)", r.UnderQuorum)
 	add("deleted-unasked (acknowledged, deleted although no reader deleted it)", r.DeletedUnasked)
 	add("phantom holder (an entry lists a live node whose store lacks the copy)", r.PhantomHolder)
+	add("under-listed (acknowledged, listed on fewer than min(R, live) live holders that hold it; 0: unreadable)", r.UnderListed)
+	add("unlisted copy (a live store holds a copy its entry, listing fewer than R holders, leaves out)", r.UnlistedCopy)
 	return out
 }
 
@@ -246,6 +260,13 @@ func Check(rep *sim.Report, dataDir string) (*Result, error) {
 		if !found {
 			res.Lost.add(id + describe(records, rec.Seq))
 		}
+		for _, ln := range nodes {
+			if e, ok := ln.entries[id]; ok && e.State == catalog.Committed {
+				if n := validHolders(byName, &e, rec.Seq, copyOK); n < want {
+					res.UnderListed.add(fmt.Sprintf("%s@%s lists %v, %d live with the copy of %d wanted%s", id, ln.name, e.Locations, n, want, describe(records, rec.Seq)))
+				}
+			}
+		}
 		switch {
 		case tombstoned != "":
 			res.DeletedUnasked.add(id + " (tombstone on " + tombstoned + ")" + describe(records, rec.Seq))
@@ -310,6 +331,18 @@ func Check(rep *sim.Report, dataDir string) (*Result, error) {
 			}
 			if p := phantomHolder(byName, &x); p != "" {
 				res.PhantomHolder.add(fmt.Sprintf("%s on %s (entry of %s lists %v)", id, p, ln.name, x.Locations))
+				break
+			}
+		}
+		// An entry short of R listed holders: every valid copy a live store
+		// holds must be listed.
+		for _, ln := range nodes {
+			x, ok := ln.entries[id]
+			if !ok || x.State != catalog.Committed {
+				continue
+			}
+			if u := unlistedCopy(nodes, &x, rep.Config.Replicas); u != "" {
+				res.UnlistedCopy.add(fmt.Sprintf("%s on %s (entry of %s lists %v)", id, u, ln.name, x.Locations))
 				break
 			}
 		}
@@ -405,6 +438,49 @@ func phantomHolder(byName map[string]*liveNode, e *catalog.Entry) string {
 	for _, loc := range e.Locations {
 		if ln := byName[loc]; ln != nil && !ln.st.Has(e.ID) {
 			return loc
+		}
+	}
+	return ""
+}
+
+// validHolders counts the distinct live nodes e lists whose store holds a
+// valid copy of message seq (copyOK: the entry's checksum, the load
+// generator's sequence number).
+func validHolders(byName map[string]*liveNode, e *catalog.Entry, seq int, copyOK func(*liveNode, string, [32]byte) (int, bool)) int {
+	n := 0
+	seen := map[string]bool{}
+	for _, loc := range e.Locations {
+		ln := byName[loc]
+		if ln == nil || seen[loc] {
+			continue
+		}
+		seen[loc] = true
+		if s, ok := copyOK(ln, e.ID, e.Sum); ok && s == seq {
+			n++
+		}
+	}
+	return n
+}
+
+// unlistedCopy is, for an entry that lists fewer than r distinct holders,
+// the first live node e does not list whose store holds a copy with e's
+// checksum, or "". An entry with r holders listed may leave copies out:
+// rebuild and rebalance move copies and orphan cleanup trims the old ones
+// after a grace.
+func unlistedCopy(nodes []*liveNode, e *catalog.Entry, r int) string {
+	listed := map[string]bool{}
+	for _, loc := range e.Locations {
+		listed[loc] = true
+	}
+	if len(listed) >= r {
+		return ""
+	}
+	for _, ln := range nodes {
+		if listed[ln.name] {
+			continue
+		}
+		if data, err := ln.st.Get(e.ID); err == nil && store.Checksum(data) == e.Sum {
+			return ln.name
 		}
 	}
 	return ""

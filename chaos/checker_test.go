@@ -169,6 +169,30 @@ func TestCheckerCatches(t *testing.T) {
 			got: func(r *Result) int { return r.PhantomHolder.Count },
 		},
 		{
+			// Issue 16's shape: n1, alone, rewrote the entry to list itself,
+			// then failed; here a node that never ran ("n9") stands for it.
+			name: "under-listed: listed on one live holder of the two wanted",
+			breakFiles: func(t *testing.T, dir string) {
+				e := entry
+				e.Locations = []string{holders[0], "n9"}
+				for _, n := range res.LiveNodes {
+					putEntry(t, dir, n, e)
+				}
+			},
+			got: func(r *Result) int { return min(r.UnderListed.Count, 1-r.UnlistedCopy.Count) },
+		},
+		{
+			name: "unlisted copy: the entry lists one holder, the other still holds its copy",
+			breakFiles: func(t *testing.T, dir string) {
+				e := entry
+				e.Locations = holders[:1:1]
+				for _, n := range res.LiveNodes {
+					putEntry(t, dir, n, e)
+				}
+			},
+			got: func(r *Result) int { return min(r.UnlistedCopy.Count, r.UnderListed.Count) },
+		},
+		{
 			name:         "resurrected: a reader deleted it",
 			breakRecords: func(recs []sim.Record) { recs[victim.Seq].Deleted = true },
 			got:          func(r *Result) int { return r.Resurrected.Count },

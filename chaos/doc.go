@@ -50,11 +50,21 @@
 // found on code without its fix (all fixed; the cells must pass); they
 // run diskSeeds seeds in make chaos (CHAOS_SEEDS overrides, for the soak).
 //
+// The ring cells (RingCells, ringcells.go) bring a three-node array, R=2
+// W=2, down to one live storage node under load for several maintenance
+// passes (two nodes crash together and restart with their data), and in
+// one of them the survivor then fails before its rebuild has caught up
+// (a stalled link to one returning node holds its repairs back while
+// anti-entropy through the other spreads its catalog). On code without
+// its fix (issue 16) the survivor unlisted the copies it could not see,
+// which checker.go's ninth invariant reports.
+//
 // After each run, Check opens every live node's store and catalog from
 // its files and compares them with the load generator's records and the
 // simulator's durability ledger: W copies durable when each 250 was sent,
 // nothing acknowledged deleted unasked, no entry listing a node whose
-// store lacks the copy (checker.go says exactly what it checks). TestCheckerCatches, which
+// store lacks the copy, no copy left out of an entry short of R holders
+// (checker.go says exactly what it checks). TestCheckerCatches, which
 // runs in make test too, breaks a clean run's files behind the array's
 // back and proves each check can fail. A failing run prints its seed and
 // the make command that replays it; the suite writes results/chaos.md.

@@ -77,13 +77,18 @@ func TestMatrix(t *testing.T) {
 			checkTimeCell(t, c)
 			continue
 		}
-		if c.Group == "disk" {
-			// Disk cells fail no failpoint: their schedule is the fault.
+		if c.Group == "disk" || c.Group == "ring" {
+			// Disk and ring cells fail no failpoint: their schedule is the
+			// fault.
 			assert.Empty(t, c.Targets, c.ID())
 			require.NotEmpty(t, c.Faults, c.ID())
 			sc, err := c.Scenario(3)
 			require.NoError(t, err, c.ID())
 			assert.Len(t, sc.Faults, len(c.Faults), c.ID())
+			if c.Group == "ring" {
+				assert.Len(t, sc.Nodes, 3, "%s: three nodes, so that two down leave one below R=2", c.ID())
+				assert.Equal(t, 2, sc.Replicas, c.ID())
+			}
 			continue
 		}
 		require.NotEmpty(t, c.Targets, c.ID())

@@ -137,6 +137,10 @@ type Cell struct {
 	// Seeds, when not zero, is the cell's seed count in make chaos (cells
 	// with long virtual runs); CHAOS_SEEDS (the soak) overrides it.
 	Seeds int
+	// Nodes, when not zero, keeps only the base scenario's first Nodes
+	// nodes: a cell that must bring the array below R live storage nodes
+	// with faults on all but one.
+	Nodes int
 	// Exposes names the bug the cell found on code without its fix (it
 	// must pass now: a regression would show here first).
 	Exposes string
@@ -166,6 +170,12 @@ func (c Cell) Scenario(seed uint64) (sim.Scenario, error) {
 	if c.SMTPTimeout > 0 {
 		sc.Load.SMTPTimeout = sim.Duration(c.SMTPTimeout)
 	}
+	if c.Nodes > 0 {
+		if c.Nodes > len(sc.Nodes) {
+			return sc, fmt.Errorf("chaos: cell %s: %d nodes, the base scenario has %d", c.ID(), c.Nodes, len(sc.Nodes))
+		}
+		sc.Nodes = sc.Nodes[:c.Nodes]
+	}
 	tweakScenario(c, &sc)
 	if err := sc.Validate(); err != nil {
 		return sc, fmt.Errorf("chaos: cell %s: %w", c.ID(), err)
@@ -192,6 +202,7 @@ func Matrix() []Cell {
 	out = append(out, Mixes()...)
 	out = append(out, TimeCells()...)
 	out = append(out, DiskCells()...)
+	out = append(out, RingCells()...)
 	return out
 }
 

@@ -255,10 +255,10 @@ func TestSimChaos(t *testing.T) {
 								t.Errorf("the simulator's own check counts %d lost", rr.SimLost)
 							}
 							if rr.Check != nil && len(cell.Faults) > 0 {
-								t.Logf("findings: lost %d, missing %d, under-replicated %d, pending %d, under-quorum %d, deleted-unasked %d, phantom holder %d, resurrected %d, diverging %d; dropped unsynced %v",
+								t.Logf("findings: lost %d, missing %d, under-replicated %d, pending %d, under-quorum %d, deleted-unasked %d, phantom holder %d, under-listed %d, unlisted copy %d, resurrected %d, diverging %d; dropped unsynced %v",
 									rr.Check.Lost.Count, rr.Check.Missing.Count, rr.Check.UnderReplicated.Count, rr.Check.Pending.Count,
 									rr.Check.UnderQuorum.Count, rr.Check.DeletedUnasked.Count, rr.Check.PhantomHolder.Count,
-									rr.Check.Resurrected.Count, rr.Check.Diverging, rr.Dropped)
+									rr.Check.UnderListed.Count, rr.Check.UnlistedCopy.Count, rr.Check.Resurrected.Count, rr.Check.Diverging, rr.Dropped)
 							}
 							t.Logf("fired %v; %d offered, %d acknowledged, %d refused, %d no reply; visible %d; nodes %s",
 								firedOnly(rr.Counts), rr.Offered, rr.Accepted, rr.Rejected, rr.Failed, rr.Check.Visible, rr.Nodes)

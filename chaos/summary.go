@@ -46,6 +46,7 @@ type cellTotals struct {
 	lost, dup, diverging, under, pending, phantom, missing, resur int64
 	unacked, notFired, checked, unfinished                        int64
 	underQuorum, deletedUnasked, phantomHolder                    int64
+	underListed, unlistedCopy                                     int64
 }
 
 func (s *Summary) totals() (map[string]*cellTotals, map[string]int64) {
@@ -83,6 +84,8 @@ func (s *Summary) totals() (map[string]*cellTotals, map[string]int64) {
 			c.underQuorum += int64(r.Check.UnderQuorum.Count)
 			c.deletedUnasked += int64(r.Check.DeletedUnasked.Count)
 			c.phantomHolder += int64(r.Check.PhantomHolder.Count)
+			c.underListed += int64(r.Check.UnderListed.Count)
+			c.unlistedCopy += int64(r.Check.UnlistedCopy.Count)
 		}
 	}
 	return cells, firedBy
@@ -113,10 +116,12 @@ func (s *Summary) Markdown(wall time.Duration) []byte {
 		all.underQuorum += c.underQuorum
 		all.deletedUnasked += c.deletedUnasked
 		all.phantomHolder += c.phantomHolder
+		all.underListed += c.underListed
+		all.unlistedCopy += c.unlistedCopy
 	}
 	p("# Chaos suites\n\n")
 	p("Written by `make chaos` (chaos/run.sh, TestSimChaos in chaos/sim_chaos_test.go); do not edit.\n")
-	p("Each cell runs the scenario of chaos/matrix.go (4 nodes, R=2 W=2, 3 virtual seconds of load,\n")
+	p("Each cell runs the scenario of chaos/matrix.go (4 nodes, 3 in the ring cells, R=2 W=2, 3 virtual seconds of load,\n")
 	p("POP3 readers, 45 s of quiet drain) under one fault plan, for %d seeds; after each run the\n", s.Seeds)
 	p("checker (chaos/checker.go) opens every live node's store and catalog and compares them with the\n")
 	p("load generator's record of acknowledged messages. A failpoint that never fires fails the suite.\n")
@@ -132,11 +137,12 @@ func (s *Summary) Markdown(wall time.Duration) []byte {
 	p("## Totals\n\n")
 	p("| runs | runs that did not finish | faults injected | messages acknowledged | of which not deleted by readers | lost | duplicated | catalogs diverging after quiescence | other violations | targeted failpoints that never fired |\n")
 	p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	other := all.under + all.pending + all.phantom + all.missing + all.resur + all.underQuorum + all.deletedUnasked + all.phantomHolder
+	other := all.under + all.pending + all.phantom + all.missing + all.resur + all.underQuorum + all.deletedUnasked + all.phantomHolder + all.underListed + all.unlistedCopy
 	p("| %d | %d | %d | %d | %d | %d | %d | %d | %d | %d |\n\n", all.runs, all.unfinished, all.fired, all.accepted, all.checked, all.lost, all.dup, all.diverging, other, all.notFired)
 	p("Lost: acknowledged, not deleted by a reader, and no copy with the right bytes on any live node. Other violations:\n")
 	p("acknowledged but not committed in some live catalog (counted per node), under-replicated or pending after\n")
-	p("quiescence, phantom, resurrected, under-quorum at the 250, deleted unasked, phantom holders (chaos/checker.go).\n")
+	p("quiescence, phantom, resurrected, under-quorum at the 250, deleted unasked, phantom holders, under-listed\n")
+	p("messages and unlisted copies (chaos/checker.go).\n")
 	p("\"Never fired\" also counts scheduled faults that did not apply.\n\n")
 
 	p("## Failpoints\n\n")
@@ -202,17 +208,26 @@ func (s *Summary) Markdown(wall time.Duration) []byte {
 		}
 		p("\n")
 	}
+	p("\nRing cells (three nodes brought down to one live storage node; scheduled faults, no failpoint):\n\n")
+	for _, c := range RingCells() {
+		p("- `%s`: %s", c.ID(), c.Doc)
+		if c.Exposes != "" {
+			p(". Found, on code without its fix: %s", c.Exposes)
+		}
+		p("\n")
+	}
 
 	p("\n## Cells\n\n")
-	p("| cell | runs | faults injected | acknowledged | refused | no reply | lost | duplicated | diverging | under-replicated | pending | phantom | visible without reply | under-quorum | deleted unasked | phantom holder |\n")
-	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("| cell | runs | faults injected | acknowledged | refused | no reply | lost | duplicated | diverging | under-replicated | pending | phantom | visible without reply | under-quorum | deleted unasked | phantom holder | under-listed | unlisted copy |\n")
+	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, cell := range Matrix() {
 		c := cells[cell.ID()]
 		if c == nil {
 			continue
 		}
-		p("| %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d |\n", cell.ID(), c.runs, c.fired, c.accepted,
-			c.rejected, c.failed, c.lost, c.dup, c.diverging, c.under, c.pending, c.phantom, c.unacked, c.underQuorum, c.deletedUnasked, c.phantomHolder)
+		p("| %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d |\n", cell.ID(), c.runs, c.fired, c.accepted,
+			c.rejected, c.failed, c.lost, c.dup, c.diverging, c.under, c.pending, c.phantom, c.unacked, c.underQuorum, c.deletedUnasked, c.phantomHolder,
+			c.underListed, c.unlistedCopy)
 	}
 	p("\n\"Visible without reply\": messages whose SMTP transaction got no reply (timeout, reset) but were stored;\n")
 	p("the client cannot tell, so this is allowed (an MTA would retry). \"Refused\": 4xx/5xx replies.\n")
