@@ -113,3 +113,46 @@ func TestDeleteOKOnlyWhenEveryLiveNodeHasTheTombstone(t *testing.T) {
 		assert.Len(t, c.nodes[name].Catalog().List("alice@example.com"), 2, "node %s lists the rest", name)
 	}
 }
+
+// A deletion on a node left alone (R=2 W=2, its two peers failed) is
+// refused before anything is applied: confirmed there alone, it would be
+// lost with that node, and the copies the others hold would come back when
+// they return (found by the chaos suite's ring cells). Once a second node
+// is live the same deletion is confirmed.
+func TestDeleteRefusedWithoutWriteQuorum(t *testing.T) {
+	c := newTestCluster(t, 3, 2, 2)
+	deliverMany(t, c, 2)
+	c.waitConverged(10 * time.Second)
+	c.kill("n2")
+	c.kill("n3")
+	require.Eventually(t, func() bool { return len(c.nodes["n1"].members.Table().Ring) == 1 },
+		10*time.Second, 5*time.Millisecond, "n1 sees itself alone")
+
+	cl, err := popLogin(t, c.nodes["n1"].Addr("pop3"), "alice@example.com", "secret")
+	require.NoError(t, err)
+	uids, err := cl.Uidl()
+	require.NoError(t, err)
+	require.Len(t, uids, 2)
+	victim := uids[0].ID
+	require.NoError(t, cl.Dele(uids[0].Num))
+	err = cl.Quit()
+	require.Error(t, err, "QUIT must not answer +OK with one of W=2 nodes live")
+	assert.Equal(t, "SYS/TEMP", pop3.ErrorCode(err), "a temporary failure (RFC 2449 section 8): %v", err)
+	e, ok := c.nodes["n1"].Catalog().Get(victim)
+	require.True(t, ok)
+	assert.Equal(t, catalog.Committed, e.State, "nothing applied")
+
+	c.start("n2")
+	c.waitRing()
+	cl, err = popLogin(t, c.nodes["n1"].Addr("pop3"), "alice@example.com", "secret")
+	require.NoError(t, err)
+	uids, err = cl.Uidl()
+	require.NoError(t, err)
+	require.Len(t, uids, 2)
+	require.NoError(t, cl.Dele(uids[0].Num))
+	require.NoError(t, cl.Quit(), "two of W=2 nodes live: confirmed")
+	for _, name := range []string{"n1", "n2"} {
+		e, _ := c.nodes[name].Catalog().Get(uids[0].ID)
+		assert.Equal(t, catalog.Deleted, e.State, "node %s", name)
+	}
+}

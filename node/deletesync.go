@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -15,7 +16,11 @@ import (
 // tombstones: a client told +OK must not find the message again on another
 // access node. deleteMessages applies the tombstones durably here first,
 // so they reach every node eventually (push and anti-entropy) whatever the
-// answer; pushEverywhere decides the answer.
+// answer; pushEverywhere decides the answer. It must also be durable on
+// W nodes (this one included), as a delivery is before its 250: a
+// deletion confirmed by a node left alone would be lost with that node,
+// and the copies the others hold would come back. With fewer than W
+// nodes live a deletion is refused before anything is applied.
 
 // errDeleteIncomplete is returned by deleteMessages when the tombstones
 // are durable on this node but some live node did not take them within
@@ -23,6 +28,11 @@ import (
 // carries it to that node later, and until then that node may still list
 // the messages. Callers answer a temporary failure.
 var errDeleteIncomplete = errors.New("node: deletion not yet on every live node")
+
+// errDeleteNoQuorum is returned by deleteMessages, before it applies
+// anything, when fewer than W nodes are live. It wraps errDeleteIncomplete:
+// callers answer the same temporary failure.
+var errDeleteNoQuorum = fmt.Errorf("%w: fewer live nodes than the write quorum", errDeleteIncomplete)
 
 // Retry pace of pushEverywhere: the first retry of a failed node after
 // deleteRetryMin, doubling up to deleteRetryMax. Fixed, without jitter:
@@ -36,11 +46,12 @@ const (
 // advertises a peer address, retrying each one that fails until it takes
 // them, membership no longer lists it live (declared failed or left: it no
 // longer counts), bound elapses or ctx ends. Members that join meanwhile
-// are pushed to as well. It returns the live members that still lack the
-// entries, sorted by name (nil: every live node has them).
-func (n *Node) pushEverywhere(ctx context.Context, entries []catalog.Entry, bound time.Duration) []string {
+// are pushed to as well. It returns how many members took the entries
+// and the live members that still lack them, sorted by name (nil: every
+// live node has them).
+func (n *Node) pushEverywhere(ctx context.Context, entries []catalog.Entry, bound time.Duration) (took int, missing []string) {
 	if len(entries) == 0 {
-		return nil
+		return 0, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
@@ -57,7 +68,7 @@ func (n *Node) pushEverywhere(ctx context.Context, entries []catalog.Entry, boun
 		n.settle(who)
 		todo := n.lacking(done)
 		if len(todo) == 0 {
-			return nil
+			return len(done), nil
 		}
 		ok := make([]bool, len(todo))
 		var wg sync.WaitGroup
@@ -79,11 +90,11 @@ func (n *Node) pushEverywhere(ctx context.Context, entries []catalog.Entry, boun
 			}
 		}
 		if len(n.lacking(done)) == 0 {
-			return nil
+			return len(done), nil
 		}
 		select {
 		case <-ctx.Done():
-			return n.lacking(done)
+			return len(done), n.lacking(done)
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, deleteRetryMax)

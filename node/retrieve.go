@@ -217,7 +217,9 @@ func (n *Node) deleteExclusive(ctx context.Context, who, mailbox string, ids []s
 
 // deleteMessages tombstones ids durably here and pushes the tombstones to
 // every live node (pushEverywhere). It returns nil only once every live
-// node has them, so no node shows them afterwards; otherwise
+// node has them, and at least W nodes do, so no node shows them afterwards
+// and losing one node does not undo them; with fewer than W nodes live it
+// refuses (errDeleteNoQuorum) before it applies anything; otherwise
 // errDeleteIncomplete, the tombstones staying applied here and reaching
 // the missing nodes later by anti-entropy. Ids already deleted here are
 // pushed again with their tombstone: a client retrying a deletion that
@@ -239,12 +241,24 @@ func (n *Node) deleteMessages(ctx context.Context, ids []string) error {
 	if len(tomb) == 0 {
 		return nil
 	}
+	w := n.conf().WriteQuorum
+	if live := 1 + len(n.lacking(nil)); live < w {
+		n.log.Warn("node: deletion refused: fewer live nodes than the write quorum", "messages", len(tomb), "live", live, "write_quorum", w)
+		return fmt.Errorf("%w: %d of %d nodes live for %d messages", errDeleteNoQuorum, live, w, len(tomb))
+	}
 	if _, err := n.cat.Apply(fresh...); err != nil {
 		return fmt.Errorf("node: delete: %w", err)
 	}
-	if missing := n.pushEverywhere(ctx, tomb, n.conf().Tuning.DeleteSyncTimeout); len(missing) > 0 {
+	took, missing := n.pushEverywhere(ctx, tomb, n.conf().Tuning.DeleteSyncTimeout)
+	if len(missing) > 0 {
 		n.log.Warn("node: deletion applied here but not yet on every live node; anti-entropy will finish it", "messages", len(tomb), "missing", missing)
 		return fmt.Errorf("%w: %d messages not confirmed by %s", errDeleteIncomplete, len(tomb), strings.Join(missing, ", "))
+	}
+	if 1+took < w {
+		// Membership shrank under the push: every node still live has the
+		// tombstones, but fewer than W hold them.
+		n.log.Warn("node: deletion applied here but on fewer nodes than the write quorum; anti-entropy will finish it", "messages", len(tomb), "nodes", 1+took, "write_quorum", w)
+		return fmt.Errorf("%w: %d messages on %d of %d nodes", errDeleteIncomplete, len(tomb), 1+took, w)
 	}
 	return nil
 }
