@@ -266,6 +266,22 @@ func staticSelf(name string) env.Membership {
 	return member.NewStatic(env.Member{Name: name, Addr: net.IPv4(127, 0, 0, 1)})
 }
 
+// startNode starts a lone node n1 (its own static membership, R=W=1)
+// with the test config changed by mutate, and closes it when the test
+// ends: for what one node does by itself.
+func startNode(t *testing.T, mutate func(*Config)) *Node {
+	t.Helper()
+	c := &testCluster{t: t, nodes: map[string]*Node{}, dirs: map[string]string{}, r: 1, w: 1, users: testUsers}
+	cfg := c.config("n1")
+	mutate(&cfg)
+	e := &Env{Net: &env.RealNet{}, Rand: env.NewRand(3), Membership: staticSelf("n1"), DataDir: cfg.DataDir, Log: testLogger(t)}
+	n, err := New(cfg, e)
+	require.NoError(t, err)
+	require.NoError(t, n.Start())
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
 func contextWithCancel() (context.Context, context.CancelFunc) {
 	return context.WithCancel(context.Background())
 }

@@ -48,19 +48,6 @@ func mimeWithAttachment(from, subject string, attachment []byte) []byte {
 		from, subject, w.Boundary(), body.String()))
 }
 
-func startNode(t *testing.T, mutate func(*Config)) *Node {
-	t.Helper()
-	c := &testCluster{t: t, nodes: map[string]*Node{}, dirs: map[string]string{}, r: 1, w: 1, users: testUsers}
-	cfg := c.config("n1")
-	mutate(&cfg)
-	e := &Env{Net: &env.RealNet{}, Rand: env.NewRand(3), Membership: staticSelf("n1"), DataDir: cfg.DataDir, Log: testLogger(t)}
-	n, err := New(cfg, e)
-	require.NoError(t, err)
-	require.NoError(t, n.Start())
-	t.Cleanup(func() { n.Close() })
-	return n
-}
-
 func TestPipelineDefangsEICAR(t *testing.T) {
 	n := startNode(t, func(*Config) {})
 	msg := mimeWithAttachment("x@remote.test", "virus", []byte(eicar))

@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailarray/node/catalog"
-	"mailarray/node/env"
 	"mailarray/node/peer"
 	"mailarray/node/store"
 )
@@ -21,14 +20,7 @@ import (
 // nothing into the catalog, and the node's clock stays near its wall
 // clock: both ways in (push, copy PUT) apply catalog.MaxAhead.
 func TestPeerCannotPushTheClockToTheEnd(t *testing.T) {
-	c := &testCluster{t: t, nodes: map[string]*Node{}, dirs: map[string]string{}, r: 1, w: 1, users: testUsers}
-	cfg := c.config("n1")
-	cfg.PeerKey = "k"
-	e := &Env{Net: &env.RealNet{}, Rand: env.NewRand(1), Membership: staticSelf("n1"), DataDir: cfg.DataDir, Log: testLogger(t)}
-	n, err := New(cfg, e)
-	require.NoError(t, err)
-	require.NoError(t, n.Start())
-	defer n.Close()
+	n := startNode(t, func(cfg *Config) { cfg.PeerKey = "k" })
 	base := "http://" + n.Addr("peer")
 	do := func(method, path string, body []byte, hdr map[string]string) int {
 		req, err := http.NewRequest(method, base+path, bytes.NewReader(body))

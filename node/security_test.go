@@ -3,6 +3,7 @@ package node
 import (
 	"crypto/tls"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"strings"
@@ -13,20 +14,11 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"mailarray/node/env"
 )
 
 func TestPeerAPIRefusesRequestsWithoutTheKey(t *testing.T) {
-	c := &testCluster{t: t, nodes: map[string]*Node{}, dirs: map[string]string{}, r: 1, w: 1, users: testUsers}
-	cfg := c.config("n1")
-	cfg.PeerKey = "s3cret-array-key"
-	e := &Env{Net: &env.RealNet{}, Rand: env.NewRand(1), Membership: staticSelf("n1"), DataDir: cfg.DataDir, Log: testLogger(t)}
-	n, err := New(cfg, e)
-	require.NoError(t, err)
-	require.NoError(t, n.Start())
-	defer n.Close()
-	_, err = send(t, n.Addr("smtp"), []string{"alice@example.com"}, testMessage("secret mail", 300))
+	n := startNode(t, func(cfg *Config) { cfg.PeerKey = "s3cret-array-key" })
+	_, err := send(t, n.Addr("smtp"), []string{"alice@example.com"}, testMessage("secret mail", 300))
 	require.NoError(t, err)
 	id := n.Catalog().List("alice@example.com")[0].ID
 	base := "http://" + n.Addr("peer")
@@ -59,7 +51,8 @@ func TestPeerAPIRefusesRequestsWithoutTheKey(t *testing.T) {
 func TestCertificateReloadWithoutRestart(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile, pool1 := writeCert(t, dir, "first.example.com")
-	r, err := newCertReloader(certFile, keyFile, testLogger(t))
+	logs := &logBuffer{}
+	r, err := newCertReloader(certFile, keyFile, slog.New(slog.NewJSONHandler(logs, nil)))
 	require.NoError(t, err)
 	leaf := func() string {
 		c := r.Config().Certificates[0]
@@ -74,9 +67,12 @@ func TestCertificateReloadWithoutRestart(t *testing.T) {
 	defer cancel()
 	go r.Watch(ctx, 10*time.Millisecond)
 	require.Eventually(t, func() bool { return leaf() == "second.example.com" }, 5*time.Second, 10*time.Millisecond)
-	// A broken file keeps the old certificate.
+	// A broken file keeps the old certificate. Asserted once the watcher
+	// has read the broken file (it logs the failed load), not after a
+	// pause, which on a loaded machine may end before the watcher looks.
 	require.NoError(t, os.WriteFile(certFile, []byte("garbage"), 0o600))
-	time.Sleep(50 * time.Millisecond)
+	require.Eventually(t, func() bool { return len(logs.lines(t, "node: tls certificate reload failed; keeping the old one")) > 0 },
+		10*time.Second, 10*time.Millisecond, "the watcher tries the broken file")
 	assert.Equal(t, "second.example.com", leaf())
 	_ = tls.VersionTLS12
 }

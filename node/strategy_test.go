@@ -20,6 +20,13 @@ import (
 	"mailarray/node/strategy"
 )
 
+// loadWait bounds the waits on load reports: a hang guard only, ten times
+// the longest LoadStale used here (6 s). A report arrives within a poll
+// interval (LoadStale/2) when the machine is idle, but each load query is
+// cut at a quarter of LoadStale, and on a loaded machine several rounds in
+// a row can miss it.
+const loadWait = 60 * time.Second
+
 // newBalanceCluster starts n nodes as newTestCluster does, with configure
 // applied to each node's config (LoadStale 2s unless it says otherwise), each node advertising its own address
 // 127.0.0.(10+i) so that A answers tell the nodes apart (the listeners
@@ -256,7 +263,7 @@ func TestLeastLoadAvoidsLoadedNode(t *testing.T) {
 			}
 		}
 		return true
-	}, 15*time.Second, 10*time.Millisecond, "every node knows n2's load")
+	}, loadWait, 10*time.Millisecond, "every node knows n2's load")
 	loads := func() string {
 		var b strings.Builder
 		for _, name := range []string{"n1", "n2", "n3"} {
@@ -310,7 +317,7 @@ func TestLeastLoadAvoidsLoadedNode(t *testing.T) {
 		via := c.nodes[[]string{"n1", "n3"}[i%2]]
 		// As above: placement ranks a node of unknown load as fully
 		// loaded, so judge it only while every load is known.
-		require.Eventually(t, allFresh, 30*time.Second, 10*time.Millisecond, "every load known: %s", loads())
+		require.Eventually(t, allFresh, loadWait, 10*time.Millisecond, "every load known: %s", loads())
 		reply, err := send(t, via.Addr("smtp"), []string{"alice@example.com"}, testMessage(fmt.Sprintf("leastload %d", i), 800))
 		require.NoError(t, err)
 		assert.NotContains(t, placedOn(t, via, reply), "n2", "no copy on the loaded node")
@@ -319,7 +326,7 @@ func TestLeastLoadAvoidsLoadedNode(t *testing.T) {
 	require.Eventually(t, func() bool {
 		o := mxOrder(t, ask(t, "udp", c.nodes["n1"].Addr("dns"), "example.com", dns.TypeMX))
 		return o[0] == "n2"
-	}, 15*time.Second, 10*time.Millisecond, "once idle again, n2 takes its turn first")
+	}, loadWait, 10*time.Millisecond, "once idle again, n2 takes its turn first")
 }
 
 // A node whose load reports stop (its peer API is gone, membership still
@@ -330,12 +337,12 @@ func TestStaleLoadCountsAsFullyLoaded(t *testing.T) {
 	n1 := c.nodes["n1"]
 	require.Eventually(t, func() bool {
 		return n1.loads.get("n3", time.Now()).Known
-	}, 5*time.Second, 10*time.Millisecond, "n1 has n3's load")
+	}, loadWait, 10*time.Millisecond, "n1 has n3's load")
 	c.nodes["n3"].peerSrv.Close()
 	closed := time.Now()
 	require.Eventually(t, func() bool {
 		return !n1.loads.get("n3", time.Now()).Known && !c.nodes["n2"].loads.get("n3", time.Now()).Known
-	}, 5*time.Second, 10*time.Millisecond, "n1 and n2 see n3's load go stale")
+	}, loadWait, 10*time.Millisecond, "n1 and n2 see n3's load go stale")
 	t.Logf("n3's report went stale %v after its peer API closed (load-stale %v)", time.Since(closed).Round(10*time.Millisecond), n1.conf().LoadStale)
 	for start := time.Now(); time.Since(start) < 4*n1.conf().DNSRotateEvery; {
 		for _, name := range []string{"n1", "n2"} {
@@ -440,7 +447,7 @@ func TestPlacementStrategies(t *testing.T) {
 			if info, _ := strategy.Lookup(tt.strategy); info.UsesLoad {
 				require.Eventually(t, func() bool {
 					return n1.loads.get("n2", time.Now()).Known && n1.loads.get("n3", time.Now()).Known
-				}, 5*time.Second, 10*time.Millisecond, "n1 has its peers' loads")
+				}, loadWait, 10*time.Millisecond, "n1 has its peers' loads")
 			}
 			var primaries []string
 			var locs [][]string

@@ -25,49 +25,34 @@ func (s *session) cmdStat(args []string) bool {
 	return false
 }
 
+// cmdList gives message sizes (RFC 1939 §5); its listing opens with the
+// maildrop's count and size, as STAT's answer does.
 func (s *session) cmdList(args []string) bool {
-	switch len(args) {
-	case 0:
-		s.okCount("", s.liveCount, s.liveSize)
-		for i := range s.msgs {
-			if s.msgs[i].deleted {
-				continue
-			}
-			s.writeInt(int64(i + 1))
-			s.bw.WriteByte(' ')
-			s.writeInt(s.msgs[i].size)
-			s.bw.WriteString("\r\n")
-		}
-		s.line(".")
-		return false
-	case 1:
-		n, quit, ok := s.msgArg(args[0])
-		if !ok {
-			return quit
-		}
-		s.bw.WriteString("+OK ")
-		s.writeInt(int64(n))
-		s.bw.WriteByte(' ')
-		s.writeInt(s.msgs[n-1].size)
-		s.bw.WriteString("\r\n")
-		return false
-	}
-	return s.badCommand("syntax: LIST [msg]")
+	return s.scanListing(args, "syntax: LIST [msg]",
+		func() { s.okCount("", s.liveCount, s.liveSize) },
+		func(m *message) { s.writeInt(m.size) })
 }
 
-// cmdUidl lists unique ids (RFC 1939 §7).
+// cmdUidl gives unique ids (RFC 1939 §7).
 func (s *session) cmdUidl(args []string) bool {
+	return s.scanListing(args, "syntax: UIDL [msg]",
+		func() { s.ok("unique-id listing follows") },
+		func(m *message) { s.bw.WriteString(m.id) })
+}
+
+// scanListing answers LIST and UIDL, which differ only in the first line
+// of the listing and the value given for each message: with no argument,
+// a multi-line listing of every message not marked deleted; with one, a
+// single "+OK msg value" line for that message (RFC 1939 §5 LIST, §7 UIDL).
+func (s *session) scanListing(args []string, syntax string, header func(), value func(*message)) bool {
 	switch len(args) {
 	case 0:
-		s.ok("unique-id listing follows")
+		header()
 		for i := range s.msgs {
 			if s.msgs[i].deleted {
 				continue
 			}
-			s.writeInt(int64(i + 1))
-			s.bw.WriteByte(' ')
-			s.bw.WriteString(s.msgs[i].id)
-			s.bw.WriteString("\r\n")
+			s.scanLine(i+1, value)
 		}
 		s.line(".")
 		return false
@@ -77,13 +62,18 @@ func (s *session) cmdUidl(args []string) bool {
 			return quit
 		}
 		s.bw.WriteString("+OK ")
-		s.writeInt(int64(n))
-		s.bw.WriteByte(' ')
-		s.bw.WriteString(s.msgs[n-1].id)
-		s.bw.WriteString("\r\n")
+		s.scanLine(n, value)
 		return false
 	}
-	return s.badCommand("syntax: UIDL [msg]")
+	return s.badCommand(syntax)
+}
+
+// scanLine writes "msg value\r\n" for message n (1-based).
+func (s *session) scanLine(n int, value func(*message)) {
+	s.writeInt(int64(n))
+	s.bw.WriteByte(' ')
+	value(&s.msgs[n-1])
+	s.bw.WriteString("\r\n")
 }
 
 func (s *session) cmdRetr(args []string) bool {
