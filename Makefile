@@ -4,14 +4,8 @@ GO ?= go
 export GOFLAGS ?= -mod=mod
 BIN := bin/mailarray
 PKGS := ./...
-# Packages that run goroutines run under -race: servers, replication and
-# the simulator (node, sim), the simulated fault matrix (chaos), the
-# real-process drivers (bench, chaos/realsoak), and cmd/mailarray, whose
-# test binary is also the node binary its tests start, so under -race
-# those nodes are race-instrumented too. That is every package (the few
-# without goroutines, report formatters, cost next to nothing), so a new
-# one is covered without being listed.
-RACE_PKGS := $(PKGS)
+# Packages that run goroutines (servers, replication, simulator) run under -race.
+RACE_PKGS := ./node/... ./sim/...
 SCENARIO ?=
 
 .PHONY: calibrate bench-anchors profile deploy-walkthrough soak-real bench bench-compare bench-saturation bench-scale bench-real chaos chaos-soak mutants sim-test image compose-up compose-down compose-purge all build test test-race vet fmt-check cluster bench bench-real chaos clean deps sim-test
@@ -50,8 +44,8 @@ fmt-check:
 
 # Every test: unit, loopback integration with real clients, simulator,
 # fuzz seed corpora; the deployment guide followed end to end on loopback
-# (scripts/deploy-walkthrough.sh); then the race detector on every
-# package (RACE_PKGS).
+# (scripts/deploy-walkthrough.sh); then the race detector on the concurrent
+# packages.
 test: deps fmt-check vet build
 	$(GO) test -count=1 -timeout 15m $(PKGS)
 	./scripts/deploy-walkthrough.sh
