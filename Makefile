@@ -194,10 +194,11 @@ chaos:
 # The same simulator matrix over many seeds: RUNS=N runs in all, spread
 # over every cell, sharded over SHARDS processes (default 2) with their
 # own seed ranges; the report goes to results/chaos-soak.md (chaos/soak.sh).
+# SOAK_CELLS=ring/ runs only the cells it matches; SOAK_OUT names the report.
 RUNS ?= 1000
 SHARDS ?= 2
 chaos-soak:
-	RUNS=$(RUNS) SHARDS=$(SHARDS) ./chaos/soak.sh
+	RUNS=$(RUNS) SHARDS=$(SHARDS) SOAK_CELLS='$(SOAK_CELLS)' SOAK_OUT='$(SOAK_OUT)' ./chaos/soak.sh
 
 # Mutation testing: each deliberate bug of mutants/*.patch is applied to a
 # scratch copy and must be caught by its killing tests; the table goes to

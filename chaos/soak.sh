@@ -13,6 +13,8 @@
 #   SHARDS=N            processes (default 2, one per core; each runs with GOMAXPROCS=1)
 #   SOAK_SEED_OFFSET=K  the first seed is K+1 (default 1000: past the seeds make chaos runs)
 #   SOAK_OUT=file       the report (default results/chaos-soak.md)
+#   SOAK_CELLS=PAT      only the cells PAT matches (GROUP/NAME, e.g. ring/: a
+#                       -run pattern below TestSimChaos), RUNS spread over them
 # A failing run is listed in the report with the command that replays it.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,6 +25,7 @@ runs=${RUNS:-1000}
 shards=${SHARDS:-2}
 base=${SOAK_SEED_OFFSET:-1000}
 out=${SOAK_OUT:-$root/results/chaos-soak.md}
+case $out in /*) ;; *) out="$root/$out" ;; esac
 work="$root/tmp/chaos-soak-src"
 logs="$root/tmp/chaos-soak-logs"
 
@@ -35,13 +38,14 @@ rm -rf "$logs"
 mkdir -p "$logs"
 
 (cd "$work" && "$GO" test -c -tags chaos -o "$work/chaos.test" ./chaos/)
-cells=$(cd "$work/chaos" && "$work/chaos.test" -test.run '^TestChaosSoakCells$' -test.v | sed -n 's/.*chaos cells: //p')
+cellpat=${SOAK_CELLS:-}
+cells=$(cd "$work/chaos" && CHAOS_SOAK_CELLS="$cellpat" "$work/chaos.test" -test.run '^TestChaosSoakCells$' -test.v | sed -n 's/.*chaos cells: //p')
 [ -n "$cells" ] && [ "$cells" -gt 0 ] || { echo "chaos-soak: cannot count the matrix's cells" >&2; exit 1; }
 per=$(( (runs + cells - 1) / cells ))       # seeds per cell
 each=$(( (per + shards - 1) / shards ))     # seeds per cell per shard
 commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
 git -C "$root" diff --quiet HEAD 2>/dev/null || commit="$commit+changes"
-echo "chaos-soak: $((per * cells)) runs: $cells cells x seeds $((base + 1))-$((base + per)), $shards processes, commit $commit"
+echo "chaos-soak: $((per * cells)) runs: $cells cells${cellpat:+ matching $cellpat} x seeds $((base + 1))-$((base + per)), $shards processes, commit $commit"
 
 t0=$(date +%s)
 pids=() files=()
@@ -53,7 +57,7 @@ for ((k = 0; k < shards; k++)); do
 	files+=("$f")
 	echo "chaos-soak: process $k: seeds $((off + 1))-$((off + n)) (log $logs/shard-$k.log)"
 	(cd "$work/chaos" && GOMAXPROCS=1 CHAOS_SEED_OFFSET=$off CHAOS_SEEDS=$n CHAOS_SOAK_JSON="$f" \
-		CHAOS_REPLAY="make chaos CHAOS_RUN=" "$work/chaos.test" -test.run '^TestSimChaos$' -test.count 1 -test.timeout 0 \
+		CHAOS_REPLAY="make chaos CHAOS_RUN=" "$work/chaos.test" -test.run "^TestSimChaos\$${cellpat:+/$cellpat}" -test.count 1 -test.timeout 0 \
 		>"$logs/shard-$k.log" 2>&1) &
 	pids+=($!)
 done

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"testing"
 	"time"
@@ -64,5 +65,17 @@ func writeSoakShard(t *testing.T, path string, offset uint64, seeds int, sum *Su
 // TestChaosSoakCells prints the number of cells of the matrix, which the
 // soak divides its runs by.
 func TestChaosSoakCells(t *testing.T) {
-	t.Logf("chaos cells: %d", len(Matrix()))
+	// CHAOS_SOAK_CELLS (chaos/soak.sh SOAK_CELLS) restricts the count to
+	// the cells whose Group/Name it matches, as -run TestSimChaos/<it> does.
+	re, err := regexp.Compile(os.Getenv("CHAOS_SOAK_CELLS"))
+	if err != nil {
+		t.Fatalf("CHAOS_SOAK_CELLS: %v", err)
+	}
+	n := 0
+	for _, c := range Matrix() {
+		if re.MatchString(c.Group + "/" + c.Name) {
+			n++
+		}
+	}
+	t.Logf("chaos cells: %d", n)
 }
