@@ -20,6 +20,7 @@ import (
 
 	"mailarray/node"
 	"mailarray/node/env"
+	"mailarray/node/fault"
 	"mailarray/node/member"
 	"mailarray/node/strategy"
 )
@@ -47,6 +48,40 @@ func loadConfig(args []string, stderr io.Writer) (node.Config, *slog.Logger, err
 // loadConfigLevel is loadConfig that also returns the logger's level,
 // which a reload sets (log-level is live).
 func loadConfigLevel(args []string, stderr io.Writer) (node.Config, *slog.Logger, *slog.LevelVar, error) {
+	cfg, log, level, _, err := loadServe(args, stderr)
+	return cfg, log, level, err
+}
+
+// testFaults are the emulated hardware faults of a test array
+// (--test-fault, allowed only with --test-faults-allowed): never part of
+// node.Config, so that no config file or reload can turn them on.
+type testFaults struct {
+	delays fault.Delays
+}
+
+// testFaultList is the repeatable --test-fault point=duration flag.
+type testFaultList struct{ d fault.Delays }
+
+func (l *testFaultList) String() string {
+	if l == nil || len(l.d) == 0 {
+		return ""
+	}
+	var out []string
+	for p, w := range l.d {
+		out = append(out, string(p)+"="+w.String())
+	}
+	return strings.Join(out, ",")
+}
+func (l *testFaultList) Set(v string) error { return l.d.ParseDelay(v) }
+
+// loadServe is loadConfigLevel plus the test faults serve installs.
+func loadServe(args []string, stderr io.Writer) (node.Config, *slog.Logger, *slog.LevelVar, testFaults, error) {
+	var tf testFaults
+	cfg, log, level, err := loadServeInto(args, stderr, &tf)
+	return cfg, log, level, tf, err
+}
+
+func loadServeInto(args []string, stderr io.Writer, tf *testFaults) (node.Config, *slog.Logger, *slog.LevelVar, error) {
 	cfg := node.DefaultConfig()
 	// R and W left unset (0) are chosen by resolveCopies once the whole
 	// configuration is known: an array mirrors by default.
@@ -140,8 +175,17 @@ func loadConfigLevel(args []string, stderr io.Writer) (node.Config, *slog.Logger
 	fs.IntVar(&c.Weight, "weight", cfg.Weight, "static capacity weight advertised to the array (1..1000)")
 	fs.DurationVar(&c.LoadStale, "load-stale", cfg.LoadStale, "oldest load report strategies use; older counts as fully loaded")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "how long SIGTERM waits for transactions in flight")
+	faults := &testFaultList{d: fault.Delays{}}
+	fs.Var(faults, "test-fault", "TEST ARRAYS ONLY: make a fault point wait, point=duration (store.sync=8ms: an emulated slow disk); needs --test-faults-allowed (repeatable)")
+	faultsAllowed := fs.Bool("test-faults-allowed", false, "TEST ARRAYS ONLY: accept --test-fault (benchmarks that emulate slow hardware: make truth)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, nil, nil, err
+	}
+	if len(faults.d) > 0 && !*faultsAllowed {
+		return cfg, nil, nil, errors.New("serve: --test-fault slows this node on purpose and is for test arrays only: add --test-faults-allowed to say so")
+	}
+	if len(faults.d) > 0 {
+		tf.delays = faults.d
 	}
 	if fs.NArg() > 0 {
 		return cfg, nil, nil, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
@@ -312,7 +356,7 @@ func advertiseIP(cfg node.Config) net.IP {
 }
 
 func serve(args []string) error {
-	cfg, log, level, err := loadConfigLevel(args, os.Stderr)
+	cfg, log, level, tf, err := loadServe(args, os.Stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -378,6 +422,15 @@ func serve(args []string) error {
 		membership = s
 	}
 	e := env.Real(cfg.DataDir, log, membership)
+	if len(tf.delays) > 0 {
+		// Loud on purpose: a node that slows itself must never pass for a
+		// production one in its log.
+		for p, w := range tf.delays {
+			log.Warn("mailarray: TEST FAULT ACTIVE: this node waits at a fault point on purpose (--test-fault); never use it in production",
+				"point", string(p), "delay", w.String())
+		}
+		e.Fault = tf.delays
+	}
 	n, err := node.New(cfg, e)
 	if err != nil {
 		membership.Close()
