@@ -143,6 +143,7 @@ calibrate: build
 TRUTH_FLAGS ?=
 truth: image
 	TRUTH_QUICK=$(TRUTH_QUICK) $(GO) run ./bench/cmd/truth -profile $(PROFILE) $(TRUTH_FLAGS)
+	@[ "$(TRUTH_QUICK)" = 1 ] || $(MAKE) --no-print-directory bench-compare
 
 # The real-process soak: RUNS runs (seeds SEED..SEED+RUNS-1) of three
 # mailarray serve processes on loopback under load, each with SIGKILL and

@@ -126,13 +126,19 @@ func WriteScenario(dir string, sc sim.Scenario) (string, error) {
 	return path, nil
 }
 
+// TruthRateStep is the truth search's rate step (msgs/s): the real array
+// saturates near a hundred msgs/s, where the simulator search's 50 would
+// be as coarse as the ±25% the prediction is judged by.
+const TruthRateStep = 10
+
 // TruthSaturationConfig is the saturation search both sides run: the
 // simulator's (DefaultSaturationConfig, a pool sized by the target p99,
-// as TestSaturation's probes), with at most maxProbes probes (0: the
-// default).
+// as TestSaturation's probes) with a finer rate step, and at most
+// maxProbes probes (0: the default).
 func TruthSaturationConfig(sc sim.Scenario, maxProbes int) SaturationConfig {
 	cfg := DefaultSaturationConfig()
 	cfg.SenderSeconds = sc.TargetP99.D().Seconds()
+	cfg.RateStep = TruthRateStep
 	if maxProbes > 0 {
 		cfg.MaxProbes = maxProbes
 	}

@@ -58,6 +58,15 @@ type Truth struct {
 	WallSeconds      float64  `json:"wall_seconds"`
 }
 
+// LoadTruth reads results/truth.json.
+func LoadTruth(path string) (*Truth, error) {
+	var t Truth
+	if err := loadKind(path, KindTruth, &t); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
 // TruthNode is one node of the array as both sides run it.
 type TruthNode struct {
 	Name string `json:"name"`

@@ -64,7 +64,7 @@ func parse(args []string) (config, error) {
 	fs := flag.NewFlagSet("truth", flag.ContinueOnError)
 	fs.StringVar(&c.profile, "profile", "calibrated", "cost profile: scenarios/profiles/<name>.yaml (make calibrate), or a path to a .yaml file")
 	strategies := fs.String("strategies", "roundrobin,leastload,weighted", "strategy scenarios to compare (comma-separated)")
-	fs.Float64Var(&c.rate, "rate", 100, "nominal offered rate (msgs/s): below every strategy's saturation")
+	fs.Float64Var(&c.rate, "rate", 50, "nominal offered rate (msgs/s): below every strategy's saturation; the searches start from it")
 	fs.DurationVar(&c.duration, "duration", 20*time.Second, "nominal run's load")
 	fs.DurationVar(&c.drain, "drain", 5*time.Second, "nominal run's drain")
 	fs.IntVar(&c.maxProbes, "max-probes", 0, "saturation probes per strategy and side (0: the simulator search's default)")
