@@ -93,6 +93,7 @@ func RenderComparison(c *Comparison, o Options) ([]byte, error) {
 	c.others(&b)
 	c.growth(&b)
 	c.real(&b)
+	c.truth(&b)
 	c.index(&b)
 	return []byte(b.String()), nil
 }

@@ -339,3 +339,30 @@ func truthChart(t *Truth, path string) error {
 	}
 	return writePNG(path, chartWidth, chartTallHeight, top, bot)
 }
+
+// truth is the comparison page's summary of make truth: one row per
+// strategy, the ranking agreement, and the link to truth.md.
+func (c *Comparison) truth(b *strings.Builder) {
+	t := c.Truth
+	if t == nil {
+		return
+	}
+	b.WriteString("## The simulator against real containers (machine-dependent)\n\n")
+	fmt.Fprintf(b, "[truth.md](truth.md): `make truth` ran the strategies on four `mailarray serve` containers with CPU quotas and one emulated slow disk, and the same array as a scenario with the costs of profile `%s`. Error is (predicted - measured) / measured; ✓ within the bounds of issue 20 (saturation ±%.0f%%, p50 ±%.0f%%, copy shares %.0f points).",
+		t.Profile, TruthSaturationBoundPct, TruthP50BoundPct, TruthShareBoundPP)
+	if t.Quick {
+		b.WriteString(" **A smoke run: these figures say nothing about the model.**")
+	}
+	b.WriteString("\n\n")
+	var rows [][]string
+	for _, s := range t.Strategies {
+		rows = append(rows, []string{s.Strategy, rate(s.PredictedSaturation), rate(s.MeasuredSaturation), signedPct(s.SaturationErrorPct) + mark(s.SaturationWithinBound),
+			msFig(s.PredictedP50Ms), msFig(s.MeasuredP50Ms), signedPct(s.P50ErrorPct) + mark(s.P50WithinBound),
+			strconv.FormatFloat(s.CopyShareMaxDiffPP, 'f', 1, 64) + " pp" + mark(s.CopyShareWithinBound)})
+	}
+	table(b, []string{"strategy", "saturation predicted (msgs/s)", "measured", "error", "p50 predicted", "measured", "error", "copy share: largest gap"}, "lrrrrrrr", rows)
+	if t.Pairs > 0 {
+		fmt.Fprintf(b, "\nRanking by saturation: predicted %s, measured %s (%d of %d pairs alike).\n", strings.Join(t.RankingPredicted, " > "), strings.Join(t.RankingMeasured, " > "), t.Concordant, t.Pairs)
+	}
+	b.WriteString("\n")
+}

@@ -74,3 +74,24 @@ func TestRenderTruth(t *testing.T) {
 	}
 	assert.FileExists(t, dir+"/truth.png")
 }
+
+// TestComparisonLinksTruth: with a truth.json the comparison page has the
+// truth summary and links truth.md; without one, neither.
+func TestComparisonLinksTruth(t *testing.T) {
+	side := func(sat float64) TruthSide {
+		return TruthSide{SaturationMsgsPerSec: sat, P50Ms: 10, CopyShare: map[string]float64{"n1": 1}}
+	}
+	tr := &Truth{Kind: KindTruth, Profile: "calibrated",
+		Strategies: []TruthStrategy{NewTruthStrategy("roundrobin", side(100), side(120)), NewTruthStrategy("weighted", side(200), side(180))}}
+	tr.Rank()
+	c := &Comparison{Reports: map[string]*Report{}, Real: map[string]*Report{}, Truth: tr}
+	md, err := RenderComparison(c, Options{ImgDir: t.TempDir(), ImgRel: "img"})
+	require.NoError(t, err)
+	assert.Contains(t, string(md), "- [truth](truth.md) ([json](truth.json))")
+	assert.Contains(t, string(md), "| roundrobin | 100 | 120 | -16.7% ✓")
+	assert.Contains(t, string(md), "predicted weighted > roundrobin, measured weighted > roundrobin (1 of 1 pairs alike)")
+	c.Truth = nil
+	md, err = RenderComparison(c, Options{ImgDir: t.TempDir(), ImgRel: "img"})
+	require.NoError(t, err)
+	assert.NotContains(t, string(md), "truth.md")
+}
