@@ -260,11 +260,15 @@ func (c *Cluster) start(n *RealNode) error {
 
 // getJSON fetches url into v.
 func (c *Cluster) getJSON(ctx context.Context, url string, v any) error {
+	return getJSON(ctx, c.client, url, v)
+}
+
+func getJSON(ctx context.Context, client *http.Client, url string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := c.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}

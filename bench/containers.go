@@ -273,8 +273,7 @@ func (a *ContainerArray) waitReady(ctx context.Context) error {
 }
 
 func (a *ContainerArray) getJSON(ctx context.Context, url string, v any) error {
-	c := &Cluster{client: a.client}
-	return c.getJSON(ctx, url, v)
+	return getJSON(ctx, a.client, url, v)
 }
 
 // Target is the array as the load generator reaches it.
