@@ -8,7 +8,7 @@ PKGS := ./...
 RACE_PKGS := ./node/... ./sim/...
 SCENARIO ?=
 
-.PHONY: calibrate bench-anchors profile deploy-walkthrough soak-real bench bench-compare bench-saturation bench-scale bench-real chaos chaos-soak mutants sim-test image compose-up compose-down compose-purge all build test test-race vet fmt-check cluster bench bench-real chaos clean deps sim-test
+.PHONY: truth calibrate bench-anchors profile deploy-walkthrough soak-real bench bench-compare bench-saturation bench-scale bench-real chaos chaos-soak mutants sim-test image compose-up compose-down compose-purge all build test test-race vet fmt-check cluster bench bench-real chaos clean deps sim-test
 
 all: build
 
@@ -171,6 +171,20 @@ profile: build
 	@command -v strace >/dev/null || { echo "make: installing strace"; apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null; }
 	PATH="$$PATH:/usr/sbin" $(GO) run ./bench/cmd/profilepath -path '$(PATH_NAME)' -seconds $(PROFILE_SECONDS) \
 		-strace-seconds $(STRACE_SECONDS) -msgs $(PROFILE_MSGS) $(if $(filter 0,$(PROFILE_FLOORS)),-floors=false)
+
+# The simulator against a real heterogeneous array (issue 20): four node
+# containers with CPU quotas summing to 1.6 CPUs and one emulated slow
+# disk, and the same array as a scenario with the calibrated costs
+# (PROFILE, make calibrate). Per strategy: the saturation point (the
+# simulator's search and criterion on both sides), p50/p99 and copy
+# shares at a nominal rate -> results/truth.json and results/truth.md.
+# About 25 minutes (docs/bench.md "Truth run"). TRUTH_QUICK=1: a smoke run
+# (roundrobin, short runs, 2 probes) to tmp/truth/results. TRUTH_FLAGS
+# passes more flags (-strategies, -rate, -duration, -max-probes, -out).
+TRUTH_FLAGS ?=
+truth: image
+	TRUTH_QUICK=$(TRUTH_QUICK) $(GO) run ./bench/cmd/truth -profile $(PROFILE) $(TRUTH_FLAGS)
+	@[ "$(TRUTH_QUICK)" = 1 ] || $(MAKE) --no-print-directory bench-compare
 
 # The real-process soak: RUNS runs (seeds SEED..SEED+RUNS-1) of three
 # mailarray serve processes on loopback under load, each with SIGKILL and

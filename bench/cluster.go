@@ -260,11 +260,15 @@ func (c *Cluster) start(n *RealNode) error {
 
 // getJSON fetches url into v.
 func (c *Cluster) getJSON(ctx context.Context, url string, v any) error {
+	return getJSON(ctx, c.client, url, v)
+}
+
+func getJSON(ctx context.Context, client *http.Client, url string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := c.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -643,7 +647,17 @@ func (c *Cluster) cpuTime(n *RealNode) time.Duration {
 // checkLost asks the live nodes for a copy of every accepted message no
 // reader deleted.
 func (c *Cluster) checkLost(ctx context.Context, rep *sim.Report) error {
-	alive := c.alive()
+	var peers []string
+	for _, n := range c.alive() {
+		peers = append(peers, n.Peer)
+	}
+	return CheckLost(ctx, c.client, peers, rep)
+}
+
+// CheckLost asks the peer APIs (host:port) for a copy of every accepted
+// message of rep no reader deleted, and sets rep.Lost and rep.LostIDs:
+// the lost check of bench-real and of the truth run's containers.
+func CheckLost(ctx context.Context, client *http.Client, peers []string, rep *sim.Report) error {
 	var ids []string
 	for i := range rep.Records {
 		r := &rep.Records[i]
@@ -659,7 +673,7 @@ func (c *Cluster) checkLost(ctx context.Context, rep *sim.Report) error {
 	for range lostCheckWorkers {
 		wg.Go(func() {
 			for id := range work {
-				found, err := c.hasCopy(ctx, alive, id)
+				found, err := hasCopy(ctx, client, peers, id)
 				mu.Lock()
 				if err != nil && firstErr == nil {
 					firstErr = err
@@ -689,17 +703,17 @@ func (c *Cluster) checkLost(ctx context.Context, rep *sim.Report) error {
 	return nil
 }
 
-// hasCopy reports whether some live node holds copy id; an error only
-// when no node answered at all.
-func (c *Cluster) hasCopy(ctx context.Context, alive []*RealNode, id string) (bool, error) {
+// hasCopy reports whether some peer holds copy id; an error only when no
+// peer answered at all.
+func hasCopy(ctx context.Context, client *http.Client, peers []string, id string) (bool, error) {
 	var lastErr error
 	answered := 0
-	for _, n := range alive {
-		req, err := http.NewRequestWithContext(ctx, http.MethodHead, "http://"+n.Peer+"/v1/copies/"+id, nil)
+	for _, p := range peers {
+		req, err := http.NewRequestWithContext(ctx, http.MethodHead, "http://"+p+"/v1/copies/"+id, nil)
 		if err != nil {
 			return false, err
 		}
-		resp, err := c.client.Do(req)
+		resp, err := client.Do(req)
 		if err != nil {
 			lastErr = err
 			continue

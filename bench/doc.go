@@ -30,6 +30,14 @@
 //   - Cluster (cluster.go) starts a scenario's nodes as `mailarray serve`
 //     processes on loopback for bench-real and make calibrate, and reads
 //     their status and CPU time.
+//   - The truth run (truth.go, containers.go; bench/cmd/truth, make
+//     truth) checks the simulator against a real array: DefaultTruthArray
+//     is the strategy scenarios' shape at this machine's scale,
+//     TruthScenario the same array as a scenario with a cost profile and
+//     cpu_quota, ContainerArray its nodes as containers with docker
+//     --cpus and an emulated slow disk (--test-fault store.sync), and
+//     TestTruthPredict the simulator's side (a test, for synctest).
+//     Both sides run the same search (TruthSaturationConfig).
 //   - bench/calibrate and bench/cmd/calibrate (make calibrate) measure the
 //     cost model's parameters on this machine with a Cluster and the real
 //     load generator, and write a cost profile scenarios can name.

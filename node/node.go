@@ -103,6 +103,9 @@ func New(cfg Config, e *Env) (*Node, error) {
 	}
 	sopts := store.DefaultOptions(filepath.Join(dataDir, "node.db"))
 	sopts.NoSync = cfg.NoSync
+	if e.Fault != nil {
+		sopts.Fault = e.Fault.Fault
+	}
 	if e.Cost != nil {
 		sopts.Disk = e.Cost.Disk
 		// The simulator's cost model also settles group commits (see

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"math"
 	"sync"
 	"time"
 
@@ -37,8 +38,11 @@ type nodeCost struct {
 	diskKey   string
 	settleKey string
 
-	mu        sync.Mutex
-	cores     int
+	mu    sync.Mutex
+	cores int
+	// speed is each CPU's fraction of full speed: 1, or quota/cores for a
+	// node with a cpu_quota (NodeSpec.CPUQuota).
+	speed     float64
 	perMsg    time.Duration
 	perKiB    time.Duration
 	fsync     time.Duration
@@ -99,6 +103,7 @@ func newNodeCost(n *simnet.Net, spec NodeSpec, lg *ledger) *nodeCost {
 		diskKey:   "disk " + spec.Name,
 		settleKey: "settle " + spec.Name,
 		cores:     spec.CPUCores,
+		speed:     cpuSpeed(spec),
 		perMsg:    spec.CPUPerMsg.D(),
 		perKiB:    spec.CPUPerKiB.D(),
 		fsync:     spec.DiskFsync.D(),
@@ -107,18 +112,35 @@ func newNodeCost(n *simnet.Net, spec NodeSpec, lg *ledger) *nodeCost {
 	}
 }
 
+// cpuSpeed is the speed of each of spec's CPUs: 1 for whole cores (so a
+// scenario without a quota runs exactly as before), quota/ceil(quota)
+// with one.
+func cpuSpeed(spec NodeSpec) float64 {
+	if spec.CPUQuota <= 0 || spec.CPUCores < 1 {
+		return 1
+	}
+	return spec.CPUQuota / float64(spec.CPUCores)
+}
+
 // CPU holds one of the node's CPUs while it processes a message of bytes.
 func (c *nodeCost) CPU(bytes int) {
 	c.gate()
 	defer c.gate()
-	d := c.perMsg + time.Duration(int64(bytes)*int64(c.perKiB)/1024)
-	if d <= 0 {
+	work := c.perMsg + time.Duration(int64(bytes)*int64(c.perKiB)/1024)
+	if work <= 0 {
 		return
+	}
+	// A CPU at a fraction of full speed holds the message longer; the
+	// report counts the CPU time itself (work), as a container's
+	// cpuacct does.
+	d := work
+	if c.speed != 1 {
+		d = time.Duration(math.Ceil(float64(work) / c.speed))
 	}
 	r := &costReq{d: d, done: make(chan struct{})}
 	c.mu.Lock()
 	c.cpuJobs++
-	c.cpuTime += d
+	c.cpuTime += work
 	if c.cpuBusy < c.cores {
 		c.cpuBusy++
 		c.mu.Unlock()

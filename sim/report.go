@@ -386,7 +386,7 @@ func (s *simulation) nodeReports(r *Report, smtpBy map[string]int) {
 		nr.TrimmedCopies, nr.AutoRebalances = rb.TrimmedCopies, rb.AutoRebalances
 		cs := sn.cost.stats()
 		nr.CPUBusySeconds = roundTo(cs.CPUTime.Seconds(), 3)
-		nr.CPUUtilization = roundTo(cs.CPUTime.Seconds()/(float64(sn.spec.CPUCores)*end), 4)
+		nr.CPUUtilization = roundTo(cs.CPUTime.Seconds()/(sn.spec.CPUCapacity()*end), 4)
 		nr.DiskSyncs, nr.DiskBytes = cs.DiskSyncs, cs.DiskBytes
 		nr.DiskBusySeconds = roundTo(cs.DiskTime.Seconds(), 3)
 		r.Nodes = append(r.Nodes, nr)

@@ -87,6 +87,16 @@ type NodeSpec struct {
 	Name string `yaml:"name" json:"name"`
 	// CPUCores is how many messages the node processes at once.
 	CPUCores int `yaml:"cpu_cores" json:"cpu_cores"`
+	// CPUQuota, when set, is the node's CPU as a bandwidth quota in cores,
+	// as a container's (docker --cpus 0.4: a CFS quota of 40 ms of CPU per
+	// 100 ms period, spread over whichever host cores run its threads).
+	// The node then has ceil(quota) CPUs (cpu_cores, filled in; Go's
+	// GOMAXPROCS follows the quota the same way), each serving at
+	// quota/ceil(quota) of full speed: it does quota CPU-seconds of work
+	// per second, and a message alone on a 0.4 quota takes 2.5 times its
+	// CPU time, which is what the quota's throttling averages to over a
+	// period. 0: cpu_cores whole CPUs at full speed.
+	CPUQuota float64 `yaml:"cpu_quota" json:"cpu_quota,omitempty"`
 	// CPUPerMsg and CPUPerKiB make the CPU time of handling one message
 	// (an SMTP delivery, a peer copy, a POP3 RETR): per_msg + size/KiB *
 	// per_kib.
@@ -107,6 +117,18 @@ type NodeSpec struct {
 	// per second. Monotonic time (durations, timeouts) is never skewed.
 	ClockOffset   Duration `yaml:"clock_offset" json:"clock_offset,omitempty"`
 	ClockDriftPPM float64  `yaml:"clock_drift_ppm" json:"clock_drift_ppm,omitempty"`
+}
+
+// minCPUQuota is the smallest cpu_quota (docker --cpus accepts 0.01).
+const minCPUQuota = 0.01
+
+// CPUCapacity is the CPU-seconds per second the node can do: its quota,
+// or its whole cores.
+func (nd NodeSpec) CPUCapacity() float64 {
+	if nd.CPUQuota > 0 {
+		return nd.CPUQuota
+	}
+	return float64(nd.CPUCores)
 }
 
 // Arrival processes of the load.
@@ -424,6 +446,13 @@ func (sc *Scenario) validateNodes(bad func(key, f string, a ...any)) {
 		if !nd.Spare {
 			initial++
 		}
+		if nd.CPUQuota > 0 {
+			whole := int(math.Ceil(nd.CPUQuota))
+			if nd.CPUCores != 0 && nd.CPUCores != whole {
+				bad(key+".cpu_cores", "%d: a cpu_quota of %v runs on ceil(quota) = %d CPUs (leave cpu_cores unset)", nd.CPUCores, nd.CPUQuota, whole)
+			}
+			nd.CPUCores = whole
+		}
 		if nd.CPUCores == 0 {
 			nd.CPUCores = 2
 		}
@@ -445,6 +474,10 @@ func (sc *Scenario) validateNodes(bad func(key, f string, a ...any)) {
 		switch {
 		case nd.CPUCores < 1 || nd.CPUCores > 1024:
 			bad(key+".cpu_cores", "%d must be 1..1024", nd.CPUCores)
+		case nd.CPUQuota < 0 || nd.CPUQuota > 1024 || math.IsNaN(nd.CPUQuota):
+			bad(key+".cpu_quota", "%v must be 0 (whole cores) or in (0, 1024]", nd.CPUQuota)
+		case nd.CPUQuota > 0 && nd.CPUQuota < minCPUQuota:
+			bad(key+".cpu_quota", "%v is below %v (docker's smallest --cpus is 0.01)", nd.CPUQuota, minCPUQuota)
 		case nd.CPUPerMsg < 0:
 			bad(key+".cpu_per_msg", "must be >= 0")
 		case nd.CPUPerKiB < 0:

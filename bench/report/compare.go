@@ -33,6 +33,8 @@ type Comparison struct {
 	// Saturation and Scale may be nil (not run yet).
 	Saturation *Saturation
 	Scale      *Scale
+	// Truth is make truth's result, or nil.
+	Truth *Truth
 }
 
 // strategyRow is one strategy's figures in the comparison.
@@ -91,6 +93,7 @@ func RenderComparison(c *Comparison, o Options) ([]byte, error) {
 	c.others(&b)
 	c.growth(&b)
 	c.real(&b)
+	c.truth(&b)
 	c.index(&b)
 	return []byte(b.String()), nil
 }
@@ -642,6 +645,9 @@ func (c *Comparison) index(b *strings.Builder) {
 	}
 	if c.Scale != nil {
 		b.WriteString("- [scale](scale.md) ([json](scale.json))\n")
+	}
+	if c.Truth != nil {
+		b.WriteString("- [truth](truth.md) ([json](truth.json)), the simulator's predictions against a real heterogeneous array of containers (make truth)\n")
 	}
 	var real []string
 	for n := range c.Real {

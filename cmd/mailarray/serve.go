@@ -20,6 +20,7 @@ import (
 
 	"mailarray/node"
 	"mailarray/node/env"
+	"mailarray/node/fault"
 	"mailarray/node/member"
 	"mailarray/node/strategy"
 )
@@ -50,7 +51,26 @@ type serveFlags struct {
 	// PprofAddr is the loopback address of the profiling endpoint
 	// (pprof.go); empty: off.
 	PprofAddr string
+	// Delays are the emulated hardware faults of a test array
+	// (--test-fault, accepted only with --test-faults-allowed): never part
+	// of node.Config, so that no config file or reload can turn them on.
+	Delays fault.Delays
 }
+
+// testFaultList is the repeatable --test-fault point=duration flag.
+type testFaultList struct{ d fault.Delays }
+
+func (l *testFaultList) String() string {
+	if l == nil || len(l.d) == 0 {
+		return ""
+	}
+	var out []string
+	for p, w := range l.d {
+		out = append(out, string(p)+"="+w.String())
+	}
+	return strings.Join(out, ",")
+}
+func (l *testFaultList) Set(v string) error { return l.d.ParseDelay(v) }
 
 // loadConfigLevel is loadConfig that also returns the logger's level,
 // which a reload sets (log-level is live), and the process's own flags.
@@ -150,8 +170,17 @@ func loadConfigLevel(args []string, stderr io.Writer) (node.Config, *slog.Logger
 	fs.IntVar(&c.Weight, "weight", cfg.Weight, "static capacity weight advertised to the array (1..1000)")
 	fs.DurationVar(&c.LoadStale, "load-stale", cfg.LoadStale, "oldest load report strategies use; older counts as fully loaded")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "how long SIGTERM waits for transactions in flight")
+	faults := &testFaultList{d: fault.Delays{}}
+	fs.Var(faults, "test-fault", "TEST ARRAYS ONLY: make a fault point wait, point=duration (store.sync=8ms: an emulated slow disk); needs --test-faults-allowed (repeatable)")
+	faultsAllowed := fs.Bool("test-faults-allowed", false, "TEST ARRAYS ONLY: accept --test-fault (benchmarks that emulate slow hardware: make truth)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, nil, nil, sf, err
+	}
+	if len(faults.d) > 0 && !*faultsAllowed {
+		return cfg, nil, nil, sf, errors.New("serve: --test-fault slows this node on purpose and is for test arrays only: add --test-faults-allowed to say so")
+	}
+	if len(faults.d) > 0 {
+		sf.Delays = faults.d
 	}
 	if fs.NArg() > 0 {
 		return cfg, nil, nil, sf, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
@@ -398,6 +427,15 @@ func serve(args []string) error {
 		membership = s
 	}
 	e := env.Real(cfg.DataDir, log, membership)
+	if len(sf.Delays) > 0 {
+		// Loud on purpose: a node that slows itself must never pass for a
+		// production one in its log.
+		for p, w := range sf.Delays {
+			log.Warn("mailarray: TEST FAULT ACTIVE: this node waits at a fault point on purpose (--test-fault); never use it in production",
+				"point", string(p), "delay", w.String())
+		}
+		e.Fault = sf.Delays
+	}
 	n, err := node.New(cfg, e)
 	if err != nil {
 		membership.Close()

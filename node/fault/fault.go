@@ -10,6 +10,9 @@
 //     (chaos/scratch.sh) into a call of whatever the chaos suite
 //     registered with failpoint.EnableCall.
 //
+// A hook may also wait and fail nothing: Delays (delay.go) is a real
+// process's emulated slow hardware, from `mailarray serve --test-fault`.
+//
 // Inject holds the only marker: failpoint-ctl rewrites failpoint.InjectCall
 // syntactically, and its name argument need not be a literal, so the
 // rewritten marker registers every point as Package + "/" + name (Path).

@@ -51,6 +51,12 @@ type Options struct {
 	// it (env.Cost). It runs outside bbolt's locks: waiting under them
 	// would freeze the simulator's clock.
 	Disk func(bytes int)
+	// Fault, when set, is asked at each group commit's sync point
+	// (fault.StoreSync) before the commit, on the writer goroutine: an
+	// error fails the group; a hook that waits (fault.Delays, a real node's
+	// --test-fault) makes every sync that much slower, as a slow disk would,
+	// and writes queued meanwhile share the next group.
+	Fault fault.Ask
 	// Settle, when set (the simulator), is called before a group is taken
 	// from the queue, and returns once every goroutine that could still
 	// queue a write at this instant has blocked: which writes make the
@@ -333,9 +339,10 @@ func (s *Store) writer() {
 
 func (s *Store) commit(group []*writeReq) (err error) {
 	// The disk refuses the group's sync (EIO); nothing of the group is
-	// written. The store has no fault hook: only the failpoint, whose where
-	// is the store's path (it names the node's data directory).
-	if err := fault.Inject(nil, fault.StoreSync, s.opts.Path); err != nil {
+	// written. The node's fault hook (Options.Fault) is asked first, then
+	// the failpoint, whose where is the store's path (it names the node's
+	// data directory).
+	if err := fault.Inject(s.opts.Fault, fault.StoreSync, s.opts.Path); err != nil {
 		return err
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {

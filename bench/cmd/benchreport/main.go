@@ -85,6 +85,12 @@ func single(path string, opts report.Options) ([]byte, error) {
 			return nil, err
 		}
 		return report.RenderScale(s, opts)
+	case report.KindTruth:
+		t, err := report.LoadTruth(path)
+		if err != nil {
+			return nil, err
+		}
+		return report.RenderTruth(t, opts)
 	}
 	r, err := report.Decode(b)
 	if err != nil {
@@ -111,6 +117,10 @@ func comparison(files []string, opts report.Options) ([]byte, error) {
 			}
 		case report.KindScale:
 			if c.Scale, err = report.LoadScale(path); err != nil {
+				return nil, err
+			}
+		case report.KindTruth:
+			if c.Truth, err = report.LoadTruth(path); err != nil {
 				return nil, err
 			}
 		default:
@@ -143,6 +153,15 @@ func comparison(files []string, opts report.Options) ([]byte, error) {
 			return nil, err
 		}
 		if err := os.WriteFile(filepath.Join(dir, "scale.md"), md, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	if c.Truth != nil {
+		md, err := report.RenderTruth(c.Truth, opts)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "truth.md"), md, 0o644); err != nil {
 			return nil, err
 		}
 	}

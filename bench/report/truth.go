@@ -1,0 +1,368 @@
+package report
+
+import (
+	"fmt"
+	"math"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+)
+
+// KindTruth marks results/truth.json: the simulator's predictions for a
+// real heterogeneous array against measurements of it (make truth).
+const KindTruth = "truth"
+
+// The issue's bounds (issue 20) for a prediction to count as right.
+const (
+	TruthSaturationBoundPct = 25.0
+	TruthP50BoundPct        = 30.0
+	TruthShareBoundPP       = 5.0
+)
+
+// Truth is make truth's result: per strategy, what the simulator predicted
+// for the array and what the containers did.
+type Truth struct {
+	Kind string `json:"kind"`
+	// Quick: a smoke run (TRUTH_QUICK): short runs, few probes; its figures
+	// say that the tooling works, nothing about the model.
+	Quick bool `json:"quick"`
+	// Profile names the cost profile the predictions used, and its
+	// machine and date.
+	Profile        string `json:"profile"`
+	ProfileMachine string `json:"profile_machine"`
+	ProfileDate    string `json:"profile_date"`
+	// NominalRate is the offered rate of the nominal run, NominalSeconds
+	// its load (the saturation probes run the search's own durations).
+	NominalRate    float64 `json:"nominal_rate_msgs_per_sec"`
+	NominalSeconds float64 `json:"nominal_seconds"`
+	// Criterion is the saturation search's pass criterion, the same on
+	// both sides.
+	Criterion string      `json:"criterion"`
+	Array     []TruthNode `json:"array"`
+	// HostCPUs is the machine's CPU count, which the quotas share with the
+	// load generator.
+	HostCPUs   int             `json:"host_cpus"`
+	Strategies []TruthStrategy `json:"strategies"`
+	// Ranking by saturation, best first, from each side; Concordant of
+	// Pairs strategy pairs are ordered alike by both.
+	RankingPredicted []string `json:"ranking_predicted"`
+	RankingMeasured  []string `json:"ranking_measured"`
+	RankAgree        bool     `json:"rank_agree"`
+	Concordant       int      `json:"rank_concordant_pairs"`
+	Pairs            int      `json:"rank_pairs"`
+	WallSeconds      float64  `json:"wall_seconds"`
+}
+
+// LoadTruth reads results/truth.json.
+func LoadTruth(path string) (*Truth, error) {
+	var t Truth
+	if err := loadKind(path, KindTruth, &t); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+// TruthNode is one node of the array as both sides run it.
+type TruthNode struct {
+	Name string `json:"name"`
+	// CPUQuota is docker --cpus and the scenario's cpu_quota.
+	CPUQuota float64 `json:"cpu_quota"`
+	// SyncDelayMs is the emulated slow disk: --test-fault store.sync on the
+	// container, added to disk_fsync in the scenario.
+	SyncDelayMs float64 `json:"sync_delay_ms"`
+	// DiskFsyncMs is the scenario's sync latency for the node (the
+	// profile's, plus the delay).
+	DiskFsyncMs float64 `json:"disk_fsync_ms"`
+	Weight      int     `json:"weight"`
+}
+
+// TruthSide is one side's figures for one strategy.
+type TruthSide struct {
+	SaturationMsgsPerSec float64 `json:"saturation_msgs_per_sec"`
+	FirstFailMsgsPerSec  float64 `json:"first_fail_msgs_per_sec"`
+	// The nominal run's latency (arrival to 250) and copy shares.
+	P50Ms     float64            `json:"p50_ms"`
+	P99Ms     float64            `json:"p99_ms"`
+	Accepted  int                `json:"accepted"`
+	Offered   int                `json:"offered"`
+	Lost      int                `json:"lost"`
+	CopyShare map[string]float64 `json:"copy_share"`
+	// NodeCPU is each node's CPU utilisation of its quota in the nominal
+	// run.
+	NodeCPU map[string]float64 `json:"node_cpu_utilization,omitempty"`
+	// LoadGenCPUCores is the load generator's CPU (cores) over the nominal
+	// run, LoadGenCPUCoresMax the largest over the probes: measured side
+	// only, so that a run limited by its own client shows.
+	LoadGenCPUCores    float64 `json:"load_generator_cpu_cores,omitempty"`
+	LoadGenCPUCoresMax float64 `json:"load_generator_cpu_cores_max,omitempty"`
+	Probes             []Probe `json:"probes"`
+}
+
+// TruthStrategy is one strategy's prediction against its measurement, in
+// the shape issue 20 asks for (predicted_/measured_ pairs).
+type TruthStrategy struct {
+	Strategy              string             `json:"strategy"`
+	PredictedSaturation   float64            `json:"predicted_saturation_msgs_per_sec"`
+	MeasuredSaturation    float64            `json:"measured_saturation_msgs_per_sec"`
+	SaturationErrorPct    float64            `json:"saturation_error_pct"`
+	PredictedP50Ms        float64            `json:"predicted_p50_ms"`
+	MeasuredP50Ms         float64            `json:"measured_p50_ms"`
+	P50ErrorPct           float64            `json:"p50_error_pct"`
+	PredictedP99Ms        float64            `json:"predicted_p99_ms"`
+	MeasuredP99Ms         float64            `json:"measured_p99_ms"`
+	PredictedCopyShare    map[string]float64 `json:"predicted_copy_share"`
+	MeasuredCopyShare     map[string]float64 `json:"measured_copy_share"`
+	CopyShareMaxDiffPP    float64            `json:"copy_share_max_diff_pp"`
+	SaturationWithinBound bool               `json:"saturation_within_bound"`
+	P50WithinBound        bool               `json:"p50_within_bound"`
+	CopyShareWithinBound  bool               `json:"copy_share_within_bound"`
+	Predicted             TruthSide          `json:"predicted"`
+	Measured              TruthSide          `json:"measured"`
+}
+
+// errPct is (predicted - measured) / measured in percent; NaN-free: a
+// measured 0 gives 0 when both are 0 and 100 otherwise.
+func errPct(pred, meas float64) float64 {
+	if meas == 0 {
+		if pred == 0 {
+			return 0
+		}
+		return 100
+	}
+	return round4((pred-meas)/meas*100*100) / 100
+}
+
+func round4(x float64) float64 { return math.Round(x*1e4) / 1e4 }
+
+// NewTruthStrategy compares the two sides of one strategy.
+func NewTruthStrategy(name string, pred, meas TruthSide) TruthStrategy {
+	s := TruthStrategy{Strategy: name, Predicted: pred, Measured: meas,
+		PredictedSaturation: pred.SaturationMsgsPerSec, MeasuredSaturation: meas.SaturationMsgsPerSec,
+		PredictedP50Ms: pred.P50Ms, MeasuredP50Ms: meas.P50Ms, PredictedP99Ms: pred.P99Ms, MeasuredP99Ms: meas.P99Ms,
+		PredictedCopyShare: pred.CopyShare, MeasuredCopyShare: meas.CopyShare}
+	s.SaturationErrorPct = errPct(pred.SaturationMsgsPerSec, meas.SaturationMsgsPerSec)
+	s.P50ErrorPct = errPct(pred.P50Ms, meas.P50Ms)
+	for n, m := range meas.CopyShare {
+		s.CopyShareMaxDiffPP = max(s.CopyShareMaxDiffPP, round4(math.Abs(pred.CopyShare[n]-m)*100))
+	}
+	for n, p := range pred.CopyShare {
+		s.CopyShareMaxDiffPP = max(s.CopyShareMaxDiffPP, round4(math.Abs(p-meas.CopyShare[n])*100))
+	}
+	s.SaturationWithinBound = math.Abs(s.SaturationErrorPct) <= TruthSaturationBoundPct
+	s.P50WithinBound = math.Abs(s.P50ErrorPct) <= TruthP50BoundPct
+	s.CopyShareWithinBound = s.CopyShareMaxDiffPP <= TruthShareBoundPP
+	return s
+}
+
+// Rank fills the rankings by saturation (best first; ties keep the table
+// order) and their agreement: the orders are the same, and how many
+// strategy pairs both sides order alike (a tie on one side and not the
+// other is a disagreement).
+func (t *Truth) Rank() {
+	order := func(sat func(TruthStrategy) float64) []string {
+		ss := slices.Clone(t.Strategies)
+		slices.SortStableFunc(ss, func(a, b TruthStrategy) int {
+			switch x, y := sat(a), sat(b); {
+			case x > y:
+				return -1
+			case x < y:
+				return 1
+			}
+			return 0
+		})
+		var out []string
+		for _, s := range ss {
+			out = append(out, s.Strategy)
+		}
+		return out
+	}
+	t.RankingPredicted = order(func(s TruthStrategy) float64 { return s.PredictedSaturation })
+	t.RankingMeasured = order(func(s TruthStrategy) float64 { return s.MeasuredSaturation })
+	sign := func(x float64) int {
+		switch {
+		case x > 0:
+			return 1
+		case x < 0:
+			return -1
+		}
+		return 0
+	}
+	t.Pairs, t.Concordant = 0, 0
+	for i := range t.Strategies {
+		for j := i + 1; j < len(t.Strategies); j++ {
+			a, b := t.Strategies[i], t.Strategies[j]
+			t.Pairs++
+			if sign(a.PredictedSaturation-b.PredictedSaturation) == sign(a.MeasuredSaturation-b.MeasuredSaturation) {
+				t.Concordant++
+			}
+		}
+	}
+	t.RankAgree = t.Concordant == t.Pairs
+}
+
+// RenderTruth renders results/truth.md and its chart.
+func RenderTruth(t *Truth, o Options) ([]byte, error) {
+	var b strings.Builder
+	b.WriteString("# The simulator against a real heterogeneous array (make truth)\n\n")
+	b.WriteString("Generated by `make truth` (bench/cmd/truth); docs/bench.md \"Truth run\" says how. ")
+	b.WriteString("Four `mailarray serve` containers with unequal CPU quotas and one emulated slow disk, driven by the real load generator; ")
+	fmt.Fprintf(&b, "the same array as a scenario with the costs of profile `%s` (measured on %s, %s) predicts the same figures.\n\n", t.Profile, t.ProfileMachine, t.ProfileDate)
+	if t.Quick {
+		b.WriteString("**Smoke run (TRUTH_QUICK):** short runs and few probes, to check that the tooling works end to end. These figures say nothing about the model.\n\n")
+	}
+	b.WriteString("## The array\n\n")
+	var rows [][]string
+	for _, n := range t.Array {
+		rows = append(rows, []string{n.Name, ftoa(n.CPUQuota), msFig(n.SyncDelayMs), msFig(n.DiskFsyncMs), strconv.Itoa(n.Weight)})
+	}
+	table(&b, []string{"node", "CPU quota (cores: docker --cpus, cpu_quota)", "emulated sync delay (--test-fault store.sync)", "modeled disk_fsync", "weight"}, "lrrrr", rows)
+	fmt.Fprintf(&b, "\nThe host has %d CPUs; the quotas leave the rest to the load generator. Nominal run: %s msgs/s offered for %s s. Saturation probe: %s.\n\n",
+		t.HostCPUs, rate(t.NominalRate), ftoa(t.NominalSeconds), t.Criterion)
+
+	b.WriteString("## Prediction against measurement\n\n")
+	fmt.Fprintf(&b, "Error is (predicted - measured) / measured. Bounds (issue 20): saturation within ±%.0f%%, p50 within ±%.0f%%, every node's copy share within %.0f percentage points.\n\n",
+		TruthSaturationBoundPct, TruthP50BoundPct, TruthShareBoundPP)
+	rows = nil
+	for _, s := range t.Strategies {
+		rows = append(rows, []string{s.Strategy,
+			rate(s.PredictedSaturation), rate(s.MeasuredSaturation), signedPct(s.SaturationErrorPct) + mark(s.SaturationWithinBound),
+			msFig(s.PredictedP50Ms), msFig(s.MeasuredP50Ms), signedPct(s.P50ErrorPct) + mark(s.P50WithinBound),
+			msFig(s.PredictedP99Ms), msFig(s.MeasuredP99Ms),
+			strconv.FormatFloat(s.CopyShareMaxDiffPP, 'f', 1, 64) + " pp" + mark(s.CopyShareWithinBound)})
+	}
+	table(&b, []string{"strategy", "saturation predicted (msgs/s)", "measured", "error", "p50 predicted", "measured", "error", "p99 predicted", "measured", "copy share: largest gap"}, "lrrrrrrrrr", rows)
+	fmt.Fprintf(&b, "\nRanking by saturation, best first: predicted %s; measured %s. ", strings.Join(t.RankingPredicted, " > "), strings.Join(t.RankingMeasured, " > "))
+	if t.Pairs > 0 {
+		fmt.Fprintf(&b, "%d of %d strategy pairs are ordered alike (%s).\n\n", t.Concordant, t.Pairs, map[bool]string{true: "the rankings agree", false: "the rankings differ"}[t.RankAgree])
+	} else {
+		b.WriteString("One strategy: no ranking to compare.\n\n")
+	}
+	if o.ImgDir != "" {
+		if err := truthChart(t, filepath.Join(o.ImgDir, "truth.png")); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(&b, "![prediction against measurement](%s/truth.png)\n\n", o.ImgRel)
+	}
+
+	b.WriteString("## Copy share per node (nominal run)\n\n")
+	for _, s := range t.Strategies {
+		fmt.Fprintf(&b, "### %s\n\n", s.Strategy)
+		rows = nil
+		for _, n := range t.Array {
+			rows = append(rows, []string{n.Name, pct(s.PredictedCopyShare[n.Name]), pct(s.MeasuredCopyShare[n.Name]),
+				strconv.FormatFloat((s.PredictedCopyShare[n.Name]-s.MeasuredCopyShare[n.Name])*100, 'f', 1, 64) + " pp",
+				pct(s.Predicted.NodeCPU[n.Name]), pct(s.Measured.NodeCPU[n.Name])})
+		}
+		table(&b, []string{"node", "predicted share", "measured share", "gap", "CPU of quota, predicted", "measured"}, "lrrrrr", rows)
+		fmt.Fprintf(&b, "\nLoad generator: %.2f cores over the nominal run, at most %.2f over a probe (of %d). Nominal run: predicted %d of %d accepted, measured %d of %d, %d lost.\n\n",
+			s.Measured.LoadGenCPUCores, s.Measured.LoadGenCPUCoresMax, t.HostCPUs, s.Predicted.Accepted, s.Predicted.Offered, s.Measured.Accepted, s.Measured.Offered, s.Measured.Lost)
+	}
+
+	b.WriteString("## Probes\n\n")
+	for _, s := range t.Strategies {
+		for _, side := range []struct {
+			name string
+			ts   TruthSide
+		}{{"predicted", s.Predicted}, {"measured", s.Measured}} {
+			fmt.Fprintf(&b, "%s, %s: sustains %s msgs/s (first failure %s).\n\n", s.Strategy, side.name, rate(side.ts.SaturationMsgsPerSec), rate(side.ts.FirstFailMsgsPerSec))
+			rows = nil
+			for _, p := range side.ts.Probes {
+				v := "pass"
+				if !p.Pass {
+					v = "fail: " + p.Why
+				}
+				rows = append(rows, []string{rate(p.OfferedRate), strconv.Itoa(p.Senders), strconv.Itoa(p.Accepted) + " / " + strconv.Itoa(p.Offered),
+					msFig(p.P50Ms), msFig(p.P99Ms), v})
+			}
+			table(&b, []string{"offered (msgs/s)", "senders", "accepted", "p50", "p99", "verdict"}, "rrrrrl", rows)
+			b.WriteString("\n")
+		}
+	}
+	fmt.Fprintf(&b, "Wall time of the run: %s.\n", secs(t.WallSeconds))
+	return []byte(b.String()), nil
+}
+
+func mark(ok bool) string {
+	if ok {
+		return " ✓"
+	}
+	return " ✗"
+}
+
+func msFig(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) + " ms" }
+
+func signedPct(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) + "%" }
+
+// truthChart draws predicted against measured saturation and p50, per
+// strategy.
+func truthChart(t *Truth, path string) error {
+	var names []string
+	var satP, satM, p50P, p50M plotter.Values
+	for _, s := range t.Strategies {
+		names = append(names, s.Strategy)
+		satP, satM = append(satP, s.PredictedSaturation), append(satM, s.MeasuredSaturation)
+		p50P, p50M = append(p50P, s.PredictedP50Ms), append(p50M, s.MeasuredP50Ms)
+	}
+	w := vg.Points(22)
+	panel := func(title, y string, pred, meas plotter.Values) (*plot.Plot, error) {
+		p := newPlot(title, "strategy", y)
+		for i, v := range []struct {
+			label string
+			v     plotter.Values
+		}{{"predicted (simulator)", pred}, {"measured (containers)", meas}} {
+			bar, err := plotter.NewBarChart(v.v, w)
+			if err != nil {
+				return nil, fmt.Errorf("report: truth chart: %w", err)
+			}
+			bar.Color, bar.LineStyle.Width = colorAt(i), 0
+			bar.Offset = w * vg.Length(float64(i)-0.5)
+			p.Add(bar)
+			p.Legend.Add(v.label, bar)
+		}
+		p.Y.Min, p.Y.Max = 0, max(slices.Max(pred), slices.Max(meas), 1)*1.35
+		p.NominalX(names...)
+		p.Legend.Left = true
+		return p, nil
+	}
+	top, err := panel("Saturation: highest offered rate sustained", "msgs/s offered", satP, satM)
+	if err != nil {
+		return err
+	}
+	bot, err := panel(fmt.Sprintf("p50 latency at the nominal load (%s msgs/s)", rate(t.NominalRate)), "ms", p50P, p50M)
+	if err != nil {
+		return err
+	}
+	return writePNG(path, chartWidth, chartTallHeight, top, bot)
+}
+
+// truth is the comparison page's summary of make truth: one row per
+// strategy, the ranking agreement, and the link to truth.md.
+func (c *Comparison) truth(b *strings.Builder) {
+	t := c.Truth
+	if t == nil {
+		return
+	}
+	b.WriteString("## The simulator against real containers (machine-dependent)\n\n")
+	fmt.Fprintf(b, "[truth.md](truth.md): `make truth` ran the strategies on four `mailarray serve` containers with CPU quotas and one emulated slow disk, and the same array as a scenario with the costs of profile `%s`. Error is (predicted - measured) / measured; ✓ within the bounds of issue 20 (saturation ±%.0f%%, p50 ±%.0f%%, copy shares %.0f points).",
+		t.Profile, TruthSaturationBoundPct, TruthP50BoundPct, TruthShareBoundPP)
+	if t.Quick {
+		b.WriteString(" **A smoke run: these figures say nothing about the model.**")
+	}
+	b.WriteString("\n\n")
+	var rows [][]string
+	for _, s := range t.Strategies {
+		rows = append(rows, []string{s.Strategy, rate(s.PredictedSaturation), rate(s.MeasuredSaturation), signedPct(s.SaturationErrorPct) + mark(s.SaturationWithinBound),
+			msFig(s.PredictedP50Ms), msFig(s.MeasuredP50Ms), signedPct(s.P50ErrorPct) + mark(s.P50WithinBound),
+			strconv.FormatFloat(s.CopyShareMaxDiffPP, 'f', 1, 64) + " pp" + mark(s.CopyShareWithinBound)})
+	}
+	table(b, []string{"strategy", "saturation predicted (msgs/s)", "measured", "error", "p50 predicted", "measured", "error", "copy share: largest gap"}, "lrrrrrrr", rows)
+	if t.Pairs > 0 {
+		fmt.Fprintf(b, "\nRanking by saturation: predicted %s, measured %s (%d of %d pairs alike).\n", strings.Join(t.RankingPredicted, " > "), strings.Join(t.RankingMeasured, " > "), t.Concordant, t.Pairs)
+	}
+	b.WriteString("\n")
+}

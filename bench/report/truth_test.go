@@ -1,0 +1,97 @@
+package report
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestTruthCompare(t *testing.T) {
+	pred := TruthSide{SaturationMsgsPerSec: 500, P50Ms: 13, CopyShare: map[string]float64{"n1": 0.30, "n2": 0.25, "n3": 0.25, "n4": 0.20}}
+	meas := TruthSide{SaturationMsgsPerSec: 400, P50Ms: 10, CopyShare: map[string]float64{"n1": 0.33, "n2": 0.25, "n3": 0.25, "n4": 0.17}}
+	s := NewTruthStrategy("roundrobin", pred, meas)
+	assert.Equal(t, 25.0, s.SaturationErrorPct, "(500 - 400) / 400")
+	assert.True(t, s.SaturationWithinBound, "25% is within ±25%")
+	assert.Equal(t, 30.0, s.P50ErrorPct)
+	assert.True(t, s.P50WithinBound)
+	assert.InDelta(t, 3.0, s.CopyShareMaxDiffPP, 1e-9)
+	assert.True(t, s.CopyShareWithinBound)
+	meas.SaturationMsgsPerSec = 300
+	assert.False(t, NewTruthStrategy("x", pred, meas).SaturationWithinBound, "+67% is out")
+
+	// The shape issue 20 asks for.
+	b, err := json.Marshal(s)
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(b, &m))
+	for _, k := range []string{"strategy", "predicted_saturation_msgs_per_sec", "measured_saturation_msgs_per_sec",
+		"predicted_p50_ms", "measured_p50_ms", "predicted_copy_share", "measured_copy_share"} {
+		assert.Contains(t, m, k)
+	}
+}
+
+func TestTruthRank(t *testing.T) {
+	mk := func(name string, pred, meas float64) TruthStrategy {
+		return TruthStrategy{Strategy: name, PredictedSaturation: pred, MeasuredSaturation: meas}
+	}
+	tests := []struct {
+		name       string
+		ss         []TruthStrategy
+		wantAgree  bool
+		concordant int
+		wantMeas   []string
+	}{
+		{"same order", []TruthStrategy{mk("roundrobin", 300, 250), mk("leastload", 500, 450), mk("weighted", 600, 500)}, true, 3, []string{"weighted", "leastload", "roundrobin"}},
+		{"one pair swapped", []TruthStrategy{mk("roundrobin", 300, 250), mk("leastload", 500, 550), mk("weighted", 600, 500)}, false, 2, []string{"leastload", "weighted", "roundrobin"}},
+		{"a tie on one side only", []TruthStrategy{mk("roundrobin", 300, 500), mk("leastload", 500, 500)}, false, 0, []string{"roundrobin", "leastload"}},
+	}
+	for _, tt := range tests {
+		tr := &Truth{Strategies: tt.ss}
+		tr.Rank()
+		assert.Equal(t, tt.wantAgree, tr.RankAgree, tt.name)
+		assert.Equal(t, tt.concordant, tr.Concordant, tt.name)
+		assert.Equal(t, tt.wantMeas, tr.RankingMeasured, tt.name)
+	}
+}
+
+func TestRenderTruth(t *testing.T) {
+	side := func(sat, p50 float64) TruthSide {
+		return TruthSide{SaturationMsgsPerSec: sat, P50Ms: p50, P99Ms: 3 * p50, CopyShare: map[string]float64{"n1": 0.5, "n2": 0.5},
+			Probes: []Probe{{OfferedRate: sat, Pass: true}, {OfferedRate: 2 * sat, Why: "p99 300.0 ms > target 250 ms"}}}
+	}
+	tr := &Truth{Kind: KindTruth, Quick: true, Profile: "calibrated", NominalRate: 100, NominalSeconds: 20, HostCPUs: 2,
+		Array:      []TruthNode{{Name: "n1", CPUQuota: 0.6, Weight: 4}, {Name: "n2", CPUQuota: 0.2, SyncDelayMs: 8, Weight: 1}},
+		Strategies: []TruthStrategy{NewTruthStrategy("roundrobin", side(400, 12), side(350, 15)), NewTruthStrategy("weighted", side(600, 10), side(500, 11))}}
+	tr.Rank()
+	dir := t.TempDir()
+	md, err := RenderTruth(tr, Options{ImgDir: dir, ImgRel: "img"})
+	require.NoError(t, err)
+	s := string(md)
+	for _, want := range []string{"Smoke run", "| roundrobin | 400 | 350 | 14.3% ✓", "weighted > roundrobin", "1 of 1 strategy pairs", "img/truth.png", "fail: p99 300.0 ms"} {
+		assert.Contains(t, s, want)
+	}
+	assert.FileExists(t, dir+"/truth.png")
+}
+
+// TestComparisonLinksTruth: with a truth.json the comparison page has the
+// truth summary and links truth.md; without one, neither.
+func TestComparisonLinksTruth(t *testing.T) {
+	side := func(sat float64) TruthSide {
+		return TruthSide{SaturationMsgsPerSec: sat, P50Ms: 10, CopyShare: map[string]float64{"n1": 1}}
+	}
+	tr := &Truth{Kind: KindTruth, Profile: "calibrated",
+		Strategies: []TruthStrategy{NewTruthStrategy("roundrobin", side(100), side(120)), NewTruthStrategy("weighted", side(200), side(180))}}
+	tr.Rank()
+	c := &Comparison{Reports: map[string]*Report{}, Real: map[string]*Report{}, Truth: tr}
+	md, err := RenderComparison(c, Options{ImgDir: t.TempDir(), ImgRel: "img"})
+	require.NoError(t, err)
+	assert.Contains(t, string(md), "- [truth](truth.md) ([json](truth.json))")
+	assert.Contains(t, string(md), "| roundrobin | 100 | 120 | -16.7% ✓")
+	assert.Contains(t, string(md), "predicted weighted > roundrobin, measured weighted > roundrobin (1 of 1 pairs alike)")
+	c.Truth = nil
+	md, err = RenderComparison(c, Options{ImgDir: t.TempDir(), ImgRel: "img"})
+	require.NoError(t, err)
+	assert.NotContains(t, string(md), "truth.md")
+}
