@@ -60,7 +60,10 @@ func (t *readTally) readSession(ctx context.Context, mu *sync.Mutex, conn net.Co
 		t.fail(mu, "uidl")
 		return
 	}
-	var dele []string
+	// dele: DELE answered +OK. doubt: a DELE whose answer was lost — the
+	// server may have marked the message, and the QUIT below then removes
+	// it (the real-process soak, seed 36, counted such a message lost).
+	var dele, doubt []string
 	for _, u := range uids[:min(len(uids), readMax)] {
 		if _, err := c.Retr(u.Num); err != nil {
 			t.fail(mu, "retr")
@@ -71,9 +74,16 @@ func (t *readTally) readSession(ctx context.Context, mu *sync.Mutex, conn net.Co
 		mu.Unlock()
 		if err := c.Dele(u.Num); err != nil {
 			t.fail(mu, "dele")
+			doubt = append(doubt, u.ID)
 			break
 		}
 		dele = append(dele, u.ID)
+	}
+	if ctx.Err() != nil {
+		// Cut: no QUIT, so the server removes nothing. The deadline the
+		// cut set does not outlast the client's next command (each sets
+		// its own), so a QUIT sent now would still go through.
+		return
 	}
 	err = c.Quit()
 	mu.Lock()
@@ -85,6 +95,9 @@ func (t *readTally) readSession(ctx context.Context, mu *sync.Mutex, conn net.Co
 		} else {
 			t.maybeDel[id] = true
 		}
+	}
+	for _, id := range doubt {
+		t.maybeDel[id] = true
 	}
 	if err != nil {
 		t.rstats.Errors++
