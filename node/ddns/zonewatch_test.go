@@ -55,7 +55,14 @@ func TestZoneFilesEntries(t *testing.T) {
 // with its line and the zone in use stays.
 func TestWatchZones(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "example.com.zone")
-	write := func(s string) { require.NoError(t, os.WriteFile(path, []byte(s), 0o644)) }
+	// Replaced as an operator should (docs/deploy.md): write aside, then
+	// rename. An in-place write is truncated first, and a watcher that
+	// polls every 5 ms on a loaded machine can see the empty file settle
+	// (make test saw the zone served empty once).
+	write := func(s string) {
+		require.NoError(t, os.WriteFile(path+".new", []byte(s), 0o644))
+		require.NoError(t, os.Rename(path+".new", path))
+	}
 	write("@ TXT \"v1\"\n")
 	var buf syncBuffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
