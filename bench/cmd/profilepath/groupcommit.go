@@ -15,9 +15,11 @@ import (
 // the messages the node's SMTP listener accepted, exactly (the window's
 // own count is exact only to one batch).
 
-// nodeCounters are one node's counters at one instant.
+// nodeCounters are one node's counters at one instant. hasStore is false
+// for a binary older than the store's counters (the messages still count).
 type nodeCounters struct {
 	accepted, commits, writes float64
+	hasStore                  bool
 }
 
 // scrapeCounters reads every node's counters; ok is false if a node did
@@ -37,12 +39,14 @@ func scrapeCounters(ctx context.Context, c *cluster) (out []nodeCounters, ok boo
 	return out, true
 }
 
-// parseCounters picks the three counters out of a Prometheus text page.
+// parseCounters picks the three counters out of a Prometheus text page;
+// found is false without the accepted count.
 func parseCounters(page []byte) (nc nodeCounters, found bool) {
 	s := bufio.NewScanner(bytes.NewReader(page))
 	s.Buffer(nil, 1<<20)
 	var seen int
 	for s.Scan() {
+		found = found || strings.HasPrefix(s.Text(), "mailarray_smtp_messages_total")
 		line := s.Text()
 		sp := strings.LastIndexByte(line, ' ')
 		if sp < 0 || strings.HasPrefix(line, "#") {
@@ -61,7 +65,8 @@ func parseCounters(page []byte) (nc nodeCounters, found bool) {
 			nc.writes, seen = v, seen+1
 		}
 	}
-	return nc, seen == 2
+	nc.hasStore = seen == 2
+	return nc, found
 }
 
 // formatGroupCommit prints each node's commits and writes over the window
@@ -74,6 +79,10 @@ func formatGroupCommit(w io.Writer, c *cluster, before, after []nodeCounters) fl
 	fmt.Fprintf(w, "\n== group commit (the nodes' /metrics over the window): %.0f messages accepted by the array\n", accepted)
 	fmt.Fprintf(w, "  %-6s %9s %9s %13s %11s\n", "node", "commits", "writes", "writes/commit", "commits/msg")
 	for i := range after {
+		if !after[i].hasStore {
+			fmt.Fprintf(w, "  %-6s (no store counters: a binary older than mailarray_store_commits_total)\n", c.nodes[i].name)
+			continue
+		}
 		commits, writes := after[i].commits-before[i].commits, after[i].writes-before[i].writes
 		perCommit, perMsg := 0.0, 0.0
 		if commits > 0 {

@@ -19,8 +19,9 @@ mailarray_store_writes_total 1.5e+03
 		want      nodeCounters
 		wantFound bool
 	}{
-		{"every counter", page, nodeCounters{accepted: 1200, commits: 480, writes: 1500}, true},
-		{"a binary without the store counters", "mailarray_smtp_messages_total{result=\"accepted\"} 3\n", nodeCounters{accepted: 3}, false},
+		{"every counter", page, nodeCounters{accepted: 1200, commits: 480, writes: 1500, hasStore: true}, true},
+		{"a binary without the store counters", "mailarray_smtp_messages_total{result=\"accepted\"} 3\n", nodeCounters{accepted: 3}, true},
+		{"no SMTP counter yet", "mailarray_store_commits_total 1\nmailarray_store_writes_total 1\n", nodeCounters{commits: 1, writes: 1, hasStore: true}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
