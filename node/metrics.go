@@ -91,6 +91,8 @@ var (
 	descEntries    = prometheus.NewDesc("mailarray_catalog_entries", "Catalog entries on this node by state.", []string{"state"}, nil)
 	descCopies     = prometheus.NewDesc("mailarray_store_copies", "Message copies held by this node.", nil, nil)
 	descBytes      = prometheus.NewDesc("mailarray_store_bytes", "Bytes of message copies held by this node.", nil, nil)
+	descCommits    = prometheus.NewDesc("mailarray_store_commits_total", "Store transactions committed (one fsync each) since start: group commit's groups.", nil, nil)
+	descWrites     = prometheus.NewDesc("mailarray_store_writes_total", "Store writes (copies, catalog entries, deletions) those transactions carried: writes per commit is the group size.", nil, nil)
 	descUnder      = prometheus.NewDesc("mailarray_under_replicated_messages", "Committed messages with fewer than R live copies.", nil, nil)
 	descRebuilt    = prometheus.NewDesc("mailarray_rebuild_copies_total", "Copies made by rebuild (lost copies) and by rebalance (moved).", []string{"kind"}, nil)
 	descRebuiltB   = prometheus.NewDesc("mailarray_rebuild_bytes_total", "Bytes copied by rebuild.", nil, nil)
@@ -125,6 +127,8 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 	ch <- descFuture
 	ch <- descHorizonRef
+	ch <- descCommits
+	ch <- descWrites
 }
 
 func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -136,6 +140,9 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descCopies, prometheus.GaugeValue, float64(st.Copies))
 		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(st.CopyBytes))
 	}
+	g := n.store.GroupStats()
+	ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(g.Commits))
+	ch <- prometheus.MustNewConstMetric(descWrites, prometheus.CounterValue, float64(g.Writes))
 	r := n.repl.Stats()
 	ch <- prometheus.MustNewConstMetric(descUnder, prometheus.GaugeValue, float64(r.UnderReplicated))
 	ch <- prometheus.MustNewConstMetric(descRebuilt, prometheus.CounterValue, float64(r.RebuiltCopies), "rebuild")

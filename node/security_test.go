@@ -124,6 +124,11 @@ func TestMetricsPageParses(t *testing.T) {
 	assert.Equal(t, 1.0, val("mailarray_smtp_transaction_seconds", nil))
 	assert.Equal(t, 1.0, val("mailarray_catalog_entries", map[string]string{"state": "committed"}))
 	assert.Equal(t, 1.0, val("mailarray_store_copies", nil))
+	// At least the accepted message's commit (the node's own start writes
+	// some more); never fewer writes than commits.
+	commits, writes := val("mailarray_store_commits_total", nil), val("mailarray_store_writes_total", nil)
+	assert.GreaterOrEqual(t, commits, 1.0)
+	assert.GreaterOrEqual(t, writes, commits)
 	assert.Equal(t, 0.0, val("mailarray_under_replicated_messages", nil))
 	assert.Equal(t, 0.0, val("mailarray_peer_streams", map[string]string{"kind": "outgoing"}), "a lone node has no peer to stream to")
 	assert.Equal(t, 1.0, val("mailarray_members", map[string]string{"status": "alive"}))

@@ -319,3 +319,34 @@ func TestPendingIndex(t *testing.T) {
 	assert.Equal(t, map[string]uint64{"b": 3}, pending(c), "rebuilt when the replica loads")
 	assert.Equal(t, map[State]int{Committed: 2, Pending: 1, Deleted: 1}, c.Counts())
 }
+
+// Encode sizes its buffer once: an entry is encoded on every holder and in
+// every replication frame, and append's growth from nil allocated several
+// times per entry.
+func TestEncodeAllocatesOnce(t *testing.T) {
+	full := Entry{ID: "01a25149bc526e6cab0678.0", Mailbox: "alice@example.com", Size: 4321, Received: 1700000000000000000,
+		Sum: [32]byte{1}, Locations: []string{"n1", "n2"}, Flags: []string{`\Seen`, `\Answered`}, State: Pending, Version: 1 << 62,
+		UID: 1 << 31, Trace: []string{"antivirus: accept: clean (1 parts, 8486 bytes scanned)", "spam: accept: not listed"},
+		Origin: "n1", Boot: 1 << 63}
+	tests := []struct {
+		name string
+		e    Entry
+	}{
+		{"final", entry("01a2.0", 99, Committed, "n1", "n2")},
+		{"pending with origin, every field", full},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			enc := tt.e.Encode(nil)
+			if got, bound := len(enc), tt.e.encodedSize(); got > bound {
+				t.Errorf("encoded %d bytes, want at most encodedSize %d", got, bound)
+			}
+			got, err := Decode(enc)
+			require.NoError(t, err)
+			assert.Equal(t, tt.e, got)
+			if allocs := testing.AllocsPerRun(100, func() { tt.e.Encode(nil) }); allocs != 1 {
+				t.Errorf("Encode(nil) allocated %v times, want 1", allocs)
+			}
+		})
+	}
+}

@@ -153,6 +153,10 @@ func (e *Entry) Encode(buf []byte) []byte {
 	if e.Origin != "" || e.Boot != 0 {
 		v = encodingVersionOrigin
 	}
+	// One allocation at most, of the right size, instead of the several of
+	// append's growth from nil (a visible share of ingest's allocations:
+	// every copy's entry is encoded on each holder and in its frame).
+	buf = slices.Grow(buf, e.encodedSize())
 	buf = append(buf, v, byte(e.State))
 	buf = binary.AppendUvarint(buf, e.Version)
 	buf = appendString(buf, e.ID)
@@ -169,6 +173,26 @@ func (e *Entry) Encode(buf []byte) []byte {
 		buf = binary.AppendUvarint(buf, e.Boot)
 	}
 	return buf
+}
+
+// encodedSize bounds the bytes Encode appends (varints counted at their
+// longest).
+func (e *Entry) encodedSize() int {
+	n := 2 + 4*binary.MaxVarintLen64 + len(e.Sum) +
+		stringsSize(e.Locations) + stringsSize(e.Flags) + stringsSize(e.Trace) +
+		2*binary.MaxVarintLen64 + len(e.ID) + len(e.Mailbox)
+	if e.Origin != "" || e.Boot != 0 {
+		n += 2*binary.MaxVarintLen64 + len(e.Origin)
+	}
+	return n
+}
+
+func stringsSize(ss []string) int {
+	n := binary.MaxVarintLen64
+	for _, s := range ss {
+		n += binary.MaxVarintLen64 + len(s)
+	}
+	return n
 }
 
 func appendString(buf []byte, s string) []byte {

@@ -251,7 +251,19 @@ func (p *Pipeline) Run(ctx context.Context, m *Message) (Result, error) {
 			continue
 		}
 		trace = append(trace, traceLine(name, v.Action.String(), v.Reason))
-		p.log.Info("pipeline: verdict", "id", m.ID, "filter", name, "verdict", v.Action.String(), "reason", oneLine(v.Reason))
+		// A verdict that changes the message's fate or bytes is logged at
+		// Info. A plain accept is the common case and only at Debug: the
+		// trace above keeps it in every catalog entry of the message, and
+		// at Info its lines were two of the three log lines written per
+		// message, each a write(2) and a share of ingest's CPU
+		// (docs/performance.md, "Ingest").
+		level := slog.LevelInfo
+		if v.Action == Accept {
+			level = slog.LevelDebug
+		}
+		if p.log.Enabled(ctx, level) { // not even the arguments' boxing when off
+			p.log.Log(ctx, level, "pipeline: verdict", "id", m.ID, "filter", name, "verdict", v.Action.String(), "reason", oneLine(v.Reason))
+		}
 		headers = append(headers, v.Headers...)
 		switch v.Action {
 		case Modify:

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -180,4 +181,34 @@ func TestTraceLineBounded(t *testing.T) {
 	line := traceLine("f", "accept", long)
 	assert.LessOrEqual(t, len(line), len("f: accept: ")+MaxReasonBytes+3)
 	assert.True(t, strings.HasSuffix(line, "\u00e9..."), "cut on a rune boundary")
+}
+
+// An accept is logged only at Debug (the trace keeps it with the message);
+// a verdict that changes the message is logged at Info.
+func TestPipelineVerdictLogLevels(t *testing.T) {
+	modify := funcFilter{"rewrite", func(_ context.Context, m *Message) (Verdict, error) {
+		return Verdict{Action: Modify, Data: bytes.ToUpper(m.Data), Reason: "upper-cased"}, nil
+	}}
+	tests := []struct {
+		level      slog.Level
+		wantAccept bool
+	}{
+		{slog.LevelInfo, false},
+		{slog.LevelDebug, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.level.String(), func(t *testing.T) {
+			logs := &logBuffer{}
+			log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: tt.level}))
+			p := New(DefaultConfig(), log, accept("first", "ok"), modify)
+			res, err := p.Run(context.Background(), testMessage([]byte(testReceived+"\r\nbody")))
+			require.NoError(t, err)
+			assert.Equal(t, []string{"first: accept: ok", "rewrite: modify: upper-cased"}, res.Trace, "the trace keeps every verdict")
+			got := logs.String()
+			assert.Contains(t, got, `msg="pipeline: verdict" id=T1 filter=rewrite verdict=modify`)
+			if gotAccept := strings.Contains(got, "filter=first verdict=accept"); gotAccept != tt.wantAccept {
+				t.Errorf("accept verdict logged at level %v: got %v, want %v\n%s", tt.level, gotAccept, tt.wantAccept, got)
+			}
+		})
+	}
 }

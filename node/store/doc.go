@@ -7,7 +7,9 @@
 // everything queued while the previous transaction was syncing in one
 // transaction and one fsync (group commit): batches grow with the disk's
 // latency, up to MaxBatchSize. A write returns only after its transaction
-// is on disk, which is what lets the SMTP listener answer 250.
+// is on disk, which is what lets the SMTP listener answer 250. GroupStats
+// counts the transactions and the writes they carried (the node's
+// mailarray_store_commits_total and mailarray_store_writes_total).
 //
 // Never do network I/O inside a Write: a goroutine waiting on bbolt's
 // mutex is not durably blocked, which freezes the simulator's fake clock.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -113,6 +114,10 @@ type Store struct {
 	// the commit itself (bbolt's own locks, no waiting on the disk model).
 	cutMu sync.Mutex
 	cut   bool // PowerOff was called: nothing more reaches the file
+
+	// Group commit's figures (GroupStats): transactions committed, and the
+	// writes they carried.
+	commits, writes atomic.Uint64
 }
 
 // writeReq is one Write waiting for the group commit.
@@ -322,10 +327,13 @@ func (s *Store) writer() {
 		if err != nil && len(group) > 1 && !errors.Is(err, ErrPowerLost) {
 			// One bad write must not fail the others: retry alone.
 			for _, r := range group {
-				r.done <- s.commitSynced([]*writeReq{r})
+				err := s.commitSynced([]*writeReq{r})
+				s.counted(1, err)
+				r.done <- err
 			}
 			continue
 		}
+		s.counted(len(group), err)
 		for _, r := range group {
 			r.done <- err
 			if s.opts.Settle != nil {
@@ -335,6 +343,27 @@ func (s *Store) writer() {
 			}
 		}
 	}
+}
+
+// counted adds a committed group of n writes to GroupStats.
+func (s *Store) counted(n int, err error) {
+	if err == nil {
+		s.commits.Add(1)
+		s.writes.Add(uint64(n))
+	}
+}
+
+// GroupStats is what group commit has done since Open: Commits
+// transactions (each one fsync) carrying Writes calls to Write. Writes per
+// commit is the group size; commits per message, with the messages
+// accepted, is the fsyncs a message costs the node.
+type GroupStats struct {
+	Commits, Writes uint64
+}
+
+// GroupStats returns the store's group commit figures.
+func (s *Store) GroupStats() GroupStats {
+	return GroupStats{Commits: s.commits.Load(), Writes: s.writes.Load()}
 }
 
 func (s *Store) commit(group []*writeReq) (err error) {
