@@ -240,6 +240,13 @@ func (n *Node) Start() (err error) {
 		}
 	}()
 	n.warnCleartext()
+	// The peer client first: an SMTP session may store a copy on a peer,
+	// and a POP3 or IMAP one read from it, as soon as their listeners
+	// accept (a node restarted under load took mail before the client
+	// existed and died on it: make soak-real, seed 71).
+	if err := n.startPeer(); err != nil {
+		return err
+	}
 	if err := n.startSMTP(); err != nil {
 		return err
 	}
@@ -250,9 +257,6 @@ func (n *Node) Start() (err error) {
 		return err
 	}
 	if err := n.startDNS(); err != nil {
-		return err
-	}
-	if err := n.startPeer(); err != nil {
 		return err
 	}
 	if err := n.startHTTP(); err != nil {
