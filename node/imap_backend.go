@@ -57,8 +57,8 @@ func (n *Node) startIMAP() error {
 		if err != nil {
 			return err
 		}
-		tl := tls.NewListener(l, &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return n.tls.Config(), nil }})
-		n.serve("imaps", func() error { return svc.Serve(tl) })
+		tcfg := &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return n.tls.Config(), nil }}
+		n.serve("imaps", func() error { return svc.ServeTLS(l, tcfg) })
 	}
 	return nil
 }

@@ -121,7 +121,7 @@ func (m *maildrop) Open(ctx context.Context, id string) (io.ReadCloser, error) {
 	}
 	data, ok := m.ahead[id]
 	delete(m.ahead, id)
-	if !ok && !m.entries[i].HasLocation(m.n.conf().Name) {
+	if !ok {
 		data, ok = m.readAhead(ctx, i)
 	}
 	if !ok {
@@ -137,19 +137,17 @@ func (m *maildrop) Open(ctx context.Context, id string) (io.ReadCloser, error) {
 // popReadAhead bounds the messages one read-ahead fetches.
 const popReadAhead = 32
 
-// readAhead reads message i, which this node holds no copy of, together
-// with the next messages this node holds no copy of (clients RETR in
-// order), in batches per holder (readMessages), keeping the others in
-// m.ahead. It returns message i's bytes if the batch brought them.
+// readAhead reads message i together with the messages after it (clients
+// RETR in order), up to popReadAhead and readAheadBytes: the copies this
+// node holds in one store transaction, the others in batches per holder
+// (readMessages), keeping all but i's in m.ahead. It returns message i's
+// bytes if the batch brought them.
 func (m *maildrop) readAhead(ctx context.Context, i int) ([]byte, bool) {
 	m.ahead = map[string][]byte{} // what the client skipped is dropped
 	var batch []catalog.Entry
 	size := int64(0)
 	for k := i; k < len(m.entries) && len(batch) < popReadAhead; k++ {
 		e := &m.entries[k]
-		if e.HasLocation(m.n.conf().Name) {
-			continue
-		}
 		if len(batch) > 0 && size+e.Size > readAheadBytes {
 			break
 		}
@@ -282,10 +280,8 @@ func (n *Node) readMessage(ctx context.Context, e *catalog.Entry) ([]byte, error
 		var data []byte
 		var err error
 		if loc == n.conf().Name {
-			data, err = n.store.Get(e.ID)
-			if err == nil && store.Checksum(data) != e.Sum {
-				err = fmt.Errorf("%w: %s differs from its entry", store.ErrCorrupt, e.ID)
-			}
+			r := n.readLocal([]catalog.Entry{*e})[0]
+			data, err = r.data, r.err
 		} else {
 			data, err = n.peer.FetchCopy(ctx, loc, e.ID, e.Sum)
 		}

@@ -251,9 +251,16 @@ func New(cfg Config, backend Backend) *Server {
 	return s
 }
 
-// Serve accepts connections on l until Close; an implicit-TLS listener
-// (IMAPS) is a tls.NewListener.
-func (s *Server) Serve(l net.Listener) error { return s.srv.Serve(l) }
+// Serve accepts connections on l until Close. Each connection is wrapped
+// so FETCH can gather its responses into few writes (cork.go).
+func (s *Server) Serve(l net.Listener) error { return s.srv.Serve(corkListener{Listener: l}) }
+
+// ServeTLS accepts implicit-TLS (IMAPS) connections on the plain listener
+// l until Close: TLS goes over each connection's corkConn, so FETCH
+// gathers whole TLS records.
+func (s *Server) ServeTLS(l net.Listener, cfg *tls.Config) error {
+	return s.srv.Serve(corkListener{Listener: l, tls: cfg})
+}
 
 // observe reports op's latency since t0.
 func (s *Server) observe(op string, t0 time.Time) {
