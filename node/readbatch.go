@@ -25,6 +25,14 @@ const readAheadBytes = 8 << 20
 // copy, a holder that failed) one by one with readMessage, which tries
 // every holder and repairs bad copies.
 func (n *Node) readMessages(ctx context.Context, entries []catalog.Entry) []fetchResult {
+	out, _ := n.readMessagesInto(ctx, entries, nil)
+	return out
+}
+
+// readMessagesInto is readMessages reading the local copies into slab
+// (readLocal): the results of those are valid until slab is used again.
+// It returns slab, grown if it had to be, for the next batch.
+func (n *Node) readMessagesInto(ctx context.Context, entries []catalog.Entry, slab []byte) ([]fetchResult, []byte) {
 	out := make([]fetchResult, len(entries))
 	groups := map[string][]int{}
 	var order []string
@@ -57,7 +65,9 @@ func (n *Node) readMessages(ctx context.Context, entries []catalog.Entry) []fetc
 		for k, i := range local {
 			le[k] = entries[i]
 		}
-		for k, r := range n.readLocal(le) {
+		var got []fetchResult
+		got, slab = n.readLocal(le, slab)
+		for k, r := range got {
 			if r.err != nil {
 				single = append(single, local[k]) // other holders, and repair
 				continue
@@ -95,21 +105,27 @@ func (n *Node) readMessages(ctx context.Context, entries []catalog.Entry) []fetc
 	for _, i := range single {
 		out[i].data, out[i].err = n.readMessage(ctx, &entries[i])
 	}
-	return out
+	return out, slab
 }
 
 // readLocal reads entries' copies from this node's store in one read
-// transaction, into one buffer for the batch (one allocation instead of one
-// per message). Each copy is hashed once: the store verifies the bytes
-// against the checksum stored with them, and that checksum must be the
-// entry's (store.ErrCorrupt otherwise, as for bytes that fail it).
-func (n *Node) readLocal(entries []catalog.Entry) []fetchResult {
+// transaction, into slab (made or grown when it is too small; nil: a new
+// one): one buffer for the batch, and none at all when the caller passes
+// back the slab of its previous batch, whose results it is done with (a
+// FETCH's writer, a POP3 session's read-ahead). Each copy is hashed once:
+// the store verifies the bytes against the checksum stored with them, and
+// that checksum must be the entry's (store.ErrCorrupt otherwise, as for
+// bytes that fail it). It returns the slab for the next batch.
+func (n *Node) readLocal(entries []catalog.Entry, slab []byte) ([]fetchResult, []byte) {
 	out := make([]fetchResult, len(entries))
 	size := 0
 	for i := range entries {
 		size += int(max(entries[i].Size, 0))
 	}
-	slab := make([]byte, 0, size)
+	if cap(slab) < size {
+		slab = make([]byte, 0, size)
+	}
+	slab = slab[:0]
 	err := n.store.Copies(entryIDs(entries), func(i int, data []byte, sum [32]byte, err error) bool {
 		switch {
 		case err != nil:
@@ -128,8 +144,14 @@ func (n *Node) readLocal(entries []catalog.Entry) []fetchResult {
 			out[i] = fetchResult{err: err}
 		}
 	}
-	return out
+	if cap(slab) > maxKeptSlabBytes {
+		slab = nil // a batch of large messages: not kept for the session
+	}
+	return out, slab
 }
+
+// maxKeptSlabBytes bounds the read buffer a session keeps between batches.
+const maxKeptSlabBytes = 1 << 20
 
 // entryIDs returns entries' ids.
 func entryIDs(entries []catalog.Entry) []string {

@@ -74,9 +74,13 @@ type maildrop struct {
 	// ahead holds copies read ahead from other nodes (readAhead), by id;
 	// the session is serial, so only Open uses it.
 	ahead map[string][]byte
-	stop  chan struct{}
-	wg    sync.WaitGroup
-	once  sync.Once
+	// slab holds the local copies of the last read-ahead (readLocal),
+	// reused by the next: Open's caller is done with a message before it
+	// opens another, and a read-ahead starts only once m.ahead is dropped.
+	slab []byte
+	stop chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
 }
 
 func (m *maildrop) renew() {
@@ -156,7 +160,9 @@ func (m *maildrop) readAhead(ctx context.Context, i int) ([]byte, bool) {
 	}
 	var first []byte
 	ok := false
-	for k, r := range m.n.readMessages(ctx, batch) {
+	var got []fetchResult
+	got, m.slab = m.n.readMessagesInto(ctx, batch, m.slab)
+	for k, r := range got {
 		if r.err != nil {
 			continue
 		}
@@ -280,8 +286,8 @@ func (n *Node) readMessage(ctx context.Context, e *catalog.Entry) ([]byte, error
 		var data []byte
 		var err error
 		if loc == n.conf().Name {
-			r := n.readLocal([]catalog.Entry{*e})[0]
-			data, err = r.data, r.err
+			got, _ := n.readLocal([]catalog.Entry{*e}, nil)
+			data, err = got[0].data, got[0].err
 		} else {
 			data, err = n.peer.FetchCopy(ctx, loc, e.ID, e.Sum)
 		}

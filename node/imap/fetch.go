@@ -185,9 +185,11 @@ type prefetcher struct {
 	pos    int
 	wg     sync.WaitGroup
 	// local holds the run of local copies read together, from index
-	// localAt on.
-	local   []ReadResult
-	localAt int
+	// localAt on, their bytes in localBuf, reused by the next run (the
+	// writer is done with a message when it asks for the next).
+	local    []ReadResult
+	localAt  int
+	localBuf []byte
 	// beforeWait, if set, runs before next blocks on a remote copy not
 	// yet read (the FETCH sends what it gathered meanwhile).
 	beforeWait func()
@@ -227,7 +229,8 @@ func prefetch(ctx context.Context, mb Mailbox, ids []string, window int) *prefet
 			p.wg.Add(1)
 			go func() {
 				defer p.wg.Done()
-				for k, r := range mb.ReadBatch(ctx, entries[start:end]) {
+				got, _ := mb.ReadBatch(ctx, entries[start:end], nil) // results outlive the batch
+				for k, r := range got {
 					p.slots[remote[start+k]] <- r
 				}
 			}()
@@ -283,7 +286,9 @@ func (p *prefetcher) nextLocal(i int) ([]byte, error) {
 		at = append(at, k-i)
 	}
 	if len(entries) > 0 {
-		for k, r := range p.mb.ReadBatch(p.ctx, entries) {
+		var got []ReadResult
+		got, p.localBuf = p.mb.ReadBatch(p.ctx, entries, p.localBuf)
+		for k, r := range got {
 			results[at[k]] = r
 		}
 	}
