@@ -147,7 +147,12 @@ const popReadAhead = 32
 // (readMessages), keeping all but i's in m.ahead. It returns message i's
 // bytes if the batch brought them.
 func (m *maildrop) readAhead(ctx context.Context, i int) ([]byte, bool) {
-	m.ahead = map[string][]byte{} // what the client skipped is dropped
+	// What the client skipped is dropped; the map is kept for the next
+	// batch (a new one per batch was a share of the session's garbage).
+	if m.ahead == nil {
+		m.ahead = make(map[string][]byte, popReadAhead)
+	}
+	clear(m.ahead)
 	var batch []catalog.Entry
 	size := int64(0)
 	for k := i; k < len(m.entries) && len(batch) < popReadAhead; k++ {
