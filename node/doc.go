@@ -31,7 +31,8 @@
 // webmail (webmail.go) list a mailbox from the local catalog and read each
 // message with readMessage (retrieve.go: this node's copy first, then any
 // live holder, repairing a bad copy) or readMessages (readbatch.go: one
-// peer batch per holder). POP3 holds a cluster-wide mailbox lease
+// peer batch per holder, and the local copies in one store read
+// transaction into a buffer the session reuses). POP3 holds a cluster-wide mailbox lease
 // (locks.go); IMAP assigns UIDs under a lease of its own (imap_uid.go).
 // Deletions go through deleteMessages (retrieve.go): tombstones durable
 // here, then pushed to every live node (deletesync.go) before the answer.

@@ -57,8 +57,8 @@ func (n *Node) startIMAP() error {
 		if err != nil {
 			return err
 		}
-		tl := tls.NewListener(l, &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return n.tls.Config(), nil }})
-		n.serve("imaps", func() error { return svc.Serve(tl) })
+		tcfg := &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return n.tls.Config(), nil }}
+		n.serve("imaps", func() error { return svc.ServeTLS(l, tcfg) })
 	}
 	return nil
 }
@@ -93,13 +93,13 @@ func (m *imapMailbox) Read(ctx context.Context, e *catalog.Entry) ([]byte, error
 	return m.n.readMessage(ctx, e)
 }
 
-func (m *imapMailbox) ReadBatch(ctx context.Context, entries []catalog.Entry) []imapd.ReadResult {
-	got := m.n.readMessages(ctx, entries)
+func (m *imapMailbox) ReadBatch(ctx context.Context, entries []catalog.Entry, buf []byte) ([]imapd.ReadResult, []byte) {
+	got, buf := m.n.readMessagesInto(ctx, entries, buf)
 	out := make([]imapd.ReadResult, len(got))
 	for i, r := range got {
 		out[i] = imapd.ReadResult{Data: r.data, Err: r.err}
 	}
-	return out
+	return out, buf
 }
 
 // StoreFlags gives each changed entry a new version, applies them here and

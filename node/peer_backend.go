@@ -103,6 +103,10 @@ func (h peerHandler) StoreCopy(e catalog.Entry, data []byte) error {
 
 func (h peerHandler) GetCopy(id string) ([]byte, error) { return h.n.store.Get(id) }
 
+func (h peerHandler) GetCopies(ids []string, fn func(i int, data []byte, err error) bool) error {
+	return h.n.store.Copies(ids, func(i int, data []byte, _ [32]byte, err error) bool { return fn(i, data, err) })
+}
+
 func (h peerHandler) HasCopy(id string) bool { return h.n.store.Has(id) }
 
 func (h peerHandler) ApplyEntries(entries []catalog.Entry) error {

@@ -74,9 +74,13 @@ type maildrop struct {
 	// ahead holds copies read ahead from other nodes (readAhead), by id;
 	// the session is serial, so only Open uses it.
 	ahead map[string][]byte
-	stop  chan struct{}
-	wg    sync.WaitGroup
-	once  sync.Once
+	// slab holds the local copies of the last read-ahead (readLocal),
+	// reused by the next: Open's caller is done with a message before it
+	// opens another, and a read-ahead starts only once m.ahead is dropped.
+	slab []byte
+	stop chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
 }
 
 func (m *maildrop) renew() {
@@ -121,7 +125,7 @@ func (m *maildrop) Open(ctx context.Context, id string) (io.ReadCloser, error) {
 	}
 	data, ok := m.ahead[id]
 	delete(m.ahead, id)
-	if !ok && !m.entries[i].HasLocation(m.n.conf().Name) {
+	if !ok {
 		data, ok = m.readAhead(ctx, i)
 	}
 	if !ok {
@@ -137,19 +141,22 @@ func (m *maildrop) Open(ctx context.Context, id string) (io.ReadCloser, error) {
 // popReadAhead bounds the messages one read-ahead fetches.
 const popReadAhead = 32
 
-// readAhead reads message i, which this node holds no copy of, together
-// with the next messages this node holds no copy of (clients RETR in
-// order), in batches per holder (readMessages), keeping the others in
-// m.ahead. It returns message i's bytes if the batch brought them.
+// readAhead reads message i together with the messages after it (clients
+// RETR in order), up to popReadAhead and readAheadBytes: the copies this
+// node holds in one store transaction, the others in batches per holder
+// (readMessages), keeping all but i's in m.ahead. It returns message i's
+// bytes if the batch brought them.
 func (m *maildrop) readAhead(ctx context.Context, i int) ([]byte, bool) {
-	m.ahead = map[string][]byte{} // what the client skipped is dropped
+	// What the client skipped is dropped; the map is kept for the next
+	// batch (a new one per batch was a share of the session's garbage).
+	if m.ahead == nil {
+		m.ahead = make(map[string][]byte, popReadAhead)
+	}
+	clear(m.ahead)
 	var batch []catalog.Entry
 	size := int64(0)
 	for k := i; k < len(m.entries) && len(batch) < popReadAhead; k++ {
 		e := &m.entries[k]
-		if e.HasLocation(m.n.conf().Name) {
-			continue
-		}
 		if len(batch) > 0 && size+e.Size > readAheadBytes {
 			break
 		}
@@ -158,7 +165,9 @@ func (m *maildrop) readAhead(ctx context.Context, i int) ([]byte, bool) {
 	}
 	var first []byte
 	ok := false
-	for k, r := range m.n.readMessages(ctx, batch) {
+	var got []fetchResult
+	got, m.slab = m.n.readMessagesInto(ctx, batch, m.slab)
+	for k, r := range got {
 		if r.err != nil {
 			continue
 		}
@@ -282,10 +291,8 @@ func (n *Node) readMessage(ctx context.Context, e *catalog.Entry) ([]byte, error
 		var data []byte
 		var err error
 		if loc == n.conf().Name {
-			data, err = n.store.Get(e.ID)
-			if err == nil && store.Checksum(data) != e.Sum {
-				err = fmt.Errorf("%w: %s differs from its entry", store.ErrCorrupt, e.ID)
-			}
+			got, _ := n.readLocal([]catalog.Entry{*e}, nil)
+			data, err = got[0].data, got[0].err
 		} else {
 			data, err = n.peer.FetchCopy(ctx, loc, e.ID, e.Sum)
 		}

@@ -146,12 +146,12 @@ func (m *memMailbox) Read(ctx context.Context, e *catalog.Entry) ([]byte, error)
 	return data, nil
 }
 
-func (m *memMailbox) ReadBatch(ctx context.Context, entries []catalog.Entry) []ReadResult {
+func (m *memMailbox) ReadBatch(ctx context.Context, entries []catalog.Entry, buf []byte) ([]ReadResult, []byte) {
 	out := make([]ReadResult, len(entries))
 	for i := range entries {
 		out[i].Data, out[i].Err = m.Read(ctx, &entries[i])
 	}
-	return out
+	return out, buf
 }
 
 func (m *memMailbox) StoreFlags(ctx context.Context, changed []catalog.Entry) error {

@@ -24,9 +24,20 @@ func (s *session) read(id string) ([]byte, error) {
 
 var errExpunged = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeNonExistent, Text: "some of the messages were expunged"}
 
-func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
 	defer s.svc.observe("fetch", time.Now())
 	s.idleDone()
+	// The responses go out in few writes (cork.go); all of them before the
+	// tagged OK, which imapserver writes once Fetch returns.
+	cc := corkOf(s.conn.NetConn())
+	if cc != nil {
+		cc.cork()
+		defer func() {
+			if uerr := cc.uncork(); err == nil {
+				err = uerr
+			}
+		}()
+	}
 	v := s.sel
 	idx := v.resolve(numSet)
 	needBody := options.Envelope || options.BodyStructure != nil || len(options.BodySection) > 0 ||
@@ -50,6 +61,12 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		}
 		pf = prefetch(s.ctx, s.mb, ids, fetchWindow)
 		defer pf.stop()
+		if cc != nil {
+			// What is gathered goes out while the writer waits for a
+			// copy from another node; a failed write is sticky and
+			// ends the FETCH at its next response.
+			pf.beforeWait = func() { _ = cc.flush() }
+		}
 	}
 	var missing bool
 	var seen []string
@@ -118,6 +135,9 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		}
 	}
 	if len(seen) > 0 {
+		if cc != nil {
+			_ = cc.flush() // the client reads while the flags replicate
+		}
 		// One catalog write and one push for the whole FETCH.
 		updated, err := s.setFlags(seen, func(f []string) []string { return addFlags(f, string(imap.FlagSeen)) })
 		if err != nil {
@@ -148,11 +168,13 @@ func writeLiteral(wc interface {
 
 // --- reading ahead ---
 
-// prefetcher reads the messages a FETCH will send, in order: copies this
-// node holds when they are needed, copies only other nodes hold ahead of
-// need, in batches (Mailbox.ReadBatch) of up to fetchBatch, at most window
-// messages ahead of the writer, so the response is paced neither by one
-// peer round trip per message nor by the peers' request overhead.
+// prefetcher reads the messages a FETCH will send, in order: copies only
+// other nodes hold ahead of need, in batches (Mailbox.ReadBatch) of up to
+// fetchBatch, at most window messages ahead of the writer, so the
+// response is paced neither by one peer round trip per message nor by the
+// peers' request overhead; copies this node holds when they are needed,
+// a run of up to fetchBatch at a time in one ReadBatch (one store read
+// transaction for the run instead of one per message).
 type prefetcher struct {
 	mb     Mailbox
 	ctx    context.Context
@@ -162,9 +184,18 @@ type prefetcher struct {
 	window chan struct{}     // one token per remote read not yet consumed
 	pos    int
 	wg     sync.WaitGroup
+	// local holds the run of local copies read together, from index
+	// localAt on, their bytes in localBuf, reused by the next run (the
+	// writer is done with a message when it asks for the next).
+	local    []ReadResult
+	localAt  int
+	localBuf []byte
+	// beforeWait, if set, runs before next blocks on a remote copy not
+	// yet read (the FETCH sends what it gathered meanwhile).
+	beforeWait func()
 }
 
-// fetchBatch bounds the remote messages of one read-ahead batch.
+// fetchBatch bounds the messages of one read-ahead batch, remote or local.
 const fetchBatch = 32
 
 func prefetch(ctx context.Context, mb Mailbox, ids []string, window int) *prefetcher {
@@ -198,7 +229,8 @@ func prefetch(ctx context.Context, mb Mailbox, ids []string, window int) *prefet
 			p.wg.Add(1)
 			go func() {
 				defer p.wg.Done()
-				for k, r := range mb.ReadBatch(ctx, entries[start:end]) {
+				got, _ := mb.ReadBatch(ctx, entries[start:end], nil) // results outlive the batch
+				for k, r := range got {
 					p.slots[remote[start+k]] <- r
 				}
 			}()
@@ -212,19 +244,56 @@ func (p *prefetcher) next() ([]byte, error) {
 	i := p.pos
 	p.pos++
 	if p.slots[i] == nil {
-		e, ok := p.mb.Get(p.ids[i])
-		if !ok || !e.Live() {
-			return nil, errExpunged
-		}
-		return p.mb.Read(p.ctx, &e)
+		return p.nextLocal(i)
 	}
+	var r ReadResult
 	select {
-	case r := <-p.slots[i]:
-		<-p.window
-		return r.Data, r.Err
-	case <-p.ctx.Done():
-		return nil, p.ctx.Err()
+	case r = <-p.slots[i]:
+	default:
+		if p.beforeWait != nil {
+			p.beforeWait()
+		}
+		select {
+		case r = <-p.slots[i]:
+		case <-p.ctx.Done():
+			return nil, p.ctx.Err()
+		}
 	}
+	<-p.window
+	return r.Data, r.Err
+}
+
+// nextLocal returns local message i, reading it with the local messages
+// after it (up to fetchBatch, until the next remote one) when it is not
+// in the run already read.
+func (p *prefetcher) nextLocal(i int) ([]byte, error) {
+	if k := i - p.localAt; k >= 0 && k < len(p.local) {
+		r := p.local[k]
+		p.local[k] = ReadResult{} // the writer is done with it after this
+		return r.Data, r.Err
+	}
+	var entries []catalog.Entry
+	var at []int // entries[k] is message at[k]; the others are gone
+	results := make([]ReadResult, 0, fetchBatch)
+	for k := i; k < len(p.ids) && k < i+fetchBatch && p.slots[k] == nil; k++ {
+		e, ok := p.mb.Get(p.ids[k])
+		if !ok || !e.Live() {
+			results = append(results, ReadResult{Err: errExpunged})
+			continue
+		}
+		results = append(results, ReadResult{})
+		entries = append(entries, e)
+		at = append(at, k-i)
+	}
+	if len(entries) > 0 {
+		var got []ReadResult
+		got, p.localBuf = p.mb.ReadBatch(p.ctx, entries, p.localBuf)
+		for k, r := range got {
+			results[at[k]] = r
+		}
+	}
+	p.local, p.localAt = results, i
+	return p.nextLocal(i)
 }
 
 // stop abandons what was not read and waits for the readers.

@@ -87,8 +87,11 @@ type Mailbox interface {
 	// Read returns e's message (CRLF line ends) from any live copy.
 	Read(ctx context.Context, e *catalog.Entry) ([]byte, error)
 	// ReadBatch reads entries' messages, result i for entry i, in as few
-	// round trips as it can.
-	ReadBatch(ctx context.Context, entries []catalog.Entry) []ReadResult
+	// round trips and store reads as it can. Copies this node holds may be
+	// read into buf (grown as needed, returned for the next call; nil: the
+	// results are the caller's): their results are valid until buf is
+	// given to ReadBatch again.
+	ReadBatch(ctx context.Context, entries []catalog.Entry, buf []byte) ([]ReadResult, []byte)
 	// StoreFlags writes a new version of each of the changed entries
 	// (their flags changed, nothing else) and makes it durable here
 	// before it returns; it then pushes them to the other nodes, which
@@ -251,9 +254,16 @@ func New(cfg Config, backend Backend) *Server {
 	return s
 }
 
-// Serve accepts connections on l until Close; an implicit-TLS listener
-// (IMAPS) is a tls.NewListener.
-func (s *Server) Serve(l net.Listener) error { return s.srv.Serve(l) }
+// Serve accepts connections on l until Close. Each connection is wrapped
+// so FETCH can gather its responses into few writes (cork.go).
+func (s *Server) Serve(l net.Listener) error { return s.srv.Serve(corkListener{Listener: l}) }
+
+// ServeTLS accepts implicit-TLS (IMAPS) connections on the plain listener
+// l until Close: TLS goes over each connection's corkConn, so FETCH
+// gathers whole TLS records.
+func (s *Server) ServeTLS(l net.Listener, cfg *tls.Config) error {
+	return s.srv.Serve(corkListener{Listener: l, tls: cfg})
+}
 
 // observe reports op's latency since t0.
 func (s *Server) observe(op string, t0 time.Time) {

@@ -168,10 +168,19 @@ func (c *Client) PutCopy(ctx context.Context, node string, data []byte, e *catal
 }
 
 // FetchCopy gets a copy from node and verifies it against sum: a copy
-// that does not match is store.ErrCorrupt.
+// that does not match, or that node reports failing its own checksum, is
+// store.ErrCorrupt; one node lacks is store.ErrNotFound (the reader
+// repairs both from a good copy).
 func (c *Client) FetchCopy(ctx context.Context, node, id string, sum [32]byte) ([]byte, error) {
-	_, b, err := c.call(ctx, http.MethodGet, node, "/v1/copies/"+url.PathEscape(id), nil, nil)
-	if err != nil {
+	code, b, err := c.call(ctx, http.MethodGet, node, "/v1/copies/"+url.PathEscape(id), nil, nil)
+	switch {
+	case code == http.StatusNotFound:
+		// The holder's own answers (handleGetCopy), told apart so the
+		// reader repairs that copy from a good one.
+		return nil, fmt.Errorf("%w: %w", store.ErrNotFound, err)
+	case code == http.StatusConflict:
+		return nil, fmt.Errorf("%w: %w", store.ErrCorrupt, err)
+	case err != nil:
 		return nil, err
 	}
 	if store.Checksum(b) != sum {

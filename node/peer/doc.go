@@ -48,8 +48,11 @@
 //	                      length, bytes); answer: per id, a status byte
 //	                      (batchOK, batchMissing, batchCorrupt,
 //	                      batchSkipped) and for batchOK the copy (uvarint
-//	                      length, bytes). The reader verifies each copy
-//	                      against its catalog entry.
+//	                      length, bytes), with a Content-Length. The
+//	                      holder reads the batch in one store read
+//	                      transaction and stops reading (skips the rest)
+//	                      once CopyBatchBytes are in. The reader verifies
+//	                      each copy against its catalog entry.
 //
 // With peer-ca/peer-cert/peer-cert-key (LoadTLS) the API speaks mutual
 // TLS: only holders of a certificate from the array's CA get through, and

@@ -47,6 +47,16 @@ func (h *memHandler) StoreCopy(e catalog.Entry, data []byte) error {
 	return nil
 }
 
+func (h *memHandler) GetCopies(ids []string, fn func(i int, data []byte, err error) bool) error {
+	for i, id := range ids {
+		data, err := h.GetCopy(id)
+		if !fn(i, data, err) {
+			break
+		}
+	}
+	return nil
+}
+
 func (h *memHandler) GetCopy(id string) ([]byte, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -449,6 +449,30 @@ func (s *Store) Get(id string) ([]byte, error) {
 	return out, nil
 }
 
+// Copies calls fn with the copy of each of ids in turn, in one read
+// transaction: its bytes, verified against the checksum stored with them
+// (valid only during fn: they are the memory map's; fn copies what it
+// keeps), and that checksum; or ErrNotFound or ErrCorrupt. One
+// transaction and one hash per copy is what a batch read (FETCH, POP3
+// read-ahead, a peer's copy batch) costs, against Get's transaction and
+// copy per message. fn returns false to read no further. fn must not
+// write to the store. A non-nil error is the store's, not a copy's.
+func (s *Store) Copies(ids []string, fn func(i int, data []byte, sum [32]byte, err error) bool) error {
+	err := s.db.View(func(tx *bolt.Tx) error {
+		for i, id := range ids {
+			data, sum, err := checkedCopy(tx, id)
+			if !fn(i, data, sum, err) {
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: read %d copies: %w", len(ids), err)
+	}
+	return nil
+}
+
 // Verify reports whether the node holds a copy of id whose bytes match
 // both its own checksum and sum (Get without copying the bytes out).
 func (s *Store) Verify(id string, sum [32]byte) error {

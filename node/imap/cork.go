@@ -1,0 +1,172 @@
+package imap
+
+// One write per batch of FETCH responses.
+//
+// imapserver flushes its 4 KiB bufio.Writer at the end of every response
+// line, and a literal larger than that buffer goes to the socket as a
+// write of its own: a FETCH of 1:* BODY[] cost about two write syscalls
+// per message, a quarter of the serving node's CPU (docs/performance.md,
+// "Retrieval"). corkConn sits under imapserver (and under TLS, so records
+// are coalesced too): while a FETCH runs, the session corks it and writes
+// gather in one buffer, sent when corkFlushBytes fill it, when the FETCH
+// waits for a copy from another node, and when the FETCH ends. Other
+// commands are not corked: their replies go out as imapserver flushes them.
+
+import (
+	"crypto/tls"
+	"net"
+	"sync"
+	"time"
+)
+
+const (
+	// corkFlushBytes is what a corked connection gathers before writing:
+	// about a dozen 4.5 KiB messages per write, under the loopback and
+	// typical socket buffer sizes so one write rarely blocks part way.
+	corkFlushBytes = 64 << 10
+	// corkWriteTimeout bounds one write of gathered responses, as
+	// imapserver's own response timeout bounds each of its writes.
+	corkWriteTimeout = 30 * time.Second
+)
+
+// corkConn is a net.Conn whose writes can be gathered (cork) and sent
+// together (uncork). Uncorked, it is the connection. Its mutex makes
+// writes from another goroutine (imapserver's Bye at shutdown) safe
+// against a corked FETCH's. Close is the connection's: it does not send
+// what was gathered, so a response cut there is cut as by any closed
+// connection (a BYE written while a FETCH was corked goes with the rest of
+// the FETCH), and Close never waits behind a write to a client that
+// stopped reading.
+type corkConn struct {
+	net.Conn
+
+	mu     sync.Mutex
+	corked bool
+	buf    []byte
+	err    error // the first failed write: sticky, every later write fails
+}
+
+var _ net.Conn = (*corkConn)(nil)
+
+func (c *corkConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return 0, c.err
+	}
+	if !c.corked {
+		return c.Conn.Write(p)
+	}
+	c.buf = append(c.buf, p...)
+	if len(c.buf) >= corkFlushBytes {
+		if err := c.flushLocked(); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// SetWriteDeadline passes through uncorked. Corked, imapserver's deadlines
+// (four per FETCH response) apply to writes that do not happen then; each
+// gathered write sets its own (flushLocked), so they are dropped.
+func (c *corkConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	corked := c.corked
+	c.mu.Unlock()
+	if corked {
+		return nil
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// SetDeadline sets the read deadline, and the write deadline as
+// SetWriteDeadline does.
+func (c *corkConn) SetDeadline(t time.Time) error {
+	if err := c.Conn.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}
+
+// cork starts gathering writes.
+func (c *corkConn) cork() {
+	c.mu.Lock()
+	c.corked = true
+	c.mu.Unlock()
+}
+
+// flush sends what was gathered, staying corked.
+func (c *corkConn) flush() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.flushLocked()
+}
+
+// uncork sends what was gathered and stops gathering. The write deadline
+// is left clear, as imapserver leaves it between responses.
+func (c *corkConn) uncork() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	err := c.flushLocked()
+	c.corked = false
+	if c.buf != nil && cap(c.buf) > 2*corkFlushBytes {
+		c.buf = nil // one huge literal: do not keep its buffer for the session
+	}
+	return err
+}
+
+func (c *corkConn) flushLocked() error {
+	if c.err != nil {
+		return c.err
+	}
+	if len(c.buf) == 0 {
+		return nil
+	}
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(corkWriteTimeout)); err != nil {
+		c.err = err
+		return err
+	}
+	_, err := c.Conn.Write(c.buf)
+	c.buf = c.buf[:0]
+	if err != nil {
+		c.err = err
+		return err
+	}
+	// Between writes no deadline is armed, as imapserver leaves it.
+	if err := c.Conn.SetWriteDeadline(time.Time{}); err != nil {
+		c.err = err
+	}
+	return c.err
+}
+
+// corkOf finds the corkConn under an imapserver connection: the
+// connection itself, or the one under its TLS (implicit TLS, or after
+// STARTTLS). nil when the connection was not accepted by this server's
+// listeners (tests that drive imapserver directly).
+func corkOf(nc net.Conn) *corkConn {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	cc, _ := nc.(*corkConn)
+	return cc
+}
+
+// corkListener wraps every accepted connection in a corkConn and, with a
+// TLS config, then in TLS (implicit TLS: imapserver sees a *tls.Conn, as
+// it must to count the connection as secure).
+type corkListener struct {
+	net.Listener
+	tls *tls.Config
+}
+
+func (l corkListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	var nc net.Conn = &corkConn{Conn: c}
+	if l.tls != nil {
+		nc = tls.Server(nc, l.tls)
+	}
+	return nc, nil
+}
