@@ -280,6 +280,9 @@ func TestIngestReadableOverIMAP(t *testing.T) {
 	})
 	c.start("n1")
 	c.start("n2")
+	// n1 takes the document only once it sees n2 (W=2): the final CI
+	// under -race ingested first and got 503 (1 live storage node).
+	c.waitRing()
 	fax := ingesttest.TIFF(1, true, []byte("imap page"))
 	code, res := ingestDoc(t, c.nodes["n1"], "fax", "to=alice@example.com&from=Front%20desk", fax, "")
 	require.Equal(t, http.StatusCreated, code, "%v", res)
