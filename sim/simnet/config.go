@@ -88,8 +88,10 @@ type NetConfig struct {
 	// IPv4: 65507).
 	DatagramBytesMax int
 	// EphemeralPortMin and EphemeralPortMax bound the ports picked for
-	// dials and for listens on port 0 (Linux defaults). Ports are picked
-	// sequentially per host, so the same run picks the same ports.
+	// dials and for listens on port 0 (Linux defaults). A port is a hash
+	// of the dial's destination and its number among the host's dials
+	// there, so the same run picks the same ports whatever order
+	// simultaneous dials to different destinations run in.
 	EphemeralPortMin, EphemeralPortMax int
 
 	// Trace, if set, receives one line per network event and note. For

@@ -145,7 +145,8 @@ func (n *Net) newStream(a *Host, aport int, b *Host, bport int, gen uint64) *Con
 	cli := &Conn{host: a, laddr: la, raddr: lb, client: true, done: make(chan struct{}), dialc: make(chan error, 1)}
 	srv := &Conn{host: b, laddr: lb, raddr: la, done: make(chan struct{})}
 	cli.state.Store(stateConnecting)
-	// The generation keeps stream keys unique when ports are reused.
+	// The generation (the dial's number among the host's dials to b:bport)
+	// keeps stream keys unique when ports are reused.
 	suffix := " #" + strconv.FormatUint(gen, 10)
 	as, bs := la.String(), lb.String()
 	n.mu.Lock()
@@ -165,13 +166,12 @@ func (h *Host) dialTCP(ctx context.Context, network string, dst *Host, port int)
 		h.mu.Unlock()
 		return nil, opError("dial", network, nil, raddr, sysErr("connect", syscall.ENETDOWN))
 	}
-	lport, ok := h.ephemeralLocked(&h.nextTCP, h.tcpUsed)
+	lport, k, ok := h.ephemeralLocked("tcp>"+raddr.String(), h.tcpUsed)
 	if !ok {
 		h.mu.Unlock()
 		return nil, opError("dial", network, nil, raddr, sysErr("connect", syscall.EADDRNOTAVAIL))
 	}
-	h.dials++
-	cli := n.newStream(h, lport, dst, port, h.dials)
+	cli := n.newStream(h, lport, dst, port, k)
 	h.tcpPorts[lport] = cli
 	h.conns[cli] = struct{}{}
 	h.mu.Unlock()

@@ -13,7 +13,8 @@
 //   - Net (net.go) is the network: hosts, links, partitions, the trace,
 //     the digest, notes, the counters and the seeded streams. Net.Host(ip)
 //     returns a *Host: Listen, ListenPacket and DialContext over IP
-//     literals, with ports picked sequentially per host. Host.Crash,
+//     literals, with ports picked per destination (a hash of the
+//     destination and the dial's number there). Host.Crash,
 //     Host.Restart and Host.SetDown, Net.Partition, Net.Heal and
 //     Net.SetLink are the faults; Host.Pause and Host.Resume,
 //     Net.StallLink and Net.SetPath (holdnet.go) the time faults.
@@ -49,7 +50,8 @@
 //
 // Deterministic, given the same seed, config and sequence of calls per
 // stream: every draw, every delivery time and order, the ephemeral ports of
-// a host (if its dials and listens come in the same order), the trace, and
+// a host (if its dials to each destination come in the same order: dials
+// to different destinations may race), the trace, and
 // Net.Digest, an xxHash64 of every event's time, stream, sequence, outcome
 // and payload and of every note. Notes (Net.Note) recorded during one
 // quiescent step are sorted before they are hashed, so goroutines woken

@@ -141,8 +141,7 @@ func (n *Net) Host(ip string) *Host {
 		tcpPorts:  map[int]any{},
 		udpPorts:  map[int]*PacketConn{},
 		conns:     map[*Conn]struct{}{},
-		nextTCP:   n.cfg.EphemeralPortMin,
-		nextUDP:   n.cfg.EphemeralPortMin,
+		picks:     map[string]uint64{},
 	}
 	n.hosts[key] = h
 	return h
@@ -415,10 +414,10 @@ type Host struct {
 	tcpPorts  map[int]any // port -> *Listener or *Conn (dialed) owning it
 	udpPorts  map[int]*PacketConn
 	conns     map[*Conn]struct{} // open streams, reset by Crash
-	nextTCP   int
-	nextUDP   int
-	dials     uint64 // streams dialed, to keep stream keys unique
-	binds     uint64 // packet sockets opened, likewise
+	// picks counts ephemeral port picks per purpose (a destination, or a
+	// listen on port 0): the count numbers the stream or socket, keeping
+	// keys unique when ports are reused, and seeds the port (ephemeral).
+	picks map[string]uint64
 }
 
 // IP returns the host's address.
@@ -525,19 +524,30 @@ func parseRemote(address string) (net.IP, int, error) {
 	return ip, port, nil
 }
 
-// ephemeralLocked picks the next free port after the host's cursor.
-func (h *Host) ephemeralLocked(cursor *int, used func(int) bool) (int, bool) {
+// ephemeralLocked picks a free port for the k-th pick of purpose
+// ("tcp>10.0.0.2:7000", "tcp listen", ...) and returns it with k. The
+// port is a hash of (purpose, k), probing upward past ports in use, not
+// the next one after a per-host cursor: goroutines that dial different
+// destinations at the same virtual instant run in an order the Go
+// scheduler picks (and a preemption under load can change), and a shared
+// cursor would hand them each other's ports, changing stream keys and
+// so the whole run. Per purpose, picks come in the caller's own order.
+// Two purposes collide only if their hashed ports meet while both are
+// open and they race for it: about one chance in the range's size (28,232
+// by default) per pair of simultaneous picks.
+func (h *Host) ephemeralLocked(purpose string, used func(int) bool) (port int, k uint64, ok bool) {
 	lo, hi := h.n.cfg.EphemeralPortMin, h.n.cfg.EphemeralPortMax
-	for range hi - lo + 1 {
-		p := *cursor
-		if *cursor++; *cursor > hi {
-			*cursor = lo
-		}
+	span := uint64(hi - lo + 1)
+	h.picks[purpose]++
+	k = h.picks[purpose]
+	start := xxhash.Sum64String(purpose+" #"+strconv.FormatUint(k, 10)) % span
+	for i := range span {
+		p := lo + int((start+i)%span)
 		if !used(p) {
-			return p, true
+			return p, k, true
 		}
 	}
-	return 0, false
+	return 0, k, false
 }
 
 func (h *Host) tcpUsed(p int) bool { _, ok := h.tcpPorts[p]; return ok }
@@ -563,7 +573,7 @@ func (h *Host) Listen(network, address string) (net.Listener, error) {
 		return nil, opError("listen", network, nil, nil, sysErr("bind", syscall.ENETDOWN))
 	}
 	if port == 0 {
-		p, ok := h.ephemeralLocked(&h.nextTCP, h.tcpUsed)
+		p, _, ok := h.ephemeralLocked("tcp listen", h.tcpUsed)
 		if !ok {
 			return nil, opError("listen", network, nil, nil, sysErr("bind", syscall.EADDRINUSE))
 		}
@@ -594,25 +604,31 @@ func (h *Host) ListenPacket(network, address string) (net.PacketConn, error) {
 	if err != nil {
 		return nil, opError("listen", network, nil, nil, err)
 	}
-	return h.bindUDP(network, port)
+	return h.bindUDP(network, port, "udp listen")
 }
 
-func (h *Host) bindUDP(network string, port int) (*PacketConn, error) {
+// bindUDP opens a packet socket on port, or on an ephemeral port picked
+// for purpose (ephemeralLocked) if port is 0.
+func (h *Host) bindUDP(network string, port int, purpose string) (*PacketConn, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.crashed {
 		return nil, opError("listen", network, nil, nil, sysErr("bind", syscall.ENETDOWN))
 	}
+	if port != 0 {
+		if h.udpUsed(port) {
+			return nil, opError("listen", network, nil, &net.UDPAddr{IP: h.addr, Port: port}, sysErr("bind", syscall.EADDRINUSE))
+		}
+		purpose += " :" + strconv.Itoa(port)
+	}
+	p, k, ok := h.ephemeralLocked(purpose, h.udpUsed)
 	if port == 0 {
-		p, ok := h.ephemeralLocked(&h.nextUDP, h.udpUsed)
 		if !ok {
 			return nil, opError("listen", network, nil, nil, sysErr("bind", syscall.EADDRINUSE))
 		}
 		port = p
-	} else if h.udpUsed(port) {
-		return nil, opError("listen", network, nil, &net.UDPAddr{IP: h.addr, Port: port}, sysErr("bind", syscall.EADDRINUSE))
 	}
-	pc := newPacketConn(h, port)
+	pc := newPacketConn(h, port, purpose, k)
 	h.udpPorts[port] = pc
 	return pc, nil
 }

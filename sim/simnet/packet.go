@@ -93,15 +93,15 @@ type PacketConn struct {
 
 var _ net.PacketConn = (*PacketConn)(nil)
 
-// newPacketConn is called with h.mu held.
-func newPacketConn(h *Host, port int) *PacketConn {
-	h.binds++
+// newPacketConn is called with h.mu held; k numbers the socket among the
+// host's binds for purpose, keeping keys unique when ports are reused.
+func newPacketConn(h *Host, port int, purpose string, k uint64) *PacketConn {
 	laddr := &net.UDPAddr{IP: h.addr, Port: port}
 	return &PacketConn{
 		host:     h,
 		port:     port,
 		laddr:    laddr,
-		key:      "udp " + laddr.String() + " #" + strconv.FormatUint(h.binds, 10),
+		key:      "udp " + laddr.String() + " " + purpose + " #" + strconv.FormatUint(k, 10),
 		done:     make(chan struct{}),
 		readable: make(chan struct{}, 1),
 	}
@@ -283,7 +283,7 @@ var (
 )
 
 func (h *Host) dialUDP(network string, ip net.IP, port int) (net.Conn, error) {
-	pc, err := h.bindUDP(network, 0)
+	pc, err := h.bindUDP(network, 0, "udp>"+(&net.UDPAddr{IP: ip, Port: port}).String())
 	if err != nil {
 		return nil, err
 	}
