@@ -25,7 +25,9 @@ import (
 // would otherwise vary from run to run).
 //
 //   - CPU: a pool of `cores` servers, FIFO. A message of b bytes holds one
-//     for cpu_per_msg + b/1KiB * cpu_per_kib.
+//     for cpu_per_msg + b/1KiB * cpu_per_kib; a running node's background
+//     work (cpu_background, background.go) holds one for its share of
+//     every 10 ms.
 //   - Disk: one device, group commit. A write arriving while the disk is
 //     idle starts a sync at once; writes arriving during a sync wait and
 //     share the next one. A sync of a group takes disk_fsync + its bytes /
@@ -52,6 +54,13 @@ type nodeCost struct {
 	cpuBusy  int        // servers in use
 	cpuQueue []*costReq // waiting for a server
 
+	// Background CPU (background.go): bgWork of it every bgPeriod while
+	// bgOn; bgGen tells a stopped generation's ticks apart.
+	bgKey  string
+	bgWork time.Duration
+	bgOn   bool
+	bgGen  uint64
+
 	diskBusy  bool       // a sync is scheduled or running
 	diskQueue []*costReq // waiting for the next sync
 	diskGroup []*costReq // the sync in flight (some may be released)
@@ -77,7 +86,8 @@ type nodeCost struct {
 	settleIdle []*settler
 
 	// Counters for the report.
-	cpuTime   time.Duration
+	cpuTime   time.Duration // background included
+	bgTime    time.Duration
 	cpuJobs   int64
 	diskSyncs int64
 	diskBytes int64
@@ -102,6 +112,8 @@ func newNodeCost(n *simnet.Net, spec NodeSpec, lg *ledger) *nodeCost {
 		cpuKey:    "cpu " + spec.Name,
 		diskKey:   "disk " + spec.Name,
 		settleKey: "settle " + spec.Name,
+		bgKey:     "background " + spec.Name,
+		bgWork:    time.Duration(spec.CPUBackground * float64(bgPeriod)),
 		cores:     spec.CPUCores,
 		speed:     cpuSpeed(spec),
 		perMsg:    spec.CPUPerMsg.D(),
@@ -155,7 +167,9 @@ func (c *nodeCost) CPU(bytes int) {
 // cpuDone runs on the driver: r's service ended; the server takes the next
 // request in line.
 func (c *nodeCost) cpuDone(r *costReq) {
-	close(r.done)
+	if r.done != nil { // nil: a background job (background.go)
+		close(r.done)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.cpuQueue) == 0 {
@@ -280,7 +294,8 @@ func (c *nodeCost) setSlow(factor float64) {
 
 // costStats are a node's hardware counters.
 type costStats struct {
-	CPUTime   time.Duration
+	CPUTime   time.Duration // background included
+	BgTime    time.Duration
 	CPUJobs   int64
 	DiskSyncs int64
 	DiskBytes int64
@@ -290,5 +305,5 @@ type costStats struct {
 func (c *nodeCost) stats() costStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return costStats{CPUTime: c.cpuTime, CPUJobs: c.cpuJobs, DiskSyncs: c.diskSyncs, DiskBytes: c.diskBytes, DiskTime: c.diskTime}
+	return costStats{CPUTime: c.cpuTime, BgTime: c.bgTime, CPUJobs: c.cpuJobs, DiskSyncs: c.diskSyncs, DiskBytes: c.diskBytes, DiskTime: c.diskTime}
 }

@@ -38,8 +38,13 @@ type CostProfile struct {
 	// The node cost fields (NodeSpec): CPU per charge (one SMTP delivery,
 	// one peer copy received, one POP3 RETR), and the disk's sync latency
 	// and bandwidth.
-	CPUPerMsg       DurationFigure `yaml:"cpu_per_msg"`
-	CPUPerKiB       DurationFigure `yaml:"cpu_per_kib"`
+	CPUPerMsg DurationFigure `yaml:"cpu_per_msg"`
+	CPUPerKiB DurationFigure `yaml:"cpu_per_kib"`
+	// CPUBackground is the share of a CPU each running node burns whatever
+	// its load (NodeSpec.CPUBackground): with it, cpu_per_msg is the
+	// marginal cost of a charge, not its average at one rate. Absent in
+	// profiles written before it was measured.
+	CPUBackground   FractionFigure `yaml:"cpu_background,omitempty"`
 	DiskFsync       DurationFigure `yaml:"disk_fsync"`
 	DiskBytesPerSec RateFigure     `yaml:"disk_bytes_per_sec"`
 	// LinkLatency and LinkJitter are the link's (LinkSpec): one-way latency
@@ -66,6 +71,14 @@ type DurationFigure struct {
 	Value Duration `yaml:"value"`
 	Min   Duration `yaml:"min"`
 	Max   Duration `yaml:"max"`
+}
+
+// FractionFigure is a measured share (of a CPU): the median of the
+// repeats and their range.
+type FractionFigure struct {
+	Value float64 `yaml:"value"`
+	Min   float64 `yaml:"min"`
+	Max   float64 `yaml:"max"`
 }
 
 // RateFigure is a measured rate: the median of the repeats and their
@@ -161,6 +174,13 @@ func (p CostProfile) Validate() error {
 			bad(f.key, "value %v is not within min..max (%v..%v)", v.Value, v.Min, v.Max)
 		}
 	}
+	if f := p.CPUBackground; f != (FractionFigure{}) {
+		if !(f.Value >= 0 && f.Value < 1) {
+			bad("cpu_background.value", "%v must be in [0, 1)", f.Value)
+		} else if f.Min > f.Value || f.Value > f.Max {
+			bad("cpu_background", "value %v is not within min..max (%v..%v)", f.Value, f.Min, f.Max)
+		}
+	}
 	if r := p.DiskBytesPerSec; r.Value < 1 {
 		bad("disk_bytes_per_sec.value", "%d must be >= 1", r.Value)
 	} else if r.Min > r.Value || r.Value > r.Max {
@@ -216,6 +236,9 @@ func (sc *Scenario) applyProfile(bad func(key, f string, a ...any)) {
 		}
 		if nd.CPUPerKiB == 0 {
 			nd.CPUPerKiB = p.CPUPerKiB.Value
+		}
+		if nd.CPUBackground == 0 {
+			nd.CPUBackground = p.CPUBackground.Value
 		}
 		if nd.DiskFsync == 0 {
 			nd.DiskFsync = p.DiskFsync.Value

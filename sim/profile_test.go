@@ -46,6 +46,7 @@ func TestScenarioNamesProfile(t *testing.T) {
 	}{
 		{"n1 cpu_per_msg", n1.CPUPerMsg, Duration(310 * time.Microsecond)},
 		{"n1 cpu_per_kib", n1.CPUPerKiB, Duration(7 * time.Microsecond)},
+		{"n1 cpu_background", n1.CPUBackground, 0.05},
 		{"n1 disk_fsync", n1.DiskFsync, Duration(2500 * time.Microsecond)},
 		{"n1 disk_bytes_per_sec", n1.DiskBytesPerSec, int64(150_000_000)},
 		{"n2 cpu_per_msg (its own)", n2.CPUPerMsg, Duration(time.Millisecond)},
@@ -124,6 +125,10 @@ func TestProfileValidateErrors(t *testing.T) {
 		{"fsync outside its range", func(p *CostProfile) { p.DiskFsync.Max = p.DiskFsync.Value / 2 }, "disk_fsync: value"},
 		{"bandwidth", func(p *CostProfile) { p.DiskBytesPerSec = RateFigure{} }, "disk_bytes_per_sec.value"},
 		{"link latency", func(p *CostProfile) { p.LinkLatency = DurationFigure{} }, "link_latency.value"},
+		{"background over a CPU", func(p *CostProfile) {
+			p.CPUBackground = FractionFigure{Value: 1.5, Min: 1, Max: 2}
+		}, "cpu_background.value"},
+		{"background outside its range", func(p *CostProfile) { p.CPUBackground.Max = p.CPUBackground.Value / 2 }, "cpu_background: value"},
 		{"negative read", func(p *CostProfile) {
 			p.ReadCPUPerMsg = DurationFigure{Value: -1, Min: -1, Max: -1}
 		}, "read_cpu_per_msg.value"},

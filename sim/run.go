@@ -384,11 +384,13 @@ func (s *simulation) startNode(sn *simNode) error {
 	s.mu.Lock()
 	sn.node, sn.state = nd, stateAlive
 	s.mu.Unlock()
+	sn.cost.setRunning(true)
 	return nil
 }
 
 // stopNode detaches sn's running node (nil if none), keeping its counters.
 func (s *simulation) stopNode(sn *simNode, state string) *node.Node {
+	sn.cost.setRunning(false)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	nd := sn.node

@@ -102,6 +102,11 @@ type NodeSpec struct {
 	// per_kib.
 	CPUPerMsg Duration `yaml:"cpu_per_msg" json:"cpu_per_msg"`
 	CPUPerKiB Duration `yaml:"cpu_per_kib" json:"cpu_per_kib"`
+	// CPUBackground is the share of one CPU the running node burns
+	// whatever its load (the runtime, timers, gossip: sim/background.go),
+	// served by the node's CPUs before the messages queued behind it.
+	// 0 (the default): none, every CPU-second is a message's.
+	CPUBackground float64 `yaml:"cpu_background" json:"cpu_background,omitempty"`
 	// DiskFsync is the latency of one sync; DiskBytesPerSec the write
 	// bandwidth. Writes that arrive during a sync share the next one.
 	DiskFsync       Duration `yaml:"disk_fsync" json:"disk_fsync"`
@@ -482,6 +487,8 @@ func (sc *Scenario) validateNodes(bad func(key, f string, a ...any)) {
 			bad(key+".cpu_per_msg", "must be >= 0")
 		case nd.CPUPerKiB < 0:
 			bad(key+".cpu_per_kib", "must be >= 0")
+		case !(nd.CPUBackground >= 0 && nd.CPUBackground < 0.9*nd.CPUCapacity()):
+			bad(key+".cpu_background", "%v must be in [0, 0.9 x the node's CPU capacity %v)", nd.CPUBackground, nd.CPUCapacity())
 		case nd.DiskFsync < 0:
 			bad(key+".disk_fsync", "must be >= 0")
 		case nd.DiskBytesPerSec < 1:

@@ -14,6 +14,8 @@ import (
 // figures are one repeat's parameters, in seconds and bytes per second.
 type figures struct {
 	cpuPerMsg, cpuPerKiB, cpuR2    float64
+	cpuAvgPerMsg                   float64 // the sweep's intercept: a charge's average cost at -rate
+	cpuBackground, loadR2          float64 // per node, CPUs; the load line's fit
 	readPerMsg, readPerKiB, readR2 float64
 	fsyncP50, fsyncP90, fsyncP99   float64
 	fsyncIntercept                 float64
@@ -21,11 +23,12 @@ type figures struct {
 	bandwidthFromFit               bool
 	latency, jitter                float64
 	genUtilMax, nodeUtilMax        float64
+	idle                           float64 // the array's idle CPUs
 }
 
 // repeatFigures derives one repeat's parameters from its measurements.
-func repeatFigures(res repeatResult) (figures, error) {
-	var f figures
+func repeatFigures(cfg config, res repeatResult) (figures, error) {
+	f := figures{idle: res.idlePerSec}
 	var ing, rd []calibrate.Point
 	for _, p := range res.ingest {
 		ing = append(ing, calibrate.Point{X: float64(p.size) / 1024, Y: p.perCharge(chargesPerMsg)})
@@ -39,7 +42,24 @@ func repeatFigures(res repeatResult) (figures, error) {
 	if err != nil {
 		return f, fmt.Errorf("ingest: %w", err)
 	}
-	f.cpuPerMsg, f.cpuPerKiB, f.cpuR2 = l.Intercept, l.Slope, l.R2
+	f.cpuAvgPerMsg, f.cpuPerKiB, f.cpuR2 = l.Intercept, l.Slope, l.R2
+	// The CPU line over the load at the smallest size: the nodes'
+	// CPU-s/s against the charges/s. Its slope is the marginal cost of a
+	// charge of that size, its intercept what the array burns whatever
+	// the load (the model's background, shared equally by the nodes).
+	var lp []calibrate.Point
+	for _, p := range res.load {
+		w := p.wall.Seconds()
+		lp = append(lp, calibrate.Point{X: float64(p.count*chargesPerMsg) / w, Y: p.nodeCPU.Seconds() / w})
+	}
+	ll, err := calibrate.Fit(lp)
+	if err != nil {
+		return f, fmt.Errorf("load line: %w", err)
+	}
+	size0 := float64(slices.Min(cfg.sizes)) / 1024
+	f.cpuPerMsg = ll.Slope - size0*f.cpuPerKiB
+	f.cpuBackground = max(0, ll.Intercept/float64(cfg.nodes))
+	f.loadR2 = ll.R2
 	if l, err = calibrate.Fit(rd); err != nil {
 		return f, fmt.Errorf("read: %w", err)
 	}
@@ -83,7 +103,7 @@ func repeatFigures(res repeatResult) (figures, error) {
 func derive(cfg config, results []repeatResult, log io.Writer) (sim.CostProfile, error) {
 	var all []figures
 	for i, res := range results {
-		f, err := repeatFigures(res)
+		f, err := repeatFigures(cfg, res)
 		if err != nil {
 			return sim.CostProfile{}, fmt.Errorf("repeat %d: %w", i+1, err)
 		}
@@ -107,10 +127,14 @@ func derive(cfg config, results []repeatResult, log io.Writer) (sim.CostProfile,
 	cpuMsg := col(func(f figures) float64 { return f.cpuPerMsg })
 	cpuKiB := col(func(f figures) float64 { return f.cpuPerKiB })
 	r2 := col(func(f figures) float64 { return f.cpuR2 })
-	how := fmt.Sprintf("intercept of the least-squares line of the nodes' CPU (/proc utime+stime, less idle) per charge (messages stored x R=%d) over the message sizes %v, %d messages each at %v msgs/s (R2 median %.3f)",
-		chargesPerMsg, cfg.sizes, cfg.messages, cfg.rate, r2.Median)
+	bg := col(func(f figures) float64 { return f.cpuBackground })
+	loadR2 := col(func(f figures) float64 { return f.loadR2 })
+	rates := append([]float64{cfg.rate}, cfg.rates...)
+	how := fmt.Sprintf("marginal CPU of a charge: slope of the least-squares line of the nodes' CPU-s/s (/proc utime+stime) over their charges/s (messages stored x R=%d), %d-byte messages at %v msgs/s (R2 median %.3f), less the size's cpu_per_kib; a charge's average at %v msgs/s, idle subtracted, was %.0f us (the intercept of the sweep below): the difference is background",
+		chargesPerMsg, slices.Min(cfg.sizes), rates, loadR2.Median, cfg.rate, col(func(f figures) float64 { return f.cpuAvgPerMsg }).Median/us)
 	line("cpu_per_msg", cpuMsg, us, "us", how)
-	line("cpu_per_kib", cpuKiB, us, "us", "slope of the same line, per KiB of message")
+	line("cpu_per_kib", cpuKiB, us, "us", fmt.Sprintf("slope of the least-squares line of the nodes' CPU (less idle) per charge over the message sizes %v, %d messages each at %v msgs/s (R2 median %.3f), per KiB of message", cfg.sizes, cfg.messages, cfg.rate, r2.Median))
+	line("cpu_background", bg, 1, "CPUs", fmt.Sprintf("intercept of the load line above over the %d nodes: what each burns whatever its load (idle alone: %.4f CPUs a node)", cfg.nodes, col(func(f figures) float64 { return f.idle }).Median/float64(cfg.nodes)))
 	readMsg := col(func(f figures) float64 { return f.readPerMsg })
 	readKiB := col(func(f figures) float64 { return f.readPerKiB })
 	line("read_cpu_per_msg", readMsg, us, "us", fmt.Sprintf("intercept of the nodes' CPU per POP3 RETR (login, UIDL, DELE and the deletion's sync included) over the sizes, %d readers (R2 median %.3f); not applied: the model charges a RETR as cpu_per_msg/cpu_per_kib", cfg.readers, col(func(f figures) float64 { return f.readR2 }).Median))
@@ -140,6 +164,7 @@ func derive(cfg config, results []repeatResult, log io.Writer) (sim.CostProfile,
 
 	p.CPUPerMsg = durFig(cpuMsg, log, "cpu_per_msg")
 	p.CPUPerKiB = durFig(cpuKiB, log, "cpu_per_kib")
+	p.CPUBackground = sim.FractionFigure{Value: round4(bg.Median), Min: round4(bg.Min), Max: round4(bg.Max)}
 	p.ReadCPUPerMsg = rawDurFig(readMsg)
 	p.ReadCPUPerKiB = rawDurFig(readKiB)
 	p.DiskFsync = durFig(fsync50, log, "disk_fsync")
@@ -151,6 +176,8 @@ func derive(cfg config, results []repeatResult, log io.Writer) (sim.CostProfile,
 	p.LinkJitter = rawDurFig(jit)
 	return p, nil
 }
+
+func round4(x float64) float64 { return math.Round(x*1e4) / 1e4 }
 
 // rawDurFig is a summary in seconds as a duration figure.
 func rawDurFig(s calibrate.Summary) sim.DurationFigure {

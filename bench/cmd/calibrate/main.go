@@ -11,13 +11,21 @@
 // empties every mailbox over POP3, and probes the disk and the loopback
 // network. The parameters are what the model means by them (sim/cost.go):
 //
-//   - cpu_per_msg, cpu_per_kib: the model charges R CPU jobs per ingested
-//     message (the SMTP delivery, a peer copy on each other holder), each
-//     per_msg + size/KiB * per_kib. So the nodes' CPU time over a phase,
-//     less their idle CPU, over accepted * R is one charge at that size;
-//     the least-squares line over the sizes gives per_msg (intercept) and
-//     per_kib (slope). The same for reads, over the messages retrieved:
-//     recorded, not applied (the model charges a RETR like a delivery).
+//   - cpu_per_kib: the model charges R CPU jobs per ingested message (the
+//     SMTP delivery, a peer copy on each other holder), each per_msg +
+//     size/KiB * per_kib. The nodes' CPU time over a phase, less their
+//     idle CPU, over accepted * R is one charge at that size; the slope
+//     of the least-squares line over the sizes is per_kib. The same for
+//     reads, over the messages retrieved: recorded, not applied (the
+//     model charges a RETR like a delivery).
+//   - cpu_per_msg, cpu_background: a node's CPU grows far less than in
+//     proportion to its load (the runtime, timers and gossip cost about
+//     the same at any rate), so the sweep's intercept, a charge's average
+//     at one rate, is not what a charge costs at another. Phases at the
+//     smallest size and rising rates (-rate, then -rates) give the line
+//     of the nodes' CPU-s/s over their charges/s: its slope less the
+//     size's per_kib is per_msg (the marginal cost), its intercept over
+//     the nodes is cpu_background (sim/background.go).
 //   - disk_fsync: the median of a small write+fdatasync on the data
 //     directory's filesystem; disk_bytes_per_sec: 1 / the slope of the
 //     median sync time over the write sizes.
@@ -61,11 +69,15 @@ type config struct {
 	sizes               []int
 	messages            int
 	rate                float64
-	senders, readers    int
-	idle                time.Duration
-	fsyncSizes          []int
-	fsyncCount          int
-	echoCount           int
+	// rates are the extra ingest rates at the smallest size: with the
+	// sweep's own phase at rate, they give the line of the nodes' CPU
+	// over their load (cpu_background, cpu_per_msg).
+	rates            []float64
+	senders, readers int
+	idle             time.Duration
+	fsyncSizes       []int
+	fsyncCount       int
+	echoCount        int
 }
 
 // Limits of the command line.
@@ -87,6 +99,7 @@ func parse(args []string) (config, error) {
 	sizes := fs.String("sizes", "1024,8192,32768,131072", "message sizes in bytes, comma-separated (two or more)")
 	fs.IntVar(&c.messages, "messages", 1000, "messages per size and repeat")
 	fs.Float64Var(&c.rate, "rate", 100, "offered load in msgs/s: well below saturation, so that CPU, not queueing, is measured")
+	rates := fs.String("rates", "200,400", "more ingest rates in msgs/s at the smallest size, each above -rate and below saturation: the CPU line over the load (cpu_background, cpu_per_msg)")
 	fs.IntVar(&c.senders, "senders", 32, "concurrent SMTP clients: enough that large messages at -rate do not wait for a free one")
 	fs.IntVar(&c.readers, "readers", 4, "concurrent POP3 clients emptying the mailboxes")
 	fs.DurationVar(&c.idle, "idle", 3*time.Second, "how long the idle array's CPU is measured")
@@ -105,6 +118,9 @@ func parse(args []string) (config, error) {
 		errs = append(errs, fmt.Errorf("-sizes: %w", err))
 	} else if len(c.sizes) < 2 {
 		errs = append(errs, errors.New("-sizes: two or more sizes, so that a line can be fitted"))
+	}
+	if c.rates, err = parseRates(*rates, c.rate); err != nil {
+		errs = append(errs, fmt.Errorf("-rates: %w", err))
 	}
 	if c.fsyncSizes, err = parseSizes(*fsyncSizes); err != nil || len(c.fsyncSizes) < 2 {
 		errs = append(errs, fmt.Errorf("-fsync-sizes: two or more sizes (%v)", err))
@@ -136,15 +152,34 @@ func parseSizes(s string) ([]int, error) {
 	return out, nil
 }
 
+// parseRates reads the extra rates: one or more, each above base (the
+// line needs load levels apart) and at most 10,000.
+func parseRates(s string, base float64) ([]float64, error) {
+	var out []float64
+	for f := range strings.SplitSeq(s, ",") {
+		r, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || !(r > base && r <= 10_000) {
+			return nil, fmt.Errorf("%q is not a rate above -rate %v and at most 10000", f, base)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
 // scenario is the load of one ingest phase: size-byte messages at a
 // constant rate to uniformly drawn mailboxes, no readers, and a drain
 // long enough for the commits and copies to finish.
 func (c config) scenario(size int, seed uint64) sim.Scenario {
+	return c.scenarioAt(size, c.rate, c.messages, seed)
+}
+
+// scenarioAt is scenario at another rate and message count.
+func (c config) scenarioAt(size int, rate float64, messages int, seed uint64) sim.Scenario {
 	var nodes []sim.NodeSpec
 	for i := range c.nodes {
 		nodes = append(nodes, sim.NodeSpec{Name: "n" + strconv.Itoa(i+1)})
 	}
-	dur := time.Duration(float64(c.messages) / c.rate * float64(time.Second))
+	dur := time.Duration(float64(messages) / rate * float64(time.Second))
 	sc := sim.Scenario{
 		Name: "calibrate", Seed: seed,
 		Duration: sim.Duration(dur), Drain: sim.Duration(max(ingestDrainMin, dur/10)),
@@ -152,7 +187,7 @@ func (c config) scenario(size int, seed uint64) sim.Scenario {
 		DNSStrategy: "roundrobin", PlacementStrategy: "local",
 		Nodes: nodes,
 		Load: sim.LoadSpec{
-			Senders: c.senders, Arrival: sim.ArrivalConstant, RatePerSec: c.rate,
+			Senders: c.senders, Arrival: sim.ArrivalConstant, RatePerSec: rate,
 			Size:  sim.SizeSpec{Dist: sim.SizeFixed, MedianBytes: size, MinBytes: size, MaxBytes: size},
 			ZipfS: -1,
 		},
@@ -176,9 +211,10 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := os.Stdout
-	perRepeat := time.Duration(float64(len(cfg.sizes)*cfg.messages)/cfg.rate*float64(time.Second)) + cfg.idle
-	fmt.Fprintf(log, "calibrate: %d repeats of %d nodes (R=%d, placement local) on %d CPUs; each: %d messages at %v msgs/s for each size %v, then POP3 reads, then the fsync and loopback probes (at least %v of load per repeat)\n",
-		cfg.repeats, cfg.nodes, replicas, runtime.NumCPU(), cfg.messages, cfg.rate, cfg.sizes, perRepeat.Round(time.Second))
+	phaseTime := time.Duration(float64(cfg.messages) / cfg.rate * float64(time.Second))
+	perRepeat := time.Duration(len(cfg.sizes)+len(cfg.rates))*phaseTime + cfg.idle
+	fmt.Fprintf(log, "calibrate: %d repeats of %d nodes (R=%d, placement local) on %d CPUs; each: %d messages at %v msgs/s for each size %v, then POP3 reads, then the smallest size at %v msgs/s, then the fsync and loopback probes (at least %v of load per repeat)\n",
+		cfg.repeats, cfg.nodes, replicas, runtime.NumCPU(), cfg.messages, cfg.rate, cfg.sizes, cfg.rates, perRepeat.Round(time.Second))
 	var results []repeatResult
 	for r := range cfg.repeats {
 		fmt.Fprintf(log, "repeat %d of %d\n", r+1, cfg.repeats)

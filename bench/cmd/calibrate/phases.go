@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -33,7 +35,8 @@ const (
 // phase is one measured stretch of load: count operations of size bytes.
 type phase struct {
 	size            int
-	count           int // accepted messages, or messages retrieved
+	rate            float64 // offered msgs/s
+	count           int     // accepted messages, or messages retrieved
 	offered         int
 	wall            time.Duration
 	nodeCPU, genCPU time.Duration
@@ -63,9 +66,12 @@ func util(cpu, wall time.Duration) float64 {
 type repeatResult struct {
 	idlePerSec float64 // the nodes' CPU seconds per second when idle
 	ingest     []phase
-	read       []phase
-	fsync      []calibrate.SyncSamples
-	rtt        []float64
+	// load: ingest phases at the smallest size and rising rates (the
+	// sweep's own phase at -rate first): the CPU line over the load.
+	load  []phase
+	read  []phase
+	fsync []calibrate.SyncSamples
+	rtt   []float64
 }
 
 // runRepeat starts a fresh array, measures its idle CPU, then for every
@@ -100,7 +106,7 @@ func runRepeat(ctx context.Context, cfg config, rep int, log io.Writer) (repeatR
 		if err != nil {
 			return res, err
 		}
-		p := phase{size: size, count: r.Accepted, offered: r.Offered, wall: time.Since(t0),
+		p := phase{size: size, rate: cfg.rate, count: r.Accepted, offered: r.Offered, wall: time.Since(t0),
 			nodeCPU: cl.CPUTime() - c0, genCPU: calibrate.SelfCPU() - g0, p99Ms: r.Latency.P99}
 		p.idle = idleOver(p.wall)
 		res.ingest = append(res.ingest, p)
@@ -134,6 +140,9 @@ func runRepeat(ctx context.Context, cfg config, rep int, log io.Writer) (repeatR
 			size, q.count, q.offered, q.wall.Seconds(), q.nodeCPU.Seconds(), q.idle.Seconds(),
 			1e6*q.perCharge(1), q.genCPU.Seconds(), 100*util(q.genCPU, q.wall))
 	}
+	if err := loadPhases(ctx, cfg, cl, rep, &res, log); err != nil {
+		return res, err
+	}
 	cl.Close()
 
 	probeDir, err := calibrate.ProbeDir(dir)
@@ -153,6 +162,40 @@ func runRepeat(ctx context.Context, cfg config, rep int, log io.Writer) (repeatR
 	fmt.Fprintf(log, "  loopback round trip: p10 %.1f us, p50 %.1f us, p90 %.1f us over %d\n",
 		1e6*calibrate.Percentile(res.rtt, 0.1), 1e6*calibrate.Percentile(res.rtt, 0.5), 1e6*calibrate.Percentile(res.rtt, 0.9), len(res.rtt))
 	return res, nil
+}
+
+// loadPhases measures the nodes' CPU at the smallest size and each of
+// cfg.rates, after the sweep (whose phase at that size and -rate is the
+// line's first point). Every phase lasts as long as the sweep's: the
+// message count grows with the rate. The mailboxes are not emptied: the
+// reads are measured by the sweep.
+func loadPhases(ctx context.Context, cfg config, cl *bench.Cluster, rep int, res *repeatResult, log io.Writer) error {
+	size := slices.Min(cfg.sizes)
+	for _, p := range res.ingest {
+		if p.size == size {
+			res.load = append(res.load, p)
+			break
+		}
+	}
+	target := cl.Target()
+	for j, rate := range cfg.rates {
+		msgs := int(math.Round(float64(cfg.messages) * rate / cfg.rate))
+		sc := cfg.scenarioAt(size, rate, msgs, uint64(100*(rep+1)+50+j))
+		c0, g0, t0 := cl.CPUTime(), calibrate.SelfCPU(), time.Now()
+		r, err := sim.RunReal(ctx, sc, target, sim.RealOptions{})
+		if err != nil {
+			return err
+		}
+		p := phase{size: size, rate: rate, count: r.Accepted, offered: r.Offered, wall: time.Since(t0),
+			nodeCPU: cl.CPUTime() - c0, genCPU: calibrate.SelfCPU() - g0, p99Ms: r.Latency.P99}
+		p.idle = time.Duration(res.idlePerSec * float64(p.wall))
+		res.load = append(res.load, p)
+		fmt.Fprintf(log, "  load   %6d B at %4.0f msgs/s: %d of %d accepted in %.1f s (p99 %.0f ms); nodes %.3f CPU-s = %.3f CPU-s/s at %.0f charges/s (%.1f us per charge); load generator %.0f%% of the machine\n",
+			size, rate, p.count, p.offered, p.wall.Seconds(), p.p99Ms, p.nodeCPU.Seconds(), p.nodeCPU.Seconds()/p.wall.Seconds(),
+			float64(p.count*chargesPerMsg)/p.wall.Seconds(), 1e6*p.nodeCPU.Seconds()/float64(max(1, p.count*chargesPerMsg)), 100*util(p.genCPU, p.wall))
+		warnSaturated(log, p, cfg)
+	}
+	return nil
 }
 
 // warnSaturated says when a phase was not the controlled load it should

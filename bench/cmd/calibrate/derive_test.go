@@ -1,0 +1,48 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"mailarray/bench/calibrate"
+)
+
+// synthPhase is a phase of nodes whose CPU follows the model exactly:
+// bg CPUs for the array whatever the load, plus per charge
+// perMsg + size/KiB * perKiB.
+func synthPhase(size int, rate float64, msgs int, bg, perMsg, perKiB float64) phase {
+	wall := time.Duration(float64(msgs)/rate*float64(time.Second)) + 2*time.Second
+	charges := float64(msgs * chargesPerMsg)
+	cpu := bg*wall.Seconds() + charges*(perMsg+float64(size)/1024*perKiB)
+	return phase{size: size, rate: rate, count: msgs, offered: msgs, wall: wall,
+		nodeCPU: time.Duration(cpu * 1e9), idle: time.Duration(0.01 * wall.Seconds() * 1e9)}
+}
+
+// TestRepeatFiguresSeparateBackground: on nodes that burn 0.3 CPUs
+// whatever the load and 500 us + 20 us/KiB a charge, the sweep at one rate
+// alone reads a charge as far dearer (the background spread over its
+// charges); the load line recovers the marginal cost and the background.
+func TestRepeatFiguresSeparateBackground(t *testing.T) {
+	const bg, perMsg, perKiB = 0.3, 500e-6, 20e-6
+	cfg := config{nodes: 4, sizes: []int{1024, 8192, 32768}, rate: 100, rates: []float64{200, 400}, messages: 1000}
+	res := repeatResult{idlePerSec: 0.01,
+		fsync: []calibrate.SyncSamples{{Bytes: 4096, Seconds: []float64{1e-4, 1.2e-4}}, {Bytes: 65536, Seconds: []float64{2e-4, 2.2e-4}}},
+		rtt:   []float64{20e-6, 21e-6, 22e-6}}
+	for _, size := range cfg.sizes {
+		res.ingest = append(res.ingest, synthPhase(size, cfg.rate, cfg.messages, bg, perMsg, perKiB))
+		res.read = append(res.read, synthPhase(size, cfg.rate, cfg.messages, bg, perMsg, perKiB))
+	}
+	res.load = append(res.load, res.ingest[0])
+	for _, r := range cfg.rates {
+		res.load = append(res.load, synthPhase(1024, r, int(1000*r/100), bg, perMsg, perKiB))
+	}
+	f, err := repeatFigures(cfg, res)
+	require.NoError(t, err)
+	assert.InDelta(t, perKiB, f.cpuPerKiB, 1e-9, "per KiB: the sweep's slope")
+	assert.InDelta(t, bg/4, f.cpuBackground, 0.02, "background per node")
+	assert.InDelta(t, perMsg, f.cpuPerMsg, 50e-6, "the marginal cost of a charge")
+	assert.Greater(t, f.cpuAvgPerMsg, 2*perMsg, "the one-rate average holds the background too")
+}

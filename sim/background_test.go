@@ -1,0 +1,102 @@
+package sim
+
+import (
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"mailarray/sim/simnet"
+)
+
+// TestBackgroundCPU: a running node with cpu_background 0.2 on one whole
+// CPU burns 2 ms of every 10 ms whatever its load; it counts as CPU time,
+// a message arriving behind a background job waits for it, and nothing
+// burns before the node runs, while it is paused or after it stops.
+func TestBackgroundCPU(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := simnet.NewNet(1, simnet.DefaultNetConfig())
+		stop := n.Start()
+		defer stop()
+		nd := NodeSpec{Name: "n1", CPUCores: 1, CPUPerMsg: Duration(time.Millisecond), CPUPerKiB: Duration(time.Nanosecond), CPUBackground: 0.2}
+		c := newNodeCost(n, nd, nil)
+
+		time.Sleep(time.Second)
+		assert.Zero(t, c.stats().CPUTime, "a node not yet running burns nothing")
+
+		c.setRunning(true)
+		time.Sleep(time.Second + time.Millisecond) // 100 ticks, each ended
+		assert.Equal(t, 200*time.Millisecond, c.stats().CPUTime, "0.2 of a CPU for 1 s")
+		assert.Equal(t, c.stats().CPUTime, c.stats().BgTime)
+
+		// A tick has just started a 2 ms job (at t = 1 s + 10 ms k): a
+		// message arriving 1 ms into it waits 1 ms, then takes its 1 ms.
+		time.Sleep(9 * time.Millisecond) // t = tick + 0 (1.010 s after start)
+		time.Sleep(time.Millisecond)
+		t0 := time.Now()
+		c.CPU(0)
+		assert.Equal(t, 2*time.Millisecond, time.Since(t0), "the message waits behind the background job")
+
+		c.pause()
+		before := c.stats().BgTime
+		time.Sleep(time.Second)
+		assert.LessOrEqual(t, c.stats().BgTime-before, 2*time.Millisecond, "a paused node burns nothing (one job may have started)")
+		c.resume()
+
+		c.setRunning(false)
+		before = c.stats().BgTime
+		time.Sleep(time.Second)
+		assert.Equal(t, before, c.stats().BgTime, "a stopped node burns nothing")
+	})
+}
+
+// TestBackgroundCPUQuota: on a quota the background job runs at the quota's
+// speed, as a message does: 0.05 of a CPU at quota 0.2 holds the CPU a
+// quarter of the time.
+func TestBackgroundCPUQuota(t *testing.T) {
+	nd := NodeSpec{Name: "n1", CPUQuota: 0.2, CPUPerMsg: Duration(time.Millisecond), CPUPerKiB: Duration(time.Nanosecond), CPUBackground: 0.05}
+	sc := Scenario{Nodes: []NodeSpec{nd}}
+	var errs []string
+	sc.validateNodes(func(key, f string, a ...any) { errs = append(errs, key) })
+	require.Empty(t, errs)
+	nd = sc.Nodes[0]
+	synctest.Test(t, func(t *testing.T) {
+		n := simnet.NewNet(1, simnet.DefaultNetConfig())
+		stop := n.Start()
+		defer stop()
+		c := newNodeCost(n, nd, nil)
+		c.setRunning(true)
+		// A tick at 10 ms starts a 0.5 ms job that holds the CPU 2.5 ms:
+		// a message at 11 ms waits until 12.5 ms, then holds it 5 ms.
+		time.Sleep(11 * time.Millisecond)
+		t0 := time.Now()
+		c.CPU(0)
+		assert.Equal(t, 1500*time.Microsecond+5*time.Millisecond, time.Since(t0))
+		c.setRunning(false)
+	})
+}
+
+// TestBackgroundValidate: the background is a share of the node's capacity
+// that leaves room for messages.
+func TestBackgroundValidate(t *testing.T) {
+	for _, tt := range []struct {
+		nd NodeSpec
+		ok bool
+	}{
+		{NodeSpec{Name: "n1", CPUBackground: 0.5}, true},
+		{NodeSpec{Name: "n1", CPUQuota: 0.2, CPUBackground: 0.1}, true},
+		{NodeSpec{Name: "n1", CPUQuota: 0.2, CPUBackground: 0.19}, false},
+		{NodeSpec{Name: "n1", CPUBackground: -0.1}, false},
+	} {
+		sc := Scenario{Nodes: []NodeSpec{tt.nd}}
+		var got []string
+		sc.validateNodes(func(key, f string, a ...any) { got = append(got, key) })
+		if tt.ok {
+			assert.Empty(t, got, "%+v", tt.nd)
+		} else {
+			assert.Contains(t, got, "nodes[0].cpu_background", "%+v", tt.nd)
+		}
+	}
+}
