@@ -59,7 +59,7 @@ func liveHolders(ctx context.Context, cl *bench.Cluster, key string) (Finding, e
 	for _, k := range keys {
 		n := cl.Node(k.node)
 		if n == nil {
-			f.add(k.id + "@" + k.node + " (not a node of the array)")
+			f.Add(k.id + "@" + k.node + " (not a node of the array)")
 			continue
 		}
 		has, err := headCopy(ctx, n.Peer, key, k.id)
@@ -67,7 +67,7 @@ func liveHolders(ctx context.Context, cl *bench.Cluster, key string) (Finding, e
 			return f, fmt.Errorf("realsoak: copy %s on %s: %w", k.id, k.node, err)
 		}
 		if !has {
-			f.add(fmt.Sprintf("%s@%s (listed by %s)", k.id, k.node, listed[k]))
+			f.Add(fmt.Sprintf("%s@%s (listed by %s)", k.id, k.node, listed[k]))
 		}
 	}
 	return f, nil

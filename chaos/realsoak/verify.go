@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"mailarray/bench"
+	"mailarray/chaos"
 	"mailarray/node/catalog"
 	"mailarray/node/pop3"
 	"mailarray/node/store"
@@ -38,22 +39,12 @@ const (
 	// storeOpenTimeout bounds the wait for a node.db lock after the
 	// processes exited.
 	storeOpenTimeout = 10 * time.Second
-	// idsMax bounds the ids kept per finding.
-	idsMax = 10
 )
 
-// Finding is one kind of violation: how many, and the first few.
-type Finding struct {
-	Count int      `json:"count"`
-	IDs   []string `json:"ids,omitempty"`
-}
-
-func (f *Finding) add(id string) {
-	f.Count++
-	if len(f.IDs) < idsMax {
-		f.IDs = append(f.IDs, id)
-	}
-}
+// Finding is one kind of violation: how many, and the first few; the
+// files' checker's own (chaos.Check), whose results the soak reports beside
+// its own.
+type Finding = chaos.Finding
 
 // nodeStatus is the part of /v1/status the soak reads.
 type nodeStatus struct {
@@ -198,7 +189,7 @@ func readAll(ctx context.Context, cl *bench.Cluster, cfg Config, rep *sim.Report
 			user, pass := mailbox(box, rep.Config.Domain)
 			msgs, err := readMailbox(ctx, addr, user, pass, cfg, res)
 			if err != nil {
-				res.Sessionless.add(fmt.Sprintf("%s@%s: %v", user, name, err))
+				res.Sessionless.Add(fmt.Sprintf("%s@%s: %v", user, name, err))
 				continue
 			}
 			for _, m := range msgs {
@@ -219,9 +210,9 @@ func tallySeen(res *ReadResult, rep *sim.Report, seen map[string]map[int]int) {
 		for _, name := range nodeNames {
 			switch n := seen[name][rec.Seq]; {
 			case n > 1:
-				res.Duplicated.add(fmt.Sprintf("message %d %dx on %s", rec.Seq, n, name))
+				res.Duplicated.Add(fmt.Sprintf("message %d %dx on %s", rec.Seq, n, name))
 			case n == 0 && rec.Outcome == sim.Accepted && !rec.Deleted && !rec.MaybeDeleted:
-				res.Unreadable.add(fmt.Sprintf("%s@%s (message %d to %s by %s at %.2fs)", rec.CopyID(), name, rec.Seq, rec.Mailbox, rec.Node, rec.Done.Seconds()))
+				res.Unreadable.Add(fmt.Sprintf("%s@%s (message %d to %s by %s at %.2fs)", rec.CopyID(), name, rec.Seq, rec.Mailbox, rec.Node, rec.Done.Seconds()))
 			}
 		}
 	}
@@ -237,7 +228,7 @@ type popMessage struct {
 func judge(res *ReadResult, rep *sim.Report, node, box string, m popMessage, seen map[int]int) {
 	seq, ok := messageSeq(m.data, rep.Seed)
 	if !ok || seq >= len(rep.Records) {
-		res.Phantom.add(fmt.Sprintf("%s@%s (not a message of the load)", m.uid, node))
+		res.Phantom.Add(fmt.Sprintf("%s@%s (not a message of the load)", m.uid, node))
 		return
 	}
 	seen[seq]++
@@ -246,18 +237,18 @@ func judge(res *ReadResult, rep *sim.Report, node, box string, m popMessage, see
 	case sim.Accepted:
 		switch {
 		case rec.Deleted:
-			res.Resurrected.add(fmt.Sprintf("%s@%s (message %d)", rec.CopyID(), node, seq))
+			res.Resurrected.Add(fmt.Sprintf("%s@%s (message %d)", rec.CopyID(), node, seq))
 		case rec.Mailbox != box:
-			res.WrongMailbox.add(fmt.Sprintf("message %d for %s in %s on %s", seq, rec.Mailbox, box, node))
+			res.WrongMailbox.Add(fmt.Sprintf("message %d for %s in %s on %s", seq, rec.Mailbox, box, node))
 		case !strings.HasPrefix(m.uid, rec.ID):
-			res.Duplicated.add(fmt.Sprintf("message %d as %s on %s, acknowledged as %s", seq, m.uid, node, rec.ID))
+			res.Duplicated.Add(fmt.Sprintf("message %d as %s on %s, acknowledged as %s", seq, m.uid, node, rec.ID))
 		case !sameContent(m.data, sim.LoadMessage(rec, rep.Seed)):
-			res.Corrupt.add(fmt.Sprintf("%s@%s (message %d)", rec.CopyID(), node, seq))
+			res.Corrupt.Add(fmt.Sprintf("%s@%s (message %d)", rec.CopyID(), node, seq))
 		}
 	case sim.Failed:
 		res.Unacked++ // no reply: the client cannot know; an MTA retries
 	default:
-		res.Phantom.add(fmt.Sprintf("%s@%s (message %d %s %d)", m.uid, node, seq, rec.Outcome, rec.Code))
+		res.Phantom.Add(fmt.Sprintf("%s@%s (message %d %s %d)", m.uid, node, seq, rec.Outcome, rec.Code))
 	}
 }
 
@@ -406,12 +397,12 @@ func phantomHolders(dir string) (Finding, error) {
 	for _, k := range keys {
 		st := stores[k.node]
 		if st == nil {
-			f.add(k.id + "@" + k.node + " (not a node of the array)")
+			f.Add(k.id + "@" + k.node + " (not a node of the array)")
 			continue
 		}
 		data, err := st.Get(k.id)
 		if err != nil || store.Checksum(data) != sums[k] {
-			f.add(k.id + "@" + k.node)
+			f.Add(k.id + "@" + k.node)
 		}
 	}
 	return f, nil
