@@ -13,13 +13,13 @@ import (
 	"testing"
 	"time"
 
-	gosmtp "github.com/emersion/go-smtp"
 	"github.com/stretchr/testify/require"
 
 	"mailarray/node/catalog"
 	"mailarray/node/env"
 	"mailarray/node/member"
 	"mailarray/node/pop3"
+	"mailarray/node/smtp/smtptest"
 	"mailarray/node/store"
 )
 
@@ -159,32 +159,7 @@ func send(t testing.TB, addr string, rcpts []string, msg []byte) (string, error)
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	require.NoError(t, err)
-	cl := gosmtp.NewClient(conn)
-	defer cl.Close()
-	if err := cl.Hello("client.test"); err != nil {
-		return "", err
-	}
-	if err := cl.Mail("sender@remote.test", nil); err != nil {
-		return "", err
-	}
-	for _, r := range rcpts {
-		if err := cl.Rcpt(r, nil); err != nil {
-			return "", err
-		}
-	}
-	wc, err := cl.Data()
-	if err != nil {
-		return "", err
-	}
-	if _, err := wc.Write(msg); err != nil {
-		return "", err
-	}
-	resp, err := wc.CloseWithResponse()
-	if err != nil {
-		return "", err
-	}
-	cl.Quit()
-	return resp.StatusText, nil
+	return smtptest.Send(conn, rcpts, msg)
 }
 
 func popLogin(t testing.TB, addr, user, pass string) (*pop3.Client, error) {
