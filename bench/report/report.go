@@ -11,51 +11,18 @@ import (
 )
 
 // Report is a scenario report as the simulator writes it
-// (results/<name>.json, fields in docs/bench.md), or as
-// bench-real writes it (Mode "real"). Of the top level only the fields the
-// renderer reads are decoded; unknown fields are ignored so that the
-// simulator may add some.
+// (results/<name>.json, fields in docs/bench.md), or as bench-real writes
+// it (Mode "real"): the simulator's own report type, its config read as
+// written (Config: durations stay strings), and the mode. Unknown fields
+// are ignored. sim.Report's methods (JSON) do not see Mode and Config.
 type Report struct {
 	// Mode is "real" for bench-real reports (wall-clock figures over real
 	// sockets); empty for the simulator's.
-	Mode           string  `json:"mode"`
-	Scenario       string  `json:"scenario"`
-	Seed           uint64  `json:"seed"`
-	Config         Config  `json:"config"`
-	VirtualSeconds float64 `json:"virtual_seconds"`
-	LoadSeconds    float64 `json:"load_seconds"`
-
-	Offered        int            `json:"offered"`
-	Accepted       int            `json:"accepted"`
-	Rejected       int            `json:"rejected"`
-	Failed         int            `json:"failed"`
-	ClientDropped  int            `json:"client_dropped"`
-	Unsent         int            `json:"unsent"`
-	RejectedByCode map[string]int `json:"rejected_by_code"`
-	FailedByReason map[string]int `json:"failed_by_reason"`
-	AcceptedBytes  int64          `json:"accepted_bytes"`
-	Throughput     float64        `json:"throughput_msgs_per_sec"`
-
-	Lost           int      `json:"lost"`
-	LostIDs        []string `json:"lost_ids"`
-	CatalogMissing int      `json:"catalog_missing"`
-	PendingAtEnd   int      `json:"pending_at_end"`
-
-	Latency     Latency    `json:"latency_ms"`
-	TargetP99Ms float64    `json:"target_p99_ms"`
-	TargetMet   bool       `json:"target_met"`
-	LatencyCDF  []CDFPoint `json:"latency_cdf"`
-
-	Nodes          []Node         `json:"nodes"`
-	Imbalance      Imbalance      `json:"imbalance"`
-	Rebuild        Rebuild        `json:"rebuild"`
-	Unavailability Unavailability `json:"unavailability"`
-	Timeline       []Second       `json:"timeline"`
-	Network        Network        `json:"network"`
-	Readers        Readers        `json:"readers"`
-	Faults         []Fault        `json:"faults"`
-	NetDigest      string         `json:"net_digest"`
-	Wall           Wall           `json:"wall"`
+	Mode string `json:"mode"`
+	// Config stands in for sim.Report's (encoding/json takes the shallower
+	// of two fields of one name).
+	Config Config `json:"config"`
+	sim.Report
 }
 
 // Real reports whether the report comes from bench-real.
