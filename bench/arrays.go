@@ -3,39 +3,15 @@ package bench
 import (
 	"context"
 	"net/http"
-	"time"
 
+	"mailarray/node"
 	"mailarray/sim"
 )
-
-// pollReady asks ready every `every` until it answers true (nil) or fails
-// (its error), or until timeout or ctx ends (notReady): the start-up waits
-// of the processes' and the containers' arrays.
-func pollReady(ctx context.Context, timeout, every time.Duration, notReady error, ready func(context.Context) (bool, error)) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		ok, err := ready(ctx)
-		if err != nil {
-			return err
-		}
-		if ok {
-			return nil
-		}
-		select {
-		case <-tick.C:
-		case <-ctx.Done():
-			return notReady
-		}
-	}
-}
 
 // seesAlive reports whether the node whose /v1/status is at url answers
 // and sees at least n members alive.
 func seesAlive(ctx context.Context, client *http.Client, url string, n int) bool {
-	var st status
+	var st node.Status
 	if err := getJSON(ctx, client, url, &st); err != nil {
 		return false
 	}

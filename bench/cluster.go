@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"mailarray/node"
 	"mailarray/node/env"
 	"mailarray/sim"
 )
@@ -279,22 +280,6 @@ func getJSON(ctx context.Context, client *http.Client, url string, v any) error 
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
-// status is the part of a node's /v1/status that bench-real reads.
-type status struct {
-	Members []struct {
-		Name   string `json:"name"`
-		Status string `json:"status"`
-	} `json:"members"`
-	Entries         map[string]int `json:"entries"`
-	Copies          int            `json:"copies"`
-	CopyBytes       int64          `json:"copy_bytes"`
-	UnderReplicated int64          `json:"under_replicated"`
-	Rebuild         struct {
-		RebuiltCopies int64 `json:"rebuilt_copies"`
-		RebuiltBytes  int64 `json:"rebuilt_bytes"`
-	} `json:"rebuild"`
-}
-
 // waitReady waits until every alive node answers /readyz and sees every
 // alive node alive.
 func (c *Cluster) waitReady(ctx context.Context) error {
@@ -511,7 +496,7 @@ func (c *Cluster) Fill(ctx context.Context, rep *sim.Report, wall time.Duration)
 		c.mu.Unlock()
 		nr := sim.NodeReport{Name: n.Spec.Name, IP: "127.0.0.1", State: state, SMTPAccepted: smtpBy[n.Spec.Name]}
 		if state == "alive" {
-			var st status
+			var st node.Status
 			if err := c.getJSON(ctx, "http://"+n.HTTP+"/v1/status", &st); err != nil {
 				return fmt.Errorf("bench: status of %s: %w", n.Spec.Name, err)
 			}

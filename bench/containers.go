@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"mailarray/node"
 	"mailarray/node/env"
 	"mailarray/sim"
 )
@@ -304,7 +305,7 @@ func containerCPU(id string) float64 {
 func (a *ContainerArray) Copies(ctx context.Context) (map[string]int, error) {
 	out := map[string]int{}
 	for _, n := range a.nodes {
-		var st status
+		var st node.Status
 		if err := a.getJSON(ctx, "http://"+n.addr(ctrHTTP)+"/v1/status", &st); err != nil {
 			return nil, fmt.Errorf("bench: status of %s: %w", n.spec.Name, err)
 		}

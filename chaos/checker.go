@@ -1,7 +1,6 @@
 package chaos
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
@@ -9,10 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/textproto"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -208,7 +205,7 @@ func Check(rep *sim.Report, dataDir string) (*Result, error) {
 		if err != nil || store.Checksum(data) != sum {
 			return 0, false
 		}
-		seq, ok = messageSeq(data, rep.Seed)
+		seq, ok = sim.MessageSeq(data, rep.Seed)
 		return seq, ok
 	}
 
@@ -534,7 +531,7 @@ func checkQuorum(rep *sim.Report, res *Result) {
 func copySeq(nodes []*liveNode, id string, seed uint64) int {
 	for _, ln := range nodes {
 		if data, err := ln.st.Get(id); err == nil {
-			if seq, ok := messageSeq(data, seed); ok {
+			if seq, ok := sim.MessageSeq(data, seed); ok {
 				return seq
 			}
 		}
@@ -579,24 +576,4 @@ func contentDigest(entries map[string]catalog.Entry) string {
 // sameEntry compares two versions of an entry field by field.
 func sameEntry(a, b *catalog.Entry) bool {
 	return bytes.Equal(a.Encode(nil), b.Encode(nil))
-}
-
-// messageSeq returns the load generator's sequence number from the
-// Message-ID header it writes, <seq.seed@load.test> (sim/loadgen.go).
-func messageSeq(data []byte, seed uint64) (int, bool) {
-	tp := textproto.NewReader(bufio.NewReader(bytes.NewReader(data)))
-	h, err := tp.ReadMIMEHeader()
-	if err != nil && len(h) == 0 {
-		return 0, false
-	}
-	id := strings.TrimSpace(h.Get("Message-Id"))
-	suffix := "." + strconv.FormatUint(seed, 10) + "@load.test>"
-	if !strings.HasPrefix(id, "<") || !strings.HasSuffix(id, suffix) {
-		return 0, false
-	}
-	seq, err := strconv.Atoi(id[1 : len(id)-len(suffix)])
-	if err != nil || seq < 0 {
-		return 0, false
-	}
-	return seq, true
 }

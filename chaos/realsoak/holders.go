@@ -26,7 +26,6 @@ const peerKeyHeader = "X-Mailarray-Key"
 // the copy (HEAD /v1/copies/{id}); each "no" is a phantom holder.
 func liveHolders(ctx context.Context, cl *bench.Cluster, key string) (Finding, error) {
 	var f Finding
-	type loc struct{ id, node string }
 	listed := map[loc]string{} // -> a node whose catalog lists it
 	for _, name := range nodeNames {
 		for b := range catalog.Buckets {
@@ -46,17 +45,7 @@ func liveHolders(ctx context.Context, cl *bench.Cluster, key string) (Finding, e
 			}
 		}
 	}
-	keys := make([]loc, 0, len(listed))
-	for k := range listed {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		if keys[i].id != keys[j].id {
-			return keys[i].id < keys[j].id
-		}
-		return keys[i].node < keys[j].node
-	})
-	for _, k := range keys {
+	for _, k := range sortedLocs(listed) {
 		n := cl.Node(k.node)
 		if n == nil {
 			f.Add(k.id + "@" + k.node + " (not a node of the array)")
@@ -71,6 +60,25 @@ func liveHolders(ctx context.Context, cl *bench.Cluster, key string) (Finding, e
 		}
 	}
 	return f, nil
+}
+
+// loc is a copy's place: a message on a node.
+type loc struct{ id, node string }
+
+// sortedLocs is m's keys by message, then node: the order findings are
+// listed in.
+func sortedLocs[V any](m map[loc]V) []loc {
+	keys := make([]loc, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].id != keys[j].id {
+			return keys[i].id < keys[j].id
+		}
+		return keys[i].node < keys[j].node
+	})
+	return keys
 }
 
 func peerRequest(ctx context.Context, method, url, key string) (*http.Response, error) {

@@ -1,7 +1,6 @@
 package realsoak
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -9,15 +8,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/textproto"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"mailarray/bench"
 	"mailarray/chaos"
+	"mailarray/node"
 	"mailarray/node/catalog"
 	"mailarray/node/pop3"
 	"mailarray/node/store"
@@ -46,23 +43,12 @@ const (
 // its own.
 type Finding = chaos.Finding
 
-// nodeStatus is the part of /v1/status the soak reads.
-type nodeStatus struct {
-	Node            string         `json:"node"`
-	CatalogDigest   string         `json:"catalog_digest"`
-	UnderReplicated int64          `json:"under_replicated"`
-	Entries         map[string]int `json:"entries"`
-	Members         []struct {
-		Name   string `json:"name"`
-		Status string `json:"status"`
-	} `json:"members"`
-	Load struct {
-		PushQueue int `json:"push_queue"`
-	} `json:"load"`
-}
+// nodeStatus is a node's GET /v1/status.
+type nodeStatus = node.Status
 
-func (s *nodeStatus) memberStatus(name string) string {
-	for _, m := range s.Members {
+// memberStatus is how st's node sees member name: its status, or "absent".
+func memberStatus(st *nodeStatus, name string) string {
+	for _, m := range st.Members {
 		if m.Name == name {
 			return m.Status
 		}
@@ -100,7 +86,7 @@ func quiet(sts []*nodeStatus) string {
 	var why []string
 	for _, st := range sts {
 		for _, name := range nodeNames {
-			if s := st.memberStatus(name); s != "alive" {
+			if s := memberStatus(st, name); s != "alive" {
 				why = append(why, fmt.Sprintf("%s sees %s %s", st.Node, name, s))
 			}
 		}
@@ -152,7 +138,7 @@ func quiesce(ctx context.Context, cl *bench.Cluster, cfg Config) (time.Duration,
 		case time.Since(quietSince) >= gap:
 			return time.Since(t0), ""
 		}
-		if pause(ctx, retryEvery) != nil {
+		if bench.Sleep(ctx, retryEvery) != nil {
 			return time.Since(t0), why
 		}
 	}
@@ -226,7 +212,7 @@ type popMessage struct {
 
 // judge checks one served message against the records.
 func judge(res *ReadResult, rep *sim.Report, node, box string, m popMessage, seen map[int]int) {
-	seq, ok := messageSeq(m.data, rep.Seed)
+	seq, ok := sim.MessageSeq(m.data, rep.Seed)
 	if !ok || seq >= len(rep.Records) {
 		res.Phantom.Add(fmt.Sprintf("%s@%s (not a message of the load)", m.uid, node))
 		return
@@ -286,7 +272,7 @@ func readMailbox(ctx context.Context, addr, user, pass string, cfg Config, res *
 		} else {
 			tries++
 		}
-		if pause(ctx, retryEvery) != nil {
+		if bench.Sleep(ctx, retryEvery) != nil {
 			break
 		}
 	}
@@ -336,22 +322,6 @@ func mailbox(box int, domain string) (user, pass string) {
 	return user, pass
 }
 
-// messageSeq returns the load's sequence number from the Message-ID the
-// load generator writes, <seq.seed@load.test>.
-func messageSeq(data []byte, seed uint64) (int, bool) {
-	h, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(data))).ReadMIMEHeader()
-	if err != nil && len(h) == 0 {
-		return 0, false
-	}
-	id := strings.TrimSpace(h.Get("Message-Id"))
-	suffix := "." + strconv.FormatUint(seed, 10) + "@load.test>"
-	if !strings.HasPrefix(id, "<") || !strings.HasSuffix(id, suffix) {
-		return 0, false
-	}
-	seq, err := strconv.Atoi(id[1 : len(id)-len(suffix)])
-	return seq, err == nil && seq >= 0
-}
-
 // phantomHolders opens every node's node.db (the processes have exited)
 // and lists the catalog locations whose store lacks a valid copy: a
 // holder the array counts but that would not serve the message.
@@ -363,7 +333,6 @@ func phantomHolders(dir string) (Finding, error) {
 			st.Close()
 		}
 	}()
-	type loc struct{ id, node string }
 	sums := map[loc][32]byte{}
 	for _, name := range nodeNames {
 		st, err := store.Open(store.Options{Path: filepath.Join(dir, name, storeFile), OpenTimeout: storeOpenTimeout})
@@ -384,17 +353,7 @@ func phantomHolders(dir string) (Finding, error) {
 			return true
 		})
 	}
-	keys := make([]loc, 0, len(sums))
-	for k := range sums {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		if keys[i].id != keys[j].id {
-			return keys[i].id < keys[j].id
-		}
-		return keys[i].node < keys[j].node
-	})
-	for _, k := range keys {
+	for _, k := range sortedLocs(sums) {
 		st := stores[k.node]
 		if st == nil {
 			f.Add(k.id + "@" + k.node + " (not a node of the array)")
