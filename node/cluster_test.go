@@ -15,7 +15,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"mailarray/node/catalog"
 	"mailarray/node/env"
 	"mailarray/node/member"
 	"mailarray/node/pop3"
@@ -213,20 +212,7 @@ func (c *testCluster) any() *Node {
 // and nothing is under-replicated.
 func (c *testCluster) waitConverged(timeout time.Duration) {
 	c.t.Helper()
-	require.Eventually(c.t, func() bool {
-		var d string
-		for _, n := range c.nodes {
-			if n.underReplicatedNow() != 0 || n.Catalog().Counts()[catalog.Pending] != 0 || !n.repl.CommitsIdle() {
-				return false
-			}
-			if d == "" {
-				d = n.Catalog().Digest()
-			} else if n.Catalog().Digest() != d {
-				return false
-			}
-		}
-		return true
-	}, timeout, 50*time.Millisecond, "catalogs converge and every message has R copies")
+	require.Eventually(c.t, c.converged, timeout, 50*time.Millisecond, "catalogs converge and every message has R copies")
 }
 
 var _ = io.EOF
