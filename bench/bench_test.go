@@ -128,7 +128,7 @@ func TestProbeScenario(t *testing.T) {
 }
 
 func TestVerdict(t *testing.T) {
-	r := &report.Report{Scenario: "x", Offered: 100, Accepted: 100, TargetP99Ms: 250, Latency: report.Latency{P99: 100}}
+	r := &report.Report{Report: sim.Report{Scenario: "x", Offered: 100, Accepted: 100, TargetP99Ms: 250, Latency: report.Latency{P99: 100}}}
 	assert.True(t, Verdict(r, 100, 32).Pass)
 	r.Latency.P99 = 300
 	p := Verdict(r, 100, 32)
@@ -173,13 +173,15 @@ func TestScaleScenario(t *testing.T) {
 
 func TestPointOf(t *testing.T) {
 	r := &report.Report{
-		Scenario: "scale", Accepted: 1000, AcceptedBytes: 6_000_000, Throughput: 200,
-		Config:  report.Config{Replicas: 2, Nodes: make([]report.NodeSpec, 4)},
-		Network: report.Network{PeerBytesPerMsg: 9000, Events: 40000},
-		Nodes: []report.Node{
-			{Name: "n1", State: "alive", CatalogBytes: 100, CatalogEntries: 1000, CPUBusySeconds: 1},
-			{Name: "n2", State: "alive", CatalogBytes: 300, CatalogEntries: 1000, CPUBusySeconds: 1},
-			{Name: "n3", State: "crashed", CatalogBytes: 0, CPUBusySeconds: 0.5},
+		Config: report.Config{Replicas: 2, Nodes: make([]report.NodeSpec, 4)},
+		Report: sim.Report{
+			Scenario: "scale", Accepted: 1000, AcceptedBytes: 6_000_000, Throughput: 200,
+			Network: report.Network{PeerBytesPerMsg: 9000, Events: 40000},
+			Nodes: []report.Node{
+				{Name: "n1", State: "alive", CatalogBytes: 100, CatalogEntries: 1000, CPUBusySeconds: 1},
+				{Name: "n2", State: "alive", CatalogBytes: 300, CatalogEntries: 1000, CPUBusySeconds: 1},
+				{Name: "n3", State: "crashed", CatalogBytes: 0, CPUBusySeconds: 0.5},
+			},
 		},
 	}
 	p := PointOf(r, 200, 8, 400)

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"mailarray/node"
 	"mailarray/node/env"
 	"mailarray/sim"
 )
@@ -279,83 +280,24 @@ func getJSON(ctx context.Context, client *http.Client, url string, v any) error 
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
-// status is the part of a node's /v1/status that bench-real reads.
-type status struct {
-	Members []struct {
-		Name   string `json:"name"`
-		Status string `json:"status"`
-	} `json:"members"`
-	Entries         map[string]int `json:"entries"`
-	Copies          int            `json:"copies"`
-	CopyBytes       int64          `json:"copy_bytes"`
-	UnderReplicated int64          `json:"under_replicated"`
-	Rebuild         struct {
-		RebuiltCopies int64 `json:"rebuilt_copies"`
-		RebuiltBytes  int64 `json:"rebuilt_bytes"`
-	} `json:"rebuild"`
-}
-
 // waitReady waits until every alive node answers /readyz and sees every
 // alive node alive.
 func (c *Cluster) waitReady(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.ReadyTimeout)
-	defer cancel()
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		c.mu.Lock()
-		var alive []*RealNode
-		for _, n := range c.nodes {
-			if n.State == "alive" {
-				alive = append(alive, n)
-			}
-		}
-		c.mu.Unlock()
-		ready := true
+	notReady := fmt.Errorf("bench: cluster: not ready after %v (logs in %s)", c.cfg.ReadyTimeout, c.cfg.Dir)
+	return pollReady(ctx, c.cfg.ReadyTimeout, 200*time.Millisecond, notReady, func(ctx context.Context) (bool, error) {
+		alive := c.alive()
 		for _, n := range alive {
 			select {
 			case <-n.done:
-				return fmt.Errorf("bench: cluster: %s exited during startup; see %s", n.Spec.Name, filepath.Join(c.cfg.Dir, n.Spec.Name+".log"))
+				return false, fmt.Errorf("bench: cluster: %s exited during startup; see %s", n.Spec.Name, filepath.Join(c.cfg.Dir, n.Spec.Name+".log"))
 			default:
 			}
-			var st status
-			if err := c.getJSON(ctx, "http://"+n.HTTP+"/v1/status", &st); err != nil {
-				ready = false
-				break
-			}
-			seen := 0
-			for _, m := range st.Members {
-				if m.Status == "alive" {
-					seen++
-				}
-			}
-			if seen < len(alive) || !c.readyz(ctx, n) {
-				ready = false
-				break
+			if !seesAlive(ctx, c.client, "http://"+n.HTTP+"/v1/status", len(alive)) || !answersOK(ctx, c.client, "http://"+n.HTTP+"/readyz") {
+				return false, nil
 			}
 		}
-		if ready {
-			return nil
-		}
-		select {
-		case <-tick.C:
-		case <-ctx.Done():
-			return fmt.Errorf("bench: cluster: not ready after %v (logs in %s)", c.cfg.ReadyTimeout, c.cfg.Dir)
-		}
-	}
-}
-
-func (c *Cluster) readyz(ctx context.Context, n *RealNode) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.HTTP+"/readyz", nil)
-	if err != nil {
-		return false
-	}
-	resp, err := c.client.Do(req)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+		return true, nil
+	})
 }
 
 // Target is the array as the real-time load generator reaches it: the DNS
@@ -467,24 +409,18 @@ func (c *Cluster) WaitReady(ctx context.Context) error {
 
 // waitHealthy waits for a started node's /healthz.
 func (c *Cluster) waitHealthy(n *RealNode) error {
-	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-	defer cancel()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.HTTP+"/healthz", nil)
-		if resp, err := c.client.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+	notHealthy := fmt.Errorf("bench: %s not healthy after %v", n.Spec.Name, startTimeout)
+	return pollReady(context.Background(), startTimeout, 100*time.Millisecond, notHealthy, func(ctx context.Context) (bool, error) {
+		if answersOK(ctx, c.client, "http://"+n.HTTP+"/healthz") {
+			return true, nil
 		}
 		select {
 		case <-n.done:
-			return fmt.Errorf("bench: %s exited at start; see its log", n.Spec.Name)
-		case <-ctx.Done():
-			return fmt.Errorf("bench: %s not healthy after %v", n.Spec.Name, startTimeout)
-		case <-time.After(100 * time.Millisecond):
+			return false, fmt.Errorf("bench: %s exited at start; see its log", n.Spec.Name)
+		default:
+			return false, nil
 		}
-	}
+	})
 }
 
 // stop sends SIGTERM, waits StopGrace, then SIGKILL.
@@ -547,12 +483,7 @@ func (c *Cluster) alive() []*RealNode {
 // no reader deleted must have a copy on some live node (HEAD
 // /v1/copies/<id> on the peer API). wall is the run's wall time.
 func (c *Cluster) Fill(ctx context.Context, rep *sim.Report, wall time.Duration) error {
-	smtpBy := map[string]int{}
-	for i := range rep.Records {
-		if rep.Records[i].Outcome == sim.Accepted {
-			smtpBy[rep.Records[i].Node]++
-		}
-	}
+	smtpBy := acceptedBy(rep)
 	var totalCopies int
 	var totalBytes int64
 	var liveCopies, liveBytes, liveSMTP []float64
@@ -565,7 +496,7 @@ func (c *Cluster) Fill(ctx context.Context, rep *sim.Report, wall time.Duration)
 		c.mu.Unlock()
 		nr := sim.NodeReport{Name: n.Spec.Name, IP: "127.0.0.1", State: state, SMTPAccepted: smtpBy[n.Spec.Name]}
 		if state == "alive" {
-			var st status
+			var st node.Status
 			if err := c.getJSON(ctx, "http://"+n.HTTP+"/v1/status", &st); err != nil {
 				return fmt.Errorf("bench: status of %s: %w", n.Spec.Name, err)
 			}

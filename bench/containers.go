@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"mailarray/node"
 	"mailarray/node/env"
 	"mailarray/sim"
 )
@@ -235,41 +236,18 @@ func (a *ContainerArray) runArgs(n *containerNode, users, peerKey string) []stri
 	return args
 }
 
-// waitReady waits until every node answers /readyz and sees every node
+// waitReady waits until every node answers its status and sees every node
 // alive.
 func (a *ContainerArray) waitReady(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, a.cfg.ReadyTimeout)
-	defer cancel()
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ready := true
+	notReady := fmt.Errorf("bench: containers: not ready after %v (docker logs %s-n1)", a.cfg.ReadyTimeout, a.network)
+	return pollReady(ctx, a.cfg.ReadyTimeout, 250*time.Millisecond, notReady, func(ctx context.Context) (bool, error) {
 		for _, n := range a.nodes {
-			var st status
-			if err := a.getJSON(ctx, "http://"+n.addr(ctrHTTP)+"/v1/status", &st); err != nil {
-				ready = false
-				break
-			}
-			seen := 0
-			for _, m := range st.Members {
-				if m.Status == "alive" {
-					seen++
-				}
-			}
-			if seen < len(a.nodes) {
-				ready = false
-				break
+			if !seesAlive(ctx, a.client, "http://"+n.addr(ctrHTTP)+"/v1/status", len(a.nodes)) {
+				return false, nil
 			}
 		}
-		if ready {
-			return nil
-		}
-		select {
-		case <-tick.C:
-		case <-ctx.Done():
-			return fmt.Errorf("bench: containers: not ready after %v (docker logs %s-n1)", a.cfg.ReadyTimeout, a.network)
-		}
-	}
+		return true, nil
+	})
 }
 
 func (a *ContainerArray) getJSON(ctx context.Context, url string, v any) error {
@@ -327,7 +305,7 @@ func containerCPU(id string) float64 {
 func (a *ContainerArray) Copies(ctx context.Context) (map[string]int, error) {
 	out := map[string]int{}
 	for _, n := range a.nodes {
-		var st status
+		var st node.Status
 		if err := a.getJSON(ctx, "http://"+n.addr(ctrHTTP)+"/v1/status", &st); err != nil {
 			return nil, fmt.Errorf("bench: status of %s: %w", n.spec.Name, err)
 		}
@@ -346,12 +324,7 @@ func (a *ContainerArray) Fill(ctx context.Context, rep *sim.Report, before map[s
 		return err
 	}
 	cpu1 := a.CPUSeconds()
-	smtpBy := map[string]int{}
-	for i := range rep.Records {
-		if rep.Records[i].Outcome == sim.Accepted {
-			smtpBy[rep.Records[i].Node]++
-		}
-	}
+	smtpBy := acceptedBy(rep)
 	total := 0
 	for _, n := range a.nodes {
 		total += now[n.spec.Name] - before[n.spec.Name]

@@ -1,7 +1,6 @@
 package chaos
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
@@ -9,10 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/textproto"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -80,7 +77,8 @@ type Finding struct {
 	IDs   []string `json:"ids,omitempty"`
 }
 
-func (f *Finding) add(id string) {
+// Add counts one more violation and keeps its id among the first few.
+func (f *Finding) Add(id string) {
 	f.Count++
 	if len(f.IDs) < idsMax {
 		f.IDs = append(f.IDs, id)
@@ -207,7 +205,7 @@ func Check(rep *sim.Report, dataDir string) (*Result, error) {
 		if err != nil || store.Checksum(data) != sum {
 			return 0, false
 		}
-		seq, ok = messageSeq(data, rep.Seed)
+		seq, ok = sim.MessageSeq(data, rep.Seed)
 		return seq, ok
 	}
 
@@ -234,9 +232,9 @@ func Check(rep *sim.Report, dataDir string) (*Result, error) {
 			e, ok := ln.entries[id]
 			switch {
 			case !ok:
-				res.Missing.add(id + "@" + ln.name + " absent")
+				res.Missing.Add(id + "@" + ln.name + " absent")
 			case e.State != catalog.Committed:
-				res.Missing.add(id + "@" + ln.name + " " + e.State.String())
+				res.Missing.Add(id + "@" + ln.name + " " + e.State.String())
 			}
 			if ok && e.State == catalog.Deleted && tombstoned == "" {
 				tombstoned = ln.name
@@ -258,20 +256,20 @@ func Check(rep *sim.Report, dataDir string) (*Result, error) {
 			}
 		}
 		if !found {
-			res.Lost.add(id + describe(records, rec.Seq))
+			res.Lost.Add(id + describe(records, rec.Seq))
 		}
 		for _, ln := range nodes {
 			if e, ok := ln.entries[id]; ok && e.State == catalog.Committed {
 				if n := validHolders(byName, &e, rec.Seq, copyOK); n < want {
-					res.UnderListed.add(fmt.Sprintf("%s@%s lists %v, %d live with the copy of %d wanted%s", id, ln.name, e.Locations, n, want, describe(records, rec.Seq)))
+					res.UnderListed.Add(fmt.Sprintf("%s@%s lists %v, %d live with the copy of %d wanted%s", id, ln.name, e.Locations, n, want, describe(records, rec.Seq)))
 				}
 			}
 		}
 		switch {
 		case tombstoned != "":
-			res.DeletedUnasked.add(id + " (tombstone on " + tombstoned + ")" + describe(records, rec.Seq))
+			res.DeletedUnasked.Add(id + " (tombstone on " + tombstoned + ")" + describe(records, rec.Seq))
 		case rep.Ledger != nil && deletedByNodes(rep.Ledger[id]):
-			res.DeletedUnasked.add(id + " (every copy deleted)" + describe(records, rec.Seq))
+			res.DeletedUnasked.Add(id + " (every copy deleted)" + describe(records, rec.Seq))
 		}
 	}
 	checkQuorum(rep, res)
@@ -305,11 +303,11 @@ func Check(rep *sim.Report, dataDir string) (*Result, error) {
 				agree = false
 			}
 			if e.State == catalog.Pending {
-				res.Pending.add(id + "@" + ln.name + describe(records, copySeq(nodes, id, rep.Seed)))
+				res.Pending.Add(id + "@" + ln.name + describe(records, copySeq(nodes, id, rep.Seed)))
 			}
 		}
 		if !agree {
-			res.DivergingIDs.add(id)
+			res.DivergingIDs.Add(id)
 		}
 		committed := false
 		var e catalog.Entry
@@ -330,7 +328,7 @@ func Check(rep *sim.Report, dataDir string) (*Result, error) {
 				continue
 			}
 			if p := phantomHolder(byName, &x); p != "" {
-				res.PhantomHolder.add(fmt.Sprintf("%s on %s (entry of %s lists %v)", id, p, ln.name, x.Locations))
+				res.PhantomHolder.Add(fmt.Sprintf("%s on %s (entry of %s lists %v)", id, p, ln.name, x.Locations))
 				break
 			}
 		}
@@ -342,7 +340,7 @@ func Check(rep *sim.Report, dataDir string) (*Result, error) {
 				continue
 			}
 			if u := unlistedCopy(nodes, &x, rep.Config.Replicas); u != "" {
-				res.UnlistedCopy.add(fmt.Sprintf("%s on %s (entry of %s lists %v)", id, u, ln.name, x.Locations))
+				res.UnlistedCopy.Add(fmt.Sprintf("%s on %s (entry of %s lists %v)", id, u, ln.name, x.Locations))
 				break
 			}
 		}
@@ -365,7 +363,7 @@ func Check(rep *sim.Report, dataDir string) (*Result, error) {
 			seq, seqOK = s, true
 		}
 		if !valid || len(holders) != want {
-			res.UnderReplicated.add(fmt.Sprintf("%s%v", id, e.Locations))
+			res.UnderReplicated.Add(fmt.Sprintf("%s%v", id, e.Locations))
 		}
 		if !seqOK {
 			// No valid listed copy: find the message anywhere to identify it.
@@ -377,19 +375,19 @@ func Check(rep *sim.Report, dataDir string) (*Result, error) {
 			}
 		}
 		if !seqOK || seq < 0 || seq >= len(records) {
-			res.Phantom.add(id + " (not a message of the load)")
+			res.Phantom.Add(id + " (not a message of the load)")
 			continue
 		}
 		rec := &records[seq]
 		switch {
 		case rec.Outcome == sim.Accepted && rec.CopyID() != id:
-			res.Duplicated.add(fmt.Sprintf("%s (message %d, acknowledged as %s)", id, seq, rec.CopyID()))
+			res.Duplicated.Add(fmt.Sprintf("%s (message %d, acknowledged as %s)", id, seq, rec.CopyID()))
 		case rec.Outcome == sim.Accepted && rec.Deleted:
-			res.Resurrected.add(id)
+			res.Resurrected.Add(id)
 		case rec.Outcome == sim.Failed:
 			res.Unacked++ // no reply: the client cannot know; an MTA retries
 		case rec.Outcome != sim.Accepted:
-			res.Phantom.add(fmt.Sprintf("%s (message %d %s %d)", id, seq, rec.Outcome, rec.Code))
+			res.Phantom.Add(fmt.Sprintf("%s (message %d %s %d)", id, seq, rec.Outcome, rec.Code))
 		}
 		// Per live catalog: the message once per mailbox.
 		for _, ln := range nodes {
@@ -402,7 +400,7 @@ func Check(rep *sim.Report, dataDir string) (*Result, error) {
 				seen[k] = map[int]string{}
 			}
 			if other, dup := seen[k][seq]; dup {
-				res.Duplicated.add(fmt.Sprintf("%s and %s in %s on %s", other, id, x.Mailbox, ln.name))
+				res.Duplicated.Add(fmt.Sprintf("%s and %s in %s on %s", other, id, x.Mailbox, ln.name))
 			} else {
 				seen[k][seq] = id
 			}
@@ -523,7 +521,7 @@ func checkQuorum(rep *sim.Report, res *Result) {
 			}
 		}
 		if len(nodes) < w {
-			res.UnderQuorum.add(fmt.Sprintf("%s (%d durable of W=%d at %.6fs)%s", id, len(nodes), w, rec.Acked.Seconds(), describe(rep.Records, rec.Seq)))
+			res.UnderQuorum.Add(fmt.Sprintf("%s (%d durable of W=%d at %.6fs)%s", id, len(nodes), w, rec.Acked.Seconds(), describe(rep.Records, rec.Seq)))
 		}
 	}
 }
@@ -533,7 +531,7 @@ func checkQuorum(rep *sim.Report, res *Result) {
 func copySeq(nodes []*liveNode, id string, seed uint64) int {
 	for _, ln := range nodes {
 		if data, err := ln.st.Get(id); err == nil {
-			if seq, ok := messageSeq(data, seed); ok {
+			if seq, ok := sim.MessageSeq(data, seed); ok {
 				return seq
 			}
 		}
@@ -578,24 +576,4 @@ func contentDigest(entries map[string]catalog.Entry) string {
 // sameEntry compares two versions of an entry field by field.
 func sameEntry(a, b *catalog.Entry) bool {
 	return bytes.Equal(a.Encode(nil), b.Encode(nil))
-}
-
-// messageSeq returns the load generator's sequence number from the
-// Message-ID header it writes, <seq.seed@load.test> (sim/loadgen.go).
-func messageSeq(data []byte, seed uint64) (int, bool) {
-	tp := textproto.NewReader(bufio.NewReader(bytes.NewReader(data)))
-	h, err := tp.ReadMIMEHeader()
-	if err != nil && len(h) == 0 {
-		return 0, false
-	}
-	id := strings.TrimSpace(h.Get("Message-Id"))
-	suffix := "." + strconv.FormatUint(seed, 10) + "@load.test>"
-	if !strings.HasPrefix(id, "<") || !strings.HasSuffix(id, suffix) {
-		return 0, false
-	}
-	seq, err := strconv.Atoi(id[1 : len(id)-len(suffix)])
-	if err != nil || seq < 0 {
-		return 0, false
-	}
-	return seq, true
 }

@@ -16,22 +16,13 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"mailarray/node"
 )
 
-// nodeStatus is the part of a node's /v1/status the checker reads.
-type nodeStatus struct {
-	Node            string         `json:"node"`
-	CatalogDigest   string         `json:"catalog_digest"`
-	UnderReplicated int64          `json:"under_replicated"`
-	Entries         map[string]int `json:"entries"`
-	Members         []struct {
-		Name   string `json:"name"`
-		Status string `json:"status"`
-	} `json:"members"`
-}
-
-func getStatus(httpAddr string) (nodeStatus, error) {
-	var st nodeStatus
+// getStatus is a node's GET /v1/status.
+func getStatus(httpAddr string) (node.Status, error) {
+	var st node.Status
 	c := &http.Client{Timeout: 2 * time.Second}
 	resp, err := c.Get("http://" + httpAddr + "/v1/status")
 	if err != nil {

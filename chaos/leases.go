@@ -25,7 +25,7 @@ func checkLeases(rep *sim.Report) Finding {
 	for _, r := range rep.LeaseRefusals {
 		late := time.Duration((r.LastS - r.HolderDownS) * float64(time.Second))
 		if late > limit {
-			f.add(fmt.Sprintf("%s held by %s (down at %.3fs) refused %d times until %.3fs, %v after",
+			f.Add(fmt.Sprintf("%s held by %s (down at %.3fs) refused %d times until %.3fs, %v after",
 				r.Mailbox, r.Holder, r.HolderDownS, r.Refusals, r.LastS, late.Round(time.Millisecond)))
 		}
 	}

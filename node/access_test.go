@@ -19,6 +19,7 @@ import (
 
 	"mailarray/node/env"
 	"mailarray/node/pop3"
+	"mailarray/node/tlstest"
 )
 
 // logBuffer collects a node's JSON log lines.
@@ -99,7 +100,7 @@ func loginCount(t testing.TB, n *Node, protocol, result string) float64 {
 // STLS/STARTTLS, and say so in CAPA (no USER) and CAPABILITY
 // (LOGINDISABLED, no AUTH=PLAIN).
 func TestCleartextAuthRefusedWhereTLSIsConfigured(t *testing.T) {
-	certFile, keyFile, pool := writeCert(t, t.TempDir(), "n1.example.com")
+	certFile, keyFile, pool := tlstest.WriteSelfSigned(t, t.TempDir(), "n1.example.com")
 	n, _ := startAccessNode(t, func(cfg *Config) { cfg.TLSCert, cfg.TLSKey = certFile, keyFile })
 	tcfg := &tls.Config{RootCAs: pool, ServerName: "n1.example.com"}
 
@@ -141,7 +142,7 @@ func TestCleartextAuthRefusedWhereTLSIsConfigured(t *testing.T) {
 // TestCleartextAuthExplicitlyAllowed: allow-cleartext-auth true keeps
 // plaintext logins working where TLS is configured.
 func TestCleartextAuthExplicitlyAllowed(t *testing.T) {
-	certFile, keyFile, _ := writeCert(t, t.TempDir(), "n1.example.com")
+	certFile, keyFile, _ := tlstest.WriteSelfSigned(t, t.TempDir(), "n1.example.com")
 	yes := true
 	n, _ := startAccessNode(t, func(cfg *Config) {
 		cfg.TLSCert, cfg.TLSKey = certFile, keyFile

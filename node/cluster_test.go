@@ -13,13 +13,12 @@ import (
 	"testing"
 	"time"
 
-	gosmtp "github.com/emersion/go-smtp"
 	"github.com/stretchr/testify/require"
 
-	"mailarray/node/catalog"
 	"mailarray/node/env"
 	"mailarray/node/member"
 	"mailarray/node/pop3"
+	"mailarray/node/smtp/smtptest"
 	"mailarray/node/store"
 )
 
@@ -159,32 +158,7 @@ func send(t testing.TB, addr string, rcpts []string, msg []byte) (string, error)
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	require.NoError(t, err)
-	cl := gosmtp.NewClient(conn)
-	defer cl.Close()
-	if err := cl.Hello("client.test"); err != nil {
-		return "", err
-	}
-	if err := cl.Mail("sender@remote.test", nil); err != nil {
-		return "", err
-	}
-	for _, r := range rcpts {
-		if err := cl.Rcpt(r, nil); err != nil {
-			return "", err
-		}
-	}
-	wc, err := cl.Data()
-	if err != nil {
-		return "", err
-	}
-	if _, err := wc.Write(msg); err != nil {
-		return "", err
-	}
-	resp, err := wc.CloseWithResponse()
-	if err != nil {
-		return "", err
-	}
-	cl.Quit()
-	return resp.StatusText, nil
+	return smtptest.Send(conn, rcpts, msg)
 }
 
 func popLogin(t testing.TB, addr, user, pass string) (*pop3.Client, error) {
@@ -238,20 +212,7 @@ func (c *testCluster) any() *Node {
 // and nothing is under-replicated.
 func (c *testCluster) waitConverged(timeout time.Duration) {
 	c.t.Helper()
-	require.Eventually(c.t, func() bool {
-		var d string
-		for _, n := range c.nodes {
-			if n.underReplicatedNow() != 0 || n.Catalog().Counts()[catalog.Pending] != 0 || !n.repl.CommitsIdle() {
-				return false
-			}
-			if d == "" {
-				d = n.Catalog().Digest()
-			} else if n.Catalog().Digest() != d {
-				return false
-			}
-		}
-		return true
-	}, timeout, 50*time.Millisecond, "catalogs converge and every message has R copies")
+	require.Eventually(c.t, c.converged, timeout, 50*time.Millisecond, "catalogs converge and every message has R copies")
 }
 
 var _ = io.EOF

@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"mailarray/node/tlstest"
 )
 
 func TestPeerAPIRefusesRequestsWithoutTheKey(t *testing.T) {
@@ -50,7 +52,7 @@ func TestPeerAPIRefusesRequestsWithoutTheKey(t *testing.T) {
 
 func TestCertificateReloadWithoutRestart(t *testing.T) {
 	dir := t.TempDir()
-	certFile, keyFile, pool1 := writeCert(t, dir, "first.example.com")
+	certFile, keyFile, pool1 := tlstest.WriteSelfSigned(t, dir, "first.example.com")
 	logs := &logBuffer{}
 	r, err := newCertReloader(certFile, keyFile, slog.New(slog.NewJSONHandler(logs, nil)))
 	require.NoError(t, err)
@@ -62,7 +64,7 @@ func TestCertificateReloadWithoutRestart(t *testing.T) {
 	_ = pool1
 	// Replace the files (new mtime) and let the watcher pick them up.
 	time.Sleep(10 * time.Millisecond) // distinct mtime granularity on some filesystems
-	_, _, _ = writeCert(t, dir, "second.example.com")
+	_, _, _ = tlstest.WriteSelfSigned(t, dir, "second.example.com")
 	ctx, cancel := contextWithCancel()
 	defer cancel()
 	go r.Watch(ctx, 10*time.Millisecond)

@@ -1,7 +1,10 @@
 package sim
 
 import (
+	"bufio"
 	"bytes"
+	"net/textproto"
+	"strconv"
 	"strings"
 )
 
@@ -13,4 +16,26 @@ func LoadMessage(rec *Record, seed uint64) []byte {
 	var b bytes.Buffer
 	writeLoadBody(&b, rec, seed, filler) // a bytes.Buffer does not fail
 	return b.Bytes()
+}
+
+// MessageSeq returns the sequence number of the load message data is, from
+// the Message-ID header a load sender writes, <seq.seed@load.test>
+// (writeLoadBody); false when data is not a message of the run with seed.
+// The checkers identify stored and served messages by it, not by the
+// array's word.
+func MessageSeq(data []byte, seed uint64) (int, bool) {
+	h, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(data))).ReadMIMEHeader()
+	if err != nil && len(h) == 0 {
+		return 0, false
+	}
+	id := strings.TrimSpace(h.Get("Message-Id"))
+	suffix := "." + strconv.FormatUint(seed, 10) + "@load.test>"
+	if !strings.HasPrefix(id, "<") || !strings.HasSuffix(id, suffix) {
+		return 0, false
+	}
+	seq, err := strconv.Atoi(id[1 : len(id)-len(suffix)])
+	if err != nil || seq < 0 {
+		return 0, false
+	}
+	return seq, true
 }

@@ -19,3 +19,22 @@ func TestLoadMessage(t *testing.T) {
 		assert.Equal(t, got, LoadMessage(rec, 7), "size %d: not repeatable", size)
 	}
 }
+
+// TestMessageSeq: the checkers read a load message's sequence number back
+// from its Message-ID, and only for the run's seed.
+func TestMessageSeq(t *testing.T) {
+	rec := &Record{Seq: 42, Mailbox: "user3@example.com", Size: 1000}
+	seq, ok := MessageSeq(LoadMessage(rec, 7), 7)
+	assert.True(t, ok)
+	assert.Equal(t, 42, seq)
+	for name, data := range map[string][]byte{
+		"another seed":  LoadMessage(rec, 8),
+		"no Message-ID": []byte("Subject: x\r\n\r\nbody\r\n"),
+		"negative":      []byte("Message-ID: <-1.7@load.test>\r\n\r\n"),
+		"not a number":  []byte("Message-ID: <x.7@load.test>\r\n\r\n"),
+		"not a message": []byte("\x00\x01"),
+	} {
+		_, ok := MessageSeq(data, 7)
+		assert.False(t, ok, name)
+	}
+}

@@ -25,6 +25,19 @@ func newReadTally() readTally {
 	}
 }
 
+// snapshot copies recs for the report, each marked deleted (or maybe
+// deleted) as the readers found it; the caller holds the mutex that guards
+// t.
+func (t *readTally) snapshot(recs []*Record) []Record {
+	out := make([]Record, len(recs))
+	for i, rec := range recs {
+		out[i] = *rec
+		out[i].Deleted = rec.ID != "" && t.deleted[rec.ID+".0"]
+		out[i].MaybeDeleted = rec.ID != "" && t.maybeDel[rec.ID+".0"]
+	}
+	return out
+}
+
 // fail counts a reader error of kind; mu guards t.
 func (t *readTally) fail(mu *sync.Mutex, kind string) {
 	mu.Lock()

@@ -522,20 +522,9 @@ func (r *realReader) session(ctx context.Context, box int) {
 // report builds the client-side report of the run.
 func (g *realGen) report(end time.Duration) *Report {
 	sc := g.sc
-	r := &Report{
-		Scenario: sc.Name, Seed: sc.Seed, Config: sc,
-		VirtualSeconds: roundTo(end.Seconds(), 3),
-		LoadSeconds:    roundTo(sc.Duration.D().Seconds(), 3),
-		RejectedByCode: map[string]int{}, FailedByReason: map[string]int{},
-		LostIDs: []string{},
-	}
+	r := newReport(sc, end)
 	g.mu.Lock()
-	r.Records = make([]Record, len(g.records))
-	for i, rec := range g.records {
-		r.Records[i] = *rec
-		r.Records[i].Deleted = rec.ID != "" && g.deleted[rec.ID+".0"]
-		r.Records[i].MaybeDeleted = rec.ID != "" && g.maybeDel[rec.ID+".0"]
-	}
+	r.Records = g.snapshot(g.records)
 	r.Readers = g.rstats
 	r.Faults = append([]FaultResult{}, g.faults...)
 	samples := slices.Clone(g.samples)

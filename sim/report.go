@@ -224,31 +224,28 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 	return sorted[min(max(i, 0), len(sorted)-1)]
 }
 
-// report gathers the report while the world is frozen (see run).
-func (s *simulation) report() *Report {
-	sc := s.sc
-	g := s.load
-	end := sc.Duration.D() + sc.Drain.D()
-	r := &Report{
+// newReport is the report of a run of sc that ended at end, before the
+// figures: the simulated and the real-time runs' alike.
+func newReport(sc Scenario, end time.Duration) *Report {
+	return &Report{
 		Scenario: sc.Name, Seed: sc.Seed, Config: sc,
 		VirtualSeconds: roundTo(end.Seconds(), 3),
 		LoadSeconds:    roundTo(sc.Duration.D().Seconds(), 3),
 		RejectedByCode: map[string]int{}, FailedByReason: map[string]int{},
 		LostIDs: []string{},
 	}
+}
+
+// report gathers the report while the world is frozen (see run).
+func (s *simulation) report() *Report {
+	sc := s.sc
+	g := s.load
+	end := sc.Duration.D() + sc.Drain.D()
+	r := newReport(sc, end)
 	g.mu.Lock()
-	r.Records = make([]Record, len(g.records))
-	for i, rec := range g.records {
-		r.Records[i] = *rec
-	}
-	deleted, maybeDel := g.deleted, g.maybeDel
+	r.Records = g.snapshot(g.records)
 	r.Readers = g.rstats
 	g.mu.Unlock()
-	for i := range r.Records {
-		rec := &r.Records[i]
-		rec.Deleted = deleted[rec.ID+".0"] && rec.ID != ""
-		rec.MaybeDeleted = maybeDel[rec.ID+".0"] && rec.ID != ""
-	}
 
 	smtpBy := map[string]int{}
 	r.summarize(sc, func(rec *Record) { smtpBy[rec.Node]++ })

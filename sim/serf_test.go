@@ -32,6 +32,20 @@ type serfNode struct {
 	done   chan struct{}
 }
 
+// shutdownSerf stops every node and then the network (stop).
+func shutdownSerf(nodes []*serfNode, stop func()) {
+	for _, sn := range nodes {
+		sn.sf.Shutdown()
+		close(sn.stop)
+		<-sn.done
+		sn.tr.Shutdown()
+	}
+	// serf leaves goroutines sleeping after Shutdown (docs/design.md):
+	// outwait them, in virtual time.
+	time.Sleep(5 * time.Minute)
+	stop()
+}
+
 type serfEvent struct {
 	at     time.Time
 	kind   serf.EventType
@@ -167,16 +181,7 @@ func measureSerf(t *testing.T, seed uint64) serfDelays {
 			d.detect = append(d.detect, at.Sub(t2))
 		}
 
-		for _, sn := range nodes {
-			sn.sf.Shutdown()
-			close(sn.stop)
-			<-sn.done
-			sn.tr.Shutdown()
-		}
-		// serf leaves goroutines sleeping after Shutdown (docs/design.md):
-		// outwait them, in virtual time.
-		time.Sleep(5 * time.Minute)
-		stop()
+		shutdownSerf(nodes, stop)
 	})
 	return d
 }
@@ -278,14 +283,7 @@ func measureSerfPartition(t *testing.T, seed uint64) (rejoin []time.Duration) {
 		a, _ := nodes[0].first(serf.EventMemberJoin, "s3", t1)
 		b, _ := nodes[2].first(serf.EventMemberJoin, "s1", t1)
 		rejoin = append(rejoin, a.Sub(t1), b.Sub(t1))
-		for _, sn := range nodes {
-			sn.sf.Shutdown()
-			close(sn.stop)
-			<-sn.done
-			sn.tr.Shutdown()
-		}
-		time.Sleep(5 * time.Minute)
-		stop()
+		shutdownSerf(nodes, stop)
 	})
 	return rejoin
 }

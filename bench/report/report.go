@@ -6,54 +6,23 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"mailarray/sim"
 )
 
 // Report is a scenario report as the simulator writes it
-// (results/<name>.json, fields in docs/bench.md), or as
-// bench-real writes it (Mode "real"). Only the fields the renderer reads
-// are decoded; unknown fields are ignored so that the simulator may add
-// some.
+// (results/<name>.json, fields in docs/bench.md), or as bench-real writes
+// it (Mode "real"): the simulator's own report type, its config read as
+// written (Config: durations stay strings), and the mode. Unknown fields
+// are ignored. sim.Report's methods (JSON) do not see Mode and Config.
 type Report struct {
 	// Mode is "real" for bench-real reports (wall-clock figures over real
 	// sockets); empty for the simulator's.
-	Mode           string  `json:"mode"`
-	Scenario       string  `json:"scenario"`
-	Seed           uint64  `json:"seed"`
-	Config         Config  `json:"config"`
-	VirtualSeconds float64 `json:"virtual_seconds"`
-	LoadSeconds    float64 `json:"load_seconds"`
-
-	Offered        int            `json:"offered"`
-	Accepted       int            `json:"accepted"`
-	Rejected       int            `json:"rejected"`
-	Failed         int            `json:"failed"`
-	ClientDropped  int            `json:"client_dropped"`
-	Unsent         int            `json:"unsent"`
-	RejectedByCode map[string]int `json:"rejected_by_code"`
-	FailedByReason map[string]int `json:"failed_by_reason"`
-	AcceptedBytes  int64          `json:"accepted_bytes"`
-	Throughput     float64        `json:"throughput_msgs_per_sec"`
-
-	Lost           int      `json:"lost"`
-	LostIDs        []string `json:"lost_ids"`
-	CatalogMissing int      `json:"catalog_missing"`
-	PendingAtEnd   int      `json:"pending_at_end"`
-
-	Latency     Latency    `json:"latency_ms"`
-	TargetP99Ms float64    `json:"target_p99_ms"`
-	TargetMet   bool       `json:"target_met"`
-	LatencyCDF  []CDFPoint `json:"latency_cdf"`
-
-	Nodes          []Node         `json:"nodes"`
-	Imbalance      Imbalance      `json:"imbalance"`
-	Rebuild        Rebuild        `json:"rebuild"`
-	Unavailability Unavailability `json:"unavailability"`
-	Timeline       []Second       `json:"timeline"`
-	Network        Network        `json:"network"`
-	Readers        Readers        `json:"readers"`
-	Faults         []Fault        `json:"faults"`
-	NetDigest      string         `json:"net_digest"`
-	Wall           Wall           `json:"wall"`
+	Mode string `json:"mode"`
+	// Config stands in for sim.Report's (encoding/json takes the shallower
+	// of two fields of one name).
+	Config Config `json:"config"`
+	sim.Report
 }
 
 // Real reports whether the report comes from bench-real.
@@ -129,122 +98,37 @@ type FaultSpec struct {
 	Loss   float64  `json:"loss"`
 }
 
-// Latency summarises accepted messages' latency, in milliseconds.
-type Latency struct {
-	Mean float64 `json:"mean"`
-	P50  float64 `json:"p50"`
-	P95  float64 `json:"p95"`
-	P99  float64 `json:"p99"`
-	P999 float64 `json:"p999"`
-	Max  float64 `json:"max"`
-}
-
-// CDFPoint: a fraction P of accepted messages took at most Ms.
-type CDFPoint struct {
-	P  float64 `json:"p"`
-	Ms float64 `json:"ms"`
-}
-
-// Node is one node at the end of the run.
-type Node struct {
-	Name            string  `json:"name"`
-	State           string  `json:"state"`
-	SMTPAccepted    int     `json:"smtp_accepted"`
-	Copies          int     `json:"copies"`
-	CopyBytes       int64   `json:"copy_bytes"`
-	Primaries       int     `json:"primaries"`
-	ShareCopies     float64 `json:"share_copies"`
-	ShareBytes      float64 `json:"share_bytes"`
-	CatalogEntries  int     `json:"catalog_entries"`
-	CatalogBytes    int64   `json:"catalog_bytes"`
-	RebuiltCopies   int64   `json:"rebuilt_copies"`
-	RebuiltBytes    int64   `json:"rebuilt_bytes"`
-	CPUBusySeconds  float64 `json:"cpu_busy_seconds"`
-	CPUUtilization  float64 `json:"cpu_utilization"`
-	DiskSyncs       int64   `json:"disk_syncs"`
-	DiskBytes       int64   `json:"disk_bytes"`
-	DiskBusySeconds float64 `json:"disk_busy_seconds"`
-}
-
-// Imbalance: max over mean across live nodes (1 is perfect).
-type Imbalance struct {
-	CopiesMaxOverMean float64 `json:"copies_max_over_mean"`
-	BytesMaxOverMean  float64 `json:"bytes_max_over_mean"`
-	SMTPMaxOverMean   float64 `json:"smtp_max_over_mean"`
-}
-
-// Rebuild is the rebuild work and the under-replicated episodes.
-type Rebuild struct {
-	Copies   int64     `json:"copies"`
-	Bytes    int64     `json:"bytes"`
-	Seconds  float64   `json:"seconds"`
-	Episodes []Episode `json:"episodes"`
-}
-
-// Episode is an interval with some entry short of R copies.
-type Episode struct {
-	StartS  float64 `json:"start_s"`
-	EndS    float64 `json:"end_s"`
-	Seconds float64 `json:"seconds"`
-}
-
-// Unavailability is the time during which deliveries failed.
-type Unavailability struct {
-	Seconds float64  `json:"seconds"`
-	Windows []Window `json:"windows"`
-}
-
-// Window runs from a failed delivery to the next accepted one.
-type Window struct {
-	StartS float64 `json:"start_s"`
-	EndS   float64 `json:"end_s"`
-	Failed int     `json:"failed"`
-}
-
-// Second is one second of the timeline.
-type Second struct {
-	TS       int     `json:"t_s"`
-	Offered  int     `json:"offered"`
-	Accepted int     `json:"accepted"`
-	Rejected int     `json:"rejected"`
-	Failed   int     `json:"failed"`
-	P99Ms    float64 `json:"p99_ms"`
-}
-
-// Network is the traffic the simulated network carried.
-type Network struct {
-	Events           int64   `json:"events"`
-	ClientBytes      int64   `json:"client_bytes"`
-	PeerBytes        int64   `json:"peer_bytes"`
-	PeerBytesPerMsg  float64 `json:"peer_bytes_per_msg"`
-	DroppedDatagrams int64   `json:"dropped_datagrams"`
-}
-
-// Readers is the POP3 readers' work.
-type Readers struct {
-	Sessions  int64          `json:"sessions"`
-	Retrieved int64          `json:"retrieved"`
-	Deleted   int64          `json:"deleted"`
-	Errors    int64          `json:"errors"`
-	ErrorsBy  map[string]int `json:"errors_by_kind"`
-}
-
-// Fault is one applied fault.
-type Fault struct {
-	AtS    float64 `json:"at_s"`
-	Action string  `json:"action"`
-	Node   string  `json:"node"`
-	Nodes  string  `json:"nodes"`
-	Error  string  `json:"error"`
-}
-
-// Wall holds the machine-dependent figures.
-type Wall struct {
-	Seconds         float64 `json:"seconds"`
-	SimMsgsPerWallS float64 `json:"sim_msgs_per_wall_s"`
-	EventsPerWallS  float64 `json:"events_per_wall_s"`
-	VirtualPerWallS float64 `json:"virtual_s_per_wall_s"`
-}
+// The report's sections are the simulator's own types: one definition of
+// the JSON both the simulator and bench-real write and the renderer reads.
+// Fields the renderer does not use are decoded with the rest.
+type (
+	// Latency summarises accepted messages' latency, in milliseconds.
+	Latency = sim.LatencySummary
+	// CDFPoint: a fraction P of accepted messages took at most Ms.
+	CDFPoint = sim.CDFPoint
+	// Node is one node at the end of the run.
+	Node = sim.NodeReport
+	// Imbalance: max over mean across live nodes (1 is perfect).
+	Imbalance = sim.Imbalance
+	// Rebuild is the rebuild work and the under-replicated episodes.
+	Rebuild = sim.RebuildReport
+	// Episode is an interval with some entry short of R copies.
+	Episode = sim.Episode
+	// Unavailability is the time during which deliveries failed.
+	Unavailability = sim.Unavailability
+	// Window runs from a failed delivery to the next accepted one.
+	Window = sim.Window
+	// Second is one second of the timeline.
+	Second = sim.TimelinePoint
+	// Network is the traffic the simulated network carried.
+	Network = sim.NetworkReport
+	// Readers is the POP3 readers' work.
+	Readers = sim.ReaderStats
+	// Fault is one applied fault.
+	Fault = sim.FaultResult
+	// Wall holds the machine-dependent figures.
+	Wall = sim.WallReport
+)
 
 // LoadFile reads a report file.
 func LoadFile(path string) (*Report, error) {

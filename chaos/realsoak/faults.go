@@ -116,14 +116,7 @@ func (f *faulter) sleepUntil(ctx context.Context, at time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return bench.Sleep(ctx, d)
 }
 
 // apply runs the plan; it returns when every node runs again (not
@@ -242,7 +235,7 @@ func (f *faulter) startNode(ctx context.Context, action string) error {
 		// The exited process is marked crashed so that it can be restarted.
 		f.cl.Fault(sim.FaultSpec{Action: sim.FaultCrash, Node: name})
 		action = sim.FaultRestart
-		if err := pause(ctx, time.Second); err != nil {
+		if err := bench.Sleep(ctx, time.Second); err != nil {
 			return err
 		}
 	}
@@ -270,14 +263,14 @@ func (f *faulter) waitDeclaredFailed(ctx context.Context) error {
 				continue
 			}
 			st, err := getStatus(ctx, f.cl.Node(name).HTTP)
-			if err == nil && st.memberStatus(f.plan.Node) != "alive" {
+			if err == nil && memberStatus(st, f.plan.Node) != "alive" {
 				declared++
 			}
 		}
 		if declared == len(nodeNames)-1 {
 			return nil
 		}
-		if err := pause(ctx, 200*time.Millisecond); err != nil {
+		if err := bench.Sleep(ctx, 200*time.Millisecond); err != nil {
 			return fmt.Errorf("realsoak: %s not declared failed within %v", f.plan.Node, f.cfg.DetectTimeout)
 		}
 	}
@@ -304,16 +297,4 @@ func copyFile(src, dst string) error {
 		return fmt.Errorf("realsoak: backup: %w", err)
 	}
 	return out.Close()
-}
-
-// pause waits d or until ctx ends.
-func pause(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

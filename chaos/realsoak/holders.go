@@ -26,7 +26,6 @@ const peerKeyHeader = "X-Mailarray-Key"
 // the copy (HEAD /v1/copies/{id}); each "no" is a phantom holder.
 func liveHolders(ctx context.Context, cl *bench.Cluster, key string) (Finding, error) {
 	var f Finding
-	type loc struct{ id, node string }
 	listed := map[loc]string{} // -> a node whose catalog lists it
 	for _, name := range nodeNames {
 		for b := range catalog.Buckets {
@@ -46,8 +45,31 @@ func liveHolders(ctx context.Context, cl *bench.Cluster, key string) (Finding, e
 			}
 		}
 	}
-	keys := make([]loc, 0, len(listed))
-	for k := range listed {
+	for _, k := range sortedLocs(listed) {
+		n := cl.Node(k.node)
+		if n == nil {
+			f.Add(k.id + "@" + k.node + " (not a node of the array)")
+			continue
+		}
+		has, err := headCopy(ctx, n.Peer, key, k.id)
+		if err != nil {
+			return f, fmt.Errorf("realsoak: copy %s on %s: %w", k.id, k.node, err)
+		}
+		if !has {
+			f.Add(fmt.Sprintf("%s@%s (listed by %s)", k.id, k.node, listed[k]))
+		}
+	}
+	return f, nil
+}
+
+// loc is a copy's place: a message on a node.
+type loc struct{ id, node string }
+
+// sortedLocs is m's keys by message, then node: the order findings are
+// listed in.
+func sortedLocs[V any](m map[loc]V) []loc {
+	keys := make([]loc, 0, len(m))
+	for k := range m {
 		keys = append(keys, k)
 	}
 	sort.Slice(keys, func(i, j int) bool {
@@ -56,21 +78,7 @@ func liveHolders(ctx context.Context, cl *bench.Cluster, key string) (Finding, e
 		}
 		return keys[i].node < keys[j].node
 	})
-	for _, k := range keys {
-		n := cl.Node(k.node)
-		if n == nil {
-			f.add(k.id + "@" + k.node + " (not a node of the array)")
-			continue
-		}
-		has, err := headCopy(ctx, n.Peer, key, k.id)
-		if err != nil {
-			return f, fmt.Errorf("realsoak: copy %s on %s: %w", k.id, k.node, err)
-		}
-		if !has {
-			f.add(fmt.Sprintf("%s@%s (listed by %s)", k.id, k.node, listed[k]))
-		}
-	}
-	return f, nil
+	return keys
 }
 
 func peerRequest(ctx context.Context, method, url, key string) (*http.Response, error) {

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"mailarray/node"
 	"mailarray/node/catalog"
 	"mailarray/node/store"
 	"mailarray/sim"
@@ -134,10 +135,7 @@ func TestQuiet(t *testing.T) {
 	st := func(name string, mut func(*nodeStatus)) *nodeStatus {
 		s := &nodeStatus{Node: name, CatalogDigest: "d", Entries: map[string]int{"committed": 3}}
 		for _, n := range nodeNames {
-			s.Members = append(s.Members, struct {
-				Name   string `json:"name"`
-				Status string `json:"status"`
-			}{n, "alive"})
+			s.Members = append(s.Members, node.MemberStatus{Name: n, Status: "alive"})
 		}
 		if mut != nil {
 			mut(s)

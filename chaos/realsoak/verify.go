@@ -1,7 +1,6 @@
 package realsoak
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -9,14 +8,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/textproto"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"mailarray/bench"
+	"mailarray/chaos"
+	"mailarray/node"
 	"mailarray/node/catalog"
 	"mailarray/node/pop3"
 	"mailarray/node/store"
@@ -38,40 +36,19 @@ const (
 	// storeOpenTimeout bounds the wait for a node.db lock after the
 	// processes exited.
 	storeOpenTimeout = 10 * time.Second
-	// idsMax bounds the ids kept per finding.
-	idsMax = 10
 )
 
-// Finding is one kind of violation: how many, and the first few.
-type Finding struct {
-	Count int      `json:"count"`
-	IDs   []string `json:"ids,omitempty"`
-}
+// Finding is one kind of violation: how many, and the first few; the
+// files' checker's own (chaos.Check), whose results the soak reports beside
+// its own.
+type Finding = chaos.Finding
 
-func (f *Finding) add(id string) {
-	f.Count++
-	if len(f.IDs) < idsMax {
-		f.IDs = append(f.IDs, id)
-	}
-}
+// nodeStatus is a node's GET /v1/status.
+type nodeStatus = node.Status
 
-// nodeStatus is the part of /v1/status the soak reads.
-type nodeStatus struct {
-	Node            string         `json:"node"`
-	CatalogDigest   string         `json:"catalog_digest"`
-	UnderReplicated int64          `json:"under_replicated"`
-	Entries         map[string]int `json:"entries"`
-	Members         []struct {
-		Name   string `json:"name"`
-		Status string `json:"status"`
-	} `json:"members"`
-	Load struct {
-		PushQueue int `json:"push_queue"`
-	} `json:"load"`
-}
-
-func (s *nodeStatus) memberStatus(name string) string {
-	for _, m := range s.Members {
+// memberStatus is how st's node sees member name: its status, or "absent".
+func memberStatus(st *nodeStatus, name string) string {
+	for _, m := range st.Members {
 		if m.Name == name {
 			return m.Status
 		}
@@ -109,7 +86,7 @@ func quiet(sts []*nodeStatus) string {
 	var why []string
 	for _, st := range sts {
 		for _, name := range nodeNames {
-			if s := st.memberStatus(name); s != "alive" {
+			if s := memberStatus(st, name); s != "alive" {
 				why = append(why, fmt.Sprintf("%s sees %s %s", st.Node, name, s))
 			}
 		}
@@ -161,7 +138,7 @@ func quiesce(ctx context.Context, cl *bench.Cluster, cfg Config) (time.Duration,
 		case time.Since(quietSince) >= gap:
 			return time.Since(t0), ""
 		}
-		if pause(ctx, retryEvery) != nil {
+		if bench.Sleep(ctx, retryEvery) != nil {
 			return time.Since(t0), why
 		}
 	}
@@ -198,7 +175,7 @@ func readAll(ctx context.Context, cl *bench.Cluster, cfg Config, rep *sim.Report
 			user, pass := mailbox(box, rep.Config.Domain)
 			msgs, err := readMailbox(ctx, addr, user, pass, cfg, res)
 			if err != nil {
-				res.Sessionless.add(fmt.Sprintf("%s@%s: %v", user, name, err))
+				res.Sessionless.Add(fmt.Sprintf("%s@%s: %v", user, name, err))
 				continue
 			}
 			for _, m := range msgs {
@@ -219,9 +196,9 @@ func tallySeen(res *ReadResult, rep *sim.Report, seen map[string]map[int]int) {
 		for _, name := range nodeNames {
 			switch n := seen[name][rec.Seq]; {
 			case n > 1:
-				res.Duplicated.add(fmt.Sprintf("message %d %dx on %s", rec.Seq, n, name))
+				res.Duplicated.Add(fmt.Sprintf("message %d %dx on %s", rec.Seq, n, name))
 			case n == 0 && rec.Outcome == sim.Accepted && !rec.Deleted && !rec.MaybeDeleted:
-				res.Unreadable.add(fmt.Sprintf("%s@%s (message %d to %s by %s at %.2fs)", rec.CopyID(), name, rec.Seq, rec.Mailbox, rec.Node, rec.Done.Seconds()))
+				res.Unreadable.Add(fmt.Sprintf("%s@%s (message %d to %s by %s at %.2fs)", rec.CopyID(), name, rec.Seq, rec.Mailbox, rec.Node, rec.Done.Seconds()))
 			}
 		}
 	}
@@ -235,9 +212,9 @@ type popMessage struct {
 
 // judge checks one served message against the records.
 func judge(res *ReadResult, rep *sim.Report, node, box string, m popMessage, seen map[int]int) {
-	seq, ok := messageSeq(m.data, rep.Seed)
+	seq, ok := sim.MessageSeq(m.data, rep.Seed)
 	if !ok || seq >= len(rep.Records) {
-		res.Phantom.add(fmt.Sprintf("%s@%s (not a message of the load)", m.uid, node))
+		res.Phantom.Add(fmt.Sprintf("%s@%s (not a message of the load)", m.uid, node))
 		return
 	}
 	seen[seq]++
@@ -246,18 +223,18 @@ func judge(res *ReadResult, rep *sim.Report, node, box string, m popMessage, see
 	case sim.Accepted:
 		switch {
 		case rec.Deleted:
-			res.Resurrected.add(fmt.Sprintf("%s@%s (message %d)", rec.CopyID(), node, seq))
+			res.Resurrected.Add(fmt.Sprintf("%s@%s (message %d)", rec.CopyID(), node, seq))
 		case rec.Mailbox != box:
-			res.WrongMailbox.add(fmt.Sprintf("message %d for %s in %s on %s", seq, rec.Mailbox, box, node))
+			res.WrongMailbox.Add(fmt.Sprintf("message %d for %s in %s on %s", seq, rec.Mailbox, box, node))
 		case !strings.HasPrefix(m.uid, rec.ID):
-			res.Duplicated.add(fmt.Sprintf("message %d as %s on %s, acknowledged as %s", seq, m.uid, node, rec.ID))
+			res.Duplicated.Add(fmt.Sprintf("message %d as %s on %s, acknowledged as %s", seq, m.uid, node, rec.ID))
 		case !sameContent(m.data, sim.LoadMessage(rec, rep.Seed)):
-			res.Corrupt.add(fmt.Sprintf("%s@%s (message %d)", rec.CopyID(), node, seq))
+			res.Corrupt.Add(fmt.Sprintf("%s@%s (message %d)", rec.CopyID(), node, seq))
 		}
 	case sim.Failed:
 		res.Unacked++ // no reply: the client cannot know; an MTA retries
 	default:
-		res.Phantom.add(fmt.Sprintf("%s@%s (message %d %s %d)", m.uid, node, seq, rec.Outcome, rec.Code))
+		res.Phantom.Add(fmt.Sprintf("%s@%s (message %d %s %d)", m.uid, node, seq, rec.Outcome, rec.Code))
 	}
 }
 
@@ -295,7 +272,7 @@ func readMailbox(ctx context.Context, addr, user, pass string, cfg Config, res *
 		} else {
 			tries++
 		}
-		if pause(ctx, retryEvery) != nil {
+		if bench.Sleep(ctx, retryEvery) != nil {
 			break
 		}
 	}
@@ -345,22 +322,6 @@ func mailbox(box int, domain string) (user, pass string) {
 	return user, pass
 }
 
-// messageSeq returns the load's sequence number from the Message-ID the
-// load generator writes, <seq.seed@load.test>.
-func messageSeq(data []byte, seed uint64) (int, bool) {
-	h, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(data))).ReadMIMEHeader()
-	if err != nil && len(h) == 0 {
-		return 0, false
-	}
-	id := strings.TrimSpace(h.Get("Message-Id"))
-	suffix := "." + strconv.FormatUint(seed, 10) + "@load.test>"
-	if !strings.HasPrefix(id, "<") || !strings.HasSuffix(id, suffix) {
-		return 0, false
-	}
-	seq, err := strconv.Atoi(id[1 : len(id)-len(suffix)])
-	return seq, err == nil && seq >= 0
-}
-
 // phantomHolders opens every node's node.db (the processes have exited)
 // and lists the catalog locations whose store lacks a valid copy: a
 // holder the array counts but that would not serve the message.
@@ -372,7 +333,6 @@ func phantomHolders(dir string) (Finding, error) {
 			st.Close()
 		}
 	}()
-	type loc struct{ id, node string }
 	sums := map[loc][32]byte{}
 	for _, name := range nodeNames {
 		st, err := store.Open(store.Options{Path: filepath.Join(dir, name, storeFile), OpenTimeout: storeOpenTimeout})
@@ -393,25 +353,15 @@ func phantomHolders(dir string) (Finding, error) {
 			return true
 		})
 	}
-	keys := make([]loc, 0, len(sums))
-	for k := range sums {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		if keys[i].id != keys[j].id {
-			return keys[i].id < keys[j].id
-		}
-		return keys[i].node < keys[j].node
-	})
-	for _, k := range keys {
+	for _, k := range sortedLocs(sums) {
 		st := stores[k.node]
 		if st == nil {
-			f.add(k.id + "@" + k.node + " (not a node of the array)")
+			f.Add(k.id + "@" + k.node + " (not a node of the array)")
 			continue
 		}
 		data, err := st.Get(k.id)
 		if err != nil || store.Checksum(data) != sums[k] {
-			f.add(k.id + "@" + k.node)
+			f.Add(k.id + "@" + k.node)
 		}
 	}
 	return f, nil

@@ -25,11 +25,11 @@ import (
 	"testing"
 	"time"
 
-	gosmtp "github.com/emersion/go-smtp"
 	"github.com/stretchr/testify/require"
 
 	"mailarray/node"
 	"mailarray/node/pop3"
+	"mailarray/node/smtp/smtptest"
 )
 
 // execEnv, set to "1" in a child's environment, makes the test binary
@@ -346,32 +346,7 @@ func send(ctx context.Context, addr string, rcpts []string, msg []byte) (string,
 		return "", err
 	}
 	conn.SetDeadline(time.Now().Add(ioTimeout))
-	cl := gosmtp.NewClient(conn)
-	defer cl.Close()
-	if err := cl.Hello("client.test"); err != nil {
-		return "", err
-	}
-	if err := cl.Mail("sender@remote.test", nil); err != nil {
-		return "", err
-	}
-	for _, r := range rcpts {
-		if err := cl.Rcpt(r, nil); err != nil {
-			return "", err
-		}
-	}
-	wc, err := cl.Data()
-	if err != nil {
-		return "", err
-	}
-	if _, err := wc.Write(msg); err != nil {
-		return "", err
-	}
-	resp, err := wc.CloseWithResponse()
-	if err != nil {
-		return "", err
-	}
-	cl.Quit()
-	return resp.StatusText, nil
+	return smtptest.Send(conn, rcpts, msg)
 }
 
 // popLogin opens a POP3 session at addr.

@@ -1,46 +1,18 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-)
 
-// selfSigned writes a certificate for 127.0.0.1 and returns its files.
-func selfSigned(t *testing.T, dir string) (cert, key string) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	require.NoError(t, err)
-	kb, err := x509.MarshalECPrivateKey(k)
-	require.NoError(t, err)
-	cert, key = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	require.NoError(t, os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
-	require.NoError(t, os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600))
-	return cert, key
-}
+	"mailarray/node/tlstest"
+)
 
 // TestTLSWithRealClients: curl speaks STARTTLS to SMTP, STLS to POP3 and
 // implicit TLS to POP3S, verifying the node's certificate; openssl
@@ -48,7 +20,7 @@ func selfSigned(t *testing.T, dir string) (cert, key string) {
 func TestTLSWithRealClients(t *testing.T) {
 	curl := needTool(t, "curl")
 	dir := t.TempDir()
-	cert, key := selfSigned(t, dir)
+	cert, key, _ := tlstest.WriteSelfSigned(t, dir, "localhost")
 	pop3s := freePort(t, false)
 	p := startNode(t, nodeOpts{name: "n1", dir: dir, users: writeUsers(t, dir, "alice@"+testDomain+":{PLAIN}secret"),
 		extra: []string{"--tls-cert", cert, "--tls-key", key, "--pop3s", "127.0.0.1:" + itoa(pop3s)}})

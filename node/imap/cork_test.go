@@ -2,14 +2,8 @@ package imap
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
-	"math/big"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -21,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailarray/node/env"
+	"mailarray/node/tlstest"
 )
 
 // countingListener counts the writes of every connection it accepts: the
@@ -110,7 +105,7 @@ func fetchBodies(t *testing.T, cl *imapclient.Client) [][]byte {
 // TCP and over implicit TLS (ServeTLS, whose connections imapserver must
 // still see as TLS: RequireTLS takes the LOGIN).
 func TestFetchGathersResponsesIntoFewWrites(t *testing.T) {
-	cert := selfSigned(t)
+	cert, _ := tlstest.SelfSigned(t, "imap.test")
 	for _, tc := range []struct {
 		name string
 		tls  bool
@@ -202,23 +197,4 @@ func TestCorkedWritesFlushAtTheThreshold(t *testing.T) {
 	require.NoError(t, err, "the expired deadline set while corked did not apply")
 	assert.Equal(t, corkFlushBytes, <-got)
 	require.NoError(t, c.uncork())
-}
-
-// selfSigned makes a certificate for 127.0.0.1.
-func selfSigned(t testing.TB) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "imap.test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }

@@ -45,15 +45,7 @@ func (g *Group) Set(m env.Member) {
 	g.members[m.Name] = m
 	views := slices.Collect(maps.Values(g.views))
 	g.mu.Unlock()
-	kind := env.EventUpdate
-	switch {
-	case m.Status == env.StatusFailed:
-		kind = env.EventFail
-	case m.Status == env.StatusLeft:
-		kind = env.EventLeave
-	case !had || old.Status != env.StatusAlive:
-		kind = env.EventJoin
-	}
+	kind := setEvent(old, had, m)
 	for _, v := range views {
 		v.emit(env.Event{Kind: kind, Member: cloneMember(m)})
 	}

@@ -68,15 +68,7 @@ func (s *Static) Set(m env.Member) {
 	m = cloneMember(m)
 	s.members[m.Name] = m
 	s.mu.Unlock()
-	kind := env.EventUpdate
-	switch {
-	case m.Status == env.StatusFailed:
-		kind = env.EventFail
-	case m.Status == env.StatusLeft:
-		kind = env.EventLeave
-	case !had || old.Status != env.StatusAlive:
-		kind = env.EventJoin
-	}
+	kind := setEvent(old, had, m)
 	s.emit(env.Event{Kind: kind, Member: cloneMember(m)})
 }
 
@@ -100,6 +92,21 @@ func (s *Static) Close() error {
 }
 
 func (s *Static) emit(ev env.Event) { s.events.emit(ev) }
+
+// setEvent is the event that setting m tells, old being the member it
+// replaces (had: there was one): fail or leave by its status, join when it
+// is new or comes back alive, update otherwise.
+func setEvent(old env.Member, had bool, m env.Member) env.EventKind {
+	switch {
+	case m.Status == env.StatusFailed:
+		return env.EventFail
+	case m.Status == env.StatusLeft:
+		return env.EventLeave
+	case !had || old.Status != env.StatusAlive:
+		return env.EventJoin
+	}
+	return env.EventUpdate
+}
 
 func cloneMember(m env.Member) env.Member {
 	m.Tags = maps.Clone(m.Tags)

@@ -2,18 +2,13 @@ package peer
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"log/slog"
 	"math/big"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -22,52 +17,17 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailarray/node/catalog"
+	"mailarray/node/tlstest"
 )
-
-// testCA makes a CA and signs node certificates with it.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	file string
-}
-
-func newTestCA(t *testing.T, dir string) *testCA {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	cert, _ := x509.ParseCertificate(der)
-	f := filepath.Join(dir, "ca.pem")
-	require.NoError(t, os.WriteFile(f, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
-	return &testCA{cert: cert, key: key, file: f}
-}
-
-func (ca *testCA) issue(t *testing.T, dir, name string) (certFile, keyFile string) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	require.NoError(t, err)
-	kb, _ := x509.MarshalECPrivateKey(key)
-	certFile, keyFile = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
-	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
-	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600))
-	return certFile, keyFile
-}
 
 // Over mutual TLS the client replicates over a stream inside TLS; a host
 // without a certificate from the array's CA gets nothing.
 func TestMutualTLS(t *testing.T) {
 	dir := t.TempDir()
-	ca := newTestCA(t, dir)
+	ca := tlstest.NewCA(t, dir)
 	cfgOf := func(name string) Config {
-		cert, key := ca.issue(t, dir, name)
-		tl, err := LoadTLS(ca.file, cert, key)
+		cert, key := ca.Issue(t, dir, name)
+		tl, err := LoadTLS(ca.File, cert, key)
 		require.NoError(t, err)
 		return Config{TLS: tl}
 	}
@@ -97,8 +57,8 @@ func TestMutualTLS(t *testing.T) {
 		assert.NotEqual(t, http.StatusOK, resp.StatusCode, "plain HTTP refused")
 	}
 	// TLS without a client certificate, or with one from another CA, is refused.
-	other := newTestCA(t, t.TempDir())
-	oc, ok := other.issue(t, t.TempDir(), "intruder")
+	other := tlstest.NewCA(t, t.TempDir())
+	oc, ok := other.Issue(t, t.TempDir(), "intruder")
 	for _, certs := range [][]string{nil, {oc, ok}} {
 		cfg := &tls.Config{InsecureSkipVerify: true}
 		if certs != nil {
@@ -121,9 +81,9 @@ func TestMutualTLS(t *testing.T) {
 // does not sign is refused and the old one kept.
 func TestTLSReloadsRotatedCertificate(t *testing.T) {
 	dir := t.TempDir()
-	ca := newTestCA(t, dir)
-	cert, key := ca.issue(t, dir, "s")
-	tl, err := LoadTLS(ca.file, cert, key)
+	ca := tlstest.NewCA(t, dir)
+	cert, key := ca.Issue(t, dir, "s")
+	tl, err := LoadTLS(ca.File, cert, key)
 	require.NoError(t, err)
 	addr := serve(t, Config{TLS: tl}, newMemHandler())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -140,7 +100,7 @@ func TestTLSReloadsRotatedCertificate(t *testing.T) {
 	// The certificate the server presents, and the one its client half
 	// would present (seen by a server of our own that records it).
 	served := func() *big.Int {
-		cc, cf := ca.issue(t, t.TempDir(), "probe")
+		cc, cf := ca.Issue(t, t.TempDir(), "probe")
 		pair, err := tls.LoadX509KeyPair(cc, cf)
 		require.NoError(t, err)
 		conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{pair}})
@@ -149,7 +109,7 @@ func TestTLSReloadsRotatedCertificate(t *testing.T) {
 		return conn.ConnectionState().PeerCertificates[0].SerialNumber
 	}
 	presented := func() *big.Int {
-		srvCert, srvKey := ca.issue(t, t.TempDir(), "other")
+		srvCert, srvKey := ca.Issue(t, t.TempDir(), "other")
 		pair, err := tls.LoadX509KeyPair(srvCert, srvKey)
 		require.NoError(t, err)
 		got := make(chan *big.Int, 1)
@@ -187,7 +147,7 @@ func TestTLSReloadsRotatedCertificate(t *testing.T) {
 	require.Equal(t, old, presented())
 
 	// Rotate: a new pair from the same CA over the same files.
-	newCert, newKey := ca.issue(t, t.TempDir(), "s2")
+	newCert, newKey := ca.Issue(t, t.TempDir(), "s2")
 	for from, to := range map[string]string{newCert: cert, newKey: key} {
 		b, err := os.ReadFile(from)
 		require.NoError(t, err)
@@ -201,8 +161,8 @@ func TestTLSReloadsRotatedCertificate(t *testing.T) {
 	assert.Equal(t, rotated, presented(), "and the client half presents it")
 
 	// A pair from another CA is refused; the rotated one stays.
-	other := newTestCA(t, t.TempDir())
-	oc, ok := other.issue(t, t.TempDir(), "intruder")
+	other := tlstest.NewCA(t, t.TempDir())
+	oc, ok := other.Issue(t, t.TempDir(), "intruder")
 	require.NoError(t, os.Rename(oc, cert))
 	require.NoError(t, os.Rename(ok, key))
 	changed, err := tl.Reload()

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"mailarray/node/env"
+	"mailarray/node/tlstest"
 )
 
 func TestGreetingAndCapa(t *testing.T) {
@@ -594,7 +595,7 @@ func TestCloseInterruptsFailedLoginDelay(t *testing.T) {
 }
 
 func TestSTLS(t *testing.T) {
-	cert, pool := selfSigned(t)
+	cert, pool := tlstest.SelfSigned(t, "pop.test")
 	var getterCalls atomic.Int32
 	cfg := testConfig()
 	cfg.TLS = func() *tls.Config {
@@ -656,7 +657,7 @@ func TestSTLSGetterReturnsNil(t *testing.T) {
 }
 
 func TestRequireTLS(t *testing.T) {
-	cert, pool := selfSigned(t)
+	cert, pool := tlstest.SelfSigned(t, "pop.test")
 	cfg := testConfig()
 	cfg.RequireTLS = true
 	cfg.TLS = func() *tls.Config { return &tls.Config{Certificates: []tls.Certificate{cert}} }
@@ -679,7 +680,7 @@ func TestRequireTLS(t *testing.T) {
 }
 
 func TestImplicitTLS(t *testing.T) {
-	cert, pool := selfSigned(t)
+	cert, pool := tlstest.SelfSigned(t, "pop.test")
 	cfg := testConfig()
 	cfg.TLS = func() *tls.Config { return &tls.Config{Certificates: []tls.Certificate{cert}} }
 	ts := startServer(t, cfg, newTestBackend(), func(l net.Listener) net.Listener {

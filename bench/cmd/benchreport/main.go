@@ -101,6 +101,7 @@ func single(path string, opts report.Options) ([]byte, error) {
 
 func comparison(files []string, opts report.Options) ([]byte, error) {
 	c := &report.Comparison{Strategies: bench.Strategies, Reports: map[string]*report.Report{}, Real: map[string]*report.Report{}}
+	pages := map[string]string{} // kind -> the last file of that kind
 	for _, path := range files {
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -109,6 +110,9 @@ func comparison(files []string, opts report.Options) ([]byte, error) {
 		kind, err := report.Kind(b)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if kind != "" {
+			pages[kind] = path
 		}
 		switch kind {
 		case report.KindSaturation:
@@ -136,32 +140,19 @@ func comparison(files []string, opts report.Options) ([]byte, error) {
 		}
 	}
 	// The sweeps' own pages go beside the comparison, so that one
-	// -compare run leaves every page in step with the JSON.
+	// -compare run leaves every page in step with the JSON: each as -in
+	// renders it.
 	dir := filepath.Dir(opts.ImgDir)
-	if c.Saturation != nil {
-		md, err := report.RenderSaturation(c.Saturation, opts)
+	for _, kind := range []string{report.KindSaturation, report.KindScale, report.KindTruth} {
+		path, ok := pages[kind]
+		if !ok {
+			continue
+		}
+		md, err := single(path, opts)
 		if err != nil {
 			return nil, err
 		}
-		if err := os.WriteFile(filepath.Join(dir, "saturation.md"), md, 0o644); err != nil {
-			return nil, err
-		}
-	}
-	if c.Scale != nil {
-		md, err := report.RenderScale(c.Scale, opts)
-		if err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(filepath.Join(dir, "scale.md"), md, 0o644); err != nil {
-			return nil, err
-		}
-	}
-	if c.Truth != nil {
-		md, err := report.RenderTruth(c.Truth, opts)
-		if err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(filepath.Join(dir, "truth.md"), md, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, kind+".md"), md, 0o644); err != nil {
 			return nil, err
 		}
 	}

@@ -91,7 +91,7 @@ func runRepeat(ctx context.Context, cfg config, rep int, log io.Writer) (repeatR
 	// Idle: what the nodes burn with no load (membership, timers), to
 	// subtract from every phase.
 	c0, t0 := cl.CPUTime(), time.Now()
-	if err := sleep(ctx, cfg.idle); err != nil {
+	if err := bench.Sleep(ctx, cfg.idle); err != nil {
 		return res, err
 	}
 	res.idlePerSec = (cl.CPUTime() - c0).Seconds() / time.Since(t0).Seconds()
@@ -123,7 +123,7 @@ func runRepeat(ctx context.Context, cfg config, rep int, log io.Writer) (repeatR
 		}
 		// Deletions reach the other holder after the session: their work
 		// belongs to the read.
-		if err := sleep(ctx, deleteSettle); err != nil {
+		if err := bench.Sleep(ctx, deleteSettle); err != nil {
 			return res, err
 		}
 		q := phase{size: size, count: n, offered: p.count, wall: time.Since(t0),
@@ -288,16 +288,4 @@ func readBox(ctx context.Context, n env.Net, addr string, box int, domain string
 		return got, fmt.Errorf("calibrate: pop3 quit: %w", err)
 	}
 	return got, nil
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
