@@ -100,3 +100,35 @@ func TestBackgroundValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestBackgroundRunEnds: a whole run with background CPU ends, reports the
+// background in each node's CPU time, and takes capacity from messages:
+// the same load is slower with it than without. (The jobs re-arm
+// forever; a teardown that left them on never returned.)
+func TestBackgroundRunEnds(t *testing.T) {
+	base := benchScenario(200, 100)
+	withBg := base
+	withBg.Nodes = append([]NodeSpec(nil), base.Nodes...)
+	for i := range withBg.Nodes {
+		withBg.Nodes[i].CPUCores = 1
+		withBg.Nodes[i].CPUPerMsg = Duration(2 * time.Millisecond)
+		withBg.Nodes[i].CPUBackground = 0.5
+	}
+	without := withBg
+	without.Nodes = append([]NodeSpec(nil), withBg.Nodes...)
+	for i := range without.Nodes {
+		without.Nodes[i].CPUBackground = 0
+	}
+	run := func(sc Scenario) *Report {
+		rep, err := Run(t, sc, Options{DataDir: t.TempDir()})
+		require.NoError(t, err)
+		require.Equal(t, sc.Load.RatePerSec*sc.Duration.D().Seconds(), float64(rep.Offered))
+		return rep
+	}
+	a, b := run(without), run(withBg)
+	assert.Equal(t, a.Accepted, b.Accepted, "the load is light enough for both")
+	for i := range b.Nodes {
+		assert.Greater(t, b.Nodes[i].CPUUtilization, a.Nodes[i].CPUUtilization+0.3, "node %s: the background's half CPU shows", b.Nodes[i].Name)
+	}
+	assert.Greater(t, b.Latency.P50, a.Latency.P50, "messages wait behind background jobs")
+}

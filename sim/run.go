@@ -276,6 +276,11 @@ func run(t *testing.T, sc Scenario, opts Options, prog *progress) (*Report, erro
 	close(s.faultc)
 	<-s.faultDone
 	s.resumeAll() // a paused node's parked goroutines must end too
+	for _, sn := range s.nodes {
+		// Background jobs re-arm forever: left on, the driver would
+		// never run out of events to advance time to.
+		sn.cost.setRunning(false)
+	}
 	s.mu.Lock()
 	var running []*node.Node
 	for _, sn := range s.nodes {
