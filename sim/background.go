@@ -1,9 +1,6 @@
 package sim
 
-import (
-	"math"
-	"time"
-)
+import "time"
 
 // Background CPU (NodeSpec.CPUBackground). A running mailarray process
 // burns CPU that no message pays for: the Go runtime waking and parking
@@ -23,7 +20,7 @@ import (
 // spare, a crashed or a removed node, nor while it is paused.
 
 // bgPeriod is how often a background job arrives: short against the
-// latencies the reports resolve (a millisecond and up at a quota's speed),
+// latencies the reports resolve (a millisecond and up),
 // long enough to add few events (100 a second per node).
 const bgPeriod = 10 * time.Millisecond
 
@@ -55,17 +52,8 @@ func (c *nodeCost) bgTick(gen uint64) {
 	if c.paused {
 		return // a stopped process burns nothing
 	}
-	d := c.bgWork
-	if c.speed != 1 {
-		d = time.Duration(math.Ceil(float64(d) / c.speed))
-	}
-	r := &costReq{d: d} // nobody waits on it: done stays nil
+	r := &costReq{d: c.bgWork} // nobody waits on it: done stays nil
 	c.cpuTime += c.bgWork
 	c.bgTime += c.bgWork
-	if c.cpuBusy < c.cores {
-		c.cpuBusy++
-		c.n.AfterFunc(d, c.cpuKey, func() { c.cpuDone(r) })
-		return
-	}
-	c.cpuQueue = append(c.cpuQueue, r)
+	c.startOrQueueLocked(r)
 }

@@ -52,11 +52,13 @@ func TestBackgroundCPU(t *testing.T) {
 	})
 }
 
-// TestBackgroundCPUQuota: on a quota the background job runs at the quota's
-// speed, as a message does: 0.05 of a CPU at quota 0.2 holds the CPU a
-// quarter of the time.
+// TestBackgroundCPUQuota: on a quota the background jobs spend the
+// period's budget as messages do: with 0.15 of a CPU on a 0.2 quota, 13.5
+// of the first period's 20 ms are gone by 91.5 ms, so a 15 ms message
+// starting then runs 6.5 ms, is throttled to the period's end at 100 ms,
+// and runs its last 8.5 ms: 17 ms.
 func TestBackgroundCPUQuota(t *testing.T) {
-	nd := NodeSpec{Name: "n1", CPUQuota: 0.2, CPUPerMsg: Duration(time.Millisecond), CPUPerKiB: Duration(time.Nanosecond), CPUBackground: 0.05}
+	nd := NodeSpec{Name: "n1", CPUQuota: 0.2, CPUPerMsg: Duration(15 * time.Millisecond), CPUPerKiB: Duration(time.Nanosecond), CPUBackground: 0.15}
 	sc := Scenario{Nodes: []NodeSpec{nd}}
 	var errs []string
 	sc.validateNodes(func(key, f string, a ...any) { errs = append(errs, key) })
@@ -68,12 +70,10 @@ func TestBackgroundCPUQuota(t *testing.T) {
 		defer stop()
 		c := newNodeCost(n, nd, nil)
 		c.setRunning(true)
-		// A tick at 10 ms starts a 0.5 ms job that holds the CPU 2.5 ms:
-		// a message at 11 ms waits until 12.5 ms, then holds it 5 ms.
-		time.Sleep(11 * time.Millisecond)
+		time.Sleep(91500 * time.Microsecond) // the 90 ms tick's 1.5 ms job just ended
 		t0 := time.Now()
 		c.CPU(0)
-		assert.Equal(t, 1500*time.Microsecond+5*time.Millisecond, time.Since(t0))
+		assert.Equal(t, 17*time.Millisecond, time.Since(t0))
 		c.setRunning(false)
 	})
 }

@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"math"
 	"sync"
 	"time"
 
@@ -42,9 +41,9 @@ type nodeCost struct {
 
 	mu    sync.Mutex
 	cores int
-	// speed is each CPU's fraction of full speed: 1, or quota/cores for a
-	// node with a cpu_quota (NodeSpec.CPUQuota).
-	speed     float64
+	// quota is the CFS bandwidth of a node with a cpu_quota
+	// (NodeSpec.CPUQuota, quota.go); nil: whole CPUs.
+	quota     *cfs
 	perMsg    time.Duration
 	perKiB    time.Duration
 	fsync     time.Duration
@@ -97,7 +96,7 @@ type nodeCost struct {
 var _ env.Cost = (*nodeCost)(nil)
 
 type costReq struct {
-	d     time.Duration // CPU: service time
+	d     time.Duration // CPU: work (a quota may hold the CPU longer)
 	bytes int           // disk: size
 	done  chan struct{}
 	// released: done is closed (disk requests; under nodeCost.mu).
@@ -115,7 +114,7 @@ func newNodeCost(n *simnet.Net, spec NodeSpec, lg *ledger) *nodeCost {
 		bgKey:     "background " + spec.Name,
 		bgWork:    time.Duration(spec.CPUBackground * float64(bgPeriod)),
 		cores:     spec.CPUCores,
-		speed:     cpuSpeed(spec),
+		quota:     newCFS(spec),
 		perMsg:    spec.CPUPerMsg.D(),
 		perKiB:    spec.CPUPerKiB.D(),
 		fsync:     spec.DiskFsync.D(),
@@ -124,14 +123,13 @@ func newNodeCost(n *simnet.Net, spec NodeSpec, lg *ledger) *nodeCost {
 	}
 }
 
-// cpuSpeed is the speed of each of spec's CPUs: 1 for whole cores (so a
-// scenario without a quota runs exactly as before), quota/ceil(quota)
-// with one.
-func cpuSpeed(spec NodeSpec) float64 {
+// newCFS is the bandwidth state of a node with a quota, nil without (so a
+// scenario without a quota runs exactly as before).
+func newCFS(spec NodeSpec) *cfs {
 	if spec.CPUQuota <= 0 || spec.CPUCores < 1 {
-		return 1
+		return nil
 	}
-	return spec.CPUQuota / float64(spec.CPUCores)
+	return &cfs{budget: time.Duration(spec.CPUQuota * float64(cfsPeriod))}
 }
 
 // CPU holds one of the node's CPUs while it processes a message of bytes.
@@ -142,25 +140,12 @@ func (c *nodeCost) CPU(bytes int) {
 	if work <= 0 {
 		return
 	}
-	// A CPU at a fraction of full speed holds the message longer; the
-	// report counts the CPU time itself (work), as a container's
-	// cpuacct does.
-	d := work
-	if c.speed != 1 {
-		d = time.Duration(math.Ceil(float64(work) / c.speed))
-	}
-	r := &costReq{d: d, done: make(chan struct{})}
+	r := &costReq{d: work, done: make(chan struct{})}
 	c.mu.Lock()
 	c.cpuJobs++
 	c.cpuTime += work
-	if c.cpuBusy < c.cores {
-		c.cpuBusy++
-		c.mu.Unlock()
-		c.n.AfterFunc(d, c.cpuKey, func() { c.cpuDone(r) })
-	} else {
-		c.cpuQueue = append(c.cpuQueue, r)
-		c.mu.Unlock()
-	}
+	c.startOrQueueLocked(r)
+	c.mu.Unlock()
 	<-r.done
 }
 
@@ -179,7 +164,28 @@ func (c *nodeCost) cpuDone(r *costReq) {
 	next := c.cpuQueue[0]
 	c.cpuQueue[0] = nil
 	c.cpuQueue = c.cpuQueue[1:]
-	c.n.AfterFunc(next.d, c.cpuKey, func() { c.cpuDone(next) })
+	c.startLocked(next)
+}
+
+// startOrQueueLocked starts r on a free CPU, or queues it.
+func (c *nodeCost) startOrQueueLocked(r *costReq) {
+	if c.cpuBusy < c.cores {
+		c.cpuBusy++
+		c.startLocked(r)
+		return
+	}
+	c.cpuQueue = append(c.cpuQueue, r)
+}
+
+// startLocked starts r's service on a CPU it holds: r.d of work, which a
+// quota may stretch (quota.go). The report counts the work, as a
+// container's cpuacct does.
+func (c *nodeCost) startLocked(r *costReq) {
+	hold := r.d
+	if c.quota != nil {
+		hold = c.quota.hold(time.Now(), r.d)
+	}
+	c.n.AfterFunc(hold, c.cpuKey, func() { c.cpuDone(r) })
 }
 
 // Disk waits until bytes are durable on the node's disk.

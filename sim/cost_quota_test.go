@@ -11,29 +11,40 @@ import (
 	"mailarray/sim/simnet"
 )
 
-// TestCPUQuota: a node with cpu_quota 0.4 has one CPU serving at 0.4 of
-// full speed: a 1 ms message holds it 2.5 ms, two queue behind each other,
-// and the report counts 1 ms of CPU each; whole cores are untouched.
+// TestCPUQuota: a node with a cpu_quota runs at full speed until the
+// 100 ms period's quota is spent, then waits for the next period, as CFS
+// bandwidth control does; the report counts the work, not the hold; whole
+// cores are never throttled.
 func TestCPUQuota(t *testing.T) {
 	tests := []struct {
+		name      string
 		quota     float64
 		cores     int
+		work      time.Duration // each of two messages arriving at once
 		wantCores int
-		wantHold  time.Duration // two 1 ms messages at once: the second's wait
+		wantLast  time.Duration // when the later of the two is done
 	}{
-		{0, 2, 2, time.Millisecond},
-		{0, 1, 1, 2 * time.Millisecond},
-		{0.4, 0, 1, 5 * time.Millisecond},
-		{1.5, 0, 2, 1333334 * time.Nanosecond},
+		{"two whole cores", 0, 2, time.Millisecond, 2, time.Millisecond},
+		{"one whole core", 0, 1, time.Millisecond, 1, 2 * time.Millisecond},
+		{"0.4: under the quota, full speed", 0.4, 0, time.Millisecond, 1, 2 * time.Millisecond},
+		{"1.5: two CPUs", 1.5, 0, time.Millisecond, 2, time.Millisecond},
+		// 40 ms a period: 0-30 the first, 30-40 the second's first 10 ms,
+		// throttled to 100, its last 20 ms to 120.
+		{"0.4: throttled", 0.4, 0, 30 * time.Millisecond, 1, 120 * time.Millisecond},
+		// 20 ms a period: the first runs 0-20 and 100-110; the second
+		// 110-120 (the period's budget then spent) and 200-220.
+		{"0.2: throttled twice", 0.2, 0, 30 * time.Millisecond, 1, 220 * time.Millisecond},
+		// A whole core never waits for a period.
+		{"one whole core, long", 0, 1, 30 * time.Millisecond, 1, 60 * time.Millisecond},
 	}
 	for _, tt := range tests {
-		nd := NodeSpec{Name: "n1", CPUQuota: tt.quota, CPUCores: tt.cores, CPUPerMsg: Duration(time.Millisecond), CPUPerKiB: Duration(time.Nanosecond)}
+		nd := NodeSpec{Name: "n1", CPUQuota: tt.quota, CPUCores: tt.cores, CPUPerMsg: Duration(tt.work), CPUPerKiB: Duration(time.Nanosecond)}
 		sc := Scenario{Nodes: []NodeSpec{nd}}
 		var errs []string
 		sc.validateNodes(func(key, f string, a ...any) { errs = append(errs, key) })
-		require.Empty(t, errs, "quota %v", tt.quota)
+		require.Empty(t, errs, tt.name)
 		nd = sc.Nodes[0]
-		assert.Equal(t, tt.wantCores, nd.CPUCores, "quota %v: cores", tt.quota)
+		assert.Equal(t, tt.wantCores, nd.CPUCores, "%s: cores", tt.name)
 		synctest.Test(t, func(t *testing.T) {
 			n := simnet.NewNet(1, simnet.DefaultNetConfig())
 			stop := n.Start()
@@ -45,10 +56,21 @@ func TestCPUQuota(t *testing.T) {
 				go func() { c.CPU(0); done <- time.Since(t0) }()
 			}
 			a, b := <-done, <-done
-			assert.Equal(t, tt.wantHold, max(a, b), "quota %v cores %d: the later of two messages", tt.quota, tt.cores)
-			assert.Equal(t, 2*time.Millisecond, c.stats().CPUTime, "the CPU time counted is the work, not the hold")
+			assert.Equal(t, tt.wantLast, max(a, b), "%s: the later of two messages", tt.name)
+			assert.Equal(t, 2*tt.work, c.stats().CPUTime, "%s: the CPU time counted is the work, not the hold", tt.name)
 		})
 	}
+}
+
+// TestCFSHold: the bandwidth arithmetic alone, across period boundaries.
+func TestCFSHold(t *testing.T) {
+	ms := time.Millisecond
+	t0 := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	q := &cfs{budget: 20 * ms}
+	assert.Equal(t, 10*ms, q.hold(t0.Add(95*ms), 10*ms), "5 ms to the period's end, 5 in the next: no throttling")
+	assert.Equal(t, 15*ms, q.hold(t0.Add(100*ms), 15*ms), "the rest of that period's budget and more: 5 ms used already, 15 left")
+	assert.Equal(t, 100*ms, q.hold(t0.Add(115*ms), 15*ms), "budget spent at 115: throttled to 200, then 15 ms")
+	assert.Equal(t, 205*ms, q.hold(t0.Add(215*ms), 45*ms), "0.2 of each period: 215-220, 300-320, 400-420 ms")
 }
 
 // TestCPUQuotaValidate: a quota decides the cores; a contradicting

@@ -91,11 +91,9 @@ type NodeSpec struct {
 	// as a container's (docker --cpus 0.4: a CFS quota of 40 ms of CPU per
 	// 100 ms period, spread over whichever host cores run its threads).
 	// The node then has ceil(quota) CPUs (cpu_cores, filled in; Go's
-	// GOMAXPROCS follows the quota the same way), each serving at
-	// quota/ceil(quota) of full speed: it does quota CPU-seconds of work
-	// per second, and a message alone on a 0.4 quota takes 2.5 times its
-	// CPU time, which is what the quota's throttling averages to over a
-	// period. 0: cpu_cores whole CPUs at full speed.
+	// GOMAXPROCS follows the quota the same way), running at full speed
+	// until the period's quota is spent and then throttled until the next
+	// period (sim/quota.go). 0: cpu_cores whole CPUs, never throttled.
 	CPUQuota float64 `yaml:"cpu_quota" json:"cpu_quota,omitempty"`
 	// CPUPerMsg and CPUPerKiB make the CPU time of handling one message
 	// (an SMTP delivery, a peer copy, a POP3 RETR): per_msg + size/KiB *
