@@ -4,7 +4,10 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"net"
+	"net/textproto"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -90,4 +93,42 @@ func TestProbes(t *testing.T) {
 	require.Len(t, rtt, 50)
 	assert.Greater(t, rtt[0], 0.0)
 	assert.Positive(t, SelfCPU(), "this process has used CPU")
+}
+
+// TestNoopProbe: the NOOP probe speaks SMTP to a listener (here a minimal
+// one that greets and answers NOOP), spaces its round trips, and fails
+// clearly on a listener that does not answer 250.
+func TestNoopProbe(t *testing.T) {
+	serve := func(reply string) string {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		t.Cleanup(func() { l.Close() })
+		go func() {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			tp := textproto.NewConn(c)
+			tp.PrintfLine("220 test ESMTP")
+			for {
+				line, err := tp.ReadLine()
+				if err != nil || line == "QUIT" {
+					return
+				}
+				tp.PrintfLine("%s", reply)
+			}
+		}()
+		return l.Addr().String()
+	}
+	t0 := time.Now()
+	rtt, err := NoopProbe(context.Background(), serve("250 2.0.0 OK"), 20, time.Millisecond)
+	require.NoError(t, err)
+	require.Len(t, rtt, 20)
+	assert.Greater(t, rtt[0], 0.0)
+	assert.LessOrEqual(t, rtt[0], rtt[19], "sorted")
+	assert.GreaterOrEqual(t, time.Since(t0), 20*time.Millisecond, "one round trip per gap")
+
+	_, err = NoopProbe(context.Background(), serve("502 5.5.1 no"), 3, time.Millisecond)
+	assert.ErrorContains(t, err, "noop probe")
 }

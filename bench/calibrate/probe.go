@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/textproto"
 	"os"
 	"path/filepath"
 	"slices"
@@ -174,4 +175,50 @@ func ProbeDir(dir string) (string, error) {
 		return "", fmt.Errorf("calibrate: %w", err)
 	}
 	return p, nil
+}
+
+// NoopProbe measures count SMTP NOOP round trips to the listener at addr
+// (a node of the array), one every gap: the round trip a message's
+// dialogue pays per command on an array that is idle between its events,
+// where each hop wakes a sleeping thread of another process (the echo
+// probe's back-to-back round trips stay in one hot process and miss that
+// wake-up). It returns the round trips in seconds, sorted.
+func NoopProbe(ctx context.Context, addr string, count int, gap time.Duration) ([]float64, error) {
+	if count < 1 {
+		return nil, errors.New("calibrate: noop probe: count < 1")
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("calibrate: noop probe: %w", err)
+	}
+	defer c.Close()
+	tp := textproto.NewConn(c)
+	c.SetDeadline(time.Now().Add(echoTimeout))
+	if _, _, err := tp.ReadResponse(220); err != nil {
+		return nil, fmt.Errorf("calibrate: noop probe: greeting: %w", err)
+	}
+	out := make([]float64, 0, count)
+	t := time.NewTimer(gap)
+	defer t.Stop()
+	for range count {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+		c.SetDeadline(time.Now().Add(echoTimeout))
+		t0 := time.Now()
+		if err := tp.PrintfLine("NOOP"); err != nil {
+			return nil, fmt.Errorf("calibrate: noop probe: %w", err)
+		}
+		if _, _, err := tp.ReadResponse(250); err != nil {
+			return nil, fmt.Errorf("calibrate: noop probe: %w", err)
+		}
+		out = append(out, time.Since(t0).Seconds())
+		t.Reset(gap)
+	}
+	tp.PrintfLine("QUIT")
+	slices.Sort(out)
+	return out, nil
 }

@@ -79,6 +79,10 @@ type TruthNode struct {
 	// profile's, plus the delay).
 	DiskFsyncMs float64 `json:"disk_fsync_ms"`
 	Weight      int     `json:"weight"`
+	// The scenario's CPU costs for the node (the profile's): a charge of
+	// the nominal load's median size, and the background share of a CPU.
+	ChargeMs      float64 `json:"charge_ms,omitempty"`
+	CPUBackground float64 `json:"cpu_background,omitempty"`
 }
 
 // TruthSide is one side's figures for one strategy.
@@ -218,9 +222,10 @@ func RenderTruth(t *Truth, o Options) ([]byte, error) {
 	b.WriteString("## The array\n\n")
 	var rows [][]string
 	for _, n := range t.Array {
-		rows = append(rows, []string{n.Name, ftoa(n.CPUQuota), msFig(n.SyncDelayMs), msFig(n.DiskFsyncMs), strconv.Itoa(n.Weight)})
+		rows = append(rows, []string{n.Name, ftoa(n.CPUQuota), msFig(n.SyncDelayMs), msFig(n.DiskFsyncMs),
+			strconv.FormatFloat(n.ChargeMs, 'f', 2, 64) + " ms", strconv.FormatFloat(n.CPUBackground, 'f', 3, 64), strconv.Itoa(n.Weight)})
 	}
-	table(&b, []string{"node", "CPU quota (cores: docker --cpus, cpu_quota)", "emulated sync delay (--test-fault store.sync)", "modeled disk_fsync", "weight"}, "lrrrr", rows)
+	table(&b, []string{"node", "CPU quota (cores: docker --cpus, cpu_quota)", "emulated sync delay (--test-fault store.sync)", "modeled disk_fsync", "modeled CPU per charge (median size)", "modeled background (CPUs)", "weight"}, "lrrrrrr", rows)
 	fmt.Fprintf(&b, "\nThe host has %d CPUs; the quotas leave the rest to the load generator. Nominal run: %s msgs/s offered for %s s. Saturation probe: %s.\n\n",
 		t.HostCPUs, rate(t.NominalRate), ftoa(t.NominalSeconds), t.Criterion)
 
@@ -248,6 +253,8 @@ func RenderTruth(t *Truth, o Options) ([]byte, error) {
 		}
 		fmt.Fprintf(&b, "![prediction against measurement](%s/truth.png)\n\n", o.ImgRel)
 	}
+
+	truthModel(&b, t)
 
 	b.WriteString("## Copy share per node (nominal run)\n\n")
 	for _, s := range t.Strategies {
@@ -365,4 +372,5 @@ func (c *Comparison) truth(b *strings.Builder) {
 		fmt.Fprintf(b, "\nRanking by saturation: predicted %s, measured %s (%d of %d pairs alike).\n", strings.Join(t.RankingPredicted, " > "), strings.Join(t.RankingMeasured, " > "), t.Concordant, t.Pairs)
 	}
 	b.WriteString("\n")
+	truthTrust(b, t)
 }

@@ -22,6 +22,7 @@ type figures struct {
 	bandwidth                      float64
 	bandwidthFromFit               bool
 	latency, jitter                float64
+	echoP50                        float64 // back-to-back echo round trip
 	genUtilMax, nodeUtilMax        float64
 	idle                           float64 // the array's idle CPUs
 }
@@ -88,7 +89,8 @@ func repeatFigures(cfg config, res repeatResult) (figures, error) {
 		f.bandwidth = float64(big.Bytes) / calibrate.Percentile(big.Seconds, 0.5)
 	}
 
-	p10, p50, p90 := calibrate.Percentile(res.rtt, 0.1), calibrate.Percentile(res.rtt, 0.5), calibrate.Percentile(res.rtt, 0.9)
+	f.echoP50 = calibrate.Percentile(res.rtt, 0.5)
+	p10, p50, p90 := calibrate.Percentile(res.noop, 0.1), calibrate.Percentile(res.noop, 0.5), calibrate.Percentile(res.noop, 0.9)
 	// The model's one-way delay is latency + U[0, jitter); a round trip
 	// is two. Jitter spans the middle 80% of the round trips (halved: one
 	// way), and latency puts the model's median round trip at the
@@ -155,7 +157,8 @@ func derive(cfg config, results []repeatResult, log io.Writer) (sim.CostProfile,
 		cfg.fsyncSizes, fromFit, len(all), col(func(f figures) float64 { return f.fsyncIntercept }).Median/ms))
 	lat := col(func(f figures) float64 { return f.latency })
 	jit := col(func(f figures) float64 { return f.jitter })
-	line("link_latency", lat, us, "us", fmt.Sprintf("loopback TCP echo of %d round trips: one-way = median round trip/2 - jitter/2 (the node's own work on a peer call is CPU, charged above)", cfg.echoCount))
+	line("link_latency", lat, us, "us", fmt.Sprintf("SMTP NOOP round trips to a node, %d one every %v: one-way = median round trip/2 - jitter/2 (on an array idle between events each hop wakes a sleeping thread of another process; a back-to-back loopback echo's round trip, which stays hot, was %.1f us)",
+		cfg.noopCount, cfg.noopGap, col(func(f figures) float64 { return f.echoP50 }).Median/us))
 	line("link_jitter", jit, us, "us", "(p90 - p10 of the round trips) / 2: the model adds U[0, jitter) each way")
 
 	gen := col(func(f figures) float64 { return f.genUtilMax })

@@ -29,8 +29,10 @@
 //   - disk_fsync: the median of a small write+fdatasync on the data
 //     directory's filesystem; disk_bytes_per_sec: 1 / the slope of the
 //     median sync time over the write sizes.
-//   - link latency and jitter: from a TCP echo over loopback, one-way =
-//     round trip / 2 (the node's work on a peer call is charged as CPU).
+//   - link latency and jitter: from SMTP NOOP round trips to a node, one
+//     every 10 ms, one-way = round trip / 2: on an array idle between its
+//     events every hop wakes a sleeping thread of another process, which a
+//     back-to-back echo (also measured, and recorded) never does.
 //
 // Every figure is the median over the repeats, with their range. The load
 // generator runs in this process: its CPU time is reported beside the
@@ -78,6 +80,8 @@ type config struct {
 	fsyncSizes       []int
 	fsyncCount       int
 	echoCount        int
+	noopCount        int
+	noopGap          time.Duration
 }
 
 // Limits of the command line.
@@ -105,7 +109,9 @@ func parse(args []string) (config, error) {
 	fs.DurationVar(&c.idle, "idle", 3*time.Second, "how long the idle array's CPU is measured")
 	fsyncSizes := fs.String("fsync-sizes", "4096,65536,262144,1048576", "write sizes of the fsync probe, bytes")
 	fs.IntVar(&c.fsyncCount, "fsync-count", 100, "write+fdatasync per size and repeat")
-	fs.IntVar(&c.echoCount, "echo-count", 2000, "loopback round trips per repeat")
+	fs.IntVar(&c.echoCount, "echo-count", 2000, "back-to-back loopback round trips per repeat (recorded beside the link figures)")
+	fs.IntVar(&c.noopCount, "noop-count", 300, "SMTP NOOP round trips to a node per repeat, one every -noop-gap: the link latency and jitter")
+	fs.DurationVar(&c.noopGap, "noop-gap", 10*time.Millisecond, "pause before each NOOP: the array idle between events, as at the nominal rates")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -134,8 +140,8 @@ func parse(args []string) (config, error) {
 		errs = append(errs, fmt.Errorf("-messages %d must be 10..%d", c.messages, maxMessages))
 	case !(c.rate > 0 && c.rate <= 10_000):
 		errs = append(errs, fmt.Errorf("-rate %v must be in (0, 10000]", c.rate))
-	case c.senders < 1 || c.readers < 1 || c.fsyncCount < 1 || c.echoCount < 1 || c.idle <= 0:
-		errs = append(errs, errors.New("-senders, -readers, -fsync-count, -echo-count and -idle must be > 0"))
+	case c.senders < 1 || c.readers < 1 || c.fsyncCount < 1 || c.echoCount < 1 || c.noopCount < 1 || c.idle <= 0 || c.noopGap <= 0:
+		errs = append(errs, errors.New("-senders, -readers, -fsync-count, -echo-count, -noop-count, -noop-gap and -idle must be > 0"))
 	}
 	return c, errors.Join(errs...)
 }

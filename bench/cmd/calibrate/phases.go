@@ -71,7 +71,8 @@ type repeatResult struct {
 	load  []phase
 	read  []phase
 	fsync []calibrate.SyncSamples
-	rtt   []float64
+	rtt   []float64 // back-to-back loopback echo round trips
+	noop  []float64 // spaced SMTP NOOP round trips to a node: the link
 }
 
 // runRepeat starts a fresh array, measures its idle CPU, then for every
@@ -143,6 +144,11 @@ func runRepeat(ctx context.Context, cfg config, rep int, log io.Writer) (repeatR
 	if err := loadPhases(ctx, cfg, cl, rep, &res, log); err != nil {
 		return res, err
 	}
+	if res.noop, err = calibrate.NoopProbe(ctx, target.SMTP[sc.Nodes[0].Name], cfg.noopCount, cfg.noopGap); err != nil {
+		return res, err
+	}
+	fmt.Fprintf(log, "  SMTP NOOP round trip to %s, one every %v: p10 %.1f us, p50 %.1f us, p90 %.1f us over %d\n", sc.Nodes[0].Name, cfg.noopGap,
+		1e6*calibrate.Percentile(res.noop, 0.1), 1e6*calibrate.Percentile(res.noop, 0.5), 1e6*calibrate.Percentile(res.noop, 0.9), len(res.noop))
 	cl.Close()
 
 	probeDir, err := calibrate.ProbeDir(dir)

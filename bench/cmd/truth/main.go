@@ -174,7 +174,9 @@ func run(args []string) error {
 				delay = a.SyncDelay
 			}
 		}
-		t.Array = append(t.Array, report.TruthNode{Name: n.Name, CPUQuota: n.CPUQuota, SyncDelayMs: ms(delay), DiskFsyncMs: ms(n.DiskFsync.D()), Weight: n.Weight})
+		charge := n.CPUPerMsg.D() + time.Duration(int64(first.Load.Size.MedianBytes)*int64(n.CPUPerKiB.D())/1024)
+		t.Array = append(t.Array, report.TruthNode{Name: n.Name, CPUQuota: n.CPUQuota, SyncDelayMs: ms(delay), DiskFsyncMs: ms(n.DiskFsync.D()), Weight: n.Weight,
+			ChargeMs: ms(charge), CPUBackground: n.CPUBackground})
 	}
 
 	if err := bench.RemoveLabelled(ctx, bench.DefaultContainerConfig("", sim.Scenario{}, nil).Label); err != nil {
