@@ -34,7 +34,9 @@
 //     checker compares with the stores.
 //   - The cost model (cost.go) implements env.Cost per node: a pool of
 //     cpu_cores servers charged cpu_per_msg + size/KiB x cpu_per_kib per
-//     message, and a disk that syncs groups (disk_fsync + bytes /
+//     message, a background share of a CPU while the node runs
+//     (background.go), a CFS bandwidth quota for a cpu_quota node
+//     (quota.go), and a disk that syncs groups (disk_fsync + bytes /
 //     disk_bytes_per_sec). Both are queues served by the driver, so waiting
 //     is durable blocking and completions happen in canonical order.
 //     A scenario may name a cost profile measured on a machine (profile.go,
