@@ -44,7 +44,10 @@ const (
 
 // hugeAdvised counts the bytes adviseHugeHeap allocated, which a
 // benchmark's allocation figure leaves out.
-var hugeAdvised atomic.Int64
+var (
+	hugeAdvised atomic.Int64
+	hugeOnce    sync.Once
+)
 
 // gcLimit is the heap size at which a run collects, or 0 to use GOGC.
 func gcLimit() int64 {
@@ -97,8 +100,11 @@ func applyRunGC() (restore func()) {
 		return func() { debug.SetGCPercent(old) }
 	}
 	// The heap grows to the limit: in huge pages where the kernel has them
-	// (gc_linux.go).
-	hugeAdvised.Add(adviseHugeHeap(limit))
+	// (gc_linux.go). Once per process: the advice stays with the address
+	// range, and allocating the object again would zero it, which is what
+	// it saves (a second run's 3 GiB, faulted in 4 KiB at a time where the
+	// scavenger had returned pages in between, took 10 s).
+	hugeOnce.Do(func() { hugeAdvised.Add(adviseHugeHeap(limit)) })
 	oldPercent := debug.SetGCPercent(-1)
 	oldLimit := debug.SetMemoryLimit(limit)
 	w := &gcWatch{limit: limit}
