@@ -8,8 +8,9 @@ import (
 	"unsafe"
 )
 
-// hugePage is the size of a transparent huge page on the platforms this
-// file builds for (x86-64 and arm64 with 4 KiB base pages).
+// hugePage is the size of a transparent huge page on x86-64 (and arm64
+// with 4 KiB base pages). Where it is larger the advice covers a range
+// that is not aligned to it: the kernel then uses fewer huge pages, no harm.
 const hugePage = 2 << 20
 
 // adviseHugeHeap asks the kernel to back the next n bytes of heap with
