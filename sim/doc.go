@@ -85,10 +85,12 @@
 //
 // A run sets GOMAXPROCS=1, collects garbage at a memory limit (gc.go:
 // 3 GiB, falling back to GOGC=400 when the live heap passes a third of
-// it; GOGC or GOMEMLIMIT in the environment win) and keeps the nodes'
+// it; GOGC or GOMEMLIMIT in the environment win), advises the heap range
+// it grows into for transparent huge pages on Linux (gc_linux.go: a fresh
+// 4 KiB page costs this VM a 5-16 us fault) and keeps the nodes'
 // files in /dev/shm when it exists (SIM_DATA_DIR overrides): file I/O
 // takes no virtual time, and bbolt's writes are a large share of the wall
-// time. Writes a goroutine makes within one step travel as one segment.
+// time. docs/performance.md has the latest profile. Writes a goroutine makes within one step travel as one segment.
 // BenchmarkSimThreeNodeR2 reports simulated messages per wall second
 // through three nodes, R=2 W=2, 4 KiB, one SMTP connection per message,
 // 2,000 messages per virtual second (SIM_BENCH_RATE), and the bytes

@@ -89,3 +89,22 @@ func gcPercent() int {
 	debug.SetGCPercent(p)
 	return p
 }
+
+// TestAdviseHugeHeap: advising a range for huge pages allocates one
+// object of the size asked (which the benchmark's allocation figure leaves
+// out), or nothing when it is below a huge page or off Linux; the heap
+// stays usable.
+func TestAdviseHugeHeap(t *testing.T) {
+	assert.Zero(t, adviseHugeHeap(hugePage-1))
+	n := adviseHugeHeap(8 * hugePage)
+	if runtime.GOOS == "linux" {
+		assert.Equal(t, int64(8*hugePage), n)
+	} else {
+		assert.Zero(t, n)
+	}
+	b := make([]byte, 4*hugePage)
+	for i := range b {
+		b[i] = byte(i)
+	}
+	assert.Equal(t, byte(255), b[255])
+}

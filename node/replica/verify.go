@@ -100,10 +100,20 @@ func newVerifier(r *Replicator) *verifier {
 // decision is the loop's.
 func (v *verifier) noteChanged(changed []catalog.Entry) {
 	self := v.r.d.Name
-	var queued bool
+	// The store is asked once for the whole batch (one read transaction).
+	var ids []string
 	for i := range changed {
-		e := &changed[i]
-		if e.State != catalog.Committed || !e.HasLocation(self) || v.r.d.Store.Has(e.ID) {
+		if e := &changed[i]; e.State == catalog.Committed && e.HasLocation(self) {
+			ids = append(ids, e.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	has := v.r.d.Store.HasEach(ids)
+	var queued bool
+	for i, id := range ids {
+		if has[i] {
 			continue
 		}
 		v.mu.Lock()
@@ -111,7 +121,7 @@ func (v *verifier) noteChanged(changed []catalog.Entry) {
 			v.overflow = true
 			clear(v.queue)
 		} else if !v.overflow {
-			v.queue[e.ID] = struct{}{}
+			v.queue[id] = struct{}{}
 		}
 		v.mu.Unlock()
 		queued = true

@@ -216,3 +216,10 @@ func TestVerify(t *testing.T) {
 	require.NoError(t, s.Corrupt("m"))
 	assert.ErrorIs(t, s.Verify("m", Checksum(data)), ErrCorrupt, "bytes changed on disk")
 }
+
+func TestHasEach(t *testing.T) {
+	s := open(t)
+	require.NoError(t, s.Write(&Batch{PutCopies: []Copy{{ID: "a", Data: []byte("x")}, {ID: "c", Data: []byte("y")}}, PutRecords: []Record{{ID: "b", Value: []byte("entry only")}}}))
+	assert.Equal(t, []bool{true, false, true, false}, s.HasEach([]string{"a", "b", "c", "d"}), "a record without a copy is not a copy")
+	assert.Empty(t, s.HasEach(nil))
+}
