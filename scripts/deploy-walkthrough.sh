@@ -151,10 +151,13 @@ export WT_MAIN=$root/scripts/deploy-walkthrough.sh
 # Ports: one set for every node, each node on its own loopback address
 # (127.0.0.11..13 for the guide's 192.0.2.11..13). The guide's port on the
 # left, ours on the right.
+# Bases stay below the kernel's ephemeral range (32768 up), which it hands
+# to outgoing connections: a port checked free there can be another test's
+# source port by the time a node binds it.
 pick_base() {
 	local b p used
 	for _ in $(seq 1 50); do
-		b=$((20000 + (RANDOM % 400) * 100))
+		b=$((20000 + (RANDOM % 120) * 100))
 		used=""
 		for p in $(seq "$b" $((b + 8))); do
 			for i in 1 2 3; do

@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -68,14 +69,17 @@ func scanPeer(t *testing.T, addr string, client *http.Client, scheme string) {
 }
 
 // freeBase returns a port p with p .. p+n-1 free on loopback for TCP (and
-// UDP with udp) a moment ago, and none of them in taken.
+// UDP with udp) a moment ago, and none of them in taken. The runs are
+// drawn below the kernel's ephemeral range (ip_local_port_range), which it
+// never hands to a connect or a listen on port 0: a run taken from that
+// range was free when checked and then, before cluster.sh's node bound
+// it, the source port of another test's connection (make test, one run in
+// five on a loaded machine: "imap listener ... address already in use").
 func freeBase(t *testing.T, n int, udp bool, taken map[int]bool) int {
 	t.Helper()
-	for range 50 {
-		p := freePort(t, udp)
-		if p+n-1 > 65535 {
-			continue
-		}
+	lo := ephemeralLow()
+	for range 200 {
+		p := 10000 + rand.IntN(lo-10000-n)
 		ok := true
 		for i := range n {
 			if taken[p+i] || !portFree(p+i, udp) {
@@ -90,8 +94,22 @@ func freeBase(t *testing.T, n int, udp bool, taken map[int]bool) int {
 			return p
 		}
 	}
-	t.Fatal("no run of free loopback ports")
+	t.Fatal("no run of free loopback ports below the ephemeral range")
 	return 0
+}
+
+// ephemeralLow is the lowest port of the kernel's ephemeral range (Linux's
+// default 32768 where it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	var lo, hi int
+	if _, err := fmt.Sscan(string(b), &lo, &hi); err != nil || lo < 11000 {
+		return 32768
+	}
+	return lo
 }
 
 func portFree(p int, udp bool) bool {
