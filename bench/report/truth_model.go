@@ -66,6 +66,9 @@ How the model was changed by this comparison (issue 20):
 
 1. The first run (2026-12-07, the first calibrated profile: a charge's average cost at 100 msgs/s, 3.1 ms, on CPUs slowed to their quota) predicted saturation 63-76% below the measured and p50 83-179% above, while it put each node's CPU at the nominal rate within a few points of the measured. A node's CPU grows far less than in proportion to its load: the average at one rate was four times what a charge costs near saturation, and all of it sat on each message's path. The model became a line: a background share of a CPU per running node (a job every 10 ms in the node's CPU queue) and a marginal charge, both from make calibrate's new load phases (1 KiB at 100, 200 and 400 msgs/s).
 2. A quota slowed every CPU to quota/cores of full speed, so a message on an idle 0.2 node took five times its CPU time and no message met a throttled period. It became CFS bandwidth control: full speed until the period's quota is spent, then throttled until the next period.
+3. With both, p50 came out at a quarter to two thirds of the measured: the link was the back-to-back loopback echo's 10 µs one way, a round trip inside one hot process. At the nominal rates the array idles between events and every hop of a message's dialogue wakes a sleeping thread of another process; make calibrate now measures the link with SMTP NOOPs to a node, one every 10 ms (about 60 µs + U[0, 105 µs) one way here).
+
+How much the measurement itself moves: the same array, strategies and load, measured on a quiet machine on the same day (the first run and this one), sustained roundrobin 380 and 380 msgs/s, leastload 190 and 330, weighted 380 and 600; the make calibrate figures behind the predictions moved too (cpu_per_msg 475 µs in one run, 904 µs in the next, each the median of 3 repeats with a range of 16% and 55%). A probe is 3 s of load judged by its p99, which a few stalls decide: one run's figure is good to perhaps ±30%.
 
 `)
 }
