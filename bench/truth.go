@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -69,7 +71,10 @@ func TruthScenario(strat sim.Scenario, array []TruthNode, p sim.CostProfile, rat
 	sc.CostProfile = p.Name
 	sc.Nodes = nil
 	for _, n := range array {
-		nd := sim.NodeSpec{Name: n.Name, CPUQuota: n.CPUQuota, Weight: n.Weight}
+		// The container's Go runtime runs GOMAXPROCS = max(2,
+		// ceil(quota)) threads, capped by the host's CPUs.
+		cores := min(runtime.NumCPU(), max(2, int(math.Ceil(n.CPUQuota))))
+		nd := sim.NodeSpec{Name: n.Name, CPUQuota: n.CPUQuota, CPUCores: max(cores, int(math.Ceil(n.CPUQuota))), Weight: n.Weight}
 		if n.SyncDelay > 0 {
 			// The container's store waits the delay, then syncs on the
 			// host disk: the profile's sync plus the delay.
@@ -131,14 +136,21 @@ func WriteScenario(dir string, sc sim.Scenario) (string, error) {
 // be as coarse as the ±25% the prediction is judged by.
 const TruthRateStep = 10
 
+// TruthProbeLoad is how long a truth probe offers its load: twice the
+// simulator search's 3 s. A probe is judged by its p99, which a few stalls
+// of the real array decide; over 3 s the same array's saturation moved by
+// up to 40% between two runs of the same day (issue 20).
+const TruthProbeLoad = 6 * time.Second
+
 // TruthSaturationConfig is the saturation search both sides run: the
 // simulator's (DefaultSaturationConfig, a pool sized by the target p99,
-// as TestSaturation's probes) with a finer rate step, and at most
-// maxProbes probes (0: the default).
+// as TestSaturation's probes) with a finer rate step and longer probes,
+// and at most maxProbes probes (0: the default).
 func TruthSaturationConfig(sc sim.Scenario, maxProbes int) SaturationConfig {
 	cfg := DefaultSaturationConfig()
 	cfg.SenderSeconds = sc.TargetP99.D().Seconds()
 	cfg.RateStep = TruthRateStep
+	cfg.LoadDuration = TruthProbeLoad
 	if maxProbes > 0 {
 		cfg.MaxProbes = maxProbes
 	}

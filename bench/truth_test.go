@@ -2,6 +2,7 @@ package bench
 
 import (
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -42,6 +43,7 @@ func TestTruthScenario(t *testing.T) {
 		a := DefaultTruthArray()[i]
 		assert.Equal(t, a.CPUQuota, n.CPUQuota, n.Name)
 		assert.Equal(t, a.Weight, n.Weight, n.Name)
+		assert.Equal(t, min(runtime.NumCPU(), 2), n.CPUCores, "%s: Go's GOMAXPROCS in a container with a quota under 2", n.Name)
 		assert.Equal(t, sim.Duration(900*time.Microsecond), n.CPUPerMsg, "%s: the profile's cost", n.Name)
 		assert.Equal(t, sim.Duration(2*time.Millisecond+a.SyncDelay), n.DiskFsync, "%s: profile sync + delay", n.Name)
 		quota += n.CPUQuota
@@ -60,7 +62,7 @@ func TestTruthScenario(t *testing.T) {
 
 	cfg := TruthSaturationConfig(sc, 3)
 	assert.Equal(t, 3, cfg.MaxProbes)
-	assert.Equal(t, DefaultSaturationConfig().LoadDuration, cfg.LoadDuration, "the simulator's probe on both sides")
+	assert.Equal(t, TruthProbeLoad, cfg.LoadDuration, "the same probe on both sides, longer than the simulator search's")
 	assert.Equal(t, sc.TargetP99.D().Seconds(), cfg.SenderSeconds)
 }
 

@@ -132,3 +132,122 @@ func TestBackgroundRunEnds(t *testing.T) {
 	}
 	assert.Greater(t, b.Latency.P50, a.Latency.P50, "messages wait behind background jobs")
 }
+
+// TestIdleCPU: idle CPU (cpu_idle 0.3 on one whole CPU) burns 3 ms of
+// every 10 ms on an idle node, holds no CPU (a message arriving at any
+// time takes its own CPU time only), and is preempted by work: a node
+// kept busy burns none.
+func TestIdleCPU(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := simnet.NewNet(1, simnet.DefaultNetConfig())
+		stop := n.Start()
+		defer stop()
+		nd := NodeSpec{Name: "n1", CPUCores: 1, CPUPerMsg: Duration(5 * time.Millisecond), CPUPerKiB: Duration(time.Nanosecond), CPUIdle: 0.3}
+		c := newNodeCost(n, nd, nil)
+
+		c.setRunning(true)
+		time.Sleep(time.Second + time.Millisecond) // 100 ticks
+		assert.Equal(t, 300*time.Millisecond, c.stats().IdleTime, "0.3 of an idle CPU for 1 s")
+		assert.Equal(t, c.stats().IdleTime, c.stats().CPUTime, "idle CPU counts as CPU time")
+		assert.Zero(t, c.stats().BgTime)
+
+		for _, at := range []time.Duration{0, 500 * time.Microsecond, 3 * time.Millisecond} {
+			time.Sleep(at)
+			t0 := time.Now()
+			c.CPU(0)
+			assert.Equal(t, 5*time.Millisecond, time.Since(t0), "a message %v after a tick waits for nothing", at)
+		}
+
+		// Busy back to back for a second: no idle CPU in any of its
+		// periods (the first tick may still see the gap before it).
+		time.Sleep(10*time.Millisecond - time.Since(time.Now().Truncate(10*time.Millisecond)))
+		before := c.stats().IdleTime
+		end := time.Now().Add(time.Second)
+		for time.Now().Before(end) {
+			c.CPU(0)
+		}
+		assert.LessOrEqual(t, c.stats().IdleTime-before, 3*time.Millisecond, "a busy node burns no idle CPU")
+
+		c.setRunning(false)
+		before = c.stats().IdleTime
+		time.Sleep(time.Second)
+		assert.Equal(t, before, c.stats().IdleTime, "a stopped node burns nothing")
+	})
+}
+
+// TestIdleCPUQuota: on a quota, idle CPU spends the period's budget (the
+// kernel throttles a spinning thread like any other): with 0.15 of a CPU
+// on a 0.2 quota, 13.5 of the first period's 20 ms are gone by 91.5 ms,
+// so a 15 ms message then runs 6.5 ms, waits for the period's end at
+// 100 ms and runs 8.5 ms: 17 ms. A node throttled by its messages spins
+// nothing: its budget goes to them.
+func TestIdleCPUQuota(t *testing.T) {
+	nd := NodeSpec{Name: "n1", CPUQuota: 0.2, CPUPerMsg: Duration(15 * time.Millisecond), CPUPerKiB: Duration(time.Nanosecond), CPUIdle: 0.15}
+	sc := Scenario{Nodes: []NodeSpec{nd}}
+	var errs []string
+	sc.validateNodes(func(key, f string, a ...any) { errs = append(errs, key) })
+	require.Empty(t, errs)
+	nd = sc.Nodes[0]
+	synctest.Test(t, func(t *testing.T) {
+		n := simnet.NewNet(1, simnet.DefaultNetConfig())
+		stop := n.Start()
+		defer stop()
+		c := newNodeCost(n, nd, nil)
+		c.setRunning(true)
+		time.Sleep(91500 * time.Microsecond)
+		t0 := time.Now()
+		c.CPU(0)
+		assert.Equal(t, 17*time.Millisecond, time.Since(t0))
+
+		// Saturate it from 200 ms: 28 messages of 15 ms on both CPUs at
+		// once, 420 ms of work: 21 periods of its 20 ms budget if the idle
+		// CPU spends none of it (at 1.5 ms a tick it would take 84).
+		time.Sleep(200*time.Millisecond - time.Since(t0.Truncate(100*time.Millisecond)))
+		start, before := time.Now(), c.stats().IdleTime
+		done := make(chan struct{})
+		for range 2 {
+			go func() {
+				for range 14 {
+					c.CPU(0)
+				}
+				done <- struct{}{}
+			}()
+		}
+		<-done
+		<-done
+		assert.LessOrEqual(t, c.stats().IdleTime-before, 3*time.Millisecond, "a saturated node spins (almost) nothing")
+		assert.InDelta(t, float64(2100*time.Millisecond), float64(time.Since(start)), float64(100*time.Millisecond), "its budget goes to its messages")
+		c.setRunning(false)
+	})
+}
+
+// TestIdleRunEnds: a whole run with idle CPU ends, reports it in each
+// node's CPU, and changes no message's timing on whole CPUs: the same
+// run without it has the same latencies, exactly.
+func TestIdleRunEnds(t *testing.T) {
+	base := benchScenario(200, 100)
+	withIdle := base
+	withIdle.Nodes = append([]NodeSpec(nil), base.Nodes...)
+	for i := range withIdle.Nodes {
+		withIdle.Nodes[i].CPUCores = 1
+		withIdle.Nodes[i].CPUPerMsg = Duration(2 * time.Millisecond)
+		withIdle.Nodes[i].CPUIdle = 0.5
+	}
+	without := withIdle
+	without.Nodes = append([]NodeSpec(nil), withIdle.Nodes...)
+	for i := range without.Nodes {
+		without.Nodes[i].CPUIdle = 0
+	}
+	run := func(sc Scenario) *Report {
+		rep, err := Run(t, sc, Options{DataDir: t.TempDir()})
+		require.NoError(t, err)
+		require.Equal(t, sc.Load.RatePerSec*sc.Duration.D().Seconds(), float64(rep.Offered))
+		return rep
+	}
+	a, b := run(without), run(withIdle)
+	assert.Equal(t, a.Accepted, b.Accepted)
+	for i := range b.Nodes {
+		assert.Greater(t, b.Nodes[i].CPUUtilization, a.Nodes[i].CPUUtilization+0.2, "node %s: the idle CPU shows", b.Nodes[i].Name)
+	}
+	assert.Equal(t, a.Latency, b.Latency, "no message waits for idle CPU")
+}

@@ -26,7 +26,8 @@ import (
 //   - CPU: a pool of `cores` servers, FIFO. A message of b bytes holds one
 //     for cpu_per_msg + b/1KiB * cpu_per_kib; a running node's background
 //     work (cpu_background, background.go) holds one for its share of
-//     every 10 ms.
+//     every 10 ms; its idle CPU (cpu_idle) holds none, taking what the
+//     servers left unused.
 //   - Disk: one device, group commit. A write arriving while the disk is
 //     idle starts a sync at once; writes arriving during a sync wait and
 //     share the next one. A sync of a group takes disk_fsync + its bytes /
@@ -59,6 +60,13 @@ type nodeCost struct {
 	bgWork time.Duration
 	bgOn   bool
 	bgGen  uint64
+	// Idle CPU (background.go): up to idleWork every bgPeriod, out of the
+	// server-time left unused: busyAcc integrates the busy servers up to
+	// busyMark; idleBusyAt is its value at the last tick.
+	idleWork   time.Duration
+	busyAcc    time.Duration
+	busyMark   time.Time
+	idleBusyAt time.Duration
 
 	diskBusy  bool       // a sync is scheduled or running
 	diskQueue []*costReq // waiting for the next sync
@@ -85,8 +93,9 @@ type nodeCost struct {
 	settleIdle []*settler
 
 	// Counters for the report.
-	cpuTime   time.Duration // background included
+	cpuTime   time.Duration // background and idle included
 	bgTime    time.Duration
+	idleTime  time.Duration
 	cpuJobs   int64
 	diskSyncs int64
 	diskBytes int64
@@ -113,6 +122,7 @@ func newNodeCost(n *simnet.Net, spec NodeSpec, lg *ledger) *nodeCost {
 		settleKey: "settle " + spec.Name,
 		bgKey:     "background " + spec.Name,
 		bgWork:    time.Duration(spec.CPUBackground * float64(bgPeriod)),
+		idleWork:  time.Duration(spec.CPUIdle * float64(bgPeriod)),
 		cores:     spec.CPUCores,
 		quota:     newCFS(spec),
 		perMsg:    spec.CPUPerMsg.D(),
@@ -158,7 +168,7 @@ func (c *nodeCost) cpuDone(r *costReq) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.cpuQueue) == 0 {
-		c.cpuBusy--
+		c.setBusyLocked(c.cpuBusy - 1)
 		return
 	}
 	next := c.cpuQueue[0]
@@ -170,11 +180,21 @@ func (c *nodeCost) cpuDone(r *costReq) {
 // startOrQueueLocked starts r on a free CPU, or queues it.
 func (c *nodeCost) startOrQueueLocked(r *costReq) {
 	if c.cpuBusy < c.cores {
-		c.cpuBusy++
+		c.setBusyLocked(c.cpuBusy + 1)
 		c.startLocked(r)
 		return
 	}
 	c.cpuQueue = append(c.cpuQueue, r)
+}
+
+// setBusyLocked sets the servers in use to n, integrating the busy time.
+func (c *nodeCost) setBusyLocked(n int) {
+	now := time.Now()
+	if !c.busyMark.IsZero() {
+		c.busyAcc += time.Duration(c.cpuBusy) * now.Sub(c.busyMark)
+	}
+	c.busyMark = now
+	c.cpuBusy = n
 }
 
 // startLocked starts r's service on a CPU it holds: r.d of work, which a
@@ -300,8 +320,9 @@ func (c *nodeCost) setSlow(factor float64) {
 
 // costStats are a node's hardware counters.
 type costStats struct {
-	CPUTime   time.Duration // background included
+	CPUTime   time.Duration // background and idle included
 	BgTime    time.Duration
+	IdleTime  time.Duration
 	CPUJobs   int64
 	DiskSyncs int64
 	DiskBytes int64
@@ -311,5 +332,5 @@ type costStats struct {
 func (c *nodeCost) stats() costStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return costStats{CPUTime: c.cpuTime, BgTime: c.bgTime, CPUJobs: c.cpuJobs, DiskSyncs: c.diskSyncs, DiskBytes: c.diskBytes, DiskTime: c.diskTime}
+	return costStats{CPUTime: c.cpuTime, BgTime: c.bgTime, IdleTime: c.idleTime, CPUJobs: c.cpuJobs, DiskSyncs: c.diskSyncs, DiskBytes: c.diskBytes, DiskTime: c.diskTime}
 }

@@ -26,14 +26,23 @@ func TestCPUQuota(t *testing.T) {
 	}{
 		{"two whole cores", 0, 2, time.Millisecond, 2, time.Millisecond},
 		{"one whole core", 0, 1, time.Millisecond, 1, 2 * time.Millisecond},
-		{"0.4: under the quota, full speed", 0.4, 0, time.Millisecond, 1, 2 * time.Millisecond},
+		// Go runs a quota on max(2, ceil(quota)) threads: two at once.
+		{"0.4: Go's two threads, under the quota, full speed", 0.4, 0, time.Millisecond, 2, time.Millisecond},
+		{"0.4 on one CPU: under the quota, full speed", 0.4, 1, time.Millisecond, 1, 2 * time.Millisecond},
 		{"1.5: two CPUs", 1.5, 0, time.Millisecond, 2, time.Millisecond},
+		{"2.5: three CPUs", 2.5, 0, time.Millisecond, 3, time.Millisecond},
 		// 40 ms a period: 0-30 the first, 30-40 the second's first 10 ms,
 		// throttled to 100, its last 20 ms to 120.
-		{"0.4: throttled", 0.4, 0, 30 * time.Millisecond, 1, 120 * time.Millisecond},
+		{"0.4 on one CPU: throttled", 0.4, 1, 30 * time.Millisecond, 1, 120 * time.Millisecond},
 		// 20 ms a period: the first runs 0-20 and 100-110; the second
 		// 110-120 (the period's budget then spent) and 200-220.
-		{"0.2: throttled twice", 0.2, 0, 30 * time.Millisecond, 1, 220 * time.Millisecond},
+		{"0.2 on one CPU: throttled twice", 0.2, 1, 30 * time.Millisecond, 1, 220 * time.Millisecond},
+		// On two threads the jobs are charged one after the other: the
+		// first takes 0-20 and 100-110, the second finds the budget spent
+		// until 100, runs 100-110 beside it, then 200-220. (The kernel
+		// would run both 0-10, 100-110 and 200-210: the model throttles
+		// the later job a little early.)
+		{"0.2 on Go's two threads: throttled twice", 0.2, 0, 30 * time.Millisecond, 2, 220 * time.Millisecond},
 		// A whole core never waits for a period.
 		{"one whole core, long", 0, 1, 30 * time.Millisecond, 1, 60 * time.Millisecond},
 	}
@@ -73,6 +82,23 @@ func TestCFSHold(t *testing.T) {
 	assert.Equal(t, 205*ms, q.hold(t0.Add(215*ms), 45*ms), "0.2 of each period: 215-220, 300-320, 400-420 ms")
 }
 
+// TestCFSHoldSeveralCPUs: on several CPUs a job can start in a period that
+// another job's hold has already run past; each period keeps its own
+// budget (a single current period reset the next one's, and gave the
+// later job a fresh budget: a 0.2 node then sustained 0.4).
+func TestCFSHoldSeveralCPUs(t *testing.T) {
+	ms := time.Millisecond
+	t0 := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	q := &cfs{budget: 20 * ms}
+	assert.Equal(t, 10*ms, q.hold(t0.Add(95*ms), 10*ms), "95-100 in the first period, 100-105 in the second")
+	assert.Equal(t, 10*ms, q.hold(t0.Add(96*ms), 10*ms), "a second CPU: 96-100 (9 of the first period used), 100-106 (11 of the second)")
+	assert.Equal(t, 121*ms, q.hold(t0.Add(97*ms), 30*ms), "97-100 (12 used), 100-109 (the second's 20), throttled to 200, 200-218")
+	assert.Equal(t, 2*ms, q.hold(t0.Add(218*ms), 2*ms), "the third period has 2 ms left: 218-220")
+	assert.Equal(t, 82500*time.Microsecond, q.hold(t0.Add(218500*time.Microsecond), time.Millisecond), "then nothing until 300")
+	assert.Equal(t, ms, q.hold(t0.Add(time.Hour), ms), "an hour later: a fresh period")
+	assert.Len(t, q.used, 1, "the periods that are over are dropped")
+}
+
 // TestCPUQuotaValidate: a quota decides the cores; a contradicting
 // cpu_cores or a nonsense quota is refused.
 func TestCPUQuotaValidate(t *testing.T) {
@@ -80,7 +106,7 @@ func TestCPUQuotaValidate(t *testing.T) {
 		nd   NodeSpec
 		want string
 	}{
-		{NodeSpec{Name: "n1", CPUQuota: 0.4, CPUCores: 2}, "nodes[0].cpu_cores"},
+		{NodeSpec{Name: "n1", CPUQuota: 1.5, CPUCores: 1}, "nodes[0].cpu_cores"},
 		{NodeSpec{Name: "n1", CPUQuota: -1}, "nodes[0].cpu_quota"},
 		{NodeSpec{Name: "n1", CPUQuota: 0.001}, "nodes[0].cpu_quota"},
 	} {

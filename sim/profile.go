@@ -44,7 +44,12 @@ type CostProfile struct {
 	// its load (NodeSpec.CPUBackground): with it, cpu_per_msg is the
 	// marginal cost of a charge, not its average at one rate. Absent in
 	// profiles written before it was measured.
-	CPUBackground   FractionFigure `yaml:"cpu_background,omitempty"`
+	CPUBackground FractionFigure `yaml:"cpu_background,omitempty"`
+	// CPUIdle is the share of a CPU each running node burns between
+	// messages, which work preempts (NodeSpec.CPUIdle): the rest of the
+	// load line's intercept once the idle process's background is taken
+	// out. Absent in profiles written before it was measured.
+	CPUIdle         FractionFigure `yaml:"cpu_idle,omitempty"`
 	DiskFsync       DurationFigure `yaml:"disk_fsync"`
 	DiskBytesPerSec RateFigure     `yaml:"disk_bytes_per_sec"`
 	// LinkLatency and LinkJitter are the link's (LinkSpec): one-way latency
@@ -174,11 +179,17 @@ func (p CostProfile) Validate() error {
 			bad(f.key, "value %v is not within min..max (%v..%v)", v.Value, v.Min, v.Max)
 		}
 	}
-	if f := p.CPUBackground; f != (FractionFigure{}) {
-		if !(f.Value >= 0 && f.Value < 1) {
-			bad("cpu_background.value", "%v must be in [0, 1)", f.Value)
-		} else if f.Min > f.Value || f.Value > f.Max {
-			bad("cpu_background", "value %v is not within min..max (%v..%v)", f.Value, f.Min, f.Max)
+	for _, f := range []struct {
+		key string
+		v   FractionFigure
+	}{{"cpu_background", p.CPUBackground}, {"cpu_idle", p.CPUIdle}} {
+		if f.v == (FractionFigure{}) {
+			continue
+		}
+		if !(f.v.Value >= 0 && f.v.Value < 1) {
+			bad(f.key+".value", "%v must be in [0, 1)", f.v.Value)
+		} else if f.v.Min > f.v.Value || f.v.Value > f.v.Max {
+			bad(f.key, "value %v is not within min..max (%v..%v)", f.v.Value, f.v.Min, f.v.Max)
 		}
 	}
 	if r := p.DiskBytesPerSec; r.Value < 1 {
@@ -239,6 +250,9 @@ func (sc *Scenario) applyProfile(bad func(key, f string, a ...any)) {
 		}
 		if nd.CPUBackground == 0 {
 			nd.CPUBackground = p.CPUBackground.Value
+		}
+		if nd.CPUIdle == 0 {
+			nd.CPUIdle = p.CPUIdle.Value
 		}
 		if nd.DiskFsync == 0 {
 			nd.DiskFsync = p.DiskFsync.Value

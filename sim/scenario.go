@@ -90,8 +90,10 @@ type NodeSpec struct {
 	// CPUQuota, when set, is the node's CPU as a bandwidth quota in cores,
 	// as a container's (docker --cpus 0.4: a CFS quota of 40 ms of CPU per
 	// 100 ms period, spread over whichever host cores run its threads).
-	// The node then has ceil(quota) CPUs (cpu_cores, filled in; Go's
-	// GOMAXPROCS follows the quota the same way), running at full speed
+	// The node then runs on max(2, ceil(quota)) CPUs unless cpu_cores
+	// says otherwise (at least ceil(quota)): Go's GOMAXPROCS in a container
+	// follows the quota the same way, so that even a 0.2 node runs two
+	// messages at once, both spending its budget; each CPU runs at full speed
 	// until the period's quota is spent and then throttled until the next
 	// period (sim/quota.go). 0: cpu_cores whole CPUs, never throttled.
 	CPUQuota float64 `yaml:"cpu_quota" json:"cpu_quota,omitempty"`
@@ -105,6 +107,12 @@ type NodeSpec struct {
 	// served by the node's CPUs before the messages queued behind it.
 	// 0 (the default): none, every CPU-second is a message's.
 	CPUBackground float64 `yaml:"cpu_background" json:"cpu_background,omitempty"`
+	// CPUIdle is the share of one CPU the running node burns between
+	// messages (the runtime waking, spinning for work and parking its
+	// threads: sim/background.go), out of the capacity its messages leave
+	// unused: a busy node burns none, and no message waits for it.
+	// 0 (the default): none.
+	CPUIdle float64 `yaml:"cpu_idle,omitempty" json:"cpu_idle,omitempty"`
 	// DiskFsync is the latency of one sync; DiskBytesPerSec the write
 	// bandwidth. Writes that arrive during a sync share the next one.
 	DiskFsync       Duration `yaml:"disk_fsync" json:"disk_fsync"`
@@ -121,6 +129,12 @@ type NodeSpec struct {
 	ClockOffset   Duration `yaml:"clock_offset" json:"clock_offset,omitempty"`
 	ClockDriftPPM float64  `yaml:"clock_drift_ppm" json:"clock_drift_ppm,omitempty"`
 }
+
+// goMinProcs is the fewest threads Go runs a quota-limited process on:
+// GOMAXPROCS defaults to max(2, ceil(quota)), capped by the host's CPUs
+// (runtime/cgroup_linux.go, Go 1.25 on). A node with a cpu_quota of 0.2
+// still runs two messages at once, both spending its quota.
+const goMinProcs = 2
 
 // minCPUQuota is the smallest cpu_quota (docker --cpus accepts 0.01).
 const minCPUQuota = 0.01
@@ -451,10 +465,12 @@ func (sc *Scenario) validateNodes(bad func(key, f string, a ...any)) {
 		}
 		if nd.CPUQuota > 0 {
 			whole := int(math.Ceil(nd.CPUQuota))
-			if nd.CPUCores != 0 && nd.CPUCores != whole {
-				bad(key+".cpu_cores", "%d: a cpu_quota of %v runs on ceil(quota) = %d CPUs (leave cpu_cores unset)", nd.CPUCores, nd.CPUQuota, whole)
+			switch {
+			case nd.CPUCores == 0:
+				nd.CPUCores = max(whole, goMinProcs)
+			case nd.CPUCores < whole:
+				bad(key+".cpu_cores", "%d: a cpu_quota of %v needs at least ceil(quota) = %d CPUs", nd.CPUCores, nd.CPUQuota, whole)
 			}
-			nd.CPUCores = whole
 		}
 		if nd.CPUCores == 0 {
 			nd.CPUCores = 2
@@ -487,6 +503,8 @@ func (sc *Scenario) validateNodes(bad func(key, f string, a ...any)) {
 			bad(key+".cpu_per_kib", "must be >= 0")
 		case !(nd.CPUBackground >= 0 && nd.CPUBackground < 0.9*nd.CPUCapacity()):
 			bad(key+".cpu_background", "%v must be in [0, 0.9 x the node's CPU capacity %v)", nd.CPUBackground, nd.CPUCapacity())
+		case !(nd.CPUIdle >= 0 && nd.CPUIdle <= nd.CPUCapacity()):
+			bad(key+".cpu_idle", "%v must be in [0, the node's CPU capacity %v]", nd.CPUIdle, nd.CPUCapacity())
 		case nd.DiskFsync < 0:
 			bad(key+".disk_fsync", "must be >= 0")
 		case nd.DiskBytesPerSec < 1:

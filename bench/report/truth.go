@@ -80,9 +80,14 @@ type TruthNode struct {
 	DiskFsyncMs float64 `json:"disk_fsync_ms"`
 	Weight      int     `json:"weight"`
 	// The scenario's CPU costs for the node (the profile's): a charge of
-	// the nominal load's median size, and the background share of a CPU.
+	// the nominal load's median size, the background share of a CPU, and
+	// the idle CPU that work preempts.
 	ChargeMs      float64 `json:"charge_ms,omitempty"`
 	CPUBackground float64 `json:"cpu_background,omitempty"`
+	CPUIdle       float64 `json:"cpu_idle,omitempty"`
+	// Cores is the scenario's cpu_cores: the threads Go runs the
+	// container's process on (GOMAXPROCS).
+	Cores int `json:"cpu_cores,omitempty"`
 }
 
 // TruthSide is one side's figures for one strategy.
@@ -222,10 +227,10 @@ func RenderTruth(t *Truth, o Options) ([]byte, error) {
 	b.WriteString("## The array\n\n")
 	var rows [][]string
 	for _, n := range t.Array {
-		rows = append(rows, []string{n.Name, ftoa(n.CPUQuota), msFig(n.SyncDelayMs), msFig(n.DiskFsyncMs),
-			strconv.FormatFloat(n.ChargeMs, 'f', 2, 64) + " ms", strconv.FormatFloat(n.CPUBackground, 'f', 3, 64), strconv.Itoa(n.Weight)})
+		rows = append(rows, []string{n.Name, ftoa(n.CPUQuota), strconv.Itoa(n.Cores), msFig(n.SyncDelayMs), msFig(n.DiskFsyncMs),
+			strconv.FormatFloat(n.ChargeMs, 'f', 2, 64) + " ms", strconv.FormatFloat(n.CPUBackground, 'f', 3, 64), strconv.FormatFloat(n.CPUIdle, 'f', 3, 64), strconv.Itoa(n.Weight)})
 	}
-	table(&b, []string{"node", "CPU quota (cores: docker --cpus, cpu_quota)", "emulated sync delay (--test-fault store.sync)", "modeled disk_fsync", "modeled CPU per charge (median size)", "modeled background (CPUs)", "weight"}, "lrrrrrr", rows)
+	table(&b, []string{"node", "CPU quota (cores: docker --cpus, cpu_quota)", "threads (GOMAXPROCS, cpu_cores)", "emulated sync delay (--test-fault store.sync)", "modeled disk_fsync", "modeled CPU per charge (median size)", "modeled background (CPUs)", "modeled idle CPU (CPUs)", "weight"}, "lrrrrrrrr", rows)
 	fmt.Fprintf(&b, "\nThe host has %d CPUs; the quotas leave the rest to the load generator. Nominal run: %s msgs/s offered for %s s. Saturation probe: %s.\n\n",
 		t.HostCPUs, rate(t.NominalRate), ftoa(t.NominalSeconds), t.Criterion)
 

@@ -16,6 +16,7 @@ type figures struct {
 	cpuPerMsg, cpuPerKiB, cpuR2    float64
 	cpuAvgPerMsg                   float64 // the sweep's intercept: a charge's average cost at -rate
 	cpuBackground, loadR2          float64 // per node, CPUs; the load line's fit
+	cpuIdle                        float64 // per node, CPUs: the intercept less the idle array's
 	readPerMsg, readPerKiB, readR2 float64
 	fsyncP50, fsyncP90, fsyncP99   float64
 	fsyncIntercept                 float64
@@ -59,7 +60,13 @@ func repeatFigures(cfg config, res repeatResult) (figures, error) {
 	}
 	size0 := float64(slices.Min(cfg.sizes)) / 1024
 	f.cpuPerMsg = ll.Slope - size0*f.cpuPerKiB
-	f.cpuBackground = max(0, ll.Intercept/float64(cfg.nodes))
+	// The intercept is two things: what the idle array burns (gossip,
+	// timers: measured alone) and what a node with load burns between its
+	// messages, waking, spinning and parking threads, which work preempts
+	// (the model's idle CPU, sim/background.go).
+	icpt := max(0, ll.Intercept/float64(cfg.nodes))
+	f.cpuBackground = min(icpt, res.idlePerSec/float64(cfg.nodes))
+	f.cpuIdle = icpt - f.cpuBackground
 	f.loadR2 = ll.R2
 	if l, err = calibrate.Fit(rd); err != nil {
 		return f, fmt.Errorf("read: %w", err)
@@ -132,11 +139,13 @@ func derive(cfg config, results []repeatResult, log io.Writer) (sim.CostProfile,
 	bg := col(func(f figures) float64 { return f.cpuBackground })
 	loadR2 := col(func(f figures) float64 { return f.loadR2 })
 	rates := append([]float64{cfg.rate}, cfg.rates...)
-	how := fmt.Sprintf("marginal CPU of a charge: slope of the least-squares line of the nodes' CPU-s/s (/proc utime+stime) over their charges/s (messages stored x R=%d), %d-byte messages at %v msgs/s (R2 median %.3f), less the size's cpu_per_kib; a charge's average at %v msgs/s, idle subtracted, was %.0f us (the intercept of the sweep below): the difference is background",
+	how := fmt.Sprintf("marginal CPU of a charge: slope of the least-squares line of the nodes' CPU-s/s (/proc utime+stime) over their charges/s (messages stored x R=%d), %d-byte messages at %v msgs/s (R2 median %.3f), less the size's cpu_per_kib; a charge's average at %v msgs/s, idle subtracted, was %.0f us (the intercept of the sweep below): the difference is cpu_background and cpu_idle",
 		chargesPerMsg, slices.Min(cfg.sizes), rates, loadR2.Median, cfg.rate, col(func(f figures) float64 { return f.cpuAvgPerMsg }).Median/us)
 	line("cpu_per_msg", cpuMsg, us, "us", how)
 	line("cpu_per_kib", cpuKiB, us, "us", fmt.Sprintf("slope of the least-squares line of the nodes' CPU (less idle) per charge over the message sizes %v, %d messages each at %v msgs/s (R2 median %.3f), per KiB of message", cfg.sizes, cfg.messages, cfg.rate, r2.Median))
-	line("cpu_background", bg, 1, "CPUs", fmt.Sprintf("intercept of the load line above over the %d nodes: what each burns whatever its load (idle alone: %.4f CPUs a node)", cfg.nodes, col(func(f figures) float64 { return f.idle }).Median/float64(cfg.nodes)))
+	line("cpu_background", bg, 1, "CPUs", fmt.Sprintf("the idle array's CPU over its %d nodes (%v with no load): what each burns whatever its load", cfg.nodes, cfg.idle))
+	idleCPU := col(func(f figures) float64 { return f.cpuIdle })
+	line("cpu_idle", idleCPU, 1, "CPUs", fmt.Sprintf("intercept of the load line above over the %d nodes (median %.4f CPUs) less cpu_background: what a node with load burns between its messages (waking, spinning and parking threads), which work preempts", cfg.nodes, col(func(f figures) float64 { return f.cpuBackground + f.cpuIdle }).Median))
 	readMsg := col(func(f figures) float64 { return f.readPerMsg })
 	readKiB := col(func(f figures) float64 { return f.readPerKiB })
 	line("read_cpu_per_msg", readMsg, us, "us", fmt.Sprintf("intercept of the nodes' CPU per POP3 RETR (login, UIDL, DELE and the deletion's sync included) over the sizes, %d readers (R2 median %.3f); not applied: the model charges a RETR as cpu_per_msg/cpu_per_kib", cfg.readers, col(func(f figures) float64 { return f.readR2 }).Median))
@@ -168,6 +177,7 @@ func derive(cfg config, results []repeatResult, log io.Writer) (sim.CostProfile,
 	p.CPUPerMsg = durFig(cpuMsg, log, "cpu_per_msg")
 	p.CPUPerKiB = durFig(cpuKiB, log, "cpu_per_kib")
 	p.CPUBackground = sim.FractionFigure{Value: round4(bg.Median), Min: round4(bg.Min), Max: round4(bg.Max)}
+	p.CPUIdle = sim.FractionFigure{Value: round4(idleCPU.Median), Min: round4(idleCPU.Min), Max: round4(idleCPU.Max)}
 	p.ReadCPUPerMsg = rawDurFig(readMsg)
 	p.ReadCPUPerKiB = rawDurFig(readKiB)
 	p.DiskFsync = durFig(fsync50, log, "disk_fsync")

@@ -42,7 +42,8 @@ func TestRepeatFiguresSeparateBackground(t *testing.T) {
 	f, err := repeatFigures(cfg, res)
 	require.NoError(t, err)
 	assert.InDelta(t, perKiB, f.cpuPerKiB, 1e-9, "per KiB: the sweep's slope")
-	assert.InDelta(t, bg/4, f.cpuBackground, 0.02, "background per node")
+	assert.InDelta(t, 0.01/4, f.cpuBackground, 1e-9, "background per node: the idle array's")
+	assert.InDelta(t, bg/4-0.01/4, f.cpuIdle, 0.02, "idle CPU per node: the rest of the intercept")
 	assert.InDelta(t, perMsg, f.cpuPerMsg, 50e-6, "the marginal cost of a charge")
 	assert.Greater(t, f.cpuAvgPerMsg, 2*perMsg, "the one-rate average holds the background too")
 }

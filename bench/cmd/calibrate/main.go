@@ -18,14 +18,16 @@
 //     of the least-squares line over the sizes is per_kib. The same for
 //     reads, over the messages retrieved: recorded, not applied (the
 //     model charges a RETR like a delivery).
-//   - cpu_per_msg, cpu_background: a node's CPU grows far less than in
-//     proportion to its load (the runtime, timers and gossip cost about
-//     the same at any rate), so the sweep's intercept, a charge's average
-//     at one rate, is not what a charge costs at another. Phases at the
-//     smallest size and rising rates (-rate, then -rates) give the line
-//     of the nodes' CPU-s/s over their charges/s: its slope less the
-//     size's per_kib is per_msg (the marginal cost), its intercept over
-//     the nodes is cpu_background (sim/background.go).
+//   - cpu_per_msg, cpu_background, cpu_idle: a node's CPU grows far less
+//     than in proportion to its load (the runtime wakes, spins and parks
+//     its threads between messages at any rate), so the sweep's
+//     intercept, a charge's average at one rate, is not what a charge
+//     costs at another. Phases at the smallest size and rising rates
+//     (-rate, then -rates) give the line of the nodes' CPU-s/s over their
+//     charges/s: its slope less the size's per_kib is per_msg (the
+//     marginal cost); its intercept over the nodes is what a node burns
+//     apart from its charges: the idle array's share is cpu_background,
+//     the rest cpu_idle, which work preempts (sim/background.go).
 //   - disk_fsync: the median of a small write+fdatasync on the data
 //     directory's filesystem; disk_bytes_per_sec: 1 / the slope of the
 //     median sync time over the write sizes.

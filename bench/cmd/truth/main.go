@@ -176,7 +176,7 @@ func run(args []string) error {
 		}
 		charge := n.CPUPerMsg.D() + time.Duration(int64(first.Load.Size.MedianBytes)*int64(n.CPUPerKiB.D())/1024)
 		t.Array = append(t.Array, report.TruthNode{Name: n.Name, CPUQuota: n.CPUQuota, SyncDelayMs: ms(delay), DiskFsyncMs: ms(n.DiskFsync.D()), Weight: n.Weight,
-			ChargeMs: ms(charge), CPUBackground: n.CPUBackground})
+			ChargeMs: ms(charge), CPUBackground: n.CPUBackground, CPUIdle: n.CPUIdle, Cores: n.CPUCores})
 	}
 
 	if err := bench.RemoveLabelled(ctx, bench.DefaultContainerConfig("", sim.Scenario{}, nil).Label); err != nil {
