@@ -122,13 +122,14 @@ bench-real: build
 	$(MAKE) --no-print-directory bench-compare
 
 # The simulator's cost-model parameters measured on this machine (real
-# mailarray serve processes under controlled load, a disk and a loopback
+# mailarray serve processes under controlled load, the same array as Docker
+# containers for the host's share, a disk and a loopback
 # probe): scenarios/profiles/$(PROFILE).yaml, which a scenario names with
 # cost_profile: $(PROFILE). About 4 minutes (docs/bench.md "Calibration").
 # CALIBRATE_FLAGS passes more flags (-repeats, -messages, -rate, -sizes, -out).
 PROFILE ?= calibrated
 CALIBRATE_FLAGS ?=
-calibrate: build
+calibrate: build image
 	$(GO) run ./bench/cmd/calibrate -name $(PROFILE) $(CALIBRATE_FLAGS)
 
 # The side-by-side comparisons of issue 21 (docs/performance.md): durable

@@ -70,6 +70,10 @@ func TruthScenario(strat sim.Scenario, array []TruthNode, p sim.CostProfile, rat
 	sc.Link = sim.LinkSpec{}
 	sc.CostProfile = p.Name
 	sc.Nodes = nil
+	// The containers share this machine's CPUs with the load generator
+	// and the kernel's network between them (sim/host.go); the profile
+	// says what a message costs the host beyond the nodes.
+	sc.HostCPUs = runtime.NumCPU()
 	for _, n := range array {
 		// The container's Go runtime runs GOMAXPROCS = max(2,
 		// ceil(quota)) threads, capped by the host's CPUs.

@@ -49,6 +49,7 @@ func TestTruthScenario(t *testing.T) {
 		quota += n.CPUQuota
 	}
 	assert.LessOrEqual(t, quota, 1.6+1e-9, "the quotas leave the load generator its share of 2 cores")
+	assert.Equal(t, runtime.NumCPU(), sc.HostCPUs, "the containers share this machine")
 	assert.Equal(t, 8*time.Millisecond, sc.Nodes[3].DiskFsync.D()-2*time.Millisecond, "n4 is the slow disk")
 
 	path, err := WriteScenario(t.TempDir(), sc)

@@ -44,7 +44,10 @@ type nodeCost struct {
 	cores int
 	// quota is the CFS bandwidth of a node with a cpu_quota
 	// (NodeSpec.CPUQuota, quota.go); nil: whole CPUs.
-	quota     *cfs
+	quota *cfs
+	// host is the machine's CPUs every node shares (host.go); nil: the
+	// node's CPUs are its own.
+	host      *hostCPU
 	perMsg    time.Duration
 	perKiB    time.Duration
 	fsync     time.Duration
@@ -197,13 +200,29 @@ func (c *nodeCost) setBusyLocked(n int) {
 	c.cpuBusy = n
 }
 
-// startLocked starts r's service on a CPU it holds: r.d of work, which a
-// quota may stretch (quota.go). The report counts the work, as a
-// container's cpuacct does.
+// startLocked starts r's service on a CPU it holds, once the host (if
+// any) has a core for it (host.go).
 func (c *nodeCost) startLocked(r *costReq) {
+	if c.host != nil && !c.host.acquire(c.cpuKey, r.d, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.runLocked(r)
+	}) {
+		return // runLocked runs when a host core is handed to it
+	}
+	c.runLocked(r)
+}
+
+// runLocked runs r: r.d of work, which a quota may stretch (quota.go).
+// The report counts the work, as a container's cpuacct does. A host core
+// is held for the work only.
+func (c *nodeCost) runLocked(r *costReq) {
 	hold := r.d
 	if c.quota != nil {
 		hold = c.quota.hold(time.Now(), r.d)
+	}
+	if c.host != nil {
+		c.n.AfterFunc(r.d, c.cpuKey, c.host.release)
 	}
 	c.n.AfterFunc(hold, c.cpuKey, func() { c.cpuDone(r) })
 }

@@ -282,6 +282,7 @@ func MailboxLines(count int, domain string) []string {
 // shortest queue; ties rotate), or drops it when the backlog is full. It
 // runs on the driver, so the senders' queues are a consistent snapshot.
 func (g *loadGen) dispatch(rec *Record) {
+	g.s.host.message() // the generator's and the kernel's share of the host (host.go)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	rec.Seq = len(g.records)

@@ -49,7 +49,12 @@ type CostProfile struct {
 	// messages, which work preempts (NodeSpec.CPUIdle): the rest of the
 	// load line's intercept once the idle process's background is taken
 	// out. Absent in profiles written before it was measured.
-	CPUIdle         FractionFigure `yaml:"cpu_idle,omitempty"`
+	CPUIdle FractionFigure `yaml:"cpu_idle,omitempty"`
+	// HostCPUPerMsg is the host's CPU per message outside the nodes' (the
+	// load generator and the kernel: Scenario.HostCPUPerMsg), applied to
+	// scenarios with host_cpus. Absent in profiles written before it was
+	// measured.
+	HostCPUPerMsg   DurationFigure `yaml:"host_cpu_per_msg,omitempty"`
 	DiskFsync       DurationFigure `yaml:"disk_fsync"`
 	DiskBytesPerSec RateFigure     `yaml:"disk_bytes_per_sec"`
 	// LinkLatency and LinkJitter are the link's (LinkSpec): one-way latency
@@ -165,6 +170,7 @@ func (p CostProfile) Validate() error {
 		{"disk_fsync", p.DiskFsync, false, false},
 		{"link_latency", p.LinkLatency, false, false},
 		{"link_jitter", p.LinkJitter, true, false},
+		{"host_cpu_per_msg", p.HostCPUPerMsg, true, true},
 		{"read_cpu_per_msg", p.ReadCPUPerMsg, true, true},
 		{"read_cpu_per_kib", p.ReadCPUPerKiB, true, true},
 		{"fsync_p50", p.FsyncP50, true, true},
@@ -260,6 +266,9 @@ func (sc *Scenario) applyProfile(bad func(key, f string, a ...any)) {
 		if nd.DiskBytesPerSec == 0 {
 			nd.DiskBytesPerSec = p.DiskBytesPerSec.Value
 		}
+	}
+	if sc.HostCPUs > 0 && sc.HostCPUPerMsg == 0 {
+		sc.HostCPUPerMsg = p.HostCPUPerMsg.Value
 	}
 	if l := &sc.Link; l.Latency == 0 && l.Jitter == 0 && l.BytesPerSec == 0 && l.Loss == 0 {
 		l.Latency, l.Jitter = p.LinkLatency.Value, p.LinkJitter.Value

@@ -46,7 +46,10 @@ type Report struct {
 	TargetMet   bool           `json:"target_met"`
 	LatencyCDF  []CDFPoint     `json:"latency_cdf"`
 
-	Nodes          []NodeReport    `json:"nodes"`
+	Nodes []NodeReport `json:"nodes"`
+	// Host is the shared machine's CPU (Scenario.HostCPUs); absent
+	// without one.
+	Host           *HostReport     `json:"host,omitempty"`
 	Imbalance      Imbalance       `json:"imbalance"`
 	Rebuild        RebuildReport   `json:"rebuild"`
 	Unavailability Unavailability  `json:"unavailability"`
@@ -122,6 +125,16 @@ type NodeReport struct {
 	DiskSyncs       int64   `json:"disk_syncs"`
 	DiskBytes       int64   `json:"disk_bytes"`
 	DiskBusySeconds float64 `json:"disk_busy_seconds"`
+}
+
+// HostReport is the shared host's CPU over the run: busy core-seconds
+// (the nodes' work and OutsideNodesSeconds, the load generator's and the
+// kernel's share) and their share of its CPUs.
+type HostReport struct {
+	CPUs                int     `json:"cpus"`
+	BusySeconds         float64 `json:"busy_seconds"`
+	Utilization         float64 `json:"utilization"`
+	OutsideNodesSeconds float64 `json:"outside_nodes_seconds"`
 }
 
 // Imbalance compares the live nodes: max over mean (1 is perfect).
@@ -387,6 +400,10 @@ func (s *simulation) nodeReports(r *Report, smtpBy map[string]int) {
 		nr.DiskSyncs, nr.DiskBytes = cs.DiskSyncs, cs.DiskBytes
 		nr.DiskBusySeconds = roundTo(cs.DiskTime.Seconds(), 3)
 		r.Nodes = append(r.Nodes, nr)
+	}
+	if hs := s.host.stats(); hs.Cores > 0 && end > 0 {
+		r.Host = &HostReport{CPUs: hs.Cores, BusySeconds: roundTo(hs.BusyTime.Seconds(), 3),
+			Utilization: roundTo(hs.BusyTime.Seconds()/(float64(hs.Cores)*end), 4), OutsideNodesSeconds: roundTo(hs.ClientJob.Seconds(), 3)}
 	}
 	for i := range r.Nodes {
 		nr := &r.Nodes[i]

@@ -133,7 +133,8 @@ type simulation struct {
 	mailboxes  []string
 	load       *loadGen
 	prog       *progress
-	ledger     *ledger // durability of every copy (disk.go)
+	ledger     *ledger  // durability of every copy (disk.go)
+	host       *hostCPU // the machine the nodes share, if any (host.go)
 
 	started   time.Time // virtual time of the net's start
 	loadStart time.Time
@@ -205,12 +206,14 @@ func run(t *testing.T, sc Scenario, opts Options, prog *progress) (*Report, erro
 	s.started = time.Now()
 	stopNet := s.net.Start()
 
+	s.host = newHostCPU(s.net, sc.HostCPUs, sc.HostCPUPerMsg.D())
 	s.mailboxes = MailboxLines(sc.Mailboxes, sc.Domain)
 	var initial []env.Member
 	for i, spec := range sc.Nodes {
 		sn := &simNode{spec: spec, ip: fmt.Sprintf("10.0.0.%d", i+1), dir: filepath.Join(opts.DataDir, spec.Name), state: stateSpare}
 		sn.host = s.net.Host(sn.ip)
 		sn.cost = newNodeCost(s.net, spec, s.ledger)
+		sn.cost.host = s.host
 		sn.rnd = netRand(s.net, "node "+spec.Name)
 		sn.clock = newSkewClock(spec.ClockOffset.D(), spec.ClockDriftPPM)
 		s.nodes = append(s.nodes, sn)

@@ -49,9 +49,17 @@ type Scenario struct {
 
 	Membership MembershipSpec `yaml:"membership" json:"membership"`
 	Link       LinkSpec       `yaml:"link" json:"link"`
-	Nodes      []NodeSpec     `yaml:"nodes" json:"nodes"`
-	Load       LoadSpec       `yaml:"load" json:"load"`
-	Faults     []FaultSpec    `yaml:"faults" json:"faults"`
+	// HostCPUs, when set, is the one machine every node runs on (the
+	// truth array's containers): its cores bound the nodes' CPUs together,
+	// and HostCPUPerMsg of their time goes, for each message offered, to
+	// what no node pays for: the load generator and the kernel's work
+	// between the containers (sim/host.go). 0: each node's hardware is
+	// its own, and the load generator costs nothing.
+	HostCPUs      int         `yaml:"host_cpus,omitempty" json:"host_cpus,omitempty"`
+	HostCPUPerMsg Duration    `yaml:"host_cpu_per_msg,omitempty" json:"host_cpu_per_msg,omitempty"`
+	Nodes         []NodeSpec  `yaml:"nodes" json:"nodes"`
+	Load          LoadSpec    `yaml:"load" json:"load"`
+	Faults        []FaultSpec `yaml:"faults" json:"faults"`
 
 	// CostProfile names a measured cost profile (profiles/<name>.yaml
 	// beside the scenario file, written by make calibrate): it fills the
@@ -401,6 +409,14 @@ func (sc *Scenario) Validate() error {
 	sc.Membership.validate(bad)
 	sc.Link.validate(bad)
 	sc.validateNodes(bad)
+	switch {
+	case sc.HostCPUs < 0 || sc.HostCPUs > 1024:
+		bad("host_cpus", "%d must be 0 (no shared host) or 1..1024", sc.HostCPUs)
+	case sc.HostCPUPerMsg < 0:
+		bad("host_cpu_per_msg", "must be >= 0")
+	case sc.HostCPUPerMsg > 0 && sc.HostCPUs == 0:
+		bad("host_cpu_per_msg", "needs host_cpus: without a host nothing runs it")
+	}
 	sc.Load.validate(bad, sc.Mailboxes)
 	sc.validateFaults(bad)
 	return errors.Join(errs...)

@@ -132,3 +132,15 @@ func TestNoopProbe(t *testing.T) {
 	_, err = NoopProbe(context.Background(), serve("502 5.5.1 no"), 3, time.Millisecond)
 	assert.ErrorContains(t, err, "noop probe")
 }
+
+// TestParseHostBusy: the busy ticks are user, nice, system, irq, softirq
+// and steal (not idle, not iowait) at USER_HZ.
+func TestParseHostBusy(t *testing.T) {
+	d, ok := parseHostBusy("cpu  100 20 30 5000 40 5 6 7 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n")
+	require.True(t, ok)
+	assert.Equal(t, 1680*time.Millisecond, d, "(100+20+30+5+6+7) ticks of 10 ms")
+	_, ok = parseHostBusy("intr 1 2 3\n")
+	assert.False(t, ok)
+	_, ok = parseHostBusy("cpu 1 2 x 4 5 6 7 8\n")
+	assert.False(t, ok)
+}

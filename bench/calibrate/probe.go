@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -221,4 +223,36 @@ func NoopProbe(ctx context.Context, addr string, count int, gap time.Duration) (
 	tp.PrintfLine("QUIT")
 	slices.Sort(out)
 	return out, nil
+}
+
+// HostBusy is the machine's busy CPU time since boot, every CPU's and every
+// process's (the kernel's softirqs, daemons and the load generator too):
+// /proc/stat's user, nice, system, irq, softirq and steal. ok is false
+// where there is no /proc/stat.
+func HostBusy() (busy time.Duration, ok bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, false
+	}
+	return parseHostBusy(string(b))
+}
+
+// userHZ is /proc/stat's tick (USER_HZ, 100 on every Linux ABI Go runs on).
+const userHZ = 100
+
+func parseHostBusy(stat string) (time.Duration, bool) {
+	line, _, _ := strings.Cut(stat, "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, false
+	}
+	var ticks uint64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} { // user nice system irq softirq steal
+		v, err := strconv.ParseUint(f[i], 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		ticks += v
+	}
+	return time.Duration(ticks) * time.Second / userHZ, true
 }

@@ -46,8 +46,12 @@ type Truth struct {
 	Array     []TruthNode `json:"array"`
 	// HostCPUs is the machine's CPU count, which the quotas share with the
 	// load generator.
-	HostCPUs   int             `json:"host_cpus"`
-	Strategies []TruthStrategy `json:"strategies"`
+	HostCPUs int `json:"host_cpus"`
+	// HostCPUPerMsgMs is the scenario's host_cpu_per_msg: what a message
+	// costs the modeled host beyond the nodes (the load generator, the
+	// kernel); 0 in runs before the model had a host.
+	HostCPUPerMsgMs float64         `json:"host_cpu_per_msg_ms,omitempty"`
+	Strategies      []TruthStrategy `json:"strategies"`
 	// Ranking by saturation, best first, from each side; Concordant of
 	// Pairs strategy pairs are ordered alike by both.
 	RankingPredicted []string `json:"ranking_predicted"`
@@ -231,8 +235,12 @@ func RenderTruth(t *Truth, o Options) ([]byte, error) {
 			strconv.FormatFloat(n.ChargeMs, 'f', 2, 64) + " ms", strconv.FormatFloat(n.CPUBackground, 'f', 3, 64), strconv.FormatFloat(n.CPUIdle, 'f', 3, 64), strconv.Itoa(n.Weight)})
 	}
 	table(&b, []string{"node", "CPU quota (cores: docker --cpus, cpu_quota)", "threads (GOMAXPROCS, cpu_cores)", "emulated sync delay (--test-fault store.sync)", "modeled disk_fsync", "modeled CPU per charge (median size)", "modeled background (CPUs)", "modeled idle CPU (CPUs)", "weight"}, "lrrrrrrrr", rows)
-	fmt.Fprintf(&b, "\nThe host has %d CPUs; the quotas leave the rest to the load generator. Nominal run: %s msgs/s offered for %s s. Saturation probe: %s.\n\n",
-		t.HostCPUs, rate(t.NominalRate), ftoa(t.NominalSeconds), t.Criterion)
+	fmt.Fprintf(&b, "\nThe host has %d CPUs; the quotas leave the rest to the load generator. ", t.HostCPUs)
+	if t.HostCPUPerMsgMs > 0 {
+		fmt.Fprintf(&b, "The scenario shares the host's %d CPUs among the nodes and %.3f ms of host CPU per message offered beyond them (`host_cpu_per_msg`: the load generator and the kernel, from make calibrate). ", t.HostCPUs, t.HostCPUPerMsgMs)
+	}
+	fmt.Fprintf(&b, "Nominal run: %s msgs/s offered for %s s. Saturation probe: %s.\n\n",
+		rate(t.NominalRate), ftoa(t.NominalSeconds), t.Criterion)
 
 	b.WriteString("## Prediction against measurement\n\n")
 	fmt.Fprintf(&b, "Error is (predicted - measured) / measured. Bounds (issue 20): saturation within ±%.0f%%, p50 within ±%.0f%%, every node's copy share within %.0f percentage points.\n\n",

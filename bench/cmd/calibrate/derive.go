@@ -17,6 +17,8 @@ type figures struct {
 	cpuAvgPerMsg                   float64 // the sweep's intercept: a charge's average cost at -rate
 	cpuBackground, loadR2          float64 // per node, CPUs; the load line's fit
 	cpuIdle                        float64 // per node, CPUs: the intercept less the idle array's
+	hostPerMsg, hostR2             float64 // the machine's CPU outside the nodes per message; 0 unknown
+	hostFromContainers             bool    // measured on the array as containers, not loopback processes
 	readPerMsg, readPerKiB, readR2 float64
 	fsyncP50, fsyncP90, fsyncP99   float64
 	fsyncIntercept                 float64
@@ -68,6 +70,29 @@ func repeatFigures(cfg config, res repeatResult) (figures, error) {
 	f.cpuBackground = min(icpt, res.idlePerSec/float64(cfg.nodes))
 	f.cpuIdle = icpt - f.cpuBackground
 	f.loadR2 = ll.R2
+	// The machine's CPU outside the nodes (the load generator, the
+	// kernel's network and scheduling, daemons) over the same phases: its
+	// slope over msgs/s is what each message costs the host beyond the
+	// nodes' own CPU (sim/host.go).
+	var hp []calibrate.Point
+	host := res.containers // the array as containers, as the truth run has it
+	f.hostFromContainers = len(host) > 0
+	if !f.hostFromContainers {
+		host = res.load
+	}
+	for _, p := range host {
+		if p.hostCPU <= 0 {
+			hp = nil
+			break
+		}
+		w := p.wall.Seconds()
+		hp = append(hp, calibrate.Point{X: float64(p.count) / w, Y: (p.hostCPU - p.nodeCPU).Seconds() / w})
+	}
+	if len(hp) >= 2 {
+		if hl, err := calibrate.Fit(hp); err == nil {
+			f.hostPerMsg, f.hostR2 = max(0, hl.Slope), hl.R2
+		}
+	}
 	if l, err = calibrate.Fit(rd); err != nil {
 		return f, fmt.Errorf("read: %w", err)
 	}
@@ -146,6 +171,15 @@ func derive(cfg config, results []repeatResult, log io.Writer) (sim.CostProfile,
 	line("cpu_background", bg, 1, "CPUs", fmt.Sprintf("the idle array's CPU over its %d nodes (%v with no load): what each burns whatever its load", cfg.nodes, cfg.idle))
 	idleCPU := col(func(f figures) float64 { return f.cpuIdle })
 	line("cpu_idle", idleCPU, 1, "CPUs", fmt.Sprintf("intercept of the load line above over the %d nodes (median %.4f CPUs) less cpu_background: what a node with load burns between its messages (waking, spinning and parking threads), which work preempts", cfg.nodes, col(func(f figures) float64 { return f.cpuBackground + f.cpuIdle }).Median))
+	hostMsg := col(func(f figures) float64 { return f.hostPerMsg })
+	if hostMsg.Median > 0 {
+		where := "the load phases above, on loopback processes (no container phases: -containers=false)"
+		if all[0].hostFromContainers {
+			where = fmt.Sprintf("the same load line (%d-byte messages at %v msgs/s) against the array as Docker containers without quotas (the truth run's image and bridge network), less the containers' CPU (their cgroups)", slices.Min(cfg.sizes), rates)
+		}
+		line("host_cpu_per_msg", hostMsg, us, "us", fmt.Sprintf("slope of the least-squares line of the machine's busy CPU-s/s (/proc/stat) over msgs/s, in %s (R2 median %.3f): what a message costs the host beyond the nodes (the load generator, the kernel's network and scheduling), for scenarios whose nodes share a host (host_cpus)",
+			where, col(func(f figures) float64 { return f.hostR2 }).Median))
+	}
 	readMsg := col(func(f figures) float64 { return f.readPerMsg })
 	readKiB := col(func(f figures) float64 { return f.readPerKiB })
 	line("read_cpu_per_msg", readMsg, us, "us", fmt.Sprintf("intercept of the nodes' CPU per POP3 RETR (login, UIDL, DELE and the deletion's sync included) over the sizes, %d readers (R2 median %.3f); not applied: the model charges a RETR as cpu_per_msg/cpu_per_kib", cfg.readers, col(func(f figures) float64 { return f.readR2 }).Median))
@@ -178,6 +212,9 @@ func derive(cfg config, results []repeatResult, log io.Writer) (sim.CostProfile,
 	p.CPUPerKiB = durFig(cpuKiB, log, "cpu_per_kib")
 	p.CPUBackground = sim.FractionFigure{Value: round4(bg.Median), Min: round4(bg.Min), Max: round4(bg.Max)}
 	p.CPUIdle = sim.FractionFigure{Value: round4(idleCPU.Median), Min: round4(idleCPU.Min), Max: round4(idleCPU.Max)}
+	if hostMsg.Median > 0 {
+		p.HostCPUPerMsg = rawDurFig(hostMsg)
+	}
 	p.ReadCPUPerMsg = rawDurFig(readMsg)
 	p.ReadCPUPerKiB = rawDurFig(readKiB)
 	p.DiskFsync = durFig(fsync50, log, "disk_fsync")

@@ -17,8 +17,11 @@ func synthPhase(size int, rate float64, msgs int, bg, perMsg, perKiB float64) ph
 	wall := time.Duration(float64(msgs)/rate*float64(time.Second)) + 2*time.Second
 	charges := float64(msgs * chargesPerMsg)
 	cpu := bg*wall.Seconds() + charges*(perMsg+float64(size)/1024*perKiB)
+	// The machine: the nodes, 0.2 of a CPU of daemons, 300 us a message
+	// of load generator and kernel.
+	host := cpu + 0.2*wall.Seconds() + float64(msgs)*300e-6
 	return phase{size: size, rate: rate, count: msgs, offered: msgs, wall: wall,
-		nodeCPU: time.Duration(cpu * 1e9), idle: time.Duration(0.01 * wall.Seconds() * 1e9)}
+		nodeCPU: time.Duration(cpu * 1e9), hostCPU: time.Duration(host * 1e9), idle: time.Duration(0.01 * wall.Seconds() * 1e9)}
 }
 
 // TestRepeatFiguresSeparateBackground: on nodes that burn 0.3 CPUs
@@ -46,4 +49,24 @@ func TestRepeatFiguresSeparateBackground(t *testing.T) {
 	assert.InDelta(t, bg/4-0.01/4, f.cpuIdle, 0.02, "idle CPU per node: the rest of the intercept")
 	assert.InDelta(t, perMsg, f.cpuPerMsg, 50e-6, "the marginal cost of a charge")
 	assert.Greater(t, f.cpuAvgPerMsg, 2*perMsg, "the one-rate average holds the background too")
+	assert.InDelta(t, 300e-6, f.hostPerMsg, 1e-6, "the machine's CPU outside the nodes per message: the slope, not the daemons")
+
+	// The same load against the array as containers: the host pays 900 us
+	// a message beyond them, and that is the figure.
+	for _, p := range res.load {
+		p.hostCPU = p.nodeCPU + time.Duration((0.2*p.wall.Seconds()+float64(p.count)*900e-6)*1e9)
+		res.containers = append(res.containers, p)
+	}
+	f, err = repeatFigures(cfg, res)
+	require.NoError(t, err)
+	assert.InDelta(t, 900e-6, f.hostPerMsg, 1e-6, "from the containers when they ran")
+	assert.True(t, f.hostFromContainers)
+
+	res.containers = nil
+	for i := range res.load {
+		res.load[i].hostCPU = 0 // no /proc/stat
+	}
+	f, err = repeatFigures(cfg, res)
+	require.NoError(t, err)
+	assert.Zero(t, f.hostPerMsg, "unknown where the machine's CPU cannot be read")
 }

@@ -84,6 +84,10 @@ type config struct {
 	echoCount        int
 	noopCount        int
 	noopGap          time.Duration
+	// containers runs the load line against the array as containers too
+	// (image): the host's CPU beyond the nodes (host_cpu_per_msg).
+	containers bool
+	image      string
 }
 
 // Limits of the command line.
@@ -98,6 +102,8 @@ func parse(args []string) (config, error) {
 	fs := flag.NewFlagSet("calibrate", flag.ContinueOnError)
 	fs.StringVar(&c.bin, "bin", "bin/mailarray", "the mailarray binary (make build)")
 	fs.StringVar(&c.dir, "dir", "tmp/calibrate", "working directory: data, node logs, the fsync probe's file (wiped)")
+	fs.BoolVar(&c.containers, "containers", true, "also run the load line against the array as Docker containers (-image): the host's CPU beyond the nodes, host_cpu_per_msg")
+	fs.StringVar(&c.image, "image", "mailarray:dev", "node image for -containers (make image)")
 	fs.StringVar(&c.name, "name", "calibrated", "the profile's name (cost_profile: <name>)")
 	fs.StringVar(&c.out, "out", "", "the profile file (default scenarios/profiles/<name>.yaml)")
 	fs.IntVar(&c.repeats, "repeats", 3, "independent repeats of every measurement, each on a fresh array")

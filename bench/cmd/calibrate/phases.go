@@ -40,8 +40,12 @@ type phase struct {
 	offered         int
 	wall            time.Duration
 	nodeCPU, genCPU time.Duration
-	idle            time.Duration // the nodes' idle CPU over wall, subtracted
-	p99Ms           float64
+	// hostCPU is the whole machine's busy CPU over the phase (the nodes,
+	// the load generator, the kernel, everything: /proc/stat); 0 where
+	// it cannot be read.
+	hostCPU time.Duration
+	idle    time.Duration // the nodes' idle CPU over wall, subtracted
+	p99Ms   float64
 }
 
 // perCharge is the nodes' CPU seconds per model charge: their CPU over
@@ -52,6 +56,23 @@ func (p phase) perCharge(charges int) float64 {
 		return 0
 	}
 	return (p.nodeCPU - p.idle).Seconds() / float64(p.count*charges)
+}
+
+// hostBusy is the machine's busy CPU so far, -1 where unknown.
+func hostBusy() time.Duration {
+	if d, ok := calibrate.HostBusy(); ok {
+		return d
+	}
+	return -1
+}
+
+// since is the machine's busy CPU between two hostBusy readings, 0 where
+// unknown.
+func since(a, b time.Duration) time.Duration {
+	if a < 0 || b < a {
+		return 0
+	}
+	return b - a
 }
 
 // util is a CPU time as a share of the machine over the phase.
@@ -73,6 +94,9 @@ type repeatResult struct {
 	fsync []calibrate.SyncSamples
 	rtt   []float64 // back-to-back loopback echo round trips
 	noop  []float64 // spaced SMTP NOOP round trips to a node: the link
+	// containers: the load line's phases against the array as containers
+	// (containers.go); empty with -containers=false.
+	containers []phase
 }
 
 // runRepeat starts a fresh array, measures its idle CPU, then for every
@@ -102,13 +126,13 @@ func runRepeat(ctx context.Context, cfg config, rep int, log io.Writer) (repeatR
 	target := cl.Target()
 	for i, size := range cfg.sizes {
 		sc := cfg.scenario(size, uint64(100*(rep+1)+i))
-		c0, g0, t0 := cl.CPUTime(), calibrate.SelfCPU(), time.Now()
+		c0, g0, h0, t0 := cl.CPUTime(), calibrate.SelfCPU(), hostBusy(), time.Now()
 		r, err := sim.RunReal(ctx, sc, target, sim.RealOptions{})
 		if err != nil {
 			return res, err
 		}
 		p := phase{size: size, rate: cfg.rate, count: r.Accepted, offered: r.Offered, wall: time.Since(t0),
-			nodeCPU: cl.CPUTime() - c0, genCPU: calibrate.SelfCPU() - g0, p99Ms: r.Latency.P99}
+			nodeCPU: cl.CPUTime() - c0, genCPU: calibrate.SelfCPU() - g0, hostCPU: since(h0, hostBusy()), p99Ms: r.Latency.P99}
 		p.idle = idleOver(p.wall)
 		res.ingest = append(res.ingest, p)
 		fmt.Fprintf(log, "  ingest %6d B: %d of %d accepted in %.1f s (p99 %.0f ms); nodes %.3f CPU-s less %.3f idle = %.1f us per message, %.1f us per charge (R=%d); nodes at %.0f%% of the machine, load generator %.3f CPU-s (%.0f%%)\n",
@@ -150,6 +174,11 @@ func runRepeat(ctx context.Context, cfg config, rep int, log io.Writer) (repeatR
 	fmt.Fprintf(log, "  SMTP NOOP round trip to %s, one every %v: p10 %.1f us, p50 %.1f us, p90 %.1f us over %d\n", sc.Nodes[0].Name, cfg.noopGap,
 		1e6*calibrate.Percentile(res.noop, 0.1), 1e6*calibrate.Percentile(res.noop, 0.5), 1e6*calibrate.Percentile(res.noop, 0.9), len(res.noop))
 	cl.Close()
+	if cfg.containers {
+		if err := containerPhases(ctx, cfg, rep, &res, log); err != nil {
+			return res, err
+		}
+	}
 
 	probeDir, err := calibrate.ProbeDir(dir)
 	if err != nil {
@@ -187,18 +216,19 @@ func loadPhases(ctx context.Context, cfg config, cl *bench.Cluster, rep int, res
 	for j, rate := range cfg.rates {
 		msgs := int(math.Round(float64(cfg.messages) * rate / cfg.rate))
 		sc := cfg.scenarioAt(size, rate, msgs, uint64(100*(rep+1)+50+j))
-		c0, g0, t0 := cl.CPUTime(), calibrate.SelfCPU(), time.Now()
+		c0, g0, h0, t0 := cl.CPUTime(), calibrate.SelfCPU(), hostBusy(), time.Now()
 		r, err := sim.RunReal(ctx, sc, target, sim.RealOptions{})
 		if err != nil {
 			return err
 		}
 		p := phase{size: size, rate: rate, count: r.Accepted, offered: r.Offered, wall: time.Since(t0),
-			nodeCPU: cl.CPUTime() - c0, genCPU: calibrate.SelfCPU() - g0, p99Ms: r.Latency.P99}
+			nodeCPU: cl.CPUTime() - c0, genCPU: calibrate.SelfCPU() - g0, hostCPU: since(h0, hostBusy()), p99Ms: r.Latency.P99}
 		p.idle = time.Duration(res.idlePerSec * float64(p.wall))
 		res.load = append(res.load, p)
-		fmt.Fprintf(log, "  load   %6d B at %4.0f msgs/s: %d of %d accepted in %.1f s (p99 %.0f ms); nodes %.3f CPU-s = %.3f CPU-s/s at %.0f charges/s (%.1f us per charge); load generator %.0f%% of the machine\n",
+		fmt.Fprintf(log, "  load   %6d B at %4.0f msgs/s: %d of %d accepted in %.1f s (p99 %.0f ms); nodes %.3f CPU-s = %.3f CPU-s/s at %.0f charges/s (%.1f us per charge); load generator %.0f%% of the machine; the machine %.3f CPU-s/s, %.3f outside the nodes\n",
 			size, rate, p.count, p.offered, p.wall.Seconds(), p.p99Ms, p.nodeCPU.Seconds(), p.nodeCPU.Seconds()/p.wall.Seconds(),
-			float64(p.count*chargesPerMsg)/p.wall.Seconds(), 1e6*p.nodeCPU.Seconds()/float64(max(1, p.count*chargesPerMsg)), 100*util(p.genCPU, p.wall))
+			float64(p.count*chargesPerMsg)/p.wall.Seconds(), 1e6*p.nodeCPU.Seconds()/float64(max(1, p.count*chargesPerMsg)), 100*util(p.genCPU, p.wall),
+			p.hostCPU.Seconds()/p.wall.Seconds(), (p.hostCPU-p.nodeCPU).Seconds()/p.wall.Seconds())
 		warnSaturated(log, p, cfg)
 	}
 	return nil

@@ -166,6 +166,7 @@ func run(args []string) error {
 	t := &report.Truth{Kind: report.KindTruth, Quick: c.quick, Profile: prof.Name, ProfileMachine: prof.Machine, ProfileDate: prof.Date,
 		NominalRate: c.rate, NominalSeconds: c.duration.Seconds(), HostCPUs: runtime.NumCPU()}
 	first := scs[c.strategies[0]]
+	t.HostCPUPerMsgMs = ms(first.HostCPUPerMsg.D())
 	t.Criterion = bench.TruthSaturationConfig(first, c.maxProbes).Criterion()
 	for _, n := range first.Nodes {
 		var delay time.Duration
