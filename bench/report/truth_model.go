@@ -18,7 +18,8 @@ func truthModel(b *strings.Builder, t *Truth) {
 		"idle CPU that only capacity its messages leave unused pays for (`cpu_idle`: the runtime waking, spinning and parking threads between messages, which work preempts), " +
 		"and one disk sync per group commit (`disk_fsync` + bytes / `disk_bytes_per_sec`). A node with a `cpu_quota` runs on as many threads as Go's GOMAXPROCS gives its container (two here), " +
 		"each at full speed until its 100 ms period's quota is spent, and then waits for the next period, as `docker --cpus` does (sim/quota.go). " +
-		"Everything else a node does is inside those charges; the load generator and the kernel cost nothing.\n\n")
+		"With `host_cpus` (the truth scenario sets this machine's) every node's CPU job also needs one of the host's cores, and each message offered puts `host_cpu_per_msg` on them for the load generator and the kernel's network (sim/host.go). " +
+		"Everything else a node does is inside those charges.\n\n")
 
 	var misses []string
 	for _, s := range t.Strategies {
@@ -58,8 +59,9 @@ func truthModel(b *strings.Builder, t *Truth) {
 
 	b.WriteString(`What the model does not have, each a reason a figure can differ:
 
-- **The host.** The four containers, the load generator and the kernel's network stack (veth pairs, the bridge) share the host's CPUs; near saturation they compete for them beyond the quotas. The model gives each node its quota and nothing else a CPU.
-- **CPU that falls with the load, between the ends.** A real node's CPU per message falls as its rate rises (group commits carry more writes, threads wake less often). The model has the two ends: at low load a line fitted between 100 and 400 msgs/s on uncapped processes (make calibrate), at saturation only the marginal charge, the idle CPU preempted; in between, idle CPU fills whatever capacity is left in each 10 ms, which is a guess at the curve's shape, not a measurement of it.
+- **The host, in part.** The containers, the load generator and the kernel's network between them (veth pairs, the bridge) share the host's CPUs. The model shares the host's CPUs among the nodes and charges each message host_cpu_per_msg of them beyond the nodes (sim/host.go), measured by make calibrate on the same containers without quotas; under quotas the kernel does more (throttled threads, more switches), which is not in that figure.
+- **The machine's own speed.** This VM's CPU speed moves by a third from minute to minute (the same 300 MB SHA-256 took 0.88 to 1.32 s three times in a row), and the profile is measured minutes before the containers run: make calibrate's cpu_per_msg was 475, 904, 679 and 1,027 µs in four runs of the same day.
+- **CPU that falls with the load, between the ends.** A real node's CPU per message falls as its rate rises (group commits carry more writes, threads wake less often). The model has the two ends: at low load a line fitted between 100 and 400 msgs/s on uncapped processes (make calibrate), at saturation only the marginal charge, the idle CPU preempted; in between, idle CPU fills whatever capacity is left in each 10 ms, which is a guess at the curve's shape, not a measurement of it: at the nominal 50 msgs/s it puts each node's CPU a third to a half above the measured, where the real share grows from the idle array's 0.01 of a CPU with the load.
 - **The load's lumps.** Each sender caches the DNS answer for its TTL (5 s) and a probe lasts 6 s, so which node a sender's messages go to is decided by a few lookups: at the same rate the simulated roundrobin array received 105 to 194 of 639 messages per node in one probe. The simulator's draw and the containers' are different draws; near the knee, the slow node's share decides the probe.
 - **The runtime.** Garbage collection pauses, the scheduler's latency and the kernel's are not modeled; they sit in the measured tail (p99) and in part of p50.
 - **The client's dialogue.** The model charges a delivery once, not each SMTP command, the connect or the sender's DNS lookup: those cost link latency only.
@@ -70,8 +72,19 @@ How the model was changed by this comparison (issue 20):
 2. A quota slowed every CPU to quota/cores of full speed, so a message on an idle 0.2 node took five times its CPU time and no message met a throttled period. It became CFS bandwidth control: full speed until the period's quota is spent, then throttled until the next period.
 3. With both, p50 came out at a quarter to two thirds of the measured: the link was the back-to-back loopback echo's 10 µs one way, a round trip inside one hot process. At the nominal rates the array idles between events and every hop of a message's dialogue wakes a sleeping thread of another process; make calibrate now measures the link with SMTP NOOPs to a node, one every 10 ms (about 60 µs + U[0, 105 µs) one way here).
 4. Still 45-55% low on saturation (second run, 2026-12-07): the background held its share of a CPU at any load, but the containers contradicted it: the 0.2 node, measured at 53% of its quota at 50 msgs/s, carried a quarter of the copies at 380 msgs/s, under 1.2 ms a charge all included, where the model's background alone took 0.09 of its 0.2. The intercept became two figures: cpu_background, what the idle array burns (0.01 of a CPU a node), and cpu_idle, the rest, which burns only capacity the messages leave unused and holds no CPU (sim/background.go). Two more corrections: a quota node ran one message at a time, but Go gives a container under 2 CPUs two threads (GOMAXPROCS = max(2, ceil(quota))); and with two threads the CFS budget was kept for one period only, so a job starting while another's hold ran into the next period reset it (the 0.2 node then sustained 0.4; TestCFSHoldSeveralCPUs). Probes lasted 3 s; both sides now offer 6 s.
+5. With that, weighted was predicted at 700 msgs/s against 400 measured, and roundrobin, 300 against 400, ran out at the same rate as weighted on the real array: vmstat during the probes showed the 2-CPU host 93-97% busy, half of it system time, with no node at its quota. The host became part of the model (sim/host.go): with host_cpus, each node's CPU job also needs one of the host's cores, and each message offered puts host_cpu_per_msg on them (the load generator and the kernel's network between the containers, which no container's cgroup pays for). make calibrate measures it on the same array as containers without quotas: the machine's busy CPU (/proc/stat) less the containers', over msgs/s (1.16 ms a message here: the load generator about 0.9 ms of it).
 
-How much the measurement itself moves: the same array, strategies and load, measured on a quiet machine on the same day (the first run and this one), sustained roundrobin 380 and 380 msgs/s, leastload 190 and 330, weighted 380 and 600; the make calibrate figures behind the predictions moved too (cpu_per_msg 475 µs in one run, 904 µs in the next, each the median of 3 repeats with a range of 16% and 55%). A probe is 3 s of load judged by its p99, which a few stalls decide: one run's figure is good to perhaps ±30%.
+How much the measurement itself moves. The same array and strategies, measured on the same day, 2026-12-07 (saturation in msgs/s, predicted / measured):
+
+| run | model | probes | roundrobin | leastload | weighted |
+|---|---|---|---:|---:|---:|
+| 1 | charge averaged at 100 msgs/s | 3 s | 90 / 380 | 60 / 190 | 140 / 380 |
+| 2 | + background line, CFS, spaced link | 3 s | 190 / 380 | 150 / 330 | 330 / 600 |
+| 3 | + idle CPU, two threads, CFS per period | 6 s | 300 / 400 | 300 / 280 | 700 / 400 |
+| 4 | + host (a niced simulator ran beside it) | 6 s | 230 / 280 | 190 / 300 | 450 / 190 |
+| 5 | + host, the machine quiet | 6 s | 230 / 230 | 190 / 200 | 450 / 190 |
+
+Runs 4 and 5 measured the same code against the same profile minutes apart; between runs 3 and 5 weighted's p99 at 100 msgs/s went from 29 ms to 130 ms. One run's measured saturation is good to perhaps ±50% on this machine; a model cannot be judged to ±25% by one such run, and the history above says more than any single row.
 
 `)
 }
@@ -106,5 +119,6 @@ func truthTrust(b *strings.Builder, t *Truth) {
 	b.WriteString("Trust the copy shares and the placement they come from (the strategies are the nodes' own code), and an ordering of strategies whose predicted saturations " +
 		"differ by more than the errors above. The strategy pages above model a larger array (8, 4, 4 and 2 cores, costs of 100-400 µs a charge, no background CPU, " +
 		"no quotas), not this machine: their msgs/s and latencies are that model's, checked here only through this smaller array's calibrated twin; " +
-		"and no p99 from the model is a measurement: it has no garbage collector, no scheduler and no host shared by the nodes (truth.md, \"Where the model and the array differ\").\n\n")
+		"and no p99 from the model is a measurement: it has no garbage collector and no scheduler, and shares the host only as CPU time (truth.md, \"Where the model and the array differ\"). " +
+		"One truth run's measured saturation moved by up to half between runs of the same day on this machine (truth.md's run history): read the errors above as one draw.\n\n")
 }
