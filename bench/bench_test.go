@@ -138,6 +138,9 @@ func TestVerdict(t *testing.T) {
 	assert.Contains(t, Verdict(r, 100, 32).Why, "1 of 100 not accepted")
 	r.Failed, r.Accepted, r.Lost = 0, 100, 2
 	assert.Contains(t, Verdict(r, 100, 32).Why, "2 lost")
+	assert.Zero(t, Verdict(r, 100, 32).HostUtil, "no host, none reported")
+	r.Host = &sim.HostReport{CPUs: 2, BusySeconds: 3, Utilization: 0.75}
+	assert.Equal(t, 0.75, Verdict(r, 100, 32).HostUtil, "the shared host's busy share")
 }
 
 func TestScaleScenario(t *testing.T) {

@@ -133,6 +133,9 @@ func Verdict(r *report.Report, rate float64, senders int) report.Probe {
 		Busiest: f.Busiest, BusiestWhat: f.BusiestWhat, BusiestFrac: round4(f.BusiestFrac),
 		SlowCopyShare: f.SlowCopyShare,
 	}
+	if r.Host != nil {
+		p.HostUtil = r.Host.Utilization
+	}
 	var why []string
 	if p.NotAccepted > 0 {
 		why = append(why, fmt.Sprintf("%d of %d not accepted (rejected %d, failed %d, dropped %d, unsent %d)",

@@ -63,6 +63,10 @@ type Probe struct {
 	BusiestFrac float64 `json:"busiest_fraction"`
 	// SlowCopyShare is the slowest node's share of the live copies.
 	SlowCopyShare float64 `json:"slow_node_copy_share"`
+	// HostUtil is the shared host's busy share of its CPUs over the run:
+	// the model's (a scenario with host_cpus) or the machine's under a
+	// real array (/proc/stat). Absent otherwise.
+	HostUtil float64 `json:"host_cpu_utilization,omitempty"`
 }
 
 // SweepWall holds a sweep's machine-dependent figures.

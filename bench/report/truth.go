@@ -296,10 +296,14 @@ func RenderTruth(t *Truth, o Options) ([]byte, error) {
 				if !p.Pass {
 					v = "fail: " + p.Why
 				}
+				host := "-"
+				if p.HostUtil > 0 {
+					host = pct(p.HostUtil)
+				}
 				rows = append(rows, []string{rate(p.OfferedRate), strconv.Itoa(p.Senders), strconv.Itoa(p.Accepted) + " / " + strconv.Itoa(p.Offered),
-					msFig(p.P50Ms), msFig(p.P99Ms), v})
+					msFig(p.P50Ms), msFig(p.P99Ms), host, v})
 			}
-			table(&b, []string{"offered (msgs/s)", "senders", "accepted", "p50", "p99", "verdict"}, "rrrrrl", rows)
+			table(&b, []string{"offered (msgs/s)", "senders", "accepted", "p50", "p99", "host CPU busy", "verdict"}, "rrrrrrl", rows)
 			b.WriteString("\n")
 		}
 	}

@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"mailarray/bench"
+	"mailarray/bench/calibrate"
 	"mailarray/bench/report"
 	"mailarray/sim"
 )
@@ -254,6 +255,7 @@ func realRun(ctx context.Context, a *bench.ContainerArray, sc sim.Scenario, prog
 		return nil, 0, err
 	}
 	cpu0, self0, w0 := a.CPUSeconds(), cpuNow(), time.Now()
+	host0, hostOK := calibrate.HostBusy()
 	opts := sim.RealOptions{}
 	if progress {
 		opts.Progress = os.Stderr
@@ -264,6 +266,11 @@ func realRun(ctx context.Context, a *bench.ContainerArray, sc sim.Scenario, prog
 	}
 	wall := time.Since(w0)
 	gen := (cpuNow() - self0).Seconds() / wall.Seconds()
+	if host1, ok := calibrate.HostBusy(); ok && hostOK && host1 >= host0 {
+		// The machine the containers share, as the model's host reports it.
+		busy := (host1 - host0).Seconds()
+		rep.Host = &sim.HostReport{CPUs: runtime.NumCPU(), BusySeconds: busy, Utilization: busy / (float64(runtime.NumCPU()) * wall.Seconds())}
+	}
 	if err := a.Fill(ctx, rep, copies0, cpu0, wall); err != nil {
 		return nil, 0, err
 	}
