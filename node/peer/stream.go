@@ -371,7 +371,21 @@ func (st *peerStream) fail(err error) {
 		return
 	}
 	st.err = err
-	pending := st.pending
+	// In the order they were sent, not the map's: the callers woken below
+	// may each send again (a retry, or a copy moved to a fallback node on
+	// one shared stream), and the simulator replays a run only if they
+	// wake, and so write, in the same order every time. Whether each was
+	// wholly written is read here, under the lock its writer sets it with.
+	type failed struct {
+		req    *streamRequest
+		unsent bool
+	}
+	var pending []failed
+	for _, id := range slices.Sorted(maps.Keys(st.pending)) {
+		req := st.pending[id]
+		// A request not wholly written was not run: it may be sent again.
+		pending = append(pending, failed{req: req, unsent: !req.sent})
+	}
 	st.pending = nil
 	st.mu.Unlock()
 	if st.conn != nil {
@@ -382,14 +396,8 @@ func (st *peerStream) fail(err error) {
 		delete(st.s.conns, st.addr)
 	}
 	st.s.mu.Unlock()
-	// In the order they were sent, not the map's: the callers woken here
-	// may each send again (a retry, or a copy moved to a fallback node on
-	// one shared stream), and the simulator replays a run only if they
-	// wake, and so write, in the same order every time.
-	for _, id := range slices.Sorted(maps.Keys(pending)) {
-		req := pending[id]
-		// A request not wholly written was not run: it may be sent again.
-		req.reply <- streamReply{err: err, unsent: !req.sent}
+	for _, f := range pending {
+		f.req.reply <- streamReply{err: err, unsent: f.unsent}
 	}
 }
 
