@@ -9,6 +9,8 @@ import (
 	"net"
 	"sync/atomic"
 	"time"
+
+	"mailarray/node/flushconn"
 )
 
 // drainListener enforces the connection limits at accept time and wraps
@@ -35,7 +37,10 @@ func (l drainListener) Accept() (net.Conn, error) {
 			c.Close()
 			continue
 		}
-		return &drainConn{Conn: c, s: l.s, ip: ip}, nil
+		// Replies are held until go-smtp reads again (package flushconn):
+		// a pipelined group of commands gets its replies in one write
+		// instead of one write per reply line.
+		return &drainConn{Conn: flushconn.New(c), s: l.s, ip: ip}, nil
 	}
 }
 

@@ -42,7 +42,7 @@ var components = []category{
 	{"placement", regexp.MustCompile(`^mailarray/node/strategy\.|^mailarray/node\.\(\*(Node|balancer)\)\.(place|placement)$`)},
 	{"pipeline", regexp.MustCompile(`^mailarray/node/pipeline\.`)},
 	{"message store", regexp.MustCompile(`^mailarray/node/store\.`)},
-	{"SMTP dialogue", regexp.MustCompile(`^github\.com/emersion/go-smtp|^mailarray/node/smtp\.`)},
+	{"SMTP dialogue", regexp.MustCompile(`^github\.com/emersion/go-smtp|^mailarray/node/(smtp|flushconn)\.`)},
 	{"IMAP", regexp.MustCompile(`^github\.com/emersion/go-imap|^mailarray/node/imap\.`)},
 	{"POP3", regexp.MustCompile(`^mailarray/node/pop3\.`)},
 	{"gossip", regexp.MustCompile(`^github\.com/hashicorp/(serf|memberlist)`)},
