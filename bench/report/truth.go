@@ -60,6 +60,11 @@ type Truth struct {
 	Concordant       int      `json:"rank_concordant_pairs"`
 	Pairs            int      `json:"rank_pairs"`
 	WallSeconds      float64  `json:"wall_seconds"`
+	// HostBusyBefore is the machine's busy share of its CPUs over a few
+	// seconds before the run started (/proc/stat): other work on the
+	// machine, which the measured side shares the CPUs with. Absent where
+	// it could not be read.
+	HostBusyBefore float64 `json:"host_busy_before,omitempty"`
 }
 
 // LoadTruth reads results/truth.json.
@@ -307,9 +312,21 @@ func RenderTruth(t *Truth, o Options) ([]byte, error) {
 			b.WriteString("\n")
 		}
 	}
-	fmt.Fprintf(&b, "Wall time of the run: %s.\n", secs(t.WallSeconds))
+	fmt.Fprintf(&b, "Wall time of the run: %s.", secs(t.WallSeconds))
+	if t.HostBusyBefore > 0 {
+		fmt.Fprintf(&b, " Before it started the machine was %s busy with other work", pct(t.HostBusyBefore))
+		if t.HostBusyBefore > TruthQuietHostBusy {
+			b.WriteString(" (more than a quiet machine: the measured side shared the CPUs with it)")
+		}
+		b.WriteString(".")
+	}
+	b.WriteString("\n")
 	return []byte(b.String()), nil
 }
+
+// TruthQuietHostBusy is the most of its CPUs a machine may be busy with
+// other work before a truth run and still count as quiet.
+const TruthQuietHostBusy = 0.10
 
 func mark(ok bool) string {
 	if ok {

@@ -60,7 +60,7 @@ func truthModel(b *strings.Builder, t *Truth) {
 	b.WriteString(`What the model does not have, each a reason a figure can differ:
 
 - **The host, in part.** The containers, the load generator and the kernel's network between them (veth pairs, the bridge) share the host's CPUs. The model shares the host's CPUs among the nodes and charges each message host_cpu_per_msg of them beyond the nodes (sim/host.go), measured by make calibrate on the same containers without quotas; under quotas the kernel does more (throttled threads, more switches), which is not in that figure.
-- **The machine's own speed.** This VM's CPU speed moves by a third from minute to minute (the same 300 MB SHA-256 took 0.88 to 1.32 s three times in a row), and the profile is measured minutes before the containers run: make calibrate's cpu_per_msg was 475, 904, 679 and 1,027 µs in four runs of the same day.
+- **The machine's own speed.** This is a shared VM, and the profile is measured minutes before the containers run: make calibrate's cpu_per_msg was 904, 679 and 1,027 µs in three quiet runs of the same day.
 - **CPU that falls with the load, between the ends.** A real node's CPU per message falls as its rate rises (group commits carry more writes, threads wake less often). The model has the two ends: at low load a line fitted between 100 and 400 msgs/s on uncapped processes (make calibrate), at saturation only the marginal charge, the idle CPU preempted; in between, idle CPU fills whatever capacity is left in each 10 ms, which is a guess at the curve's shape, not a measurement of it: at the nominal 50 msgs/s it puts each node's CPU a third to a half above the measured, where the real share grows from the idle array's 0.01 of a CPU with the load.
 - **The load's lumps.** Each sender caches the DNS answer for its TTL (5 s) and a probe lasts 6 s, so which node a sender's messages go to is decided by a few lookups: at the same rate the simulated roundrobin array received 105 to 194 of 639 messages per node in one probe. The simulator's draw and the containers' are different draws; near the knee, the slow node's share decides the probe.
 - **The runtime.** Garbage collection pauses, the scheduler's latency and the kernel's are not modeled; they sit in the measured tail (p99) and in part of p50.
@@ -82,9 +82,10 @@ How much the measurement itself moves. The same array and strategies, measured o
 | 2 | + background line, CFS, spaced link | 3 s | 190 / 380 | 150 / 330 | 330 / 600 |
 | 3 | + idle CPU, two threads, CFS per period | 6 s | 300 / 400 | 300 / 280 | 700 / 400 |
 | 4 | + host (a niced simulator ran beside it) | 6 s | 230 / 280 | 190 / 300 | 450 / 190 |
-| 5 | + host, the machine quiet | 6 s | 230 / 230 | 190 / 200 | 450 / 190 |
+| 5 | + host; other work frozen by a loop that scanned /proc every second | 6 s | 230 / 230 | 190 / 200 | 450 / 190 |
+| 6 | the same, calibrated under the same loop | 6 s | 270 / 180 | 300 / 190 | 600 / 200 |
 
-Runs 4 and 5 measured the same code against the same profile minutes apart; between runs 3 and 5 weighted's p99 at 100 msgs/s went from 29 ms to 130 ms. One run's measured saturation is good to perhaps ±50% on this machine; a model cannot be judged to ±25% by one such run, and the history above says more than any single row.
+Runs 4 to 6 were not quiet, which the run did not check then: in run 6 the probes showed the host 56-63% busy at 50 msgs/s, where the model's host was 7% busy, and 0.6-0.8 of a CPU outside the containers at every rate of calibrate's container phases: the lead's own loop, freezing other work, forked two commands per process every second. The measured saturation fell to one ceiling for every strategy (180-200 msgs/s), which the host sets. A truth run now measures the machine's busy share for 3 s before it starts and says it in truth.md (more than 10% is not a quiet machine); make calibrate prints the same. Between quiet runs the measurement still moved: weighted 380, 600 and 400 msgs/s, leastload 190, 330 and 280; and make calibrate's cpu_per_msg 904, 679 and 1,027 µs.
 
 `)
 }

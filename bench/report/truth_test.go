@@ -73,6 +73,16 @@ func TestRenderTruth(t *testing.T) {
 		assert.Contains(t, s, want)
 	}
 	assert.FileExists(t, dir+"/truth.png")
+	assert.NotContains(t, s, "busy with other work", "not measured, not said")
+
+	tr.HostBusyBefore = 0.3
+	md, err = RenderTruth(tr, Options{})
+	require.NoError(t, err)
+	assert.Contains(t, string(md), "the machine was 30.0% busy with other work (more than a quiet machine")
+	tr.HostBusyBefore = 0.02
+	md, err = RenderTruth(tr, Options{})
+	require.NoError(t, err)
+	assert.Contains(t, string(md), "the machine was 2.0% busy with other work.")
 }
 
 // TestComparisonLinksTruth: with a truth.json the comparison page has the

@@ -56,6 +56,9 @@ import (
 	"syscall"
 	"time"
 
+	"mailarray/bench"
+	"mailarray/bench/calibrate"
+	"mailarray/bench/report"
 	"mailarray/sim"
 )
 
@@ -229,6 +232,20 @@ func run(args []string) error {
 	perRepeat := time.Duration(len(cfg.sizes)+len(cfg.rates))*phaseTime + cfg.idle
 	fmt.Fprintf(log, "calibrate: %d repeats of %d nodes (R=%d, placement local) on %d CPUs; each: %d messages at %v msgs/s for each size %v, then POP3 reads, then the smallest size at %v msgs/s, then the fsync and loopback probes (at least %v of load per repeat)\n",
 		cfg.repeats, cfg.nodes, replicas, runtime.NumCPU(), cfg.messages, cfg.rate, cfg.sizes, cfg.rates, perRepeat.Round(time.Second))
+	// Other work on the machine moves every figure: say so when there is some.
+	if b0, ok := calibrate.HostBusy(); ok {
+		t0 := time.Now()
+		if err := bench.Sleep(ctx, 3*time.Second); err != nil {
+			return err
+		}
+		if b1, ok := calibrate.HostBusy(); ok && b1 >= b0 {
+			busy := (b1 - b0).Seconds() / (float64(runtime.NumCPU()) * time.Since(t0).Seconds())
+			fmt.Fprintf(log, "calibrate: the machine is %.0f%% busy with other work before the run\n", 100*busy)
+			if busy > report.TruthQuietHostBusy {
+				fmt.Fprintf(log, "calibrate: WARNING: more than a quiet machine (%.0f%%): the figures will include its contention\n", 100*report.TruthQuietHostBusy)
+			}
+		}
+	}
 	var results []repeatResult
 	for r := range cfg.repeats {
 		fmt.Fprintf(log, "repeat %d of %d\n", r+1, cfg.repeats)

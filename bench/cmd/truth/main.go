@@ -129,6 +129,13 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	w0 := time.Now()
+	busy, err := hostBusyOver(ctx, 3*time.Second)
+	if err != nil {
+		return err
+	}
+	if busy > report.TruthQuietHostBusy {
+		logf("WARNING: the machine is %.0f%% busy with other work before the run: the measured side will share the CPUs with it", 100*busy)
+	}
 	path := c.profile
 	if !strings.HasSuffix(path, ".yaml") {
 		path = filepath.Join("scenarios", sim.ProfilesDir, c.profile+".yaml")
@@ -192,6 +199,7 @@ func run(args []string) error {
 		t.Strategies = append(t.Strategies, report.NewTruthStrategy(s, pred[s], meas))
 	}
 	t.Rank()
+	t.HostBusyBefore = round3(busy)
 	t.WallSeconds = float64(int(time.Since(w0).Seconds()))
 	return write(c, t)
 }
@@ -329,6 +337,21 @@ func measure(ctx context.Context, c config, sc sim.Scenario, array []bench.Truth
 	}
 	side.SaturationMsgsPerSec, side.FirstFailMsgsPerSec, side.Probes = pass, fail, probes
 	return side, nil
+}
+
+// hostBusyOver is the machine's busy share of its CPUs over d (0 where
+// /proc/stat cannot be read).
+func hostBusyOver(ctx context.Context, d time.Duration) (float64, error) {
+	b0, ok := calibrate.HostBusy()
+	t0 := time.Now()
+	if err := bench.Sleep(ctx, d); err != nil {
+		return 0, err
+	}
+	b1, ok1 := calibrate.HostBusy()
+	if !ok || !ok1 || b1 < b0 {
+		return 0, nil
+	}
+	return (b1 - b0).Seconds() / (float64(runtime.NumCPU()) * time.Since(t0).Seconds()), nil
 }
 
 func round3(x float64) float64 { return float64(int64(x*1000+0.5)) / 1000 }
