@@ -206,6 +206,7 @@ type prefetcher struct {
 	window        int
 	issued, sent  int
 	inflight      int64
+	scanning      bool // prefetch has not yet found every remote copy
 
 	// local holds the run of local copies read together, from index
 	// localAt on (remote ones in it are left empty), their bytes in
@@ -239,14 +240,20 @@ const (
 // requested ahead of the writer.
 func prefetch(ctx context.Context, mb Mailbox, ids []string, window int) *prefetcher {
 	ctx, cancel := context.WithCancel(ctx)
-	p := &prefetcher{mb: mb, ctx: ctx, cancel: cancel, ids: ids, slots: make([]chan ReadResult, len(ids)), window: window}
+	p := &prefetcher{mb: mb, ctx: ctx, cancel: cancel, ids: ids, slots: make([]chan ReadResult, len(ids)), window: window, scanning: true}
 	for i, id := range ids {
 		if e, ok := mb.Get(id); ok && e.Live() && !mb.Local(&e) {
 			p.slots[i] = make(chan ReadResult, 1)
 			p.remote = append(p.remote, i)
 			p.remoteEntries = append(p.remoteEntries, e)
+			if len(p.remote) == fetchFirstBatch {
+				// The first batch's round trip overlaps the rest of
+				// this scan (a third of a millisecond for 1,000).
+				p.fill()
+			}
 		}
 	}
+	p.scanning = false
 	p.fill()
 	return p
 }
@@ -268,16 +275,22 @@ func (p *prefetcher) fill() {
 			bytes += size
 			end++
 		}
+		if p.scanning && end == len(p.remote) && end-start < want {
+			return // cut short only by the copies not found yet
+		}
 		if p.issued > p.sent && (p.issued-p.sent+end-start > p.window || p.inflight+bytes > fetchWindowBytes) {
 			return // the writer calls again as it sends
 		}
 		p.issued, p.inflight = end, p.inflight+bytes
+		// The reader gets its own slice headers: prefetch may still be
+		// appending to p.remote.
+		msgs, entries := p.remote[start:end], p.remoteEntries[start:end]
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
-			got, _ := p.mb.ReadBatch(p.ctx, p.remoteEntries[start:end], nil) // results outlive the batch
+			got, _ := p.mb.ReadBatch(p.ctx, entries, nil) // results outlive the batch
 			for k, r := range got {
-				p.slots[p.remote[start+k]] <- r
+				p.slots[msgs[k]] <- r
 			}
 		}()
 	}

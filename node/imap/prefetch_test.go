@@ -24,6 +24,10 @@ type prefetchBox struct {
 	// heldFrom and release hold remote batches back (nil release: none).
 	heldFrom int
 	release  chan struct{}
+	// onGet, if set, runs at each Get of message i; onRead at each
+	// ReadBatch, once recorded.
+	onGet  func(i int)
+	onRead func()
 
 	mu    sync.Mutex
 	calls []batchCall
@@ -53,8 +57,11 @@ func (b *prefetchBox) ids() []string {
 func (b *prefetchBox) body(i int) []byte { return fmt.Appendf(nil, "body of message %d\r\n", i) }
 
 func (b *prefetchBox) Get(id string) (catalog.Entry, bool) {
-	for _, e := range b.entries {
+	for i, e := range b.entries {
 		if e.ID == id {
+			if b.onGet != nil {
+				b.onGet(i)
+			}
 			return e, true
 		}
 	}
@@ -74,6 +81,9 @@ func (b *prefetchBox) ReadBatch(ctx context.Context, entries []catalog.Entry, bu
 	b.mu.Lock()
 	b.calls = append(b.calls, call)
 	b.mu.Unlock()
+	if b.onRead != nil {
+		b.onRead()
+	}
 	out := make([]ReadResult, len(entries))
 	if held {
 		select {
@@ -277,4 +287,56 @@ func TestPrefetchStopAbandonsHeldBatches(t *testing.T) {
 	p.stop() // returns: the held readers saw the FETCH's context end
 	_, err := nextOf(t, p)
 	assert.ErrorIs(t, err, context.Canceled)
+}
+
+// TestPrefetchRequestsTheFirstBatchDuringTheScan: the first remote batch
+// is requested as soon as its copies are found, not after every message
+// of the FETCH was looked up; the batches after it are whole.
+func TestPrefetchRequestsTheFirstBatchDuringTheScan(t *testing.T) {
+	const n = 2 * (fetchFirstBatch + 2*fetchBatch) // every other one remote: three whole batches
+	b := newPrefetchBox(n, 4500, func(i int) bool { return i%2 == 0 })
+	requested := make(chan struct{})
+	var once sync.Once
+	b.onGet = func(i int) {
+		if i == n-1 {
+			select { // the last lookup waits for the first request
+			case <-requested:
+			case <-time.After(ioTimeout):
+				t.Error("the first batch was not requested during the scan")
+			}
+		}
+	}
+	b.heldFrom, b.release = 0, make(chan struct{})
+	recorded := b.onRead
+	b.onRead = func() {
+		if recorded != nil {
+			recorded()
+		}
+		once.Do(func() { close(requested) })
+	}
+	p := prefetch(context.Background(), b, b.ids(), fetchWindow)
+	defer p.stop()
+	require.Eventually(t, func() bool { return len(b.recorded(true)) == 1+(p.issued-fetchFirstBatch)/fetchBatch }, ioTimeout, pollTick)
+	for _, c := range b.recorded(true) {
+		if c.msgs[0] == 0 {
+			assert.Len(t, c.msgs, fetchFirstBatch, "the first batch")
+		} else {
+			assert.Len(t, c.msgs, fetchBatch, "a batch after it")
+		}
+	}
+}
+
+// TestPrefetchEarlyFirstBatchKeepsBatchesWhole: when the first batch is
+// cut by its bytes during the scan, the copies after it wait for the scan
+// to find the rest of their batch instead of going as a short one.
+func TestPrefetchEarlyFirstBatchKeepsBatchesWhole(t *testing.T) {
+	const size = 600 << 10
+	b := newPrefetchBox(3*fetchBatch, size, func(int) bool { return true })
+	b.heldFrom, b.release = 0, make(chan struct{})
+	p := prefetch(context.Background(), b, b.ids(), fetchWindow)
+	defer p.stop()
+	require.Eventually(t, func() bool { return len(b.recorded(true)) == 2 }, ioTimeout, pollTick)
+	for _, c := range b.recorded(true) {
+		assert.Len(t, c.msgs, int(fetchBatchBytes/size), "a batch as large as fetchBatchBytes allows")
+	}
 }
