@@ -183,11 +183,14 @@ func writeLiteral(wc interface {
 // (fetchFirstBatch) so the first remote copy, often among the first
 // messages, is not held back by a whole batch's round trip.
 //
-// Copies this node holds are read when they are needed, a run of up to
+// Copies this node holds are read when they are needed, or while the
+// writer waits for a remote copy (the run after it), a run of up to
 // fetchBatch of them (and fetchRunBytes) in one ReadBatch: one store read
 // transaction for the run. The run skips over the remote copies between
 // them, so with every third copy remote a run is still fetchBatch copies,
-// not the two or three up to the next remote one.
+// not the two or three up to the next remote one. The FETCH's first run is
+// fetchFirstBatch copies, so its first bytes are not held back by reading
+// and hashing a whole run.
 type prefetcher struct {
 	mb     Mailbox
 	ctx    context.Context
@@ -310,6 +313,7 @@ func (p *prefetcher) next() ([]byte, error) {
 		if p.beforeWait != nil {
 			p.beforeWait()
 		}
+		p.readLocalAfter(i) // what the wait is spent on
 		select {
 		case r = <-p.slots[i]:
 		case <-p.ctx.Done():
@@ -322,20 +326,50 @@ func (p *prefetcher) next() ([]byte, error) {
 	return r.Data, r.Err
 }
 
-// nextLocal returns local message i, reading it with the local messages
-// after it (up to fetchBatch and fetchRunBytes, past the remote ones
-// between them) when it is not in the run already read.
+// nextLocal returns local message i, reading its run first when it is not
+// in the run already read.
 func (p *prefetcher) nextLocal(i int) ([]byte, error) {
-	if k := i - p.localAt; k >= 0 && k < len(p.local) {
-		r := p.local[k]
-		p.local[k] = ReadResult{} // the writer is done with it after this
-		return r.Data, r.Err
+	if !p.inRun(i) {
+		p.readRun(i)
+	}
+	k := i - p.localAt
+	r := p.local[k]
+	p.local[k] = ReadResult{} // the writer is done with it after this
+	return r.Data, r.Err
+}
+
+func (p *prefetcher) inRun(i int) bool {
+	k := i - p.localAt
+	return k >= 0 && k < len(p.local)
+}
+
+// readLocalAfter reads the run of the first local message after i, if
+// not read yet, while the writer waits for remote message i: every local
+// message before i is sent, so the run's buffer is free.
+func (p *prefetcher) readLocalAfter(i int) {
+	for k := i + 1; k < len(p.ids); k++ {
+		if p.slots[k] == nil {
+			if !p.inRun(k) {
+				p.readRun(k)
+			}
+			return
+		}
+	}
+}
+
+// readRun reads local message i with the local messages after it, past
+// the remote ones between them: up to fetchBatch (fetchFirstBatch for the
+// FETCH's first run, so its first bytes go out soon) and fetchRunBytes.
+func (p *prefetcher) readRun(i int) {
+	limit := fetchBatch
+	if p.local == nil {
+		limit = fetchFirstBatch
 	}
 	var entries []catalog.Entry
 	var at []int // entries[k] is message i+at[k]; the others are gone or remote
 	results := make([]ReadResult, 0, fetchBatch)
 	var bytes int64
-	for k, n := i, 0; k < len(p.ids) && n < fetchBatch; k++ {
+	for k, n := i, 0; k < len(p.ids) && n < limit; k++ {
 		if p.slots[k] != nil {
 			results = append(results, ReadResult{}) // remote: read ahead, not here
 			continue
@@ -362,7 +396,6 @@ func (p *prefetcher) nextLocal(i int) ([]byte, error) {
 		}
 	}
 	p.local, p.localAt = results, i
-	return p.nextLocal(i)
 }
 
 // stop abandons what was not read and waits for the readers.

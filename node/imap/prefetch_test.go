@@ -155,9 +155,10 @@ func TestPrefetchSendsEveryMessageInOrder(t *testing.T) {
 }
 
 // TestPrefetchLocalRunsSkipRemoteCopies: the local copies are read
-// fetchBatch at a time, past the remote ones between them (two runs for
-// 64 local copies among 96 messages, where stopping at each remote copy
-// made 32 runs of two), and each remote copy is read once, in a batch.
+// fetchFirstBatch, then fetchBatch at a time, past the remote ones between
+// them (three runs for 64 local copies among 96 messages, where stopping
+// at each remote copy made 32 runs of two), and each remote copy is read
+// once, in a batch.
 func TestPrefetchLocalRunsSkipRemoteCopies(t *testing.T) {
 	b := newPrefetchBox(96, 4500, func(i int) bool { return i%3 == 1 })
 	p := prefetch(context.Background(), b, b.ids(), fetchWindow)
@@ -167,9 +168,11 @@ func TestPrefetchLocalRunsSkipRemoteCopies(t *testing.T) {
 		require.NoError(t, err)
 	}
 	local := b.recorded(false)
-	require.Len(t, local, 2)
+	require.Len(t, local, 3)
+	for k, want := range []int{fetchFirstBatch, fetchBatch, 64 - fetchFirstBatch - fetchBatch} {
+		assert.Len(t, local[k].msgs, want, "run %d", k)
+	}
 	for _, c := range local {
-		assert.Len(t, c.msgs, fetchBatch)
 		for _, i := range c.msgs {
 			assert.False(t, b.remote(i), "remote message %d read as local", i)
 		}
@@ -192,9 +195,13 @@ func TestPrefetchLocalRunIsBoundedInBytes(t *testing.T) {
 	b := newPrefetchBox(5, 400<<10, func(int) bool { return false })
 	p := prefetch(context.Background(), b, b.ids(), fetchWindow)
 	defer p.stop()
-	_, err := nextOf(t, p)
-	require.NoError(t, err)
-	require.Len(t, b.recorded(false), 1)
+	for range b.entries {
+		_, err := nextOf(t, p)
+		require.NoError(t, err)
+	}
+	for _, c := range b.recorded(false) {
+		assert.LessOrEqual(t, int64(len(c.msgs))*(400<<10), int64(fetchRunBytes))
+	}
 	assert.Len(t, b.recorded(false)[0].msgs, int(fetchRunBytes/(400<<10)))
 
 	big := newPrefetchBox(2, 2*fetchRunBytes, func(int) bool { return false })
@@ -339,4 +346,44 @@ func TestPrefetchEarlyFirstBatchKeepsBatchesWhole(t *testing.T) {
 	for _, c := range b.recorded(true) {
 		assert.Len(t, c.msgs, int(fetchBatchBytes/size), "a batch as large as fetchBatchBytes allows")
 	}
+}
+
+// TestPrefetchReadsTheNextLocalRunWhileWaiting: while the writer waits for
+// a remote copy, it reads the run of local copies that follows it, so they
+// are ready when the remote one arrives; the FETCH's first run is short,
+// so its first bytes go out soon.
+func TestPrefetchReadsTheNextLocalRunWhileWaiting(t *testing.T) {
+	const remote = fetchFirstBatch // right after the first run
+	b := newPrefetchBox(60, 4500, func(i int) bool { return i == remote })
+	b.heldFrom, b.release = 0, make(chan struct{})
+	p := prefetch(context.Background(), b, b.ids(), fetchWindow)
+	defer p.stop()
+	for i := range remote {
+		data, err := nextOf(t, p)
+		require.NoError(t, err)
+		require.Equal(t, b.body(i), data)
+	}
+	require.Len(t, b.recorded(false), 1)
+	require.Len(t, b.recorded(false)[0].msgs, fetchFirstBatch, "the first run")
+
+	got := make(chan []byte, 1)
+	go func() {
+		data, _ := p.next() // the remote copy, held
+		got <- data
+	}()
+	require.Eventually(t, func() bool { return len(b.recorded(false)) == 2 }, ioTimeout, pollTick, "a run read during the wait")
+	assert.Equal(t, remote+1, b.recorded(false)[1].msgs[0], "the run after the remote copy")
+	close(b.release)
+	select {
+	case data := <-got:
+		require.Equal(t, b.body(remote), data)
+	case <-time.After(ioTimeout):
+		require.FailNow(t, "the remote copy never came")
+	}
+	for i := remote + 1; i <= remote+fetchBatch; i++ {
+		data, err := nextOf(t, p)
+		require.NoError(t, err)
+		require.Equal(t, b.body(i), data)
+	}
+	assert.Len(t, b.recorded(false), 2, "the messages after the wait came from the run read during it")
 }
