@@ -126,9 +126,10 @@ func TestIMAPFetchReadsRemoteCopiesInBatchesAndFallsBack(t *testing.T) {
 		assert.Equal(t, want, fetchAllByUID(t, c.nodes["n1"]))
 		for holder, es := range remote {
 			served := hooks[holder].served.Load() - before[holder]
-			// fetchBatch (32) remote messages per batch, one batch per
-			// holder each: far fewer requests than messages.
-			assert.LessOrEqual(t, served, int64((len(es)+31)/32+1), "copy reads served by %s for its %d messages", holder, len(es))
+			// fetchBatch (32) remote messages per batch after a first
+			// of 8, one request per holder each: far fewer requests
+			// than messages.
+			assert.LessOrEqual(t, served, int64((len(es)+31)/32+2), "copy reads served by %s for its %d messages", holder, len(es))
 		}
 	})
 

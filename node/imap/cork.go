@@ -9,7 +9,9 @@ package imap
 // "Retrieval"). corkConn sits under imapserver (and under TLS, so records
 // are coalesced too): while a FETCH runs, the session corks it and writes
 // gather in one buffer, sent when corkFlushBytes fill it, when the FETCH
-// waits for a copy from another node, and when the FETCH ends. Other
+// waits for a copy from another node, and when the FETCH ends; a write of
+// corkFlushBytes or more (a large message's literal) goes out at once
+// after them, in the same writev, without being copied into the buffer. Other
 // commands are not corked: their replies go out as imapserver flushes them.
 
 import (
@@ -56,6 +58,16 @@ func (c *corkConn) Write(p []byte) (int, error) {
 	}
 	if !c.corked {
 		return c.Conn.Write(p)
+	}
+	if len(p) >= corkFlushBytes {
+		// A large literal (an attachment) goes out with what was
+		// gathered in one writev, not copied into the buffer first:
+		// copying it grew the buffer to its size, a cleared allocation
+		// dropped again at uncork, for no fewer syscalls.
+		if err := c.writeLocked(c.buf, p); err != nil {
+			return 0, err
+		}
+		return len(p), nil
 	}
 	c.buf = append(c.buf, p...)
 	if len(c.buf) >= corkFlushBytes {
@@ -110,23 +122,35 @@ func (c *corkConn) uncork() error {
 	err := c.flushLocked()
 	c.corked = false
 	if c.buf != nil && cap(c.buf) > 2*corkFlushBytes {
-		c.buf = nil // one huge literal: do not keep its buffer for the session
+		c.buf = nil // grown past the usual: not kept for the session
 	}
 	return err
 }
 
 func (c *corkConn) flushLocked() error {
+	return c.writeLocked(c.buf, nil)
+}
+
+// writeLocked writes gathered (the buffer's bytes) then p, under a
+// deadline of its own, and empties the buffer.
+func (c *corkConn) writeLocked(gathered, p []byte) error {
 	if c.err != nil {
 		return c.err
 	}
-	if len(c.buf) == 0 {
+	if len(gathered)+len(p) == 0 {
 		return nil
 	}
 	if err := c.Conn.SetWriteDeadline(time.Now().Add(corkWriteTimeout)); err != nil {
 		c.err = err
 		return err
 	}
-	_, err := c.Conn.Write(c.buf)
+	var err error
+	if len(p) == 0 {
+		_, err = c.Conn.Write(gathered)
+	} else {
+		bufs := net.Buffers{gathered, p} // writev on a TCP connection
+		_, err = bufs.WriteTo(c.Conn)
+	}
 	c.buf = c.buf[:0]
 	if err != nil {
 		c.err = err

@@ -198,3 +198,41 @@ func TestCorkedWritesFlushAtTheThreshold(t *testing.T) {
 	assert.Equal(t, corkFlushBytes, <-got)
 	require.NoError(t, c.uncork())
 }
+
+// TestCorkedLargeWriteGoesOutWithWhatWasGathered: a write of
+// corkFlushBytes or more (a large message's literal) goes out at once,
+// after the bytes gathered before it and in order, without growing the
+// buffer to its size; gathering resumes after it.
+func TestCorkedLargeWriteGoesOutWithWhatWasGathered(t *testing.T) {
+	server, client := net.Pipe()
+	defer client.Close()
+	c := &corkConn{Conn: server}
+	c.cork()
+	head := []byte("* 1 FETCH (UID 1 BODY[] {131072}\r\n")
+	literal := bytes.Repeat([]byte("0123456789abcdef"), 2*corkFlushBytes/16)
+	tail := []byte(")\r\n")
+	want := append(append(append([]byte{}, head...), literal...), tail...)
+	got := make(chan []byte, 1)
+	go func() {
+		buf := make([]byte, len(want))
+		n := 0
+		for n < len(buf) {
+			k, err := client.Read(buf[n:])
+			if err != nil {
+				break
+			}
+			n += k
+		}
+		got <- buf[:n]
+	}()
+	_, err := c.Write(head)
+	require.NoError(t, err)
+	_, err = c.Write(literal) // written now, after head
+	require.NoError(t, err)
+	assert.Less(t, cap(c.buf), len(literal), "the literal was not copied into the buffer")
+	_, err = c.Write(tail)
+	require.NoError(t, err)
+	assert.Equal(t, tail, c.buf, "gathering again")
+	require.NoError(t, c.uncork())
+	assert.Equal(t, want, <-got)
+}

@@ -168,25 +168,53 @@ func writeLiteral(wc interface {
 
 // --- reading ahead ---
 
-// prefetcher reads the messages a FETCH will send, in order: copies only
-// other nodes hold ahead of need, in batches (Mailbox.ReadBatch) of up to
-// fetchBatch, at most window messages ahead of the writer, so the
-// response is paced neither by one peer round trip per message nor by the
-// peers' request overhead; copies this node holds when they are needed,
-// a run of up to fetchBatch at a time in one ReadBatch (one store read
-// transaction for the run instead of one per message).
+// prefetcher reads the messages a FETCH will send, in order.
+//
+// Copies only other nodes hold are read ahead of need, in batches
+// (Mailbox.ReadBatch: one peer request per holder and batch), several
+// batches in flight: up to window messages and fetchWindowBytes requested
+// and not yet sent. The writer itself requests the next batch as soon as
+// what it sent makes room (fill), so there is no goroutine between it and
+// the requests to wake, and a batch is asked for while the ones before it
+// are still being answered: measured on a 3-node array with a third of the
+// copies remote, a window of two batches of 32, the next one asked for
+// only once a whole batch was sent, left the writer waiting at nearly every
+// batch (docs/performance.md, "Retrieval"). The first batch is small
+// (fetchFirstBatch) so the first remote copy, often among the first
+// messages, is not held back by a whole batch's round trip.
+//
+// Copies this node holds are read when they are needed, or while the
+// writer waits for a remote copy (the run after it), a run of up to
+// fetchBatch of them (and fetchRunBytes) in one ReadBatch: one store read
+// transaction for the run. The run skips over the remote copies between
+// them, so with every third copy remote a run is still fetchBatch copies,
+// not the two or three up to the next remote one. The FETCH's first run is
+// fetchFirstBatch copies, so its first bytes are not held back by reading
+// and hashing a whole run.
 type prefetcher struct {
 	mb     Mailbox
 	ctx    context.Context
 	cancel context.CancelFunc
 	ids    []string
 	slots  []chan ReadResult // nil for local copies
-	window chan struct{}     // one token per remote read not yet consumed
 	pos    int
 	wg     sync.WaitGroup
+
+	// The remote copies: message remote[k] has entry remoteEntries[k].
+	// remote[:issued] are requested, remote[:sent] handed to the writer;
+	// inflight is the bytes of remote[sent:issued]. Only the writer's
+	// goroutine touches these (next, fill).
+	remote        []int
+	remoteEntries []catalog.Entry
+	window        int
+	issued, sent  int
+	inflight      int64
+	scanning      bool // prefetch has not yet found every remote copy
+
 	// local holds the run of local copies read together, from index
-	// localAt on, their bytes in localBuf, reused by the next run (the
-	// writer is done with a message when it asks for the next).
+	// localAt on (remote ones in it are left empty), their bytes in
+	// localBuf, reused by the next run (the writer is done with a message
+	// when it asks for the next).
 	local    []ReadResult
 	localAt  int
 	localBuf []byte
@@ -195,48 +223,80 @@ type prefetcher struct {
 	beforeWait func()
 }
 
-// fetchBatch bounds the messages of one read-ahead batch, remote or local.
-const fetchBatch = 32
+const (
+	// fetchBatch bounds the messages of one read-ahead batch, remote or
+	// local.
+	fetchBatch = 32
+	// fetchFirstBatch is the first remote batch's size.
+	fetchFirstBatch = 8
+	// fetchBatchBytes bounds one remote batch's bytes (after its first
+	// message), fetchWindowBytes the bytes of the remote copies requested
+	// and not yet sent (after the first batch in flight), fetchRunBytes
+	// one run of local copies (after its first): a FETCH of large
+	// messages holds a few of them, not fetchBatch or window.
+	fetchBatchBytes  = 4 << 20
+	fetchWindowBytes = 8 << 20
+	fetchRunBytes    = 1 << 20
+)
 
+// prefetch starts reading ids' messages; window bounds the remote copies
+// requested ahead of the writer.
 func prefetch(ctx context.Context, mb Mailbox, ids []string, window int) *prefetcher {
 	ctx, cancel := context.WithCancel(ctx)
-	p := &prefetcher{mb: mb, ctx: ctx, cancel: cancel, ids: ids, slots: make([]chan ReadResult, len(ids)), window: make(chan struct{}, window)}
-	var remote []int
-	var entries []catalog.Entry
+	p := &prefetcher{mb: mb, ctx: ctx, cancel: cancel, ids: ids, slots: make([]chan ReadResult, len(ids)), window: window, scanning: true}
 	for i, id := range ids {
 		if e, ok := mb.Get(id); ok && e.Live() && !mb.Local(&e) {
 			p.slots[i] = make(chan ReadResult, 1)
-			remote = append(remote, i)
-			entries = append(entries, e)
-		}
-	}
-	if len(remote) == 0 {
-		return p
-	}
-	batch := min(fetchBatch, window)
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for start := 0; start < len(remote); start += batch {
-			end := min(start+batch, len(remote))
-			for range end - start {
-				select {
-				case p.window <- struct{}{}:
-				case <-ctx.Done():
-					return
-				}
+			p.remote = append(p.remote, i)
+			p.remoteEntries = append(p.remoteEntries, e)
+			if len(p.remote) == fetchFirstBatch {
+				// The first batch's round trip overlaps the rest of
+				// this scan (a third of a millisecond for 1,000).
+				p.fill()
 			}
-			p.wg.Add(1)
-			go func() {
-				defer p.wg.Done()
-				got, _ := mb.ReadBatch(ctx, entries[start:end], nil) // results outlive the batch
-				for k, r := range got {
-					p.slots[remote[start+k]] <- r
-				}
-			}()
 		}
-	}()
+	}
+	p.scanning = false
+	p.fill()
 	return p
+}
+
+// fill requests remote batches while the window has room for them.
+func (p *prefetcher) fill() {
+	for p.issued < len(p.remote) && p.ctx.Err() == nil {
+		want := fetchBatch
+		if p.issued == 0 {
+			want = fetchFirstBatch
+		}
+		start, end := p.issued, p.issued
+		var bytes int64
+		for end < len(p.remote) && end-start < want {
+			size := max(p.remoteEntries[end].Size, 0)
+			if end > start && bytes+size > fetchBatchBytes {
+				break
+			}
+			bytes += size
+			end++
+		}
+		if p.scanning && end == len(p.remote) && end-start < want {
+			return // cut short only by the copies not found yet
+		}
+		if p.issued > p.sent && (p.issued-p.sent+end-start > p.window || p.inflight+bytes > fetchWindowBytes) {
+			return // the writer calls again as it sends
+		}
+		p.issued, p.inflight = end, p.inflight+bytes
+		// The reader gets its own slice headers: prefetch may still be
+		// appending to p.remote.
+		msgs, entries := p.remote[start:end], p.remoteEntries[start:end]
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			got, _ := p.mb.ReadBatch(p.ctx, entries, nil) // results outlive the batch
+			for k, r := range got {
+				p.slots[msgs[k]] <- r
+			}
+		}()
+	}
 }
 
 // next returns the next message's bytes.
@@ -253,34 +313,77 @@ func (p *prefetcher) next() ([]byte, error) {
 		if p.beforeWait != nil {
 			p.beforeWait()
 		}
+		p.readLocalAfter(i) // what the wait is spent on
 		select {
 		case r = <-p.slots[i]:
 		case <-p.ctx.Done():
 			return nil, p.ctx.Err()
 		}
 	}
-	<-p.window
+	p.inflight -= max(p.remoteEntries[p.sent].Size, 0)
+	p.sent++
+	p.fill()
 	return r.Data, r.Err
 }
 
-// nextLocal returns local message i, reading it with the local messages
-// after it (up to fetchBatch, until the next remote one) when it is not
+// nextLocal returns local message i, reading its run first when it is not
 // in the run already read.
 func (p *prefetcher) nextLocal(i int) ([]byte, error) {
-	if k := i - p.localAt; k >= 0 && k < len(p.local) {
-		r := p.local[k]
-		p.local[k] = ReadResult{} // the writer is done with it after this
-		return r.Data, r.Err
+	if !p.inRun(i) {
+		p.readRun(i)
+	}
+	k := i - p.localAt
+	r := p.local[k]
+	p.local[k] = ReadResult{} // the writer is done with it after this
+	return r.Data, r.Err
+}
+
+func (p *prefetcher) inRun(i int) bool {
+	k := i - p.localAt
+	return k >= 0 && k < len(p.local)
+}
+
+// readLocalAfter reads the run of the first local message after i, if
+// not read yet, while the writer waits for remote message i: every local
+// message before i is sent, so the run's buffer is free.
+func (p *prefetcher) readLocalAfter(i int) {
+	for k := i + 1; k < len(p.ids); k++ {
+		if p.slots[k] == nil {
+			if !p.inRun(k) {
+				p.readRun(k)
+			}
+			return
+		}
+	}
+}
+
+// readRun reads local message i with the local messages after it, past
+// the remote ones between them: up to fetchBatch (fetchFirstBatch for the
+// FETCH's first run, so its first bytes go out soon) and fetchRunBytes.
+func (p *prefetcher) readRun(i int) {
+	limit := fetchBatch
+	if p.local == nil {
+		limit = fetchFirstBatch
 	}
 	var entries []catalog.Entry
-	var at []int // entries[k] is message at[k]; the others are gone
+	var at []int // entries[k] is message i+at[k]; the others are gone or remote
 	results := make([]ReadResult, 0, fetchBatch)
-	for k := i; k < len(p.ids) && k < i+fetchBatch && p.slots[k] == nil; k++ {
+	var bytes int64
+	for k, n := i, 0; k < len(p.ids) && n < limit; k++ {
+		if p.slots[k] != nil {
+			results = append(results, ReadResult{}) // remote: read ahead, not here
+			continue
+		}
 		e, ok := p.mb.Get(p.ids[k])
+		if ok && e.Live() && n > 0 && bytes+max(e.Size, 0) > fetchRunBytes {
+			break
+		}
+		n++
 		if !ok || !e.Live() {
 			results = append(results, ReadResult{Err: errExpunged})
 			continue
 		}
+		bytes += max(e.Size, 0)
 		results = append(results, ReadResult{})
 		entries = append(entries, e)
 		at = append(at, k-i)
@@ -293,12 +396,11 @@ func (p *prefetcher) nextLocal(i int) ([]byte, error) {
 		}
 	}
 	p.local, p.localAt = results, i
-	return p.nextLocal(i)
 }
 
 // stop abandons what was not read and waits for the readers.
 func (p *prefetcher) stop() {
 	p.cancel()
-	// The producer sees ctx done; readers send into buffered slots.
+	// Readers send into buffered slots: none blocks.
 	p.wg.Wait()
 }

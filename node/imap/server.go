@@ -30,7 +30,7 @@ const (
 	// every further login without checking it.
 	maxFailedLogins = 3
 	// fetchWindow bounds the copies FETCH reads ahead from other nodes.
-	fetchWindow = 64
+	fetchWindow = 128
 	// maxFlags and maxFlagBytes bound one message's flags (the catalog
 	// entry carries them to every node).
 	maxFlags     = 64
