@@ -59,11 +59,7 @@ func TestBackgroundCPU(t *testing.T) {
 // and runs its last 8.5 ms: 17 ms.
 func TestBackgroundCPUQuota(t *testing.T) {
 	nd := NodeSpec{Name: "n1", CPUQuota: 0.2, CPUPerMsg: Duration(15 * time.Millisecond), CPUPerKiB: Duration(time.Nanosecond), CPUBackground: 0.15}
-	sc := Scenario{Nodes: []NodeSpec{nd}}
-	var errs []string
-	sc.validateNodes(func(key, f string, a ...any) { errs = append(errs, key) })
-	require.Empty(t, errs)
-	nd = sc.Nodes[0]
+	nd = validNode(t, nd)
 	synctest.Test(t, func(t *testing.T) {
 		n := simnet.NewNet(1, simnet.DefaultNetConfig())
 		stop := n.Start()
@@ -183,11 +179,7 @@ func TestIdleCPU(t *testing.T) {
 // nothing: its budget goes to them.
 func TestIdleCPUQuota(t *testing.T) {
 	nd := NodeSpec{Name: "n1", CPUQuota: 0.2, CPUPerMsg: Duration(15 * time.Millisecond), CPUPerKiB: Duration(time.Nanosecond), CPUIdle: 0.15}
-	sc := Scenario{Nodes: []NodeSpec{nd}}
-	var errs []string
-	sc.validateNodes(func(key, f string, a ...any) { errs = append(errs, key) })
-	require.Empty(t, errs)
-	nd = sc.Nodes[0]
+	nd = validNode(t, nd)
 	synctest.Test(t, func(t *testing.T) {
 		n := simnet.NewNet(1, simnet.DefaultNetConfig())
 		stop := n.Start()
@@ -250,4 +242,15 @@ func TestIdleRunEnds(t *testing.T) {
 		assert.Greater(t, b.Nodes[i].CPUUtilization, a.Nodes[i].CPUUtilization+0.2, "node %s: the idle CPU shows", b.Nodes[i].Name)
 	}
 	assert.Equal(t, a.Latency, b.Latency, "no message waits for idle CPU")
+}
+
+// validNode is nd as a scenario's validation fills it in (a quota's
+// cores, the defaults).
+func validNode(t *testing.T, nd NodeSpec) NodeSpec {
+	t.Helper()
+	sc := Scenario{Nodes: []NodeSpec{nd}}
+	var errs []string
+	sc.validateNodes(func(key, f string, a ...any) { errs = append(errs, key) })
+	require.Empty(t, errs, "%+v", nd)
+	return sc.Nodes[0]
 }

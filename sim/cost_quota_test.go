@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 
 	"mailarray/sim/simnet"
 )
@@ -48,11 +47,7 @@ func TestCPUQuota(t *testing.T) {
 	}
 	for _, tt := range tests {
 		nd := NodeSpec{Name: "n1", CPUQuota: tt.quota, CPUCores: tt.cores, CPUPerMsg: Duration(tt.work), CPUPerKiB: Duration(time.Nanosecond)}
-		sc := Scenario{Nodes: []NodeSpec{nd}}
-		var errs []string
-		sc.validateNodes(func(key, f string, a ...any) { errs = append(errs, key) })
-		require.Empty(t, errs, tt.name)
-		nd = sc.Nodes[0]
+		nd = validNode(t, nd)
 		assert.Equal(t, tt.wantCores, nd.CPUCores, "%s: cores", tt.name)
 		synctest.Test(t, func(t *testing.T) {
 			n := simnet.NewNet(1, simnet.DefaultNetConfig())
