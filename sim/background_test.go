@@ -16,12 +16,8 @@ import (
 // a message arriving behind a background job waits for it, and nothing
 // burns before the node runs, while it is paused or after it stops.
 func TestBackgroundCPU(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		n := simnet.NewNet(1, simnet.DefaultNetConfig())
-		stop := n.Start()
-		defer stop()
-		nd := NodeSpec{Name: "n1", CPUCores: 1, CPUPerMsg: Duration(time.Millisecond), CPUPerKiB: Duration(time.Nanosecond), CPUBackground: 0.2}
-		c := newNodeCost(n, nd, nil)
+	nd := NodeSpec{Name: "n1", CPUCores: 1, CPUPerMsg: Duration(time.Millisecond), CPUPerKiB: Duration(time.Nanosecond), CPUBackground: 0.2}
+	runCost(t, nd, func(t *testing.T, c *nodeCost) {
 
 		time.Sleep(time.Second)
 		assert.Zero(t, c.stats().CPUTime, "a node not yet running burns nothing")
@@ -59,12 +55,7 @@ func TestBackgroundCPU(t *testing.T) {
 // and runs its last 8.5 ms: 17 ms.
 func TestBackgroundCPUQuota(t *testing.T) {
 	nd := NodeSpec{Name: "n1", CPUQuota: 0.2, CPUPerMsg: Duration(15 * time.Millisecond), CPUPerKiB: Duration(time.Nanosecond), CPUBackground: 0.15}
-	nd = validNode(t, nd)
-	synctest.Test(t, func(t *testing.T) {
-		n := simnet.NewNet(1, simnet.DefaultNetConfig())
-		stop := n.Start()
-		defer stop()
-		c := newNodeCost(n, nd, nil)
+	runCost(t, validNode(t, nd), func(t *testing.T, c *nodeCost) {
 		c.setRunning(true)
 		time.Sleep(91500 * time.Microsecond) // the 90 ms tick's 1.5 ms job just ended
 		t0 := time.Now()
@@ -134,12 +125,8 @@ func TestBackgroundRunEnds(t *testing.T) {
 // time takes its own CPU time only), and is preempted by work: a node
 // kept busy burns none.
 func TestIdleCPU(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		n := simnet.NewNet(1, simnet.DefaultNetConfig())
-		stop := n.Start()
-		defer stop()
-		nd := NodeSpec{Name: "n1", CPUCores: 1, CPUPerMsg: Duration(5 * time.Millisecond), CPUPerKiB: Duration(time.Nanosecond), CPUIdle: 0.3}
-		c := newNodeCost(n, nd, nil)
+	nd := NodeSpec{Name: "n1", CPUCores: 1, CPUPerMsg: Duration(5 * time.Millisecond), CPUPerKiB: Duration(time.Nanosecond), CPUIdle: 0.3}
+	runCost(t, nd, func(t *testing.T, c *nodeCost) {
 
 		c.setRunning(true)
 		time.Sleep(time.Second + time.Millisecond) // 100 ticks
@@ -179,12 +166,7 @@ func TestIdleCPU(t *testing.T) {
 // nothing: its budget goes to them.
 func TestIdleCPUQuota(t *testing.T) {
 	nd := NodeSpec{Name: "n1", CPUQuota: 0.2, CPUPerMsg: Duration(15 * time.Millisecond), CPUPerKiB: Duration(time.Nanosecond), CPUIdle: 0.15}
-	nd = validNode(t, nd)
-	synctest.Test(t, func(t *testing.T) {
-		n := simnet.NewNet(1, simnet.DefaultNetConfig())
-		stop := n.Start()
-		defer stop()
-		c := newNodeCost(n, nd, nil)
+	runCost(t, validNode(t, nd), func(t *testing.T, c *nodeCost) {
 		c.setRunning(true)
 		time.Sleep(91500 * time.Microsecond)
 		t0 := time.Now()
@@ -253,4 +235,16 @@ func validNode(t *testing.T, nd NodeSpec) NodeSpec {
 	sc.validateNodes(func(key, f string, a ...any) { errs = append(errs, key) })
 	require.Empty(t, errs, "%+v", nd)
 	return sc.Nodes[0]
+}
+
+// runCost runs f in a synctest bubble with a running simulated network and
+// nd's hardware on it.
+func runCost(t *testing.T, nd NodeSpec, f func(t *testing.T, c *nodeCost)) {
+	t.Helper()
+	synctest.Test(t, func(t *testing.T) {
+		n := simnet.NewNet(1, simnet.DefaultNetConfig())
+		stop := n.Start()
+		defer stop()
+		f(t, newNodeCost(n, nd, nil))
+	})
 }
