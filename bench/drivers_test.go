@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -93,12 +94,8 @@ func TestSaturation(t *testing.T) {
 		ss := report.StrategySaturation{Strategy: name, DNSStrategy: sc.DNSStrategy, PlacementStrategy: sc.PlacementStrategy,
 			TargetP99Ms: float64(target.Milliseconds())}
 		pass, fail, probes, err := cfg.Search(sc.Load.RatePerSec, func(rate float64) (report.Probe, error) {
-			psc, err := probeScenario(path, rate)
-			if err != nil {
-				return report.Probe{}, err
-			}
 			p0 := wallNow()
-			p, err := probeInChild(t, path, psc, rate)
+			p, err := probeInChild(t, path, scenarioProbes(cfg, sc), rate)
 			if err != nil {
 				return p, err
 			}
@@ -107,7 +104,7 @@ func TestSaturation(t *testing.T) {
 				verdict = "FAIL: " + p.Why
 			}
 			progressLine("saturation %s: %v msgs/s offered, %d senders: p99 %.1f ms, busiest %s %s %.0f%%: %s (wall %.1f s)",
-				name, rate, psc.Load.Senders, p.P99Ms, p.Busiest, p.BusiestWhat, 100*p.BusiestFrac, verdict, wallNow()-p0)
+				name, rate, p.Senders, p.P99Ms, p.Busiest, p.BusiestWhat, 100*p.BusiestFrac, verdict, wallNow()-p0)
 			return p, nil
 		})
 		require.NoError(t, err)
@@ -135,17 +132,65 @@ func TestSaturation(t *testing.T) {
 const (
 	envProbeScenario = "BENCH_PROBE_SCENARIO" // the strategy scenario's file
 	envProbeRate     = "BENCH_PROBE_RATE"
-	envProbeOut      = "BENCH_PROBE_OUT" // where the child writes its report.Probe
+	envProbeLoad     = "BENCH_PROBE_LOAD"    // the parent's SaturationConfig.LoadDuration
+	envProbeDrain    = "BENCH_PROBE_DRAIN"   // its Drain
+	envProbeSenderS  = "BENCH_PROBE_SENDERS" // its SenderSeconds
+	envProbeOut      = "BENCH_PROBE_OUT"     // where the child writes its report.Probe
 )
+
+// scenarioProbes is cfg with the client pool sized by sc's target p99, as
+// every search sizes it.
+func scenarioProbes(cfg SaturationConfig, sc sim.Scenario) SaturationConfig {
+	cfg.SenderSeconds = sc.TargetP99.D().Seconds()
+	return cfg
+}
+
+// probeEnv is the environment that tells a child which probe to run: the
+// scenario's file, the rate, and the parent's probe shape, so that the
+// child runs exactly cfg.ProbeScenario (make truth's probes are longer
+// than make bench's: a child that rebuilt the default shape ran them 3 s
+// instead of 6 s, issue 20).
+func probeEnv(path string, cfg SaturationConfig, rate float64) []string {
+	return []string{
+		envProbeScenario + "=" + path,
+		envProbeRate + "=" + strconv.FormatFloat(rate, 'f', -1, 64),
+		envProbeLoad + "=" + cfg.LoadDuration.String(),
+		envProbeDrain + "=" + cfg.Drain.String(),
+		envProbeSenderS + "=" + strconv.FormatFloat(cfg.SenderSeconds, 'f', -1, 64),
+	}
+}
+
+// probeFromEnv is the probe scenario probeEnv describes.
+func probeFromEnv(getenv func(string) string) (sim.Scenario, float64, error) {
+	sc, err := sim.LoadScenario(getenv(envProbeScenario))
+	if err != nil {
+		return sim.Scenario{}, 0, err
+	}
+	rate, err := strconv.ParseFloat(getenv(envProbeRate), 64)
+	if err != nil {
+		return sim.Scenario{}, 0, fmt.Errorf("%s: %w", envProbeRate, err)
+	}
+	cfg := DefaultSaturationConfig()
+	if cfg.LoadDuration, err = time.ParseDuration(getenv(envProbeLoad)); err != nil {
+		return sim.Scenario{}, 0, fmt.Errorf("%s: %w", envProbeLoad, err)
+	}
+	if cfg.Drain, err = time.ParseDuration(getenv(envProbeDrain)); err != nil {
+		return sim.Scenario{}, 0, fmt.Errorf("%s: %w", envProbeDrain, err)
+	}
+	if cfg.SenderSeconds, err = strconv.ParseFloat(getenv(envProbeSenderS), 64); err != nil {
+		return sim.Scenario{}, 0, fmt.Errorf("%s: %w", envProbeSenderS, err)
+	}
+	return cfg.ProbeScenario(sc, rate), rate, nil
+}
 
 // probeInChild runs one probe in a child process (this test binary, running
 // TestSaturationProbe), so that a simulator crash fails that probe, with
 // the crash as its reason, instead of the whole search. The child's
 // output (its progress bar) goes to stderr.
-func probeInChild(t *testing.T, path string, sc sim.Scenario, rate float64) (report.Probe, error) {
+func probeInChild(t *testing.T, path string, cfg SaturationConfig, rate float64) (report.Probe, error) {
 	out := filepath.Join(t.TempDir(), "probe.json")
 	cmd := exec.Command(os.Args[0], "-test.run=^TestSaturationProbe$", "-test.count=1", "-test.timeout=1h")
-	cmd.Env = append(os.Environ(), envProbeScenario+"="+path, envProbeRate+"="+strconv.FormatFloat(rate, 'f', -1, 64), envProbeOut+"="+out)
+	cmd.Env = append(append(os.Environ(), probeEnv(path, cfg, rate)...), envProbeOut+"="+out)
 	var stderr bytes.Buffer
 	cmd.Stdout = io.MultiWriter(os.Stderr, &stderr)
 	cmd.Stderr = cmd.Stdout
@@ -161,25 +206,13 @@ func probeInChild(t *testing.T, path string, sc sim.Scenario, rate float64) (rep
 			why += ": " + line
 		}
 		progressLine("probe at %v msgs/s: %s", rate, why)
-		return report.Probe{OfferedRate: rate, Senders: sc.Load.Senders, Why: why}, nil
+		return report.Probe{OfferedRate: rate, Senders: ProbeSenders(0, rate, cfg.SenderSeconds), Why: why}, nil
 	}
 	var p report.Probe
 	if err := json.Unmarshal(b, &p); err != nil {
 		return p, fmt.Errorf("bench: probe result: %w", err)
 	}
 	return p, nil
-}
-
-// probeScenario is the scenario at path shortened to a probe at rate,
-// with a client pool for its target p99 (DefaultSaturationConfig).
-func probeScenario(path string, rate float64) (sim.Scenario, error) {
-	sc, err := sim.LoadScenario(path)
-	if err != nil {
-		return sim.Scenario{}, err
-	}
-	cfg := DefaultSaturationConfig()
-	cfg.SenderSeconds = sc.TargetP99.D().Seconds()
-	return cfg.ProbeScenario(sc, rate), nil
 }
 
 // firstMatch returns the first line of s that contains sub, trimmed.
@@ -194,13 +227,10 @@ func firstMatch(s, sub string) string {
 
 // TestSaturationProbe is one probe, run by probeInChild in a child process.
 func TestSaturationProbe(t *testing.T) {
-	path := os.Getenv(envProbeScenario)
-	if path == "" {
+	if os.Getenv(envProbeScenario) == "" {
 		t.Skip("a saturation probe, run by TestSaturation in a child process")
 	}
-	rate, err := strconv.ParseFloat(os.Getenv(envProbeRate), 64)
-	require.NoError(t, err)
-	sc, err := probeScenario(path, rate)
+	sc, rate, err := probeFromEnv(os.Getenv)
 	require.NoError(t, err)
 	rep, err := runOnce(t, sc)
 	require.NoError(t, err)

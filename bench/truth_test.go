@@ -1,8 +1,10 @@
 package bench
 
 import (
+	"fmt"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,4 +96,28 @@ func TestContainerArgs(t *testing.T) {
 	assert.Equal(t, 3, joins, "joins the three others")
 	cfg.Subnet = "10.0.0.0/16"
 	assert.Error(t, cfg.Validate())
+}
+
+// A probe's child process runs the parent's probe, not the default shape:
+// make truth's 6 s probes ran 3 s on the simulator's side while the
+// child rebuilt DefaultSaturationConfig's (issue 20).
+func TestProbeEnvCarriesTheProbeShape(t *testing.T) {
+	path := filepath.Join(root(t), "scenarios", "roundrobin.yaml")
+	sc, err := sim.LoadScenario(path)
+	require.NoError(t, err)
+	cfg := TruthSaturationConfig(sc, 0)
+	require.NotEqual(t, DefaultSaturationConfig().LoadDuration, cfg.LoadDuration, "the test needs a shape other than the default")
+	env := map[string]string{}
+	for _, kv := range probeEnv(path, cfg, 370) {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	child, rate, err := probeFromEnv(func(k string) string { return env[k] })
+	require.NoError(t, err)
+	assert.Equal(t, 370.0, rate)
+	want := cfg.ProbeScenario(sc, 370)
+	assert.Equal(t, want.Duration, child.Duration)
+	assert.Equal(t, want.Drain, child.Drain)
+	assert.Equal(t, want.Load, child.Load)
+	assert.Equal(t, fmt.Sprintf("%+v", want), fmt.Sprintf("%+v", child))
 }
