@@ -264,6 +264,18 @@ func (a *ContainerArray) Target() sim.RealTarget {
 	return t
 }
 
+// SetCPUQuota sets every node's CPU quota (docker update --cpus) while it
+// runs. Go's runtime follows the new limit (GOMAXPROCS = max(2,
+// ceil(quota)), re-read as the cgroup changes).
+func (a *ContainerArray) SetCPUQuota(ctx context.Context, cpus float64) error {
+	for _, n := range a.nodes {
+		if _, err := docker(ctx, "update", "--cpus", strconv.FormatFloat(cpus, 'f', -1, 64), n.id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // CPUSeconds is each node's CPU time so far (its container's cgroup).
 func (a *ContainerArray) CPUSeconds() map[string]float64 {
 	out := map[string]float64{}

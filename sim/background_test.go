@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -246,5 +247,58 @@ func runCost(t *testing.T, nd NodeSpec, f func(t *testing.T, c *nodeCost)) {
 		stop := n.Start()
 		defer stop()
 		f(t, newNodeCost(n, nd, nil))
+	})
+}
+
+// TestBusyCharge: with cpu_per_msg_busy a message that finds the node's
+// CPU idle costs cpu_per_msg, and one that arrives while it works (a job
+// running or queued) costs cpu_per_msg_busy: three arriving together on
+// one CPU take 5 + 1 + 1 ms, not 15; a message after the node went idle
+// again costs 5 ms once more. Without the figure every message costs
+// cpu_per_msg.
+func TestBusyCharge(t *testing.T) {
+	burst := func(t *testing.T, c *nodeCost, n int) time.Duration {
+		t0 := time.Now()
+		var wg sync.WaitGroup
+		for range n {
+			wg.Add(1)
+			go func() { defer wg.Done(); c.CPU(0) }()
+		}
+		wg.Wait()
+		return time.Since(t0)
+	}
+	nd := NodeSpec{Name: "n1", CPUCores: 1, CPUPerMsg: Duration(5 * time.Millisecond), CPUPerKiB: Duration(time.Nanosecond),
+		CPUPerMsgBusy: Duration(time.Millisecond)}
+	runCost(t, nd, func(t *testing.T, c *nodeCost) {
+		assert.Equal(t, 7*time.Millisecond, burst(t, c, 3), "the first wakes the node, the others ride")
+		assert.Equal(t, 7*time.Millisecond, c.stats().CPUTime)
+		time.Sleep(time.Second)
+		assert.Equal(t, 5*time.Millisecond, burst(t, c, 1), "an idle node pays the whole charge again")
+	})
+	nd.CPUPerMsgBusy = 0
+	runCost(t, nd, func(t *testing.T, c *nodeCost) {
+		assert.Equal(t, 15*time.Millisecond, burst(t, c, 3), "without the figure every message costs cpu_per_msg")
+	})
+}
+
+// TestBusyChargeThrottled: a node held by its quota is at work: a message
+// arriving while another waits out a throttled period costs
+// cpu_per_msg_busy.
+func TestBusyChargeThrottled(t *testing.T) {
+	nd := NodeSpec{Name: "n1", CPUQuota: 0.1, CPUCores: 1, CPUPerMsg: Duration(15 * time.Millisecond), CPUPerKiB: Duration(time.Nanosecond),
+		CPUPerMsgBusy: Duration(2 * time.Millisecond)}
+	runCost(t, validNode(t, nd), func(t *testing.T, c *nodeCost) {
+		// The first message spends the period's 10 ms and is throttled to
+		// 100 ms, then runs its last 5 ms: done at 105 ms. The second,
+		// arriving at 50 ms while the first is held, queues and then runs
+		// its 2 ms: done at 107 ms.
+		t0 := time.Now()
+		done := make(chan time.Duration, 1)
+		go func() { c.CPU(0); done <- time.Since(t0) }()
+		time.Sleep(50 * time.Millisecond)
+		c.CPU(0)
+		assert.Equal(t, 107*time.Millisecond, time.Since(t0))
+		assert.Equal(t, 105*time.Millisecond, <-done)
+		assert.Equal(t, 17*time.Millisecond, c.stats().CPUTime)
 	})
 }

@@ -50,6 +50,11 @@ type CostProfile struct {
 	// load line's intercept once the idle process's background is taken
 	// out. Absent in profiles written before it was measured.
 	CPUIdle FractionFigure `yaml:"cpu_idle,omitempty"`
+	// CPUPerMsgBusy is a charge's CPU on a node already at work
+	// (NodeSpec.CPUPerMsgBusy): measured on nodes held at their quota,
+	// where every message finds the runtime awake. Absent in profiles
+	// written before it was measured.
+	CPUPerMsgBusy DurationFigure `yaml:"cpu_per_msg_busy,omitempty"`
 	// HostCPUPerMsg is the host's CPU per message outside the nodes' (the
 	// load generator and the kernel: Scenario.HostCPUPerMsg), applied to
 	// scenarios with host_cpus. Absent in profiles written before it was
@@ -171,6 +176,7 @@ func (p CostProfile) Validate() error {
 		{"link_latency", p.LinkLatency, false, false},
 		{"link_jitter", p.LinkJitter, true, false},
 		{"host_cpu_per_msg", p.HostCPUPerMsg, true, true},
+		{"cpu_per_msg_busy", p.CPUPerMsgBusy, false, true},
 		{"read_cpu_per_msg", p.ReadCPUPerMsg, true, true},
 		{"read_cpu_per_kib", p.ReadCPUPerKiB, true, true},
 		{"fsync_p50", p.FsyncP50, true, true},
@@ -259,6 +265,9 @@ func (sc *Scenario) applyProfile(bad func(key, f string, a ...any)) {
 		}
 		if nd.CPUIdle == 0 {
 			nd.CPUIdle = p.CPUIdle.Value
+		}
+		if nd.CPUPerMsgBusy == 0 {
+			nd.CPUPerMsgBusy = p.CPUPerMsgBusy.Value
 		}
 		if nd.DiskFsync == 0 {
 			nd.DiskFsync = p.DiskFsync.Value

@@ -47,6 +47,8 @@ func TestScenarioNamesProfile(t *testing.T) {
 		{"n1 cpu_per_msg", n1.CPUPerMsg, Duration(310 * time.Microsecond)},
 		{"n1 cpu_per_kib", n1.CPUPerKiB, Duration(7 * time.Microsecond)},
 		{"n1 cpu_background", n1.CPUBackground, 0.05},
+		{"n1 cpu_per_msg_busy", n1.CPUPerMsgBusy, Duration(120 * time.Microsecond)},
+		{"n2 cpu_per_msg_busy (its own)", n2.CPUPerMsgBusy, Duration(300 * time.Microsecond)},
 		{"n1 disk_fsync", n1.DiskFsync, Duration(2500 * time.Microsecond)},
 		{"n1 disk_bytes_per_sec", n1.DiskBytesPerSec, int64(150_000_000)},
 		{"n2 cpu_per_msg (its own)", n2.CPUPerMsg, Duration(time.Millisecond)},

@@ -110,6 +110,13 @@ type NodeSpec struct {
 	// per_kib.
 	CPUPerMsg Duration `yaml:"cpu_per_msg" json:"cpu_per_msg"`
 	CPUPerKiB Duration `yaml:"cpu_per_kib" json:"cpu_per_kib"`
+	// CPUPerMsgBusy, when set, replaces CPUPerMsg for a message that
+	// arrives while the node's CPUs are already at work (a job running,
+	// throttled or queued): its runtime is awake, no thread is woken for
+	// it, and its commits and pushes ride with others (sim/cost.go).
+	// CPUPerMsg is then what a message costs a node that was idle. 0 (the
+	// default): CPUPerMsg whatever the node is doing.
+	CPUPerMsgBusy Duration `yaml:"cpu_per_msg_busy,omitempty" json:"cpu_per_msg_busy,omitempty"`
 	// CPUBackground is the share of one CPU the running node burns
 	// whatever its load (the runtime, timers, gossip: sim/background.go),
 	// served by the node's CPUs before the messages queued behind it.
@@ -517,6 +524,8 @@ func (sc *Scenario) validateNodes(bad func(key, f string, a ...any)) {
 			bad(key+".cpu_per_msg", "must be >= 0")
 		case nd.CPUPerKiB < 0:
 			bad(key+".cpu_per_kib", "must be >= 0")
+		case nd.CPUPerMsgBusy < 0:
+			bad(key+".cpu_per_msg_busy", "must be >= 0 (0: cpu_per_msg)")
 		case !(nd.CPUBackground >= 0 && nd.CPUBackground < 0.9*nd.CPUCapacity()):
 			bad(key+".cpu_background", "%v must be in [0, 0.9 x the node's CPU capacity %v)", nd.CPUBackground, nd.CPUCapacity())
 		case !(nd.CPUIdle >= 0 && nd.CPUIdle <= nd.CPUCapacity()):

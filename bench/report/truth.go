@@ -91,7 +91,10 @@ type TruthNode struct {
 	// The scenario's CPU costs for the node (the profile's): a charge of
 	// the nominal load's median size, the background share of a CPU, and
 	// the idle CPU that work preempts.
-	ChargeMs      float64 `json:"charge_ms,omitempty"`
+	ChargeMs float64 `json:"charge_ms,omitempty"`
+	// BusyChargeMs is the same charge on a node already at work
+	// (cpu_per_msg_busy); 0: the model charges ChargeMs at any load.
+	BusyChargeMs  float64 `json:"busy_charge_ms,omitempty"`
 	CPUBackground float64 `json:"cpu_background,omitempty"`
 	CPUIdle       float64 `json:"cpu_idle,omitempty"`
 	// Cores is the scenario's cpu_cores: the threads Go runs the
@@ -223,6 +226,14 @@ func (t *Truth) Rank() {
 	t.RankAgree = t.Concordant == t.Pairs
 }
 
+// busyCharge is a node's charge at work, or "-" where the model has none.
+func busyCharge(n TruthNode) string {
+	if n.BusyChargeMs <= 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(n.BusyChargeMs, 'f', 2, 64) + " ms"
+}
+
 // RenderTruth renders results/truth.md and its chart.
 func RenderTruth(t *Truth, o Options) ([]byte, error) {
 	var b strings.Builder
@@ -237,9 +248,9 @@ func RenderTruth(t *Truth, o Options) ([]byte, error) {
 	var rows [][]string
 	for _, n := range t.Array {
 		rows = append(rows, []string{n.Name, ftoa(n.CPUQuota), strconv.Itoa(n.Cores), msFig(n.SyncDelayMs), msFig(n.DiskFsyncMs),
-			strconv.FormatFloat(n.ChargeMs, 'f', 2, 64) + " ms", strconv.FormatFloat(n.CPUBackground, 'f', 3, 64), strconv.FormatFloat(n.CPUIdle, 'f', 3, 64), strconv.Itoa(n.Weight)})
+			strconv.FormatFloat(n.ChargeMs, 'f', 2, 64) + " ms", busyCharge(n), strconv.FormatFloat(n.CPUBackground, 'f', 3, 64), strconv.FormatFloat(n.CPUIdle, 'f', 3, 64), strconv.Itoa(n.Weight)})
 	}
-	table(&b, []string{"node", "CPU quota (cores: docker --cpus, cpu_quota)", "threads (GOMAXPROCS, cpu_cores)", "emulated sync delay (--test-fault store.sync)", "modeled disk_fsync", "modeled CPU per charge (median size)", "modeled background (CPUs)", "modeled idle CPU (CPUs)", "weight"}, "lrrrrrrrr", rows)
+	table(&b, []string{"node", "CPU quota (cores: docker --cpus, cpu_quota)", "threads (GOMAXPROCS, cpu_cores)", "emulated sync delay (--test-fault store.sync)", "modeled disk_fsync", "modeled CPU per charge (median size)", "the same on a node at work (cpu_per_msg_busy)", "modeled background (CPUs)", "modeled idle CPU (CPUs)", "weight"}, "lrrrrrrrrr", rows)
 	fmt.Fprintf(&b, "\nThe host has %d CPUs; the quotas leave the rest to the load generator. ", t.HostCPUs)
 	if t.HostCPUPerMsgMs > 0 {
 		fmt.Fprintf(&b, "The scenario shares the host's %d CPUs among the nodes and %.3f ms of host CPU per message offered beyond them (`host_cpu_per_msg`: the load generator and the kernel, from make calibrate). ", t.HostCPUs, t.HostCPUPerMsgMs)

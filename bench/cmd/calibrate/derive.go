@@ -17,6 +17,8 @@ type figures struct {
 	cpuAvgPerMsg                   float64 // the sweep's intercept: a charge's average cost at -rate
 	cpuBackground, loadR2          float64 // per node, CPUs; the load line's fit
 	cpuIdle                        float64 // per node, CPUs: the intercept less the idle array's
+	cpuPerMsgBusy, busyUtil        float64 // a charge on a node at work (0: no busy phase); its quotas' use
+	busyRate                       float64 // msgs/s the busy array accepted
 	hostPerMsg, hostR2             float64 // the machine's CPU outside the nodes per message; 0 unknown
 	hostFromContainers             bool    // measured on the array as containers, not loopback processes
 	readPerMsg, readPerKiB, readR2 float64
@@ -70,6 +72,16 @@ func repeatFigures(cfg config, res repeatResult) (figures, error) {
 	f.cpuBackground = min(icpt, res.idlePerSec/float64(cfg.nodes))
 	f.cpuIdle = icpt - f.cpuBackground
 	f.loadR2 = ll.R2
+	// A charge on a node always at work (busyPhase): the containers' CPU
+	// less their background over the charges they accepted, less the
+	// size's per-KiB share.
+	if b := res.busy; b != nil && b.count > 0 {
+		w := b.wall.Seconds()
+		bg := f.cpuBackground * float64(cfg.nodes) * w
+		f.cpuPerMsgBusy = max(0, (b.nodeCPU.Seconds()-bg)/float64(b.count*chargesPerMsg)-size0*f.cpuPerKiB)
+		f.busyUtil = b.nodeCPU.Seconds() / w / (cfg.busyQuota * float64(cfg.nodes))
+		f.busyRate = float64(b.count) / w
+	}
 	// The machine's CPU outside the nodes (the load generator, the
 	// kernel's network and scheduling, daemons) over the same phases: its
 	// slope over msgs/s is what each message costs the host beyond the
@@ -171,6 +183,12 @@ func derive(cfg config, results []repeatResult, log io.Writer) (sim.CostProfile,
 	line("cpu_background", bg, 1, "CPUs", fmt.Sprintf("the idle array's CPU over its %d nodes (%v with no load): what each burns whatever its load", cfg.nodes, cfg.idle))
 	idleCPU := col(func(f figures) float64 { return f.cpuIdle })
 	line("cpu_idle", idleCPU, 1, "CPUs", fmt.Sprintf("intercept of the load line above over the %d nodes (median %.4f CPUs) less cpu_background: what a node with load burns between its messages (waking, spinning and parking threads), which work preempts", cfg.nodes, col(func(f figures) float64 { return f.cpuBackground + f.cpuIdle }).Median))
+	busyMsg := col(func(f figures) float64 { return f.cpuPerMsgBusy })
+	if busyMsg.Median > 0 {
+		line("cpu_per_msg_busy", busyMsg, us, "us", fmt.Sprintf("a charge on a node already at work: the %d containers held at %.2f CPU each (docker update --cpus), offered %v msgs/s of %d-byte messages by %d clients for %v, took %.0f msgs/s (median) using %.0f%% of their quotas (median; under %.0f%% makes this an upper bound); their CPU less cpu_background over the charges accepted (messages x R=%d), less the size's cpu_per_kib",
+			cfg.nodes, cfg.busyQuota, cfg.busyRate, slices.Min(cfg.sizes), cfg.busySenders, cfg.busySeconds, col(func(f figures) float64 { return f.busyRate }).Median,
+			100*col(func(f figures) float64 { return f.busyUtil }).Median, 100*minBusyUtil, chargesPerMsg))
+	}
 	hostMsg := col(func(f figures) float64 { return f.hostPerMsg })
 	if hostMsg.Median > 0 {
 		where := "the load phases above, on loopback processes (no container phases: -containers=false)"
@@ -214,6 +232,9 @@ func derive(cfg config, results []repeatResult, log io.Writer) (sim.CostProfile,
 	p.CPUIdle = sim.FractionFigure{Value: round4(idleCPU.Median), Min: round4(idleCPU.Min), Max: round4(idleCPU.Max)}
 	if hostMsg.Median > 0 {
 		p.HostCPUPerMsg = rawDurFig(hostMsg)
+	}
+	if busyMsg.Median > 0 {
+		p.CPUPerMsgBusy = durFig(busyMsg, log, "cpu_per_msg_busy")
 	}
 	p.ReadCPUPerMsg = rawDurFig(readMsg)
 	p.ReadCPUPerKiB = rawDurFig(readKiB)

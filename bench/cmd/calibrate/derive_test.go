@@ -70,3 +70,33 @@ func TestRepeatFiguresSeparateBackground(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, f.hostPerMsg, "unknown where the machine's CPU cannot be read")
 }
+
+// TestRepeatFiguresBusyCharge: a busy phase whose containers, 4 at 0.15
+// CPU each, burned their quotas over 10 s on 2,000 messages of 1 KiB
+// (4,000 charges), with a background of 0.0025 CPUs a node, gives
+// (6 - 0.1) CPU-s / 4,000 less 1 KiB's per-KiB share.
+func TestRepeatFiguresBusyCharge(t *testing.T) {
+	const perKiB = 20e-6
+	cfg := config{nodes: 4, sizes: []int{1024, 8192}, rate: 100, rates: []float64{200, 400}, messages: 1000, busyQuota: 0.15}
+	res := repeatResult{idlePerSec: 0.01,
+		fsync: []calibrate.SyncSamples{{Bytes: 4096, Seconds: []float64{1e-4, 1.2e-4}}, {Bytes: 65536, Seconds: []float64{2e-4, 2.2e-4}}},
+		rtt:   []float64{20e-6, 21e-6, 22e-6}}
+	for _, size := range cfg.sizes {
+		res.ingest = append(res.ingest, synthPhase(size, cfg.rate, cfg.messages, 0.3, 500e-6, perKiB))
+		res.read = append(res.read, synthPhase(size, cfg.rate, cfg.messages, 0.3, 500e-6, perKiB))
+	}
+	res.load = append(res.load, res.ingest[0])
+	for _, r := range cfg.rates {
+		res.load = append(res.load, synthPhase(1024, r, int(1000*r/100), 0.3, 500e-6, perKiB))
+	}
+	f, err := repeatFigures(cfg, res)
+	require.NoError(t, err)
+	assert.Zero(t, f.cpuPerMsgBusy, "no busy phase, no figure")
+
+	res.busy = &phase{size: 1024, count: 2000, offered: 4000, wall: 10 * time.Second, nodeCPU: 6 * time.Second}
+	f, err = repeatFigures(cfg, res)
+	require.NoError(t, err)
+	assert.InDelta(t, (6-0.1)/4000-perKiB, f.cpuPerMsgBusy, 1e-7)
+	assert.InDelta(t, 1.0, f.busyUtil, 1e-9, "the quotas were used in full")
+	assert.InDelta(t, 200, f.busyRate, 1e-9)
+}

@@ -91,6 +91,12 @@ type config struct {
 	// (image): the host's CPU beyond the nodes (host_cpu_per_msg).
 	containers bool
 	image      string
+	// The busy phase (busyPhase): the containers at busyQuota each, offered
+	// busyRate msgs/s for busySeconds by busySenders clients; 0 skips it.
+	busyQuota   float64
+	busyRate    float64
+	busySeconds time.Duration
+	busySenders int
 }
 
 // Limits of the command line.
@@ -107,6 +113,10 @@ func parse(args []string) (config, error) {
 	fs.StringVar(&c.dir, "dir", "tmp/calibrate", "working directory: data, node logs, the fsync probe's file (wiped)")
 	fs.BoolVar(&c.containers, "containers", true, "also run the load line against the array as Docker containers (-image): the host's CPU beyond the nodes, host_cpu_per_msg")
 	fs.StringVar(&c.image, "image", "mailarray:dev", "node image for -containers (make image)")
+	fs.Float64Var(&c.busyQuota, "busy-quota", 0.15, "with -containers: each container's CPU quota in the busy phase (cpu_per_msg_busy: a charge's CPU on a node always at work); 0 skips it")
+	fs.Float64Var(&c.busyRate, "busy-rate", 800, "msgs/s offered in the busy phase: above what the containers at -busy-quota can take")
+	fs.DurationVar(&c.busySeconds, "busy-seconds", 5*time.Second, "how long the busy phase offers its load")
+	fs.IntVar(&c.busySenders, "busy-senders", 128, "SMTP clients of the busy phase: enough to keep every node's queue full")
 	fs.StringVar(&c.name, "name", "calibrated", "the profile's name (cost_profile: <name>)")
 	fs.StringVar(&c.out, "out", "", "the profile file (default scenarios/profiles/<name>.yaml)")
 	fs.IntVar(&c.repeats, "repeats", 3, "independent repeats of every measurement, each on a fresh array")
@@ -151,6 +161,8 @@ func parse(args []string) (config, error) {
 		errs = append(errs, fmt.Errorf("-messages %d must be 10..%d", c.messages, maxMessages))
 	case !(c.rate > 0 && c.rate <= 10_000):
 		errs = append(errs, fmt.Errorf("-rate %v must be in (0, 10000]", c.rate))
+	case c.busyQuota < 0 || c.busyQuota > float64(runtime.NumCPU()) || (c.busyQuota > 0 && (c.busyRate <= 0 || c.busyRate > 10_000 || c.busySeconds < time.Second || c.busySenders < 1 || c.busySenders > 4096)):
+		errs = append(errs, fmt.Errorf("-busy-quota %v must be 0..%d, and with it -busy-rate in (0, 10000], -busy-seconds >= 1s, -busy-senders 1..4096", c.busyQuota, runtime.NumCPU()))
 	case c.senders < 1 || c.readers < 1 || c.fsyncCount < 1 || c.echoCount < 1 || c.noopCount < 1 || c.idle <= 0 || c.noopGap <= 0:
 		errs = append(errs, errors.New("-senders, -readers, -fsync-count, -echo-count, -noop-count, -noop-gap and -idle must be > 0"))
 	}

@@ -97,6 +97,9 @@ type repeatResult struct {
 	// containers: the load line's phases against the array as containers
 	// (containers.go); empty with -containers=false.
 	containers []phase
+	// busy: the phase with every container held at its quota
+	// (busyPhase); nil without it.
+	busy *phase
 }
 
 // runRepeat starts a fresh array, measures its idle CPU, then for every

@@ -183,9 +183,13 @@ func run(args []string) error {
 				delay = a.SyncDelay
 			}
 		}
-		charge := n.CPUPerMsg.D() + time.Duration(int64(first.Load.Size.MedianBytes)*int64(n.CPUPerKiB.D())/1024)
-		t.Array = append(t.Array, report.TruthNode{Name: n.Name, CPUQuota: n.CPUQuota, SyncDelayMs: ms(delay), DiskFsyncMs: ms(n.DiskFsync.D()), Weight: n.Weight,
-			ChargeMs: ms(charge), CPUBackground: n.CPUBackground, CPUIdle: n.CPUIdle, Cores: n.CPUCores})
+		size := time.Duration(int64(first.Load.Size.MedianBytes) * int64(n.CPUPerKiB.D()) / 1024)
+		tn := report.TruthNode{Name: n.Name, CPUQuota: n.CPUQuota, SyncDelayMs: ms(delay), DiskFsyncMs: ms(n.DiskFsync.D()), Weight: n.Weight,
+			ChargeMs: ms(n.CPUPerMsg.D() + size), CPUBackground: n.CPUBackground, CPUIdle: n.CPUIdle, Cores: n.CPUCores}
+		if n.CPUPerMsgBusy > 0 {
+			tn.BusyChargeMs = ms(n.CPUPerMsgBusy.D() + size)
+		}
+		t.Array = append(t.Array, tn)
 	}
 
 	if err := bench.RemoveLabelled(ctx, bench.DefaultContainerConfig("", sim.Scenario{}, nil).Label); err != nil {
