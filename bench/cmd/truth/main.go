@@ -64,7 +64,7 @@ func parse(args []string) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("truth", flag.ContinueOnError)
 	fs.StringVar(&c.profile, "profile", "calibrated", "cost profile: scenarios/profiles/<name>.yaml (make calibrate), or a path to a .yaml file")
-	strategies := fs.String("strategies", "roundrobin,leastload,weighted", "strategy scenarios to compare (comma-separated)")
+	strategies := fs.String("strategies", strings.Join(bench.Strategies, ","), "strategy scenarios to compare (comma-separated; default all eight)")
 	fs.Float64Var(&c.rate, "rate", 50, "nominal offered rate (msgs/s): below every strategy's saturation; the searches start from it")
 	fs.DurationVar(&c.duration, "duration", 20*time.Second, "nominal run's load")
 	fs.DurationVar(&c.drain, "drain", 5*time.Second, "nominal run's drain")
