@@ -68,6 +68,14 @@ func TruthScenario(strat sim.Scenario, array []TruthNode, p sim.CostProfile, rat
 	sc.Load.RatePerSec = rate
 	sc.Faults = nil
 	sc.Link = sim.LinkSpec{}
+	// Each sender caches its DNS answer for the TTL: with the strategy
+	// scenarios' 5 s and a 6 s probe, a sender's node was decided by one
+	// or two lookups, and a probe's spread over the nodes by a few hundred
+	// draws, so the same array's measured saturation moved by half from
+	// run to run (leastload 190-400 msgs/s: a herd sent to the slow node
+	// by one stale load report stayed there 5 s). The truth array answers
+	// with the smallest TTL the scenarios allow, on both sides.
+	sc.DNSTTL = sim.Duration(TruthDNSTTL)
 	sc.CostProfile = p.Name
 	sc.Nodes = nil
 	// The containers share this machine's CPUs with the load generator
@@ -139,6 +147,10 @@ func WriteScenario(dir string, sc sim.Scenario) (string, error) {
 // saturates near a hundred msgs/s, where the simulator search's 50 would
 // be as coarse as the ±25% the prediction is judged by.
 const TruthRateStep = 10
+
+// TruthDNSTTL is the truth array's DNS TTL: six lookups per sender and
+// probe.
+const TruthDNSTTL = time.Second
 
 // TruthProbeLoad is how long a truth probe offers its load: twice the
 // simulator search's 3 s. A probe is judged by its p99, which a few stalls

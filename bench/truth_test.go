@@ -38,6 +38,7 @@ func TestTruthScenario(t *testing.T) {
 	assert.Equal(t, strat.DNSStrategy, sc.DNSStrategy)
 	assert.Equal(t, strat.PlacementStrategy, sc.PlacementStrategy)
 	assert.Equal(t, 120.0, sc.Load.RatePerSec)
+	assert.Equal(t, sim.Duration(TruthDNSTTL), sc.DNSTTL, "the smallest TTL: six lookups per sender and probe")
 	assert.Equal(t, strat.Load.Size, sc.Load.Size, "the load's shape is the strategy scenario's")
 	assert.Equal(t, sim.Duration(50*time.Microsecond), sc.Link.Latency, "the profile's link")
 	quota := 0.0
