@@ -179,7 +179,7 @@ profile: build
 # (PROFILE, make calibrate). Per strategy: the saturation point (the
 # simulator's search and criterion on both sides), p50/p99 and copy
 # shares at a nominal rate -> results/truth.json and results/truth.md.
-# 5-8 minutes on a quiet machine (docs/bench.md "Truth run"). TRUTH_QUICK=1: a smoke run
+# 16.5 minutes for all eight strategies on a quiet machine (docs/bench.md "Truth run"). TRUTH_QUICK=1: a smoke run
 # (roundrobin, short runs, 2 probes) to tmp/truth/results. TRUTH_FLAGS
 # passes more flags (-strategies, -rate, -duration, -max-probes, -out).
 TRUTH_FLAGS ?=

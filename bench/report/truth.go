@@ -59,7 +59,10 @@ type Truth struct {
 	RankAgree        bool     `json:"rank_agree"`
 	Concordant       int      `json:"rank_concordant_pairs"`
 	Pairs            int      `json:"rank_pairs"`
-	WallSeconds      float64  `json:"wall_seconds"`
+	// Core is the same for TruthCoreStrategies alone, in a run that
+	// compares more; nil otherwise.
+	Core        *TruthCore `json:"core,omitempty"`
+	WallSeconds float64    `json:"wall_seconds"`
 	// HostBusyBefore is the machine's busy share of its CPUs over a few
 	// seconds before the run started (/proc/stat): other work on the
 	// machine, which the measured side shares the CPUs with. Absent where
@@ -73,6 +76,9 @@ func LoadTruth(path string) (*Truth, error) {
 	if err := loadKind(path, KindTruth, &t); err != nil {
 		return nil, err
 	}
+	// The rankings derive from the strategies: a file written before the
+	// core ranking existed gets it on re-rendering.
+	t.Rank()
 	return &t, nil
 }
 
@@ -183,10 +189,56 @@ func NewTruthStrategy(name string, pred, meas TruthSide) TruthStrategy {
 // Rank fills the rankings by saturation (best first; ties keep the table
 // order) and their agreement: the orders are the same, and how many
 // strategy pairs both sides order alike (a tie on one side and not the
-// other is a disagreement).
+// other is a disagreement); and the same for the issue's three strategies
+// (TruthCoreStrategies) where the run has them all.
 func (t *Truth) Rank() {
+	r := rankOf(t.Strategies)
+	t.RankingPredicted, t.RankingMeasured, t.Concordant, t.Pairs, t.RankAgree = r.predicted, r.measured, r.concordant, r.pairs, r.agree
+	t.Core = nil
+	var core []TruthStrategy
+	for _, name := range TruthCoreStrategies {
+		if i := slices.IndexFunc(t.Strategies, func(s TruthStrategy) bool { return s.Strategy == name }); i >= 0 {
+			core = append(core, t.Strategies[i])
+		}
+	}
+	if len(core) < len(TruthCoreStrategies) || len(core) == len(t.Strategies) {
+		return
+	}
+	c := rankOf(core)
+	t.Core = &TruthCore{Strategies: TruthCoreStrategies, RankingPredicted: c.predicted, RankingMeasured: c.measured,
+		RankAgree: c.agree, Concordant: c.concordant, Pairs: c.pairs, WithinBounds: true}
+	for _, s := range core {
+		t.Core.WithinBounds = t.Core.WithinBounds && s.SaturationWithinBound && s.P50WithinBound && s.CopyShareWithinBound
+	}
+}
+
+// TruthCoreStrategies are the strategies issue 20 requires at least.
+var TruthCoreStrategies = []string{"roundrobin", "leastload", "weighted"}
+
+// TruthCore is the ranking among TruthCoreStrategies alone, and whether
+// each of them is within every bound.
+type TruthCore struct {
+	Strategies       []string `json:"strategies"`
+	RankingPredicted []string `json:"ranking_predicted"`
+	RankingMeasured  []string `json:"ranking_measured"`
+	RankAgree        bool     `json:"rank_agree"`
+	Concordant       int      `json:"rank_concordant_pairs"`
+	Pairs            int      `json:"rank_pairs"`
+	// WithinBounds: each of them has saturation, p50 and copy shares
+	// within the bounds.
+	WithinBounds bool `json:"within_bounds"`
+}
+
+// ranking is one set of strategies ranked by both sides.
+type ranking struct {
+	predicted, measured []string
+	concordant, pairs   int
+	agree               bool
+}
+
+func rankOf(strategies []TruthStrategy) ranking {
 	order := func(sat func(TruthStrategy) float64) []string {
-		ss := slices.Clone(t.Strategies)
+		ss := slices.Clone(strategies)
 		slices.SortStableFunc(ss, func(a, b TruthStrategy) int {
 			switch x, y := sat(a), sat(b); {
 			case x > y:
@@ -202,8 +254,6 @@ func (t *Truth) Rank() {
 		}
 		return out
 	}
-	t.RankingPredicted = order(func(s TruthStrategy) float64 { return s.PredictedSaturation })
-	t.RankingMeasured = order(func(s TruthStrategy) float64 { return s.MeasuredSaturation })
 	sign := func(x float64) int {
 		switch {
 		case x > 0:
@@ -213,17 +263,19 @@ func (t *Truth) Rank() {
 		}
 		return 0
 	}
-	t.Pairs, t.Concordant = 0, 0
-	for i := range t.Strategies {
-		for j := i + 1; j < len(t.Strategies); j++ {
-			a, b := t.Strategies[i], t.Strategies[j]
-			t.Pairs++
+	r := ranking{predicted: order(func(s TruthStrategy) float64 { return s.PredictedSaturation }),
+		measured: order(func(s TruthStrategy) float64 { return s.MeasuredSaturation })}
+	for i := range strategies {
+		for j := i + 1; j < len(strategies); j++ {
+			a, b := strategies[i], strategies[j]
+			r.pairs++
 			if sign(a.PredictedSaturation-b.PredictedSaturation) == sign(a.MeasuredSaturation-b.MeasuredSaturation) {
-				t.Concordant++
+				r.concordant++
 			}
 		}
 	}
-	t.RankAgree = t.Concordant == t.Pairs
+	r.agree = r.concordant == r.pairs
+	return r
 }
 
 // busyCharge is a node's charge at work, or "-" where the model has none.
@@ -273,6 +325,12 @@ func RenderTruth(t *Truth, o Options) ([]byte, error) {
 	fmt.Fprintf(&b, "\nRanking by saturation, best first: predicted %s; measured %s. ", strings.Join(t.RankingPredicted, " > "), strings.Join(t.RankingMeasured, " > "))
 	if t.Pairs > 0 {
 		fmt.Fprintf(&b, "%d of %d strategy pairs are ordered alike (%s).\n\n", t.Concordant, t.Pairs, map[bool]string{true: "the rankings agree", false: "the rankings differ"}[t.RankAgree])
+		if c := t.Core; c != nil {
+			fmt.Fprintf(&b, "Among the three strategies issue 20 requires (%s): predicted %s; measured %s: %d of %d pairs alike (%s), and %s.\n\n",
+				strings.Join(c.Strategies, ", "), strings.Join(c.RankingPredicted, " > "), strings.Join(c.RankingMeasured, " > "), c.Concordant, c.Pairs,
+				map[bool]string{true: "the rankings agree", false: "the rankings differ"}[c.RankAgree],
+				map[bool]string{true: "each of the three is within every bound", false: "not every one of them is within every bound"}[c.WithinBounds])
+		}
 	} else {
 		b.WriteString("One strategy: no ranking to compare.\n\n")
 	}

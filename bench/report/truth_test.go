@@ -105,3 +105,32 @@ func TestComparisonLinksTruth(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotContains(t, string(md), "truth.md")
 }
+
+// TestRankCore: in a run of more strategies than issue 20's three, the
+// three are ranked on their own, and said to be within every bound only
+// when each is; a run of the three alone has no separate core ranking.
+func TestRankCore(t *testing.T) {
+	side := func(sat float64) TruthSide {
+		return TruthSide{SaturationMsgsPerSec: sat, P50Ms: 10, CopyShare: map[string]float64{"n1": 1}}
+	}
+	mk := func(name string, pred, meas float64) TruthStrategy {
+		return NewTruthStrategy(name, side(pred), side(meas))
+	}
+	tr := &Truth{Strategies: []TruthStrategy{mk("roundrobin", 550, 650), mk("random", 550, 300), mk("leastload", 400, 400), mk("weighted", 700, 800)}}
+	tr.Rank()
+	assert.False(t, tr.RankAgree, "random breaks the ranking of all four")
+	require.NotNil(t, tr.Core)
+	assert.Equal(t, []string{"weighted", "roundrobin", "leastload"}, tr.Core.RankingMeasured)
+	assert.True(t, tr.Core.RankAgree)
+	assert.Equal(t, 3, tr.Core.Concordant)
+	assert.True(t, tr.Core.WithinBounds)
+
+	tr.Strategies[2] = mk("leastload", 400, 220) // +82%
+	tr.Rank()
+	assert.False(t, tr.Core.WithinBounds, "leastload's saturation is 82% off")
+	assert.True(t, tr.Core.RankAgree, "the order holds")
+
+	tr.Strategies = []TruthStrategy{mk("roundrobin", 550, 650), mk("leastload", 400, 400), mk("weighted", 700, 800)}
+	tr.Rank()
+	assert.Nil(t, tr.Core, "the three alone: the ranking above is theirs")
+}

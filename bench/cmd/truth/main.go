@@ -7,7 +7,7 @@
 // nominal run; it writes results/truth.json and results/truth.md with a
 // chart.
 //
-//	truth                                  # results/truth.json, .md (5-8 minutes on a quiet machine)
+//	truth                                  # results/truth.json, .md (16.5 minutes for all eight strategies on a quiet machine)
 //	truth -quick                           # smoke: one strategy, short runs, to tmp/truth/results
 //
 // Order: the predictions first (the simulator in `go test ./bench -run
