@@ -53,13 +53,7 @@ func containerPhases(ctx context.Context, cfg config, rep int, res *repeatResult
 		return fmt.Errorf("%w (make image builds the node image; -containers=false skips this)", err)
 	}
 	defer a.Close()
-	cpu := func() time.Duration {
-		var s float64
-		for _, v := range a.CPUSeconds() {
-			s += v
-		}
-		return time.Duration(s * float64(time.Second))
-	}
+	cpu := func() time.Duration { return containersCPU(a) }
 	target := a.Target()
 	for j, rate := range append([]float64{cfg.rate}, cfg.rates...) {
 		msgs := int(math.Round(float64(cfg.messages) * rate / cfg.rate))
@@ -97,13 +91,7 @@ func busyPhase(ctx context.Context, cfg config, a *bench.ContainerArray, size, r
 	if err := a.SetCPUQuota(ctx, cfg.busyQuota); err != nil {
 		return err
 	}
-	cpu := func() time.Duration {
-		var s float64
-		for _, v := range a.CPUSeconds() {
-			s += v
-		}
-		return time.Duration(s * float64(time.Second))
-	}
+	cpu := func() time.Duration { return containersCPU(a) }
 	msgs := int(math.Round(cfg.busyRate * cfg.busySeconds.Seconds()))
 	psc := cfg.scenarioAt(size, cfg.busyRate, msgs, uint64(100*(rep+1)+90))
 	psc.Load.Senders = cfg.busySenders
@@ -142,3 +130,12 @@ const (
 	busyDrain   = 2 * time.Second
 	minBusyUtil = 0.85
 )
+
+// containersCPU is the containers' CPU time so far, all nodes together.
+func containersCPU(a *bench.ContainerArray) time.Duration {
+	var s float64
+	for _, v := range a.CPUSeconds() {
+		s += v
+	}
+	return time.Duration(s * float64(time.Second))
+}
