@@ -95,7 +95,7 @@ func TestSaturation(t *testing.T) {
 			TargetP99Ms: float64(target.Milliseconds())}
 		pass, fail, probes, err := cfg.Search(sc.Load.RatePerSec, func(rate float64) (report.Probe, error) {
 			p0 := wallNow()
-			p, err := probeInChild(t, path, scenarioProbes(cfg, sc), rate)
+			p, err := probeInChild(t, path, sc, scenarioProbes(cfg, sc), rate)
 			if err != nil {
 				return p, err
 			}
@@ -183,11 +183,12 @@ func probeFromEnv(getenv func(string) string) (sim.Scenario, float64, error) {
 	return cfg.ProbeScenario(sc, rate), rate, nil
 }
 
-// probeInChild runs one probe in a child process (this test binary, running
-// TestSaturationProbe), so that a simulator crash fails that probe, with
-// the crash as its reason, instead of the whole search. The child's
-// output (its progress bar) goes to stderr.
-func probeInChild(t *testing.T, path string, cfg SaturationConfig, rate float64) (report.Probe, error) {
+// probeInChild runs one probe of sc, the scenario at path, in a child
+// process (this test binary, running TestSaturationProbe), so that a
+// simulator crash fails that probe, with the crash as its reason, instead
+// of the whole search. The child's output (its progress bar) goes to
+// stderr.
+func probeInChild(t *testing.T, path string, sc sim.Scenario, cfg SaturationConfig, rate float64) (report.Probe, error) {
 	out := filepath.Join(t.TempDir(), "probe.json")
 	cmd := exec.Command(os.Args[0], "-test.run=^TestSaturationProbe$", "-test.count=1", "-test.timeout=1h")
 	cmd.Env = append(append(os.Environ(), probeEnv(path, cfg, rate)...), envProbeOut+"="+out)
@@ -206,7 +207,7 @@ func probeInChild(t *testing.T, path string, cfg SaturationConfig, rate float64)
 			why += ": " + line
 		}
 		progressLine("probe at %v msgs/s: %s", rate, why)
-		return report.Probe{OfferedRate: rate, Senders: ProbeSenders(0, rate, cfg.SenderSeconds), Why: why}, nil
+		return report.Probe{OfferedRate: rate, Senders: cfg.ProbeScenario(sc, rate).Load.Senders, Why: why}, nil
 	}
 	var p report.Probe
 	if err := json.Unmarshal(b, &p); err != nil {

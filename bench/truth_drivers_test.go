@@ -49,7 +49,7 @@ func TestTruthPredict(t *testing.T) {
 			name, sc.Load.RatePerSec, side.P50Ms, side.P99Ms, side.CopyShare, wallNow()-w0)
 		cfg := TruthSaturationConfig(sc, maxProbes)
 		pass, fail, probes, err := cfg.Search(sc.Load.RatePerSec, func(rate float64) (report.Probe, error) {
-			p, err := probeInChild(t, path, cfg, rate)
+			p, err := probeInChild(t, path, sc, cfg, rate)
 			if err == nil {
 				progressLine("truth %s predicted: probe %v msgs/s: pass %v %s", name, rate, p.Pass, p.Why)
 			}
