@@ -182,7 +182,7 @@ type TruthPrediction struct {
 
 // Side summarizes a nominal run's report for the truth table.
 func Side(rep *sim.Report) report.TruthSide {
-	s := report.TruthSide{P50Ms: rep.Latency.P50, P99Ms: rep.Latency.P99, Accepted: rep.Accepted, Offered: rep.Offered, Lost: rep.Lost,
+	s := report.TruthSide{P50Ms: rep.Latency.P50, P99Ms: rep.Latency.P99, MeanMs: rep.Latency.Mean, Accepted: rep.Accepted, Offered: rep.Offered, Lost: rep.Lost,
 		CopyShare: map[string]float64{}, NodeCPU: map[string]float64{}}
 	for _, n := range rep.Nodes {
 		s.CopyShare[n.Name] = n.ShareCopies

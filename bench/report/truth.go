@@ -113,8 +113,13 @@ type TruthSide struct {
 	SaturationMsgsPerSec float64 `json:"saturation_msgs_per_sec"`
 	FirstFailMsgsPerSec  float64 `json:"first_fail_msgs_per_sec"`
 	// The nominal run's latency (arrival to 250) and copy shares.
-	P50Ms     float64            `json:"p50_ms"`
-	P99Ms     float64            `json:"p99_ms"`
+	P50Ms float64 `json:"p50_ms"`
+	P99Ms float64 `json:"p99_ms"`
+	// MeanMs is the nominal run's mean latency: where the latencies have
+	// two modes (an even strategy on an array with one slow disk) the
+	// median jumps between them with a point of copy share, the mean
+	// moves with it smoothly. 0 in runs before it was recorded.
+	MeanMs    float64            `json:"mean_ms,omitempty"`
 	Accepted  int                `json:"accepted"`
 	Offered   int                `json:"offered"`
 	Lost      int                `json:"lost"`
@@ -140,6 +145,9 @@ type TruthStrategy struct {
 	PredictedP50Ms        float64            `json:"predicted_p50_ms"`
 	MeasuredP50Ms         float64            `json:"measured_p50_ms"`
 	P50ErrorPct           float64            `json:"p50_error_pct"`
+	PredictedMeanMs       float64            `json:"predicted_mean_ms,omitempty"`
+	MeasuredMeanMs        float64            `json:"measured_mean_ms,omitempty"`
+	MeanErrorPct          float64            `json:"mean_error_pct,omitempty"`
 	PredictedP99Ms        float64            `json:"predicted_p99_ms"`
 	MeasuredP99Ms         float64            `json:"measured_p99_ms"`
 	PredictedCopyShare    map[string]float64 `json:"predicted_copy_share"`
@@ -171,8 +179,12 @@ func NewTruthStrategy(name string, pred, meas TruthSide) TruthStrategy {
 	s := TruthStrategy{Strategy: name, Predicted: pred, Measured: meas,
 		PredictedSaturation: pred.SaturationMsgsPerSec, MeasuredSaturation: meas.SaturationMsgsPerSec,
 		PredictedP50Ms: pred.P50Ms, MeasuredP50Ms: meas.P50Ms, PredictedP99Ms: pred.P99Ms, MeasuredP99Ms: meas.P99Ms,
-		PredictedCopyShare: pred.CopyShare, MeasuredCopyShare: meas.CopyShare}
+		PredictedCopyShare: pred.CopyShare, MeasuredCopyShare: meas.CopyShare,
+		PredictedMeanMs: pred.MeanMs, MeasuredMeanMs: meas.MeanMs}
 	s.SaturationErrorPct = errPct(pred.SaturationMsgsPerSec, meas.SaturationMsgsPerSec)
+	if pred.MeanMs > 0 && meas.MeanMs > 0 {
+		s.MeanErrorPct = errPct(pred.MeanMs, meas.MeanMs)
+	}
 	s.P50ErrorPct = errPct(pred.P50Ms, meas.P50Ms)
 	for n, m := range meas.CopyShare {
 		s.CopyShareMaxDiffPP = max(s.CopyShareMaxDiffPP, round4(math.Abs(pred.CopyShare[n]-m)*100))
@@ -314,14 +326,23 @@ func RenderTruth(t *Truth, o Options) ([]byte, error) {
 	fmt.Fprintf(&b, "Error is (predicted - measured) / measured. Bounds (issue 20): saturation within ±%.0f%%, p50 within ±%.0f%%, every node's copy share within %.0f percentage points.\n\n",
 		TruthSaturationBoundPct, TruthP50BoundPct, TruthShareBoundPP)
 	rows = nil
+	means := slices.ContainsFunc(t.Strategies, func(s TruthStrategy) bool { return s.MeasuredMeanMs > 0 })
 	for _, s := range t.Strategies {
-		rows = append(rows, []string{s.Strategy,
+		row := []string{s.Strategy,
 			rate(s.PredictedSaturation), rate(s.MeasuredSaturation), signedPct(s.SaturationErrorPct) + mark(s.SaturationWithinBound),
-			msFig(s.PredictedP50Ms), msFig(s.MeasuredP50Ms), signedPct(s.P50ErrorPct) + mark(s.P50WithinBound),
-			msFig(s.PredictedP99Ms), msFig(s.MeasuredP99Ms),
-			strconv.FormatFloat(s.CopyShareMaxDiffPP, 'f', 1, 64) + " pp" + mark(s.CopyShareWithinBound)})
+			msFig(s.PredictedP50Ms), msFig(s.MeasuredP50Ms), signedPct(s.P50ErrorPct) + mark(s.P50WithinBound)}
+		if means {
+			row = append(row, msFig(s.PredictedMeanMs), msFig(s.MeasuredMeanMs), signedPct(s.MeanErrorPct))
+		}
+		rows = append(rows, append(row, msFig(s.PredictedP99Ms), msFig(s.MeasuredP99Ms),
+			strconv.FormatFloat(s.CopyShareMaxDiffPP, 'f', 1, 64)+" pp"+mark(s.CopyShareWithinBound)))
 	}
-	table(&b, []string{"strategy", "saturation predicted (msgs/s)", "measured", "error", "p50 predicted", "measured", "error", "p99 predicted", "measured", "copy share: largest gap"}, "lrrrrrrrrr", rows)
+	head := []string{"strategy", "saturation predicted (msgs/s)", "measured", "error", "p50 predicted", "measured", "error"}
+	if means {
+		head = append(head, "mean predicted", "measured", "error")
+	}
+	head = append(head, "p99 predicted", "measured", "copy share: largest gap")
+	table(&b, head, "l"+strings.Repeat("r", len(head)-1), rows)
 	fmt.Fprintf(&b, "\nRanking by saturation, best first: predicted %s; measured %s. ", strings.Join(t.RankingPredicted, " > "), strings.Join(t.RankingMeasured, " > "))
 	if t.Pairs > 0 {
 		fmt.Fprintf(&b, "%d of %d strategy pairs are ordered alike (%s).\n\n", t.Concordant, t.Pairs, map[bool]string{true: "the rankings agree", false: "the rankings differ"}[t.RankAgree])

@@ -134,3 +134,24 @@ func TestRankCore(t *testing.T) {
 	tr.Rank()
 	assert.Nil(t, tr.Core, "the three alone: the ranking above is theirs")
 }
+
+// TestRenderTruthMean: the mean's columns appear once the sides record a
+// mean, with its error; a run without means renders as before.
+func TestRenderTruthMean(t *testing.T) {
+	side := func(sat, p50, mean float64) TruthSide {
+		return TruthSide{SaturationMsgsPerSec: sat, P50Ms: p50, MeanMs: mean, P99Ms: 20, CopyShare: map[string]float64{"n1": 1}}
+	}
+	tr := &Truth{Kind: KindTruth, Profile: "calibrated", NominalRate: 50, NominalSeconds: 20, HostCPUs: 2,
+		Strategies: []TruthStrategy{NewTruthStrategy("roundrobin", side(550, 11.2, 9.0), side(650, 7.6, 8.0))}}
+	tr.Rank()
+	assert.InDelta(t, 12.5, tr.Strategies[0].MeanErrorPct, 1e-9)
+	md, err := RenderTruth(tr, Options{})
+	require.NoError(t, err)
+	assert.Contains(t, string(md), "| mean predicted | measured | error |")
+	assert.Contains(t, string(md), "| 11.2 ms | 7.6 ms | 47.4% ✗ | 9.0 ms | 8.0 ms | 12.5% | 20.0 ms |")
+
+	tr.Strategies = []TruthStrategy{NewTruthStrategy("roundrobin", side(550, 11.2, 0), side(650, 7.6, 0))}
+	md, err = RenderTruth(tr, Options{})
+	require.NoError(t, err)
+	assert.NotContains(t, string(md), "mean predicted")
+}
