@@ -9,6 +9,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"mailarray/node/catalog"
@@ -29,19 +30,32 @@ func (n *Node) readMessages(ctx context.Context, entries []catalog.Entry) []fetc
 	return out
 }
 
-// readMessagesInto is readMessages reading the local copies into slab
-// (readLocal): the results of those are valid until slab is used again.
-// It returns slab, grown if it had to be, for the next batch.
+// readMessagesInto is readMessages reading into slab: the local copies
+// (readLocal) and the answers of the holders asked for the others
+// (FetchCopiesInto), each in a region of its own, sized from the entries.
+// The results read there are valid until slab is used again; it returns
+// slab, grown if it had to be, for the next batch. A caller going through a
+// mailbox batch after batch (a FETCH, a POP3 read-ahead) so reuses one
+// buffer: a fresh answer per remote batch and a new slab whenever a run
+// outgrew the last were most of the bytes a FETCH allocated, and the
+// garbage collection they cost a fifth of the reading node's CPU
+// (docs/performance.md, "Retrieval").
 func (n *Node) readMessagesInto(ctx context.Context, entries []catalog.Entry, slab []byte) ([]fetchResult, []byte) {
 	out := make([]fetchResult, len(entries))
-	groups := map[string][]int{}
-	var order []string
+	type chunk struct {
+		holder string
+		idx    []int
+		dst    []byte // its region of slab
+	}
+	var chunks []chunk
 	var single []int
 	var local []int
+	localBytes := 0
 	for i := range entries {
 		e := &entries[i]
 		if e.HasLocation(n.conf().Name) {
 			local = append(local, i)
+			localBytes += int(max(e.Size, 0))
 			continue
 		}
 		holder := ""
@@ -55,19 +69,43 @@ func (n *Node) readMessagesInto(ctx context.Context, entries []catalog.Entry, sl
 			single = append(single, i)
 			continue
 		}
-		if _, ok := groups[holder]; !ok {
-			order = append(order, holder)
+		k := slices.IndexFunc(chunks, func(c chunk) bool { return c.holder == holder && len(c.idx) < peer.CopyBatchMax })
+		if k < 0 {
+			chunks = append(chunks, chunk{holder: holder})
+			k = len(chunks) - 1
 		}
-		groups[holder] = append(groups[holder], i)
+		chunks[k].idx = append(chunks[k].idx, i)
+	}
+	// The regions: the local copies, then each chunk's answer (its copies
+	// and their framing). Three-index slices keep them apart: a region
+	// that an entry's wrong size overflows grows out of the slab, not into
+	// the next region.
+	need := localBytes
+	rooms := make([]int, len(chunks))
+	for k, c := range chunks {
+		for _, i := range c.idx {
+			rooms[k] += int(max(entries[i].Size, 0)) + peer.CopyBatchFraming
+		}
+		need += rooms[k]
+	}
+	if cap(slab) < need {
+		slab = make([]byte, 0, need)
+	}
+	slab = slab[:0]
+	at := localBytes
+	for k := range chunks {
+		chunks[k].dst = slab[at : at : at+rooms[k]]
+		at += rooms[k]
 	}
 	if len(local) > 0 {
-		le := make([]catalog.Entry, len(local))
-		for k, i := range local {
-			le[k] = entries[i]
+		le := entries
+		if len(local) < len(entries) {
+			le = make([]catalog.Entry, len(local))
+			for k, i := range local {
+				le[k] = entries[i]
+			}
 		}
-		var got []fetchResult
-		got, slab = n.readLocal(le, slab)
-		for k, r := range got {
+		for k, r := range n.readLocal(le, slab[:0:localBytes]) {
 			if r.err != nil {
 				single = append(single, local[k]) // other holders, and repair
 				continue
@@ -77,55 +115,44 @@ func (n *Node) readMessagesInto(ctx context.Context, entries []catalog.Entry, sl
 	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for _, holder := range order {
-		idx := groups[holder]
-		for start := 0; start < len(idx); start += peer.CopyBatchMax {
-			chunk := idx[start:min(start+peer.CopyBatchMax, len(idx))]
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				ids := make([]string, len(chunk))
-				for k, i := range chunk {
-					ids[k] = entries[i].ID
+	for _, c := range chunks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ids := make([]string, len(c.idx))
+			for k, i := range c.idx {
+				ids[k] = entries[i].ID
+			}
+			datas, err := n.peer.FetchCopiesInto(ctx, c.holder, ids, c.dst)
+			mu.Lock()
+			defer mu.Unlock()
+			for k, i := range c.idx {
+				if err == nil && datas[k] != nil && store.Checksum(datas[k]) == entries[i].Sum {
+					out[i].data = datas[k]
+				} else {
+					single = append(single, i)
 				}
-				datas, err := n.peer.FetchCopies(ctx, holder, ids)
-				mu.Lock()
-				defer mu.Unlock()
-				for k, i := range chunk {
-					if err == nil && datas[k] != nil && store.Checksum(datas[k]) == entries[i].Sum {
-						out[i].data = datas[k]
-					} else {
-						single = append(single, i)
-					}
-				}
-			}()
-		}
+			}
+		}()
 	}
 	wg.Wait()
 	for _, i := range single {
 		out[i].data, out[i].err = n.readMessage(ctx, &entries[i])
 	}
+	if cap(slab) > maxKeptSlabBytes {
+		slab = nil // a batch of large messages: not kept for the session
+	}
 	return out, slab
 }
 
 // readLocal reads entries' copies from this node's store in one read
-// transaction, into slab (made or grown when it is too small; nil: a new
-// one): one buffer for the batch, and none at all when the caller passes
-// back the slab of its previous batch, whose results it is done with (a
-// FETCH's writer, a POP3 session's read-ahead). Each copy is hashed once:
-// the store verifies the bytes against the checksum stored with them, and
-// that checksum must be the entry's (store.ErrCorrupt otherwise, as for
-// bytes that fail it). It returns the slab for the next batch.
-func (n *Node) readLocal(entries []catalog.Entry, slab []byte) ([]fetchResult, []byte) {
+// transaction, appending them to buf (grown, if an entry's size is wrong,
+// by append: the results stay valid). Each copy is hashed once: the store
+// verifies the bytes against the checksum stored with them, and that
+// checksum must be the entry's (store.ErrCorrupt otherwise, as for bytes
+// that fail it).
+func (n *Node) readLocal(entries []catalog.Entry, buf []byte) []fetchResult {
 	out := make([]fetchResult, len(entries))
-	size := 0
-	for i := range entries {
-		size += int(max(entries[i].Size, 0))
-	}
-	if cap(slab) < size {
-		slab = make([]byte, 0, size)
-	}
-	slab = slab[:0]
 	err := n.store.Copies(entryIDs(entries), func(i int, data []byte, sum [32]byte, err error) bool {
 		switch {
 		case err != nil:
@@ -133,9 +160,9 @@ func (n *Node) readLocal(entries []catalog.Entry, slab []byte) ([]fetchResult, [
 		case sum != entries[i].Sum:
 			out[i].err = fmt.Errorf("%w: %s differs from its entry", store.ErrCorrupt, entries[i].ID)
 		default:
-			start := len(slab)
-			slab = append(slab, data...) // grows past size only if an entry's size is wrong
-			out[i].data = slab[start:len(slab):len(slab)]
+			start := len(buf)
+			buf = append(buf, data...)
+			out[i].data = buf[start:len(buf):len(buf)]
 		}
 		return true
 	})
@@ -144,10 +171,7 @@ func (n *Node) readLocal(entries []catalog.Entry, slab []byte) ([]fetchResult, [
 			out[i] = fetchResult{err: err}
 		}
 	}
-	if cap(slab) > maxKeptSlabBytes {
-		slab = nil // a batch of large messages: not kept for the session
-	}
-	return out, slab
+	return out
 }
 
 // maxKeptSlabBytes bounds the read buffer a session keeps between batches.

@@ -291,7 +291,7 @@ func (n *Node) readMessage(ctx context.Context, e *catalog.Entry) ([]byte, error
 		var data []byte
 		var err error
 		if loc == n.conf().Name {
-			got, _ := n.readLocal([]catalog.Entry{*e}, nil)
+			got := n.readLocal([]catalog.Entry{*e}, nil)
 			data, err = got[0].data, got[0].err
 		} else {
 			data, err = n.peer.FetchCopy(ctx, loc, e.ID, e.Sum)

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -225,4 +226,42 @@ func TestPOP3PipelinedRetrOfAMailboxSpreadOverTheArray(t *testing.T) {
 	assert.True(t, strings.HasPrefix(line(), "+OK"), "QUIT")
 	wg.Wait()
 	require.NoError(t, werr)
+}
+
+// TestReadMessagesIntoReadsEveryCopyIntoTheSlab: a batch read of a
+// mailbox spread over the array puts the remote copies, like the local
+// ones, in the slab it is given (one buffer for the batch, no answer
+// allocated per holder), each copy whole; given back the slab it
+// returned, the next batch of the same size reuses it.
+func TestReadMessagesIntoReadsEveryCopyIntoTheSlab(t *testing.T) {
+	c, _, want := bulkCluster(t)
+	n1 := c.nodes["n1"]
+	entries := n1.Catalog().List(alice)[:40] // under maxKeptSlabBytes, with local and remote copies
+	inside := func(b, slab []byte) bool {
+		start := uintptr(unsafe.Pointer(unsafe.SliceData(slab[:cap(slab)])))
+		at := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+		return at >= start && at+uintptr(len(b)) <= start+uintptr(cap(slab))
+	}
+	var remote int
+	for _, e := range entries {
+		if !e.HasLocation("n1") {
+			remote++
+		}
+	}
+	require.NotZero(t, remote, "some copies only n2 and n3 hold")
+	require.Less(t, remote, len(entries), "some copies n1 holds")
+
+	got, slab := n1.readMessagesInto(t.Context(), entries, nil)
+	require.NotNil(t, slab, "the slab is kept for the next batch")
+	for k, r := range got {
+		require.NoError(t, r.err)
+		assert.Equal(t, want[entries[k].ID], r.data, "message %d whole", k)
+		assert.True(t, inside(r.data, slab), "message %d (local: %v) read into the slab", k, entries[k].HasLocation("n1"))
+	}
+	again, slab2 := n1.readMessagesInto(t.Context(), entries, slab)
+	assert.Equal(t, unsafe.SliceData(slab[:1]), unsafe.SliceData(slab2[:1]), "the same slab, not a new one")
+	for k, r := range again {
+		require.NoError(t, r.err)
+		assert.Equal(t, want[entries[k].ID], r.data, "message %d whole the second time", k)
+	}
 }

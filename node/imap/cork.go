@@ -100,10 +100,24 @@ func (c *corkConn) SetDeadline(t time.Time) error {
 	return c.SetWriteDeadline(t)
 }
 
+// corkBufs holds the buffers corked connections gather in, between
+// FETCHes: a session's own grew by doubling to twice corkFlushBytes in
+// every FETCH of a new connection (clients that connect, fetch and leave),
+// a quarter of a megabyte of garbage each, and an idle session held it.
+// Writes under corkFlushBytes are appended to less than corkFlushBytes
+// gathered, so a buffer of twice that never grows.
+var corkBufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, 2*corkFlushBytes)
+	return &b
+}}
+
 // cork starts gathering writes.
 func (c *corkConn) cork() {
 	c.mu.Lock()
 	c.corked = true
+	if c.buf == nil {
+		c.buf = (*corkBufs.Get().(*[]byte))[:0]
+	}
 	c.mu.Unlock()
 }
 
@@ -121,9 +135,12 @@ func (c *corkConn) uncork() error {
 	defer c.mu.Unlock()
 	err := c.flushLocked()
 	c.corked = false
-	if c.buf != nil && cap(c.buf) > 2*corkFlushBytes {
-		c.buf = nil // grown past the usual: not kept for the session
+	if c.err == nil && cap(c.buf) == 2*corkFlushBytes {
+		// Sent (on an error it may not be: the buffer is dropped).
+		b := c.buf[:0]
+		corkBufs.Put(&b)
 	}
+	c.buf = nil
 	return err
 }
 

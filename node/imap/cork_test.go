@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -208,8 +209,8 @@ func TestCorkedLargeWriteGoesOutWithWhatWasGathered(t *testing.T) {
 	defer client.Close()
 	c := &corkConn{Conn: server}
 	c.cork()
-	head := []byte("* 1 FETCH (UID 1 BODY[] {131072}\r\n")
-	literal := bytes.Repeat([]byte("0123456789abcdef"), 2*corkFlushBytes/16)
+	literal := bytes.Repeat([]byte("0123456789abcdef"), 4*corkFlushBytes/16) // past the buffer's capacity
+	head := fmt.Appendf(nil, "* 1 FETCH (UID 1 BODY[] {%d}\r\n", len(literal))
 	tail := []byte(")\r\n")
 	want := append(append(append([]byte{}, head...), literal...), tail...)
 	got := make(chan []byte, 1)
@@ -235,4 +236,41 @@ func TestCorkedLargeWriteGoesOutWithWhatWasGathered(t *testing.T) {
 	assert.Equal(t, tail, c.buf, "gathering again")
 	require.NoError(t, c.uncork())
 	assert.Equal(t, want, <-got)
+}
+
+// TestCorkBufferIsPooledAndNeverGrows: a corked connection gathers in a
+// pooled buffer of twice corkFlushBytes, which writes under corkFlushBytes
+// never grow (each fills it at most to that), and gives it back when it
+// uncorks: an idle session holds none.
+func TestCorkBufferIsPooledAndNeverGrows(t *testing.T) {
+	server, client := net.Pipe()
+	defer client.Close()
+	read := make(chan int, 1)
+	go func() {
+		n, buf := 0, make([]byte, 32<<10)
+		for {
+			k, err := client.Read(buf)
+			n += k
+			if err != nil {
+				read <- n
+				return
+			}
+		}
+	}()
+	c := &corkConn{Conn: server}
+	c.cork()
+	require.Equal(t, 2*corkFlushBytes, cap(c.buf), "a pooled buffer")
+	first := unsafe.SliceData(c.buf[:1])
+	chunk := bytes.Repeat([]byte("x"), corkFlushBytes-1) // the largest write gathered
+	total := 0
+	for range 5 {
+		_, err := c.Write(chunk)
+		require.NoError(t, err)
+		total += len(chunk)
+		assert.Equal(t, first, unsafe.SliceData(c.buf[:1]), "the buffer never grew")
+	}
+	require.NoError(t, c.uncork())
+	assert.Nil(t, c.buf, "given back when uncorked")
+	server.Close()
+	assert.Equal(t, total, <-read, "every byte sent")
 }

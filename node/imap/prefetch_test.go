@@ -28,6 +28,9 @@ type prefetchBox struct {
 	// ReadBatch, once recorded.
 	onGet  func(i int)
 	onRead func()
+	// intoBuf: ReadBatch reads the bodies into the buffer it is given,
+	// as the node does.
+	intoBuf bool
 
 	mu    sync.Mutex
 	calls []batchCall
@@ -94,6 +97,15 @@ func (b *prefetchBox) ReadBatch(ctx context.Context, entries []catalog.Entry, bu
 			}
 			return out, buf
 		}
+	}
+	if b.intoBuf {
+		buf = buf[:0]
+		for k, i := range call.msgs {
+			start := len(buf)
+			buf = append(buf, b.body(i)...)
+			out[k].Data = buf[start:len(buf):len(buf)]
+		}
+		return out, buf
 	}
 	for k, i := range call.msgs {
 		out[k].Data = b.body(i)
@@ -386,4 +398,38 @@ func TestPrefetchReadsTheNextLocalRunWhileWaiting(t *testing.T) {
 		require.Equal(t, b.body(i), data)
 	}
 	assert.Len(t, b.recorded(false), 2, "the messages after the wait came from the run read during it")
+}
+
+// TestPrefetchGivesBuffersBackOnceSent: a remote batch's buffer (which its
+// messages' bytes point into) goes back to the pool only once the writer
+// asks for a message after the batch's last, never while one of its
+// messages may still be written; at stop every buffer is given back.
+func TestPrefetchGivesBuffersBackOnceSent(t *testing.T) {
+	b := newPrefetchBox(300, 4500, func(i int) bool { return i%3 == 1 })
+	b.intoBuf = true
+	p := prefetch(context.Background(), b, b.ids(), fetchWindow)
+	for i := range b.entries {
+		data, err := nextOf(t, p)
+		require.NoError(t, err)
+		require.Equal(t, b.body(i), data, "message %d", i)
+		// The batches up to the one message i is in are answered (the
+		// writer waited for them): their fields are safe to read here.
+		for k, bt := range p.batches[:p.cur+1] {
+			last := p.remote[bt.end-1]
+			switch {
+			case last < i:
+				assert.Nil(t, bt.buf, "batch %d (last message %d) given back at message %d", k, last, i)
+				assert.Less(t, k, p.released)
+			case b.remote(i) && bt.first <= p.sent-1 && p.sent-1 < bt.end:
+				require.NotNil(t, bt.buf, "batch %d holds message %d, being written", k, i)
+				assert.GreaterOrEqual(t, k, p.released)
+			}
+		}
+	}
+	assert.Greater(t, len(p.batches), 2, "several batches")
+	p.stop()
+	for k, bt := range p.batches {
+		assert.Nil(t, bt.buf, "batch %d given back at stop", k)
+	}
+	assert.Nil(t, p.localBuf, "the run buffer given back at stop")
 }

@@ -87,10 +87,10 @@ type Mailbox interface {
 	// Read returns e's message (CRLF line ends) from any live copy.
 	Read(ctx context.Context, e *catalog.Entry) ([]byte, error)
 	// ReadBatch reads entries' messages, result i for entry i, in as few
-	// round trips and store reads as it can. Copies this node holds may be
-	// read into buf (grown as needed, returned for the next call; nil: the
-	// results are the caller's): their results are valid until buf is
-	// given to ReadBatch again.
+	// round trips and store reads as it can. The copies, this node's and
+	// the other holders', may be read into buf (grown as needed, returned
+	// for the next call; nil: the results are the caller's): their results
+	// are valid until buf is given to ReadBatch again.
 	ReadBatch(ctx context.Context, entries []catalog.Entry, buf []byte) ([]ReadResult, []byte)
 	// StoreFlags writes a new version of each of the changed entries
 	// (their flags changed, nothing else) and makes it durable here

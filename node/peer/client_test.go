@@ -45,6 +45,18 @@ func TestClientOperations(t *testing.T) {
 	datas, err := c.FetchCopies(ctx, "s", []string{"id-a", "nope", "id-L"})
 	require.NoError(t, err)
 	assert.Equal(t, [][]byte{small, nil, nil}, datas, "batch: found, missing, corrupt")
+	// Into a buffer: the answer lands there when it fits, after what the
+	// buffer holds, and in a buffer of its own when it does not.
+	dst := append(make([]byte, 0, 1024), "kept"...)
+	datas, err = c.FetchCopiesInto(ctx, "s", []string{"id-a", "nope"}, dst)
+	require.NoError(t, err)
+	assert.Equal(t, [][]byte{small, nil}, datas)
+	assert.Equal(t, []byte("kept"), dst, "what the buffer held is left alone")
+	assert.Same(t, &dst[:cap(dst)][len(dst)+1+1], &datas[0][0], "read into dst, after its length (status, length, copy)")
+	tiny := make([]byte, 0, 4)
+	datas, err = c.FetchCopiesInto(ctx, "s", []string{"id-a"}, tiny)
+	require.NoError(t, err)
+	assert.Equal(t, [][]byte{small}, datas, "an answer larger than dst still comes whole")
 
 	// Entries: push, get, bucket, UIDs.
 	es := []catalog.Entry{

@@ -52,7 +52,10 @@
 //	                      holder reads the batch in one store read
 //	                      transaction and stops reading (skips the rest)
 //	                      once CopyBatchBytes are in. The reader verifies
-//	                      each copy against its catalog entry.
+//	                      each copy against its catalog entry (the node's
+//	                      holder does not hash them: a copy that fails is
+//	                      read again with GET /v1/copies/{id}, which the
+//	                      holder verifies, and repaired).
 //
 // With peer-ca/peer-cert/peer-cert-key (LoadTLS) the API speaks mutual
 // TLS: only holders of a certificate from the array's CA get through, and

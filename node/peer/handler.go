@@ -27,9 +27,11 @@ type Handler interface {
 	// GetCopy returns the node's copy of id (GET /v1/copies/{id}, batch
 	// reads): store.ErrNotFound and store.ErrCorrupt are answered as such.
 	GetCopy(id string) ([]byte, error)
-	// GetCopies calls fn with the copy of each of ids in turn, as GetCopy
-	// would return it but valid only during fn (POST /v1/copy-batch, which
-	// copies each straight into its answer); fn returns false to read no
+	// GetCopies calls fn with the copy of each of ids in turn, valid only
+	// during fn (POST /v1/copy-batch, which copies each straight into its
+	// answer): as GetCopy would return it, except that it need not verify
+	// the bytes (the reader of a batch verifies every copy, and reads one
+	// that fails with GET /v1/copies/{id}); fn returns false to read no
 	// further. A non-nil error is the store's, not a copy's.
 	GetCopies(ids []string, fn func(i int, data []byte, err error) bool) error
 	// HasCopy reports whether the node holds a copy of id (HEAD).

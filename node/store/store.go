@@ -454,7 +454,7 @@ func (s *Store) Get(id string) ([]byte, error) {
 // (valid only during fn: they are the memory map's; fn copies what it
 // keeps), and that checksum; or ErrNotFound or ErrCorrupt. One
 // transaction and one hash per copy is what a batch read (FETCH, POP3
-// read-ahead, a peer's copy batch) costs, against Get's transaction and
+// read-ahead) costs, against Get's transaction and
 // copy per message. fn returns false to read no further. fn must not
 // write to the store. A non-nil error is the store's, not a copy's.
 func (s *Store) Copies(ids []string, fn func(i int, data []byte, sum [32]byte, err error) bool) error {
@@ -462,6 +462,41 @@ func (s *Store) Copies(ids []string, fn func(i int, data []byte, sum [32]byte, e
 		for i, id := range ids {
 			data, sum, err := checkedCopy(tx, id)
 			if !fn(i, data, sum, err) {
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: read %d copies: %w", len(ids), err)
+	}
+	return nil
+}
+
+// UncheckedCopies is Copies without the hash: each copy's bytes as stored
+// (valid only during fn), or ErrNotFound, or ErrCorrupt for a value too
+// short to hold a checksum. For a reader that verifies every copy against
+// its catalog entry itself (a peer's copy batch: the node reading it
+// hashes each copy it gets, node/readbatch.go), so that a copy read from
+// another node is hashed once, not on both nodes.
+func (s *Store) UncheckedCopies(ids []string, fn func(i int, data []byte, err error) bool) error {
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketCopies)
+		for i, id := range ids {
+			var err error
+			v := b.Get([]byte(id))
+			switch {
+			case v == nil:
+				err = ErrNotFound
+			case len(v) < sha256.Size:
+				err = fmt.Errorf("%w: %s is %d bytes", ErrCorrupt, id, len(v))
+			default:
+				v = v[sha256.Size:]
+			}
+			if err != nil {
+				v = nil
+			}
+			if !fn(i, v, err) {
 				break
 			}
 		}

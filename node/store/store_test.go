@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -165,6 +166,34 @@ func TestCopiesOfEverySize(t *testing.T) {
 	assert.False(t, s.Has("big"))
 	assert.False(t, s.Has("small"))
 	assert.True(t, s.Has("page"))
+}
+
+// TestUncheckedCopiesGiveTheStoredBytes: UncheckedCopies gives each
+// copy's bytes as stored, a bad copy's too (its reader verifies), and
+// tells a missing copy; Copies refuses the bad one.
+func TestUncheckedCopiesGiveTheStoredBytes(t *testing.T) {
+	s := open(t)
+	good, bad := payload(1, 4500), payload(2, 4500)
+	require.NoError(t, s.Write(&Batch{PutCopies: []Copy{{ID: "good", Data: good}, {ID: "bad", Data: bad}}}))
+	require.NoError(t, s.Corrupt("bad"))
+	var datas [][]byte
+	var errs []error
+	require.NoError(t, s.UncheckedCopies([]string{"good", "bad", "absent"}, func(i int, data []byte, err error) bool {
+		datas, errs = append(datas, bytes.Clone(data)), append(errs, err)
+		return true
+	}))
+	require.Len(t, datas, 3)
+	assert.Equal(t, good, datas[0])
+	assert.NoError(t, errs[0])
+	assert.Len(t, datas[1], len(bad), "the bad copy's bytes, as stored")
+	assert.NotEqual(t, Checksum(bad), Checksum(datas[1]), "not the message: its reader's check fails")
+	assert.NoError(t, errs[1])
+	assert.Nil(t, datas[2])
+	assert.ErrorIs(t, errs[2], ErrNotFound)
+	require.NoError(t, s.Copies([]string{"bad"}, func(i int, data []byte, sum [32]byte, err error) bool {
+		assert.ErrorIs(t, err, ErrCorrupt, "Copies verifies")
+		return true
+	}))
 }
 
 // A checksum passed by the caller is written as given: a wrong one is
